@@ -1,0 +1,77 @@
+"""Entry point of the ``diffcrystal`` command.
+
+Each subcommand lives in its own module ``diffcrystal.cli.<name>`` exposing
+``configure(parser)`` (adds its arguments) and ``run(args) -> int`` (exit code). A subcommand
+whose module is not part of this build answers "not available yet" with exit code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from diffcrystal import __version__
+from diffcrystal.errors import InputError
+
+SUBCOMMANDS = {
+    "sample": "generate candidate crystals with a trained generator",
+    "train": "train a generator from a dataset and a config",
+    "relax": "relax candidate crystals with a machine-learned potential",
+    "rank": "relax, deduplicate and rank candidates by energy",
+    "evaluate": "measure a generator against a test set",
+    "info": "summarise a dataset (structures, elements, sizes, space groups)",
+    "potential": "fit or label data for an own NequIP/Allegro potential",
+}
+
+EXIT_NOT_AVAILABLE = 2
+
+
+def _load(name: str):
+    try:
+        return importlib.import_module(f"diffcrystal.cli.{name}")
+    except ModuleNotFoundError as error:
+        if error.name == f"diffcrystal.cli.{name}":
+            return None
+        raise
+
+
+def build_parser() -> tuple[argparse.ArgumentParser, dict]:
+    parser = argparse.ArgumentParser(
+        prog="diffcrystal",
+        description="Crystal structure generation by equivariant joint diffusion.",
+    )
+    parser.add_argument("--version", action="version", version=f"diffcrystal {__version__}")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    modules = {}
+    for name, help_text in SUBCOMMANDS.items():
+        module = _load(name)
+        sub = subparsers.add_parser(name, help=help_text, description=help_text)
+        if module is not None:
+            module.configure(sub)
+        modules[name] = module
+    return parser, modules
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser, modules = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return EXIT_NOT_AVAILABLE
+    module = modules[args.command]
+    if module is None:
+        print(f"diffcrystal {args.command}: not available yet in this version", file=sys.stderr)
+        return EXIT_NOT_AVAILABLE
+    try:
+        return int(module.run(args) or 0)
+    except InputError as error:
+        print(f"diffcrystal {args.command}: error: {error}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"diffcrystal {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,143 @@
+"""Symmetry analysis (spglib) and structural validity of generated crystals.
+
+Validity follows the CDVAE/DiffCSP protocol: a structure is valid when every interatomic
+distance (periodic images included) exceeds :data:`MIN_DISTANCE_A` and its cell volume
+exceeds :data:`~diffcrystal.data.crystal.MIN_VOLUME_A3`. We add an upper bound on the
+volume per atom, :data:`MAX_VOLUME_PER_ATOM_A3`, so that exploded cells are not called valid.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import spglib
+
+from diffcrystal.data.crystal import MIN_VOLUME_A3, Crystal
+
+MIN_DISTANCE_A = 0.5
+"""Smallest allowed interatomic distance in Å (CDVAE structural validity)."""
+
+MAX_VOLUME_PER_ATOM_A3 = 200.0
+"""Largest volume per atom in Å³ still called sane (H2 gas at 1 bar is ~ 20,000, the
+loosest solids in ICSD ~ 100); generated cells above it have exploded."""
+
+SYMPREC_LOOSE = 0.1
+"""spglib tolerance in Å used to report symmetry of generated structures (loose)."""
+
+SYMPREC_TIGHT = 0.01
+"""spglib tolerance in Å for a tight second opinion."""
+
+ANGLE_TOLERANCE_DEG = 5.0
+"""spglib angle tolerance in degrees."""
+
+
+@dataclass(frozen=True)
+class SpaceGroup:
+    """A space group found by spglib: ``symbol`` (international, e.g. ``'Pm-3m'``), ``number``
+    (1..230) and ``crystal_system``. ``number == 0`` means spglib found none."""
+
+    symbol: str
+    number: int
+
+    @property
+    def crystal_system(self) -> str:
+        return crystal_system(self.number)
+
+
+def crystal_system(number: int) -> str:
+    """Crystal system of space group ``number`` (1..230), ``'unknown'`` for 0."""
+    bounds = [
+        (2, "triclinic"),
+        (15, "monoclinic"),
+        (74, "orthorhombic"),
+        (142, "tetragonal"),
+        (167, "trigonal"),
+        (194, "hexagonal"),
+        (230, "cubic"),
+    ]
+    if number < 1:
+        return "unknown"
+    for upper, name in bounds:
+        if number <= upper:
+            return name
+    raise ValueError(f"space group number {number} outside 1..230")
+
+
+def _spglib_cell(crystal: Crystal):
+    return (crystal.lattice, crystal.frac_coords, crystal.atomic_numbers)
+
+
+def space_group(crystal: Crystal, symprec: float = SYMPREC_LOOSE) -> SpaceGroup:
+    """Space group of ``crystal`` at tolerance ``symprec`` (Å), via spglib."""
+    dataset = spglib.get_symmetry_dataset(
+        _spglib_cell(crystal), symprec=symprec, angle_tolerance=ANGLE_TOLERANCE_DEG
+    )
+    if dataset is None:
+        return SpaceGroup("", 0)
+    return SpaceGroup(str(dataset.international), int(dataset.number))
+
+
+def symmetrized(crystal: Crystal, symprec: float = SYMPREC_LOOSE) -> Crystal | None:
+    """The spglib-refined conventional cell of ``crystal`` with its symmetry made exact,
+    or ``None`` when spglib finds no symmetry beyond P1 (or none at all)."""
+    found = space_group(crystal, symprec)
+    if found.number <= 1:
+        return None
+    refined = spglib.standardize_cell(
+        _spglib_cell(crystal),
+        to_primitive=False,
+        no_idealize=False,
+        symprec=symprec,
+        angle_tolerance=ANGLE_TOLERANCE_DEG,
+    )
+    if refined is None:
+        return None
+    lattice, frac, numbers = refined
+    return Crystal(lattice, frac, numbers, properties=dict(crystal.properties), label=crystal.label)
+
+
+def min_distance(crystal: Crystal) -> float:
+    """Smallest interatomic distance in Å over all pairs and periodic images.
+
+    For a single atom this is the shortest lattice translation.
+    """
+    structure = crystal.to_structure()
+    distances = structure.distance_matrix  # (N, N), minimum image, Å
+    n = crystal.num_atoms
+    off_diagonal = distances[~np.eye(n, dtype=bool)] if n > 1 else np.array([])
+    # An atom's distance to its own images: the shortest non-zero lattice vector.
+    self_image = structure.lattice.get_points_in_sphere(
+        [[0.0, 0.0, 0.0]], [0.0, 0.0, 0.0], max(structure.lattice.abc) + 1e-8
+    )
+    image_lengths = np.array([d for _, d, _, _ in self_image if d > 1e-8])
+    candidates = np.concatenate([off_diagonal, image_lengths])
+    return float(candidates.min()) if candidates.size else float("inf")
+
+
+@dataclass(frozen=True)
+class Validity:
+    """Structural validity: ``valid`` and, when not, the ``reason`` in words."""
+
+    valid: bool
+    reason: str = ""
+
+
+def structural_validity(
+    crystal: Crystal,
+    min_distance_A: float = MIN_DISTANCE_A,
+    max_volume_per_atom_A3: float = MAX_VOLUME_PER_ATOM_A3,
+) -> Validity:
+    """Check distances (> ``min_distance_A`` Å) and volume (> 0.1 Å³ and at most
+    ``max_volume_per_atom_A3`` Å³ per atom)."""
+    if crystal.volume <= MIN_VOLUME_A3:
+        return Validity(False, f"cell volume {crystal.volume:.3g} Å³ <= {MIN_VOLUME_A3} Å³")
+    per_atom = crystal.volume / crystal.num_atoms
+    if per_atom > max_volume_per_atom_A3:
+        return Validity(
+            False, f"volume per atom {per_atom:.1f} Å³ > {max_volume_per_atom_A3} Å³"
+        )
+    shortest = min_distance(crystal)
+    if shortest <= min_distance_A:
+        return Validity(False, f"atoms {shortest:.3f} Å apart (< {min_distance_A} Å)")
+    return Validity(True)
