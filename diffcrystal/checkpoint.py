@@ -1,0 +1,140 @@
+"""Safe generator checkpoints: safetensors weights + JSON metadata, with an integrity hash.
+
+A generator checkpoint is one ``.safetensors`` file. Its tensors are the denoiser's weights
+(the EMA weights when training kept them); its string metadata holds
+
+- ``format``: :data:`CHECKPOINT_FORMAT`;
+- ``config``: JSON of the resolved experiment (denoiser and diffusion configs, data
+  statistics such as the species seen and the atom-count histogram, training record);
+- ``tensors_sha256``: SHA-256 over the tensors (sorted names, dtype, shape and bytes), checked
+  on every load so that a corrupt or truncated file is refused with a clear message.
+
+safetensors never executes code on load, unlike pickle. Bundled checkpoints additionally have
+their file hash listed in ``checkpoints/manifest.json`` (and in the model card).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from diffcrystal.errors import InputError
+
+CHECKPOINT_FORMAT = "diffcrystal-generator/1"
+"""Version tag written into every generator checkpoint."""
+
+BUNDLED_DIR = Path(__file__).resolve().parents[1] / "checkpoints"
+"""Folder of the checkpoints shipped with the repository."""
+
+MANIFEST_NAME = "manifest.json"
+"""File in :data:`BUNDLED_DIR` mapping each mode to its checkpoint file and SHA-256."""
+
+
+class CheckpointError(InputError):
+    """A checkpoint that is missing, corrupt, or not a diffcrystal generator."""
+
+
+def tensors_sha256(tensors: dict[str, torch.Tensor]) -> str:
+    """SHA-256 over named tensors: for each name in sorted order, the name, dtype, shape and
+    the raw bytes of the contiguous CPU tensor."""
+    digest = hashlib.sha256()
+    for name in sorted(tensors):
+        tensor = tensors[name].detach().to("cpu").contiguous()
+        digest.update(name.encode())
+        digest.update(str(tensor.dtype).encode())
+        digest.update(str(tuple(tensor.shape)).encode())
+        digest.update(tensor.view(torch.uint8).numpy().tobytes() if tensor.numel() else b"")
+    return digest.hexdigest()
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    """SHA-256 of a file's bytes."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def save_checkpoint(path: str | os.PathLike, tensors: dict[str, torch.Tensor], config: dict[str, Any]) -> Path:
+    """Write a generator checkpoint atomically (a temporary file renamed into place), so an
+    existing file at ``path`` is never left half-written."""
+    from safetensors.torch import save_file
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    cpu_tensors = {name: t.detach().to("cpu").contiguous() for name, t in tensors.items()}
+    metadata = {
+        "format": CHECKPOINT_FORMAT,
+        "config": json.dumps(config, sort_keys=True),
+        "tensors_sha256": tensors_sha256(cpu_tensors),
+    }
+    handle, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(handle)
+    try:
+        save_file(cpu_tensors, tmp_name, metadata=metadata)
+        os.replace(tmp_name, path)
+    finally:
+        if os.path.exists(tmp_name):
+            os.unlink(tmp_name)
+    return path
+
+
+def load_checkpoint(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """Read a generator checkpoint: ``(tensors, config)``. Raises :class:`CheckpointError`
+    naming the file when it is missing, unreadable, of another format, or fails its hash."""
+    from safetensors import safe_open
+
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint not found: {path}")
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            metadata = handle.metadata() or {}
+            tensors = {name: handle.get_tensor(name) for name in handle.keys()}
+    except Exception as error:  # safetensors raises several types for damaged headers/data
+        raise CheckpointError(
+            f"corrupt or unreadable checkpoint {path}: {type(error).__name__}: {error}"
+        ) from None
+    if metadata.get("format") != CHECKPOINT_FORMAT:
+        raise CheckpointError(
+            f"{path} is not a diffcrystal generator checkpoint "
+            f"(format {metadata.get('format')!r}, expected {CHECKPOINT_FORMAT!r})"
+        )
+    if tensors_sha256(tensors) != metadata.get("tensors_sha256"):
+        raise CheckpointError(f"corrupt checkpoint {path}: weights do not match their SHA-256")
+    try:
+        config = json.loads(metadata["config"])
+    except (KeyError, json.JSONDecodeError) as error:
+        raise CheckpointError(f"corrupt checkpoint {path}: unreadable config ({error})") from None
+    return tensors, config
+
+
+def bundled_checkpoint(mode: str, directory: Path = BUNDLED_DIR) -> Path:
+    """Path of the bundled checkpoint for ``mode`` ('csp' or 'denovo'), after checking its
+    file hash against the manifest."""
+    manifest_path = directory / MANIFEST_NAME
+    if not manifest_path.is_file():
+        raise CheckpointError(f"no bundled checkpoints: {manifest_path} not found")
+    manifest = json.loads(manifest_path.read_text())
+    if mode not in manifest:
+        raise CheckpointError(
+            f"no bundled checkpoint for mode {mode!r}; available: {sorted(manifest)}"
+        )
+    entry = manifest[mode]
+    path = directory / entry["file"]
+    if not path.is_file():
+        raise CheckpointError(f"bundled checkpoint missing: {path}")
+    actual = file_sha256(path)
+    if actual != entry["sha256"]:
+        raise CheckpointError(
+            f"corrupt bundled checkpoint {path}: SHA-256 {actual[:12]}… does not match the "
+            f"manifest's {entry['sha256'][:12]}…"
+        )
+    return path

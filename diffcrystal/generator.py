@@ -1,0 +1,141 @@
+"""A trained generator: denoiser + joint diffusion + the statistics of its training data.
+
+Loaded from a safe checkpoint (:mod:`diffcrystal.checkpoint`), it turns a list of requested
+cells (atom counts and, in CSP mode, their species) into :class:`Crystal` objects.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch_geometric.data import Batch, Data
+
+from diffcrystal import MASK_SPECIES
+from diffcrystal.checkpoint import CheckpointError, load_checkpoint
+from diffcrystal.data import keys
+from diffcrystal.data.crystal import Crystal, CrystalError
+from diffcrystal.diffusion import JointDiffusion, build_joint_diffusion
+from diffcrystal.diffusion import sample as run_sampler
+from diffcrystal.models import Denoiser
+from diffcrystal.training.config import ExperimentConfig
+from diffcrystal.training.datamodule import DataStatistics
+
+
+class Generator:
+    """Samples crystals with a trained denoiser.
+
+    Parameters
+    ----------
+    denoiser : the network (weights loaded, eval mode).
+    joint : the joint diffusion it was trained under.
+    experiment : the experiment config it was trained with.
+    statistics : species and atom counts of its training data.
+    training : the training record (steps, wall time, hardware) from the checkpoint.
+    """
+
+    def __init__(
+        self,
+        denoiser: Denoiser,
+        joint: JointDiffusion,
+        experiment: ExperimentConfig,
+        statistics: DataStatistics,
+        training: dict | None = None,
+    ):
+        self.denoiser = denoiser.eval()
+        self.joint = joint
+        self.experiment = experiment
+        self.statistics = statistics
+        self.training = training or {}
+
+    @property
+    def mode(self) -> str:
+        return self.experiment.diffusion.mode
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.denoiser.parameters()).device
+
+    @classmethod
+    def from_checkpoint(cls, path: str | Path, device: str | torch.device = "cpu") -> "Generator":
+        tensors, config = load_checkpoint(path)
+        try:
+            experiment = ExperimentConfig.from_dict(config["experiment"])
+            statistics = DataStatistics.from_dict(config["statistics"])
+        except (KeyError, ValueError, TypeError) as error:
+            raise CheckpointError(f"checkpoint {path} has an unreadable config: {error}") from None
+        denoiser = Denoiser(experiment.model)
+        try:
+            denoiser.load_state_dict(tensors)
+        except RuntimeError as error:
+            first = str(error).splitlines()[0]
+            raise CheckpointError(f"checkpoint {path} does not fit its model config: {first}") from None
+        joint = build_joint_diffusion(experiment.diffusion)
+        return cls(denoiser.to(device), joint, experiment, statistics, config.get("training"))
+
+    def template(self, num_atoms: list[int], species: list[list[int]] | None) -> Batch:
+        """A batch describing the cells to generate: sizes and, in CSP mode, species.
+
+        In de novo mode every species starts as the mask (:data:`MASK_SPECIES`).
+        """
+        items = []
+        for index, n in enumerate(num_atoms):
+            if species is not None:
+                numbers = torch.as_tensor(species[index], dtype=torch.long)
+            else:
+                numbers = torch.full((n,), MASK_SPECIES, dtype=torch.long)
+            items.append(
+                Data(
+                    **{
+                        keys.LATTICE: torch.eye(3).unsqueeze(0),
+                        keys.FRAC_COORDS: torch.zeros(n, 3),
+                        keys.ATOMIC_NUMBERS: numbers,
+                        keys.NUM_ATOMS: torch.tensor([n]),
+                    },
+                    num_nodes=n,
+                )
+            )
+        return Batch.from_data_list(items).to(self.device)
+
+    @torch.no_grad()
+    def sample(
+        self,
+        num_atoms: list[int],
+        species: list[list[int]] | None = None,
+        *,
+        num_steps: int,
+        generator: torch.Generator,
+        progress=None,
+    ) -> list[Crystal | CrystalError]:
+        """Generate one crystal per entry of ``num_atoms``.
+
+        ``species``: per-crystal atomic numbers (CSP mode; required there, ignored de novo).
+        Returns a Crystal per request, or the :class:`CrystalError` that made it impossible
+        (e.g. a collapsed lattice), so one failure never loses the batch.
+        """
+        if self.mode == "csp" and species is None:
+            raise ValueError("a CSP generator needs the species of every crystal")
+        template = self.template(num_atoms, species if self.mode == "csp" else None)
+        result = run_sampler(
+            self.joint,
+            self.denoiser,
+            template,
+            num_steps=num_steps,
+            generator=generator,
+            corrector_steps=self.experiment.diffusion.corrector_steps,
+            progress=progress,
+        )
+        lattices = result[keys.LATTICE].double().cpu().numpy()
+        frac = result[keys.FRAC_COORDS].double().cpu().numpy()
+        numbers = result[keys.ATOMIC_NUMBERS].cpu().numpy()
+        offsets = [0]
+        for n in num_atoms:
+            offsets.append(offsets[-1] + n)
+        crystals: list[Crystal | CrystalError] = []
+        for index in range(len(num_atoms)):
+            start, stop = offsets[index], offsets[index + 1]
+            try:
+                crystals.append(Crystal(lattices[index], frac[start:stop], numbers[start:stop]))
+            except CrystalError as error:
+                crystals.append(error)
+        return crystals

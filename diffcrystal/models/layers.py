@@ -1,0 +1,166 @@
+"""Equivariant building blocks of the denoiser: normalisation and the interaction block.
+
+Irreps follow e3nn (``o3.Irreps``); node features are laid out as ``Cx0e + Vx1o (+ Tx2e)``.
+Every block maps features of its declared input irreps to its declared output irreps and
+commutes with the action of O(3): ``f(D_in(R) x, Y(R r)) = D_out(R) f(x, Y(r))``.
+"""
+
+from __future__ import annotations
+
+import torch
+from e3nn import nn as enn
+from e3nn import o3
+from torch import Tensor, nn
+
+NORM_EPS = 1e-6
+"""Added to mean squares before the square root in :class:`EquivariantLayerNorm`."""
+
+
+class EquivariantLayerNorm(nn.Module):
+    """Per-node layer norm that commutes with rotations.
+
+    For each block ``mul x l`` of the irreps:
+
+    - l = 0: ``(x - mean) / sqrt(mean((x - mean)^2) + eps) * w + b`` over the ``mul`` channels
+      (an ordinary layer norm; scalars are invariant so centring is allowed);
+    - l > 0: ``x / sqrt(mean(|x|^2) / (2l + 1) + eps) * w`` with one learnable weight per
+      channel and no bias or centring (both would break equivariance).
+
+    Input and output: (N, irreps.dim) of the same ``irreps``.
+    """
+
+    def __init__(self, irreps: o3.Irreps) -> None:
+        super().__init__()
+        self.irreps = o3.Irreps(irreps)
+        self.weights = nn.ParameterList([nn.Parameter(torch.ones(mul)) for mul, _ in self.irreps])
+        num_scalars = sum(mul for mul, ir in self.irreps if ir.l == 0)
+        self.bias = nn.Parameter(torch.zeros(num_scalars))
+
+    def forward(self, x: Tensor) -> Tensor:
+        out = []
+        bias_start = 0
+        for (mul, ir), sl, weight in zip(self.irreps, self.irreps.slices(), self.weights):
+            field = x[:, sl].reshape(-1, mul, ir.dim)  # (N, mul, 2l+1)
+            if ir.l == 0:
+                field = field - field.mean(dim=1, keepdim=True)
+                field = field / torch.sqrt(field.pow(2).mean(dim=(1, 2), keepdim=True) + NORM_EPS)
+                field = field * weight[:, None] + self.bias[bias_start : bias_start + mul, None]
+                bias_start += mul
+            else:
+                field = field / torch.sqrt(field.pow(2).mean(dim=(1, 2), keepdim=True) + NORM_EPS)
+                field = field * weight[:, None]
+            out.append(field.reshape(-1, mul * ir.dim))
+        return torch.cat(out, dim=-1)
+
+    def __repr__(self) -> str:
+        return f"{self.__class__.__name__}({self.irreps})"
+
+
+class InteractionBlock(nn.Module):
+    """One gated, equivariant message-passing update (NequIP / SEGNN style).
+
+    For each receiver i:
+
+        m_i = 1/deg(i) * sum_j  TP_w(r_ij)( x_j , Y(r_ij / |r_ij|) )          (messages)
+        y_i = Gate( Linear_msg(m_i) + Linear_self(x_i) )                        (update)
+
+    where ``TP`` is a depthwise ("uvu") e3nn tensor product of the sender features with the
+    spherical harmonics of the Cartesian edge vector, its path weights ``w`` produced per edge
+    by an MLP of the invariant edge embedding, and ``Gate`` the e3nn gated nonlinearity
+    (SiLU on scalars, sigmoid gates on l > 0 channels). The block returns ``y`` (the caller
+    adds the residual). Equivariance: x -> D(R) x, r -> R r gives y -> D(R) y.
+
+    Parameters
+    ----------
+    irreps_in : irreps of the node features x.
+    irreps_out : irreps of y; must be ``Cx0e + (l>0 blocks)`` (gates are added internally).
+    irreps_sh : irreps of the edge spherical harmonics, e.g. ``0e+1o+2e``.
+    edge_dim : size of the invariant edge embedding.
+    radial_hidden : hidden width of the radial MLP.
+    """
+
+    def __init__(
+        self,
+        irreps_in: o3.Irreps,
+        irreps_out: o3.Irreps,
+        irreps_sh: o3.Irreps,
+        edge_dim: int,
+        radial_hidden: int,
+    ) -> None:
+        super().__init__()
+        self.irreps_in = o3.Irreps(irreps_in)
+        self.irreps_out = o3.Irreps(irreps_out)
+        self.irreps_sh = o3.Irreps(irreps_sh)
+
+        irreps_scalars = o3.Irreps([(mul, ir) for mul, ir in self.irreps_out if ir.l == 0])
+        irreps_gated = o3.Irreps([(mul, ir) for mul, ir in self.irreps_out if ir.l > 0])
+        if irreps_scalars.dim + irreps_gated.dim != self.irreps_out.dim or any(
+            ir != o3.Irrep("0e") for _, ir in irreps_scalars
+        ):
+            raise ValueError(f"irreps_out must be Cx0e plus l>0 blocks, got {self.irreps_out}")
+        irreps_gates = o3.Irreps([(mul, "0e") for mul, _ in irreps_gated])
+        self.gate = enn.Gate(
+            irreps_scalars, [torch.nn.functional.silu],
+            irreps_gates, [torch.sigmoid],
+            irreps_gated,
+        )
+        wanted = {ir for _, ir in self.gate.irreps_in}
+
+        # depthwise tensor product x_j (x) Y(r_ij) -> every wanted irrep it can reach
+        mid, instructions = [], []
+        for i1, (mul, ir1) in enumerate(self.irreps_in):
+            for i2, (_, ir2) in enumerate(self.irreps_sh):
+                for ir_out in ir1 * ir2:
+                    if ir_out in wanted:
+                        instructions.append((i1, i2, len(mid), "uvu", True))
+                        mid.append((mul, ir_out))
+        irreps_mid = o3.Irreps(mid)
+        irreps_mid_sorted, perm, _ = irreps_mid.sort()
+        instructions = [(i1, i2, perm[i_out], mode, w) for i1, i2, i_out, mode, w in instructions]
+        self.tp = o3.TensorProduct(
+            self.irreps_in, self.irreps_sh, irreps_mid_sorted, instructions,
+            shared_weights=False, internal_weights=False,
+        )
+        self.radial = enn.FullyConnectedNet(
+            [edge_dim, radial_hidden, self.tp.weight_numel], torch.nn.functional.silu
+        )
+        self.linear_msg = o3.Linear(irreps_mid_sorted.simplify(), self.gate.irreps_in)
+        self.linear_self = o3.Linear(self.irreps_in, self.gate.irreps_in)
+        self.irreps_mid = irreps_mid_sorted.simplify()
+
+    def forward(
+        self,
+        x: Tensor,
+        edge_sh: Tensor,
+        edge_emb: Tensor,
+        senders: Tensor,
+        receivers: Tensor,
+        inv_degree: Tensor,
+    ) -> Tensor:
+        """
+        Parameters
+        ----------
+        x : (N, irreps_in.dim) node features.
+        edge_sh : (E, irreps_sh.dim) spherical harmonics of r_ij.
+        edge_emb : (E, edge_dim) invariant edge embedding.
+        senders, receivers : (E,) long.
+        inv_degree : (N, 1) 1 / max(deg, 1) of each receiver.
+
+        Returns
+        -------
+        (N, irreps_out.dim)
+        """
+        weights = self.radial(edge_emb)  # (E, weight_numel)
+        messages = self.tp(x[senders], edge_sh, weights)  # (E, mid.dim)
+        agg = torch.zeros(
+            x.shape[0], messages.shape[1], dtype=messages.dtype, device=messages.device
+        ).index_add_(0, receivers, messages)  # (N, mid.dim)
+        # irreps_mid sorted but not simplified: same layout as the simplified irreps
+        pre = self.linear_msg(agg * inv_degree) + self.linear_self(x)  # (N, gate_in.dim)
+        return self.gate(pre)
+
+    def __repr__(self) -> str:
+        return (
+            f"{self.__class__.__name__}({self.irreps_in} -> {self.irreps_out}, "
+            f"sh={self.irreps_sh}, tp_weights={self.tp.weight_numel})"
+        )

@@ -1,0 +1,153 @@
+"""Reading candidate structures and writing relaxation outputs safely.
+
+Inputs (:func:`read_candidates`), each path one of:
+
+- a *sample folder*: a ``summary.csv`` with an ``id`` column whose rows map to ``<id>.cif``;
+- a folder of ``*.cif`` files (no summary): every CIF, sorted by name;
+- a ``.cif`` file;
+- an extended-XYZ file (``.xyz``/``.extxyz``; every frame, labelled by its ``label``/``id``
+  info key or ``<stem>-<index>``).
+
+Outputs are written atomically (a temporary file in the same folder, then ``os.replace``), and
+never onto an input path (:func:`check_not_input`).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+import tempfile
+from pathlib import Path
+from typing import Iterable, Sequence
+
+from diffcrystal.errors import InputError
+
+SUMMARY_NAME = "summary.csv"
+"""The table of a sample folder; column ``id`` names each ``<id>.cif``."""
+
+EXTXYZ_SUFFIXES = (".xyz", ".extxyz")
+
+
+def _read_cif(path: Path):
+    from pymatgen.io.ase import AseAtomsAdaptor
+    from pymatgen.core import Structure
+
+    try:
+        structure = Structure.from_file(str(path))
+    except Exception as error:  # pymatgen raises many kinds on bad CIFs
+        raise InputError(f"{path}: cannot read CIF ({type(error).__name__}: {error})") from None
+    if not structure.is_ordered:
+        raise InputError(f"{path}: structure has partial occupancies (disorder)")
+    return AseAtomsAdaptor.get_atoms(structure)
+
+
+def _read_sample_folder(folder: Path) -> list[tuple[str, object]]:
+    with open(folder / SUMMARY_NAME, newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    if rows and "id" not in rows[0]:
+        raise InputError(f"{folder / SUMMARY_NAME}: no 'id' column")
+    out = []
+    for row_number, row in enumerate(rows, start=2):
+        cif = folder / f"{row['id']}.cif"
+        if not cif.is_file():
+            raise InputError(f"{folder / SUMMARY_NAME} row {row_number}: {cif.name} not found")
+        out.append((str(row["id"]), _read_cif(cif)))
+    return out
+
+
+def _read_extxyz(path: Path) -> list[tuple[str, object]]:
+    from ase.io import read
+
+    try:
+        frames = read(str(path), index=":")
+    except Exception as error:
+        raise InputError(f"{path}: cannot read extxyz ({type(error).__name__}: {error})") from None
+    out = []
+    for i, atoms in enumerate(frames):
+        name = atoms.info.get("label", atoms.info.get("id", f"{path.stem}-{i}"))
+        atoms.calc = None
+        out.append((str(name), atoms))
+    return out
+
+
+def read_candidates(paths: Sequence[str | Path]) -> list[tuple[str, object]]:
+    """``(label, ase.Atoms)`` pairs from sample folders, CIF folders/files or extxyz files.
+
+    Labels are made unique by suffixing ``-2``, ``-3``... when two inputs share one.
+    """
+    out: list[tuple[str, object]] = []
+    for raw in paths:
+        path = Path(raw)
+        if path.is_dir():
+            if (path / SUMMARY_NAME).is_file():
+                out.extend(_read_sample_folder(path))
+            else:
+                cifs = sorted(path.glob("*.cif"))
+                if not cifs:
+                    raise InputError(f"{path}: no {SUMMARY_NAME} and no *.cif files")
+                out.extend((cif.stem, _read_cif(cif)) for cif in cifs)
+        elif path.is_file() and path.suffix.lower() == ".cif":
+            out.append((path.stem, _read_cif(path)))
+        elif path.is_file() and path.suffix.lower() in EXTXYZ_SUFFIXES:
+            out.extend(_read_extxyz(path))
+        elif not path.exists():
+            raise InputError(f"{path}: no such file or folder")
+        else:
+            raise InputError(f"{path}: expected a sample folder, a CIF folder, a .cif or an extxyz file")
+    seen: dict[str, int] = {}
+    unique = []
+    for name, atoms in out:
+        seen[name] = seen.get(name, 0) + 1
+        unique.append((name if seen[name] == 1 else f"{name}-{seen[name]}", atoms))
+    return unique
+
+
+def input_paths(paths: Iterable[str | Path]) -> set[Path]:
+    """Every file an input path stands for (resolved), to be protected from writes."""
+    protected: set[Path] = set()
+    for raw in paths:
+        path = Path(raw).resolve()
+        protected.add(path)
+        if path.is_dir():
+            protected.update(p.resolve() for p in path.iterdir())
+    return protected
+
+
+def check_not_input(target: Path, protected: set[Path]) -> None:
+    """Refuse to write ``target`` when it is one of the inputs."""
+    if Path(target).resolve() in protected:
+        raise InputError(f"refusing to overwrite input {target}; choose another --out")
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` atomically (temporary file in the same folder + rename)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(handle, "w", newline="") as stream:
+            stream.write(text)
+        os.replace(temporary, path)
+    except BaseException:
+        if os.path.exists(temporary):
+            os.unlink(temporary)
+        raise
+
+
+def write_csv_atomic(path: Path, rows: Sequence[dict], columns: Sequence[str]) -> None:
+    """Write ``rows`` (dicts) with ``columns`` as a CSV, atomically."""
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=list(columns), extrasaction="ignore", lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow(row)
+    write_text_atomic(path, buffer.getvalue())
+
+
+def cif_text(atoms) -> str:
+    """CIF text of an ASE ``Atoms`` (via pymatgen's writer, lattice kept)."""
+    from pymatgen.io.ase import AseAtomsAdaptor
+    from pymatgen.io.cif import CifWriter
+
+    return str(CifWriter(AseAtomsAdaptor.get_structure(atoms)))

@@ -1,0 +1,318 @@
+"""Relax crystals (positions and cell) with an ASE calculator and record what happened.
+
+One relaxation is ASE ``FIRE`` (or ``BFGS``) on a ``FrechetCellFilter`` (positions and cell
+together, at zero pressure), stopped when the largest generalised force is below ``fmax``
+(eV/Å; stress components are scaled by the cell volume, ASE's convention) or after
+``max_steps`` steps. After every step the structure is checked; it has *exploded* when
+
+- energy, forces, stress, positions or cell are not finite,
+- two atoms are closer than :data:`~diffcrystal.symmetry.MIN_DISTANCE_A` (0.5 Å), or
+- the volume per atom exceeds :data:`~diffcrystal.symmetry.MAX_VOLUME_PER_ATOM_A3`.
+
+An exploded, unreadable or failing structure gives a :class:`RelaxResult` with
+``status`` ``'exploded'`` or ``'failed'`` and a ``reason``; it never stops the batch, and
+:attr:`RelaxResult.rankable` keeps it out of any ranking.
+
+:func:`relax_many` spreads a batch over a process pool (``spawn``), each worker building its
+calculator once; ``workers=1`` relaxes in this process.
+"""
+
+from __future__ import annotations
+
+import math
+import multiprocessing
+import os
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass, field
+from typing import Iterable, Literal, Sequence
+
+import numpy as np
+
+from diffcrystal.data.crystal import MIN_VOLUME_A3, Crystal
+from diffcrystal.errors import InputError
+from diffcrystal.potential.calculators import DEFAULT_POTENTIAL, load_calculator, potential_label
+from diffcrystal.symmetry import MAX_VOLUME_PER_ATOM_A3, MIN_DISTANCE_A, space_group
+
+DEFAULT_FMAX_EV_A = 0.02
+"""Convergence threshold on the largest (generalised) force, eV/Å (DESIGN.md)."""
+
+DEFAULT_MAX_STEPS = 500
+"""Step cap of one relaxation; a structure still above ``fmax`` is recorded as not converged."""
+
+DEFAULT_WORKERS = 2
+"""Worker processes of :func:`relax_many` (the CPU machines here have 2 cores)."""
+
+OPTIMIZERS = ("FIRE", "BFGS")
+"""ASE optimizers accepted by :class:`RelaxSettings`."""
+
+Status = Literal["converged", "not_converged", "exploded", "failed"]
+
+RANKABLE_STATUSES = ("converged", "not_converged")
+"""Statuses whose energies may enter a ranking (exploded / failed ones never do)."""
+
+
+@dataclass(frozen=True)
+class RelaxSettings:
+    """How to relax: ``fmax`` (eV/Å), ``max_steps`` and the ``optimizer`` (``FIRE``/``BFGS``)."""
+
+    fmax: float = DEFAULT_FMAX_EV_A
+    max_steps: int = DEFAULT_MAX_STEPS
+    optimizer: Literal["FIRE", "BFGS"] = "FIRE"
+
+    def __post_init__(self) -> None:
+        if not (self.fmax > 0 and math.isfinite(self.fmax)):
+            raise InputError(f"fmax must be a positive number of eV/Å, got {self.fmax}")
+        if int(self.max_steps) < 0:
+            raise InputError(f"max_steps must be >= 0, got {self.max_steps}")
+        if self.optimizer not in OPTIMIZERS:
+            raise InputError(f"unknown optimizer {self.optimizer!r}; valid: {', '.join(OPTIMIZERS)}")
+
+
+@dataclass
+class RelaxResult:
+    """Outcome of relaxing one structure.
+
+    ``energy_per_atom`` in eV/atom, ``max_force`` the largest atomic force norm in eV/Å,
+    ``stress`` the final Voigt stress (xx, yy, zz, yz, xz, xy) in eV/Å³, ``atoms`` the final
+    structure (``None`` when unusable), ``space_group`` / ``space_group_number`` found by spglib
+    after relaxation, ``potential`` the :func:`potential_label` used.
+    """
+
+    label: str
+    status: Status
+    potential: str
+    energy_per_atom: float = float("nan")
+    converged: bool = False
+    steps: int = 0
+    max_force: float = float("nan")
+    stress: tuple[float, ...] = field(default_factory=lambda: (float("nan"),) * 6)
+    num_atoms: int = 0
+    formula: str = ""
+    space_group: str = ""
+    space_group_number: int = 0
+    reason: str = ""
+    atoms: object = None
+
+    @property
+    def rankable(self) -> bool:
+        """Whether the energy may enter a ranking (not exploded, not failed, finite)."""
+        return self.status in RANKABLE_STATUSES and math.isfinite(self.energy_per_atom)
+
+    @property
+    def crystal(self) -> Crystal:
+        """The relaxed structure as a :class:`Crystal` (raises when there is none)."""
+        if self.atoms is None:
+            raise InputError(f"{self.label}: no relaxed structure ({self.status}: {self.reason})")
+        return Crystal.from_atoms(self.atoms, label=self.label)
+
+    @property
+    def energy(self) -> float:
+        """Total energy in eV."""
+        return self.energy_per_atom * self.num_atoms
+
+
+class _Exploded(Exception):
+    """Raised from the per-step check to stop an optimizer on a structure that blew up."""
+
+
+def explosion_reason(atoms, energy: float | None = None, forces=None, stress=None) -> str:
+    """Why ``atoms`` (with optional energy in eV, forces (N, 3) eV/Å, stress (6,) eV/Å³) counts as
+    exploded, or ``''`` when it is sane. See the module docstring for the criteria."""
+    from ase.neighborlist import neighbor_list
+
+    cell = np.asarray(atoms.cell.array, dtype=float)
+    positions = np.asarray(atoms.positions, dtype=float)
+    if not (np.all(np.isfinite(cell)) and np.all(np.isfinite(positions))):
+        return "non-finite positions or cell"
+    for name, value in (("energy", energy), ("forces", forces), ("stress", stress)):
+        if value is not None and not np.all(np.isfinite(np.asarray(value, dtype=float))):
+            return f"non-finite {name}"
+    volume = abs(float(np.linalg.det(cell)))
+    if volume < MIN_VOLUME_A3:
+        return f"cell volume {volume:.3g} Å³ < {MIN_VOLUME_A3} Å³"
+    per_atom = volume / len(atoms)
+    if per_atom > MAX_VOLUME_PER_ATOM_A3:
+        return f"volume per atom {per_atom:.1f} Å³ > {MAX_VOLUME_PER_ATOM_A3} Å³"
+    distances = neighbor_list("d", atoms, MIN_DISTANCE_A)
+    if distances.size:
+        return f"atoms {float(distances.min()):.3f} Å apart (< {MIN_DISTANCE_A} Å)"
+    return ""
+
+
+def _optimizer_class(name: str):
+    from ase.optimize import BFGS, FIRE
+
+    return {"FIRE": FIRE, "BFGS": BFGS}[name]
+
+
+def relax_atoms(atoms, calculator, settings: RelaxSettings = RelaxSettings(), label: str = "",
+                potential: str = "") -> RelaxResult:
+    """Relax one structure (positions and cell) with ``calculator``; never raises on bad input.
+
+    ``atoms``: ASE ``Atoms`` (periodic) or :class:`Crystal`. Returns a :class:`RelaxResult`.
+    """
+    from ase.filters import FrechetCellFilter
+
+    result = RelaxResult(label=label, status="failed", potential=potential)
+    try:
+        atoms = atoms.to_atoms() if isinstance(atoms, Crystal) else atoms.copy()
+        result.num_atoms = len(atoms)
+        result.formula = atoms.get_chemical_formula(mode="metal", empirical=True)
+        if len(atoms) == 0 or not all(atoms.pbc):
+            result.reason = "not a periodic structure with atoms"
+            return result
+        reason = explosion_reason(atoms)
+        if reason:
+            result.status, result.reason = "exploded", f"input: {reason}"
+            return result
+        atoms.calc = calculator
+        cell_filter = FrechetCellFilter(atoms)
+        optimizer = _optimizer_class(settings.optimizer)(cell_filter, logfile=None)
+
+        def check() -> None:
+            why = explosion_reason(
+                atoms,
+                atoms.get_potential_energy(),
+                atoms.get_forces(),
+                atoms.get_stress(),
+            )
+            if why:
+                raise _Exploded(why)
+
+        optimizer.attach(check, interval=1)
+        try:
+            converged = bool(optimizer.run(fmax=settings.fmax, steps=settings.max_steps))
+        except _Exploded as exploded:
+            result.status, result.reason = "exploded", f"step {optimizer.nsteps}: {exploded}"
+            result.steps = int(optimizer.nsteps)
+            return result
+        energy = float(atoms.get_potential_energy())
+        forces = atoms.get_forces()
+        stress = atoms.get_stress()
+        reason = explosion_reason(atoms, energy, forces, stress)
+        result.steps = int(optimizer.nsteps)
+        if reason:
+            result.status, result.reason = "exploded", f"final: {reason}"
+            return result
+        result.energy_per_atom = energy / len(atoms)
+        result.max_force = float(np.linalg.norm(forces, axis=1).max())
+        result.stress = tuple(float(s) for s in stress)
+        result.converged = converged
+        result.status = "converged" if converged else "not_converged"
+        if not converged:
+            result.reason = f"fmax {settings.fmax} eV/Å not reached in {settings.max_steps} steps"
+        final = atoms.copy()
+        final.calc = None
+        crystal = Crystal.from_atoms(final, label=label)
+        found = space_group(crystal)
+        result.space_group, result.space_group_number = found.symbol, found.number
+        result.atoms = final
+    except Exception as error:  # a bad structure must never stop the batch
+        result.status, result.reason = "failed", f"{type(error).__name__}: {error}"
+        result.atoms = None
+    return result
+
+
+# ---------------------------------------------------------------------- batches
+_WORKER: dict = {}
+
+
+def _init_worker(potential: str, device: str, threads: int) -> None:
+    import torch
+
+    torch.set_num_threads(threads)
+    _WORKER["calculator"] = load_calculator(potential, device=device)
+    _WORKER["potential"] = potential_label(potential)
+
+
+def _relax_in_worker(index: int, label: str, atoms, settings: RelaxSettings):
+    return index, relax_atoms(atoms, _WORKER["calculator"], settings, label, _WORKER["potential"])
+
+
+def _labelled(structures: Iterable) -> list[tuple[str, object]]:
+    out = []
+    for i, item in enumerate(structures):
+        if isinstance(item, tuple):
+            out.append((str(item[0]), item[1]))
+        elif isinstance(item, Crystal):
+            out.append((item.label or str(i), item))
+        else:
+            out.append((str(item.info.get("label", i)), item))
+    return out
+
+
+def check_potential(potential: str) -> str:
+    """Validate ``potential`` cheaply (name, path, optional package) and return its label."""
+    label = potential_label(potential)
+    if label == "chgnet":
+        load_calculator(label)  # raises the clear InputError when chgnet is absent
+    return label
+
+
+def relax_many(
+    structures: Sequence,
+    potential: str = DEFAULT_POTENTIAL,
+    settings: RelaxSettings = RelaxSettings(),
+    workers: int = DEFAULT_WORKERS,
+    device: str = "cpu",
+    threads_per_worker: int = 1,
+    progress: bool = True,
+    calculator=None,
+) -> list[RelaxResult]:
+    """Relax a batch; results in input order, one per structure, never raising for one of them.
+
+    Parameters
+    ----------
+    structures : ASE ``Atoms`` (label from ``atoms.info['label']``), :class:`Crystal` (its
+        ``label``) or ``(label, Atoms | Crystal)`` pairs.
+    potential : a name or model path (:func:`~diffcrystal.potential.calculators.load_calculator`).
+    workers : worker processes; 1 relaxes in this process (with ``calculator`` if given).
+    threads_per_worker : torch threads in each worker process.
+    progress : show a tqdm progress bar.
+    """
+    from tqdm.auto import tqdm
+
+    if workers < 1:
+        raise InputError(f"workers must be >= 1, got {workers}")
+    label = check_potential(potential)
+    items = _labelled(structures)
+    results: list[RelaxResult | None] = [None] * len(items)
+    bar = tqdm(total=len(items), desc=f"relax ({label.split('/')[-1]})", disable=not progress,
+               unit="structure")
+    if workers == 1 or len(items) <= 1:
+        calc = calculator if calculator is not None else load_calculator(potential, device=device)
+        for i, (name, atoms) in enumerate(items):
+            results[i] = relax_atoms(atoms, calc, settings, name, label)
+            bar.update()
+    else:
+        context = multiprocessing.get_context("spawn")
+        try:
+            with ProcessPoolExecutor(
+                max_workers=min(workers, len(items)),
+                mp_context=context,
+                initializer=_init_worker,
+                initargs=(potential, device, threads_per_worker),
+            ) as pool:
+                futures = [
+                    pool.submit(_relax_in_worker, i, name, atoms, settings)
+                    for i, (name, atoms) in enumerate(items)
+                ]
+                for future in as_completed(futures):
+                    i, result = future.result()
+                    results[i] = result
+                    bar.update()
+        except BrokenProcessPool as error:
+            for i, (name, _) in enumerate(items):
+                if results[i] is None:
+                    results[i] = RelaxResult(name, "failed", label, reason=f"worker died: {error}")
+    bar.close()
+    return results  # type: ignore[return-value]
+
+
+def available_cores() -> int:
+    """CPU cores this process may use."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not Linux
+        return os.cpu_count() or 1

@@ -1,0 +1,166 @@
+"""``sample_to_folder``: the library behind ``diffcrystal sample``.
+
+Requests are generated in batches; batch ``b`` draws its noise from a generator seeded by
+``(seed, b)``, so the same seed gives the same structures, and a resumed run produces exactly
+the structures the interrupted run had not finished.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from pymatgen.core import Composition, Element
+from tqdm.auto import tqdm
+
+from diffcrystal.checkpoint import file_sha256
+from diffcrystal.data.composition import multiply, to_atomic_numbers
+from diffcrystal.errors import InputError
+from diffcrystal.generator import Generator
+from diffcrystal.sample_writer import SampleRecord, SampleWriter
+
+log = logging.getLogger(__name__)
+
+MAX_SAMPLE_ATOMS = 200
+"""Largest cell (atoms) the sampler accepts: the denoiser's in-cell graph grows as N²."""
+
+RUN_RECORD_NAME = "run.json"
+
+
+@dataclass
+class SampleRun:
+    """What a sampling run produced."""
+
+    out_dir: Path
+    records: list[SampleRecord]
+
+    @property
+    def num_valid(self) -> int:
+        return sum(r.valid for r in self.records)
+
+    def space_group_counts(self) -> Counter:
+        return Counter(f"{r.spacegroup_symbol} ({r.spacegroup_number})" for r in self.records)
+
+
+def _batch_generator(seed: int, batch_index: int, device: torch.device) -> torch.Generator:
+    state = np.random.SeedSequence([seed, batch_index]).generate_state(1, dtype=np.uint64)[0]
+    return torch.Generator(device=device).manual_seed(int(state) & ((1 << 63) - 1))
+
+
+def plan_requests(
+    generator: Generator,
+    n: int,
+    composition: Composition | None,
+    formula_units: list[int],
+    seed: int,
+) -> list[tuple[int, list[int] | None]]:
+    """(atom count, species or None) for each of the ``n`` requested crystals.
+
+    CSP: the composition times Z, cycling through ``formula_units``. De novo: atom counts drawn
+    from the training histogram with a generator seeded by ``seed``.
+    """
+    if composition is not None:
+        if generator.mode != "csp":
+            raise InputError("this checkpoint generates de novo; drop --composition or pass a CSP checkpoint")
+        plans = []
+        for z in formula_units:
+            species = to_atomic_numbers(multiply(composition, z))
+            if len(species) > MAX_SAMPLE_ATOMS:
+                raise InputError(
+                    f"{composition.formula} x {z} has {len(species)} atoms; at most "
+                    f"{MAX_SAMPLE_ATOMS} atoms per cell are supported"
+                )
+            plans.append((len(species), species))
+        unseen = sorted(set(int(e.Z) for e in composition.elements) - set(generator.statistics.species))
+        if unseen:
+            names = ", ".join(Element.from_Z(z).symbol for z in unseen)
+            log.warning("the checkpoint never saw %s in training; expect poor structures", names)
+        largest = max(p[0] for p in plans)
+        if largest > generator.statistics.max_atoms:
+            log.warning(
+                "%d atoms per cell is more than the largest training cell (%d atoms); expect poor structures",
+                largest,
+                generator.statistics.max_atoms,
+            )
+        return [plans[i % len(plans)] for i in range(n)]
+    if generator.mode == "csp":
+        raise InputError("this checkpoint predicts structures for a given composition: pass --composition")
+    histogram = generator.statistics.num_atoms_histogram
+    sizes = torch.tensor(list(histogram), dtype=torch.long)
+    weights = torch.tensor(list(histogram.values()), dtype=torch.double)
+    draws = torch.multinomial(weights, n, replacement=True, generator=torch.Generator().manual_seed(seed))
+    return [(int(sizes[i]), None) for i in draws.tolist()]
+
+
+def sample_to_folder(
+    generator: Generator,
+    *,
+    n: int,
+    out_dir: str | Path,
+    composition: Composition | None = None,
+    formula_units: list[int] = (1,),
+    num_steps: int,
+    batch_size: int = 100,
+    seed: int = 0,
+    resume: bool = False,
+    checkpoint_path: str | Path | None = None,
+    progress: bool = True,
+) -> SampleRun:
+    """Generate ``n`` crystals into ``out_dir`` (CIFs, ``samples.extxyz``, ``summary.csv``,
+    ``run.json``). See :class:`~diffcrystal.sample_writer.SampleWriter` for the layout."""
+    if n < 1:
+        raise InputError(f"--n must be at least 1, got {n}")
+    if batch_size < 1:
+        raise InputError(f"--batch-size must be at least 1, got {batch_size}")
+    if num_steps < 1 or num_steps > generator.joint.num_steps:
+        raise InputError(f"--steps must be in 1..{generator.joint.num_steps}, got {num_steps}")
+    plans = plan_requests(generator, n, composition, list(formula_units), seed)
+    writer = SampleWriter(out_dir, resume=resume)
+    record = {
+        "checkpoint": str(checkpoint_path) if checkpoint_path else None,
+        "checkpoint_sha256": file_sha256(checkpoint_path) if checkpoint_path else None,
+        "mode": generator.mode,
+        "composition": composition.formula if composition is not None else None,
+        "formula_units": list(formula_units),
+        "n": n,
+        "num_steps": num_steps,
+        "batch_size": batch_size,
+        "seed": seed,
+        "experiment": generator.experiment.to_dict(),
+    }
+    (writer.out_dir / RUN_RECORD_NAME).write_text(json.dumps(record, indent=2))
+
+    first_batch = writer.num_done // batch_size
+    if writer.num_done % batch_size:
+        raise InputError(
+            f"{out_dir} holds {writer.num_done} samples, not a multiple of --batch-size {batch_size}; "
+            "resume with the batch size of the original run"
+        )
+    num_batches = -(-n // batch_size)
+    bar = tqdm(
+        total=(num_batches - first_batch) * num_steps,
+        desc="sampling",
+        unit="step",
+        disable=not progress,
+    )
+    for batch_index in range(first_batch, num_batches):
+        start = batch_index * batch_size
+        stop = min(start + batch_size, n)
+        batch_plans = plans[start:stop]
+        crystals = generator.sample(
+            [p[0] for p in batch_plans],
+            [p[1] for p in batch_plans] if composition is not None else None,
+            num_steps=num_steps,
+            generator=_batch_generator(seed, batch_index, generator.device),
+            progress=lambda _step: bar.update(1),
+        )
+        ids = [f"{i:06d}" for i in range(start, stop)]
+        writer.write_batch(crystals, ids)
+        bar.set_postfix(written=writer.num_done)
+    bar.close()
+    return SampleRun(writer.out_dir, writer.records)

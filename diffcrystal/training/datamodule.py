@@ -1,0 +1,117 @@
+"""Lightning DataModule: read a dataset once, split it, batch crystals of mixed sizes."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+
+import lightning as L
+import torch
+from torch_geometric.loader import DataLoader
+
+from diffcrystal.data.crystal import Crystal
+from diffcrystal.data.graph import crystal_to_data
+from diffcrystal.data.readers import read_crystals
+from diffcrystal.errors import InputError
+from diffcrystal.training.config import DataConfig
+
+
+@dataclass(frozen=True)
+class DataStatistics:
+    """What a generator learned its data from; saved in the checkpoint.
+
+    ``species``: atomic numbers seen in training; ``num_atoms_histogram``: {atoms per cell:
+    count} (de novo sampling draws sizes from it); ``max_atoms``: the largest cell seen.
+    """
+
+    species: tuple[int, ...]
+    num_atoms_histogram: dict[int, int]
+    num_structures: int
+    source: str
+
+    @property
+    def max_atoms(self) -> int:
+        return max(self.num_atoms_histogram)
+
+    @classmethod
+    def from_crystals(cls, crystals: list[Crystal], source: str) -> "DataStatistics":
+        species = sorted({int(z) for c in crystals for z in c.atomic_numbers})
+        sizes = Counter(c.num_atoms for c in crystals)
+        return cls(tuple(species), dict(sorted(sizes.items())), len(crystals), source)
+
+    def to_dict(self) -> dict:
+        return {
+            "species": list(self.species),
+            "num_atoms_histogram": {str(k): v for k, v in self.num_atoms_histogram.items()},
+            "num_structures": self.num_structures,
+            "source": self.source,
+        }
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "DataStatistics":
+        return cls(
+            species=tuple(int(z) for z in values["species"]),
+            num_atoms_histogram={int(k): int(v) for k, v in values["num_atoms_histogram"].items()},
+            num_structures=int(values["num_structures"]),
+            source=str(values["source"]),
+        )
+
+
+def _load(path: str, canonical: bool) -> list[Crystal]:
+    result = read_crystals(path, canonical=canonical)
+    return result.crystals
+
+
+class CrystalDataModule(L.LightningDataModule):
+    """Reads ``config.train`` (and ``config.val``, or holds out ``config.val_fraction`` of the
+    training file with a seeded split) and serves torch-geometric batches."""
+
+    def __init__(self, config: DataConfig, seed: int = 0):
+        super().__init__()
+        if not config.train:
+            raise InputError("no training data: set data.train in the config or pass --data")
+        self.config = config
+        self.seed = seed
+        self.train_set: list = []
+        self.val_set: list = []
+        self.statistics: DataStatistics | None = None
+
+    def prepare_data(self) -> None:
+        # Runs once per node: fills the reader's cache so that every rank's setup() is fast.
+        _load(self.config.train, self.config.canonical)
+        if self.config.val:
+            _load(self.config.val, self.config.canonical)
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.statistics is not None:
+            return
+        crystals = _load(self.config.train, self.config.canonical)
+        if self.config.val:
+            train, val = crystals, _load(self.config.val, self.config.canonical)
+        else:
+            order = torch.randperm(len(crystals), generator=torch.Generator().manual_seed(self.seed))
+            num_val = max(1, round(self.config.val_fraction * len(crystals))) if len(crystals) > 1 else 0
+            val = [crystals[i] for i in order[:num_val].tolist()]
+            train = [crystals[i] for i in order[num_val:].tolist()]
+        if not train:
+            raise InputError(f"no training structures left in {self.config.train}")
+        self.statistics = DataStatistics.from_crystals(train, self.config.train)
+        self.train_set = [crystal_to_data(c) for c in train]
+        self.val_set = [crystal_to_data(c) for c in val]
+
+    def train_dataloader(self) -> DataLoader:
+        return DataLoader(
+            self.train_set,
+            batch_size=self.config.batch_size,
+            shuffle=True,
+            drop_last=len(self.train_set) > self.config.batch_size,
+            num_workers=self.config.num_workers,
+        )
+
+    def val_dataloader(self) -> DataLoader:
+        return DataLoader(
+            self.val_set,
+            batch_size=self.config.batch_size,
+            shuffle=False,
+            num_workers=self.config.num_workers,
+        )

@@ -1,0 +1,139 @@
+"""``train(config)``: fit a generator with Lightning and export it as a safe checkpoint.
+
+Layout of a run folder ``out_dir`` (default ``runs/<config name>``)::
+
+    config.yaml              the resolved experiment config
+    checkpoints/last.ckpt    Lightning checkpoint for --resume (every N steps)
+    logs/                    CSV (and TensorBoard, when installed) logs
+    generator.safetensors    EMA weights + config + data statistics, for `diffcrystal sample`
+"""
+
+from __future__ import annotations
+
+import platform
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import lightning as L
+import torch
+import yaml
+from lightning.pytorch.callbacks import Callback, EMAWeightAveraging, ModelCheckpoint
+from lightning.pytorch.loggers import CSVLogger
+
+from diffcrystal.checkpoint import save_checkpoint
+from diffcrystal.training.config import ExperimentConfig
+from diffcrystal.training.datamodule import CrystalDataModule
+from diffcrystal.training.module import DiffusionModule
+
+GENERATOR_NAME = "generator.safetensors"
+
+
+def _hardware() -> str:
+    if torch.cuda.is_available():
+        return f"{torch.cuda.device_count()}x {torch.cuda.get_device_name(0)}"
+    return f"CPU ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
+
+
+class ExportGenerator(Callback):
+    """Writes ``generator.safetensors`` from the EMA weights every ``every_n_steps`` optimiser
+    steps and at the end of training, so an interrupted run always leaves a usable generator."""
+
+    def __init__(self, path: Path, ema: EMAWeightAveraging, every_n_steps: int):
+        self.path = path
+        self.ema = ema
+        self.every_n_steps = every_n_steps
+        self.started = time.perf_counter()
+
+    def export(self, trainer: L.Trainer, module: DiffusionModule, weights: dict) -> None:
+        if trainer.global_rank != 0:
+            return
+        record = {
+            "global_step": int(trainer.global_step),
+            "epoch": int(trainer.current_epoch),
+            "wall_time_s": round(time.perf_counter() - self.started, 1),
+            "hardware": _hardware(),
+            "torch": torch.__version__,
+        }
+        config = {
+            "experiment": module.hparams["config"],
+            "statistics": module.hparams["statistics"],
+            "training": record,
+        }
+        save_checkpoint(self.path, weights, config)
+
+    def _ema_weights(self, module: DiffusionModule) -> dict:
+        average = getattr(self.ema, "_average_model", None)
+        source = average.module if average is not None else module
+        return {k.removeprefix("denoiser."): v for k, v in source.state_dict().items() if k.startswith("denoiser.")}
+
+    def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx) -> None:
+        step = trainer.global_step
+        if step > 0 and step % self.every_n_steps == 0:
+            self.export(trainer, module, self._ema_weights(module))
+
+    def on_train_end(self, trainer, module) -> None:
+        # EMAWeightAveraging has copied the averaged weights into the module by now.
+        weights = {k.removeprefix("denoiser."): v for k, v in module.state_dict().items() if k.startswith("denoiser.")}
+        self.export(trainer, module, weights)
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    generator_path: Path
+    run_dir: Path
+    global_step: int
+
+
+def train(
+    config: ExperimentConfig,
+    out_dir: str | Path | None = None,
+    resume: str | Path | None = None,
+    progress: bool = True,
+) -> TrainResult:
+    """Train the experiment's denoiser and export ``generator.safetensors`` into ``out_dir``.
+
+    ``resume``: a Lightning checkpoint (``checkpoints/last.ckpt``) to continue from; it is
+    loaded with ``weights_only=True``.
+    """
+    train_cfg = config.train
+    run_dir = Path(out_dir or Path("runs") / config.name)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "config.yaml").write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
+    if train_cfg.num_threads:
+        torch.set_num_threads(train_cfg.num_threads)
+    torch.set_float32_matmul_precision(train_cfg.matmul_precision)
+    L.seed_everything(train_cfg.seed, workers=True, verbose=False)
+
+    datamodule = CrystalDataModule(config.data, seed=train_cfg.seed)
+    datamodule.setup("fit")
+    module = DiffusionModule(config.to_dict(), datamodule.statistics.to_dict())
+
+    ema = EMAWeightAveraging(decay=train_cfg.ema_decay)
+    checkpoints = ModelCheckpoint(
+        dirpath=run_dir / "checkpoints",
+        filename="step{step}",
+        every_n_train_steps=train_cfg.checkpoint_every_n_steps,
+        save_last=True,
+        save_top_k=1,
+        monitor=None,
+    )
+    exporter = ExportGenerator(run_dir / GENERATOR_NAME, ema, train_cfg.checkpoint_every_n_steps)
+    loggers = [CSVLogger(run_dir, name="logs", version="")]
+    trainer = L.Trainer(
+        max_epochs=train_cfg.max_epochs,
+        max_steps=train_cfg.max_steps,
+        accelerator=train_cfg.accelerator,
+        devices=train_cfg.devices,
+        strategy=train_cfg.strategy,
+        precision=train_cfg.precision,
+        gradient_clip_val=train_cfg.gradient_clip_val,
+        log_every_n_steps=train_cfg.log_every_n_steps,
+        callbacks=[ema, checkpoints, exporter],
+        logger=loggers,
+        enable_progress_bar=progress,
+        enable_model_summary=progress,
+        default_root_dir=run_dir,
+    )
+    trainer.fit(module, datamodule=datamodule, ckpt_path=resume, weights_only=True)
+    return TrainResult(run_dir / GENERATOR_NAME, run_dir, int(trainer.global_step))
