@@ -12,8 +12,12 @@ from dataclasses import dataclass
 
 import numpy as np
 import spglib
+import spglib.error
 
 from diffcrystal.data.crystal import MIN_VOLUME_A3, Crystal
+
+# spglib >= 2.5: raise SpglibError instead of returning None (and stop its deprecation warning).
+spglib.error.OLD_ERROR_HANDLING = False
 
 MIN_DISTANCE_A = 0.5
 """Smallest allowed interatomic distance in Å (CDVAE structural validity)."""
@@ -70,9 +74,12 @@ def _spglib_cell(crystal: Crystal):
 
 def space_group(crystal: Crystal, symprec: float = SYMPREC_LOOSE) -> SpaceGroup:
     """Space group of ``crystal`` at tolerance ``symprec`` (Å), via spglib."""
-    dataset = spglib.get_symmetry_dataset(
-        _spglib_cell(crystal), symprec=symprec, angle_tolerance=ANGLE_TOLERANCE_DEG
-    )
+    try:
+        dataset = spglib.get_symmetry_dataset(
+            _spglib_cell(crystal), symprec=symprec, angle_tolerance=ANGLE_TOLERANCE_DEG
+        )
+    except spglib.error.SpglibError:
+        dataset = None
     if dataset is None:
         return SpaceGroup("", 0)
     return SpaceGroup(str(dataset.international), int(dataset.number))
@@ -84,13 +91,16 @@ def symmetrized(crystal: Crystal, symprec: float = SYMPREC_LOOSE) -> Crystal | N
     found = space_group(crystal, symprec)
     if found.number <= 1:
         return None
-    refined = spglib.standardize_cell(
-        _spglib_cell(crystal),
-        to_primitive=False,
-        no_idealize=False,
-        symprec=symprec,
-        angle_tolerance=ANGLE_TOLERANCE_DEG,
-    )
+    try:
+        refined = spglib.standardize_cell(
+            _spglib_cell(crystal),
+            to_primitive=False,
+            no_idealize=False,
+            symprec=symprec,
+            angle_tolerance=ANGLE_TOLERANCE_DEG,
+        )
+    except spglib.error.SpglibError:
+        refined = None
     if refined is None:
         return None
     lattice, frac, numbers = refined

@@ -8,7 +8,7 @@ Valid names (:data:`POTENTIAL_NAMES`):
 - ``emt``: ASE's effective-medium theory (Al, Cu, Ag, Au, Ni, Pd, Pt; H, C, N, O crudely).
   Exact and fast, meant for tests.
 - a path to a NequIP/Allegro model fitted by diffcrystal (``diffcrystal potential fit``): a
-  compiled ``*.nequip.pth`` / ``*.nequip.pt2`` file, or the fit folder holding one.
+  compiled ``*.nequip.pt2`` (AOTInductor) or ``*.nequip.pth`` file, or the fit folder holding one.
 
 ``nequip`` sets process-wide torch state when a model is loaded (default dtype float64, a global
 seed, JIT fusion strategy; ``nequip/utils/global_state.py``). :func:`load_calculator` restores
@@ -43,7 +43,7 @@ SEVENNET_CHECKPOINT = "7net-0"
 COMPILED_MODEL_SUFFIXES = (".nequip.pth", ".nequip.pt2")
 """File endings ``nequip-compile`` requires (TorchScript, AOTInductor)."""
 
-COMPILED_MODEL_NAME = "model.nequip.pth"
+COMPILED_MODEL_NAME = "model.nequip.pt2"
 """Name of the compiled model inside a ``diffcrystal potential fit`` output folder."""
 
 
@@ -68,7 +68,7 @@ def resolve_model_path(name: str | Path) -> Path:
         for candidate in candidates:
             if candidate.is_file():
                 return candidate.resolve()
-        raise InputError(f"no compiled NequIP/Allegro model (*.nequip.pth) in folder {path}")
+        raise InputError(f"no compiled NequIP/Allegro model (*.nequip.pt2) in folder {path}")
     if path.is_file():
         if not str(path).endswith(COMPILED_MODEL_SUFFIXES):
             raise InputError(
@@ -133,11 +133,37 @@ def _load_emt(device: str):
     return EMT()
 
 
+@contextlib.contextmanager
+def _default_dtype(dtype):
+    import torch
+
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(dtype)
+    try:
+        yield
+    finally:
+        torch.set_default_dtype(previous)
+
+
 def _load_nequip(path: Path, device: str):
+    """A ``NequIPCalculator`` whose every call runs under nequip's float64 default dtype (its
+    ``from_ase`` builds input tensors in the default dtype, and a compiled model fed float32
+    positions returns NaN), with torch's previous default restored after loading and each call."""
+    import torch
+
     with preserved_torch_state():
         from nequip.integrations.ase import NequIPCalculator
+        from nequip.utils.global_dtype import _GLOBAL_DTYPE
 
-        return NequIPCalculator.from_compiled_model(str(path), device=device)
+        class IsolatedNequIPCalculator(NequIPCalculator):
+            def calculate(self, *args, **kwargs):
+                with _default_dtype(_GLOBAL_DTYPE):
+                    return super().calculate(*args, **kwargs)
+
+        calculator = IsolatedNequIPCalculator.from_compiled_model(
+            str(path), device=device, chemical_species_to_atom_type_map=True
+        )
+    return calculator
 
 
 _LOADERS = {"sevennet-0": _load_sevennet, "chgnet": _load_chgnet, "emt": _load_emt}

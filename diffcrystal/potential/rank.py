@@ -1,0 +1,322 @@
+"""Relax, deduplicate and rank candidates by energy per atom (one potential per ranking).
+
+- **Deduplicate**: relaxed structures are grouped with pymatgen's ``StructureMatcher`` (its
+  defaults, :data:`MATCHER_LTOL` etc.; grouping is by composition first, any supercell /
+  rotation / origin shift / permutation of the same crystal matches); each group keeps its
+  lowest-energy member and records the group size and members.
+- **Rank**: by energy per atom (eV/atom), lowest first. Exploded or failed relaxations never
+  enter (:attr:`~diffcrystal.potential.relax.RelaxResult.rankable`).
+- **Energy above hull** (optional): known phases are relaxed with the *same* potential; their
+  energies build a pymatgen ``PhaseDiagram`` (``PDEntry`` of total energies), and each
+  candidate's distance to that hull (eV/atom, negative when below it) is reported.
+
+Energies from different potentials are never compared: every result carries its potential
+label and :func:`rank_results` refuses a mix.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+from diffcrystal.errors import InputError
+from diffcrystal.potential.calculators import DEFAULT_POTENTIAL, potential_label
+from diffcrystal.potential.io import (
+    SUMMARY_NAME,
+    check_not_input,
+    cif_text,
+    input_paths,
+    read_candidates,
+    write_csv_atomic,
+    write_text_atomic,
+)
+from diffcrystal.potential.relax import (
+    DEFAULT_WORKERS,
+    RelaxResult,
+    RelaxSettings,
+    relax_many,
+)
+
+MATCHER_LTOL = 0.2
+"""StructureMatcher fractional length tolerance (pymatgen default)."""
+MATCHER_STOL = 0.3
+"""StructureMatcher site tolerance, in units of (V/N)^(1/3) (pymatgen default)."""
+MATCHER_ANGLE_TOL_DEG = 5.0
+"""StructureMatcher angle tolerance in degrees (pymatgen default)."""
+
+RANKED_NAME = "ranked.csv"
+PLOT_NAME = "ranking.png"
+RELAXED_FOLDER = "relaxed"
+REFERENCE_FOLDER = "reference"
+
+SUMMARY_COLUMNS = [
+    "id", "formula", "num_atoms", "potential", "status", "converged", "steps",
+    "energy_per_atom_eV", "max_force_eV_A", "stress_xx_eV_A3", "stress_yy_eV_A3",
+    "stress_zz_eV_A3", "stress_yz_eV_A3", "stress_xz_eV_A3", "stress_xy_eV_A3",
+    "space_group_relaxed", "space_group_number_relaxed", "reason", "cif",
+]
+"""Columns a relaxation adds to a summary (input summary columns come first)."""
+
+RANKED_COLUMNS = [
+    "rank", "id", "formula", "num_atoms", "energy_per_atom_eV", "e_above_hull_eV_atom",
+    "group_size", "group_members", "space_group", "space_group_number", "converged", "steps",
+    "max_force_eV_A", "potential",
+]
+
+
+def default_matcher():
+    """The ``StructureMatcher`` used for deduplication (see the module docstring)."""
+    from pymatgen.analysis.structure_matcher import StructureMatcher
+
+    return StructureMatcher(ltol=MATCHER_LTOL, stol=MATCHER_STOL, angle_tol=MATCHER_ANGLE_TOL_DEG)
+
+
+@dataclass
+class RankedEntry:
+    """One distinct crystal: its lowest-energy ``best`` result and the ``members`` it stands for."""
+
+    best: RelaxResult
+    members: list[str] = field(default_factory=list)
+    e_above_hull: float = float("nan")
+
+    @property
+    def group_size(self) -> int:
+        return len(self.members)
+
+
+def _single_potential(results: Sequence[RelaxResult]) -> str:
+    labels = {r.potential for r in results}
+    if len(labels) > 1:
+        raise InputError(
+            f"refusing to compare energies from different potentials: {', '.join(sorted(labels))}"
+        )
+    return labels.pop() if labels else ""
+
+
+def deduplicate(results: Sequence[RelaxResult], matcher=None) -> list[RankedEntry]:
+    """Group rankable results that are the same crystal; one :class:`RankedEntry` per group,
+    holding its lowest-energy member, in no particular order."""
+    rankable = [r for r in results if r.rankable]
+    if not rankable:
+        return []
+    matcher = matcher or default_matcher()
+    structures = []
+    for index, result in enumerate(rankable):
+        structure = result.crystal.to_structure()
+        structure.properties["_index"] = index
+        structures.append(structure)
+    entries = []
+    for group in matcher.group_structures(structures):
+        members = [rankable[s.properties["_index"]] for s in group]
+        members.sort(key=lambda r: r.energy_per_atom)
+        entries.append(RankedEntry(best=members[0], members=[m.label for m in members]))
+    return entries
+
+
+def hull_energies(entries: Sequence[RankedEntry], references: Sequence[RelaxResult]) -> None:
+    """Set ``e_above_hull`` (eV/atom) of each entry against the hull of ``references``.
+
+    Raises :class:`InputError` when the references miss an element of a candidate, lack an
+    elemental end member, or were computed with another potential.
+    """
+    from pymatgen.analysis.phase_diagram import PDEntry, PhaseDiagram
+    from pymatgen.core import Composition
+
+    usable = [r for r in references if r.rankable]
+    if not usable:
+        raise InputError("no reference phase relaxed successfully; cannot build a convex hull")
+    _single_potential(list(usable) + [e.best for e in entries])
+    reference_entries = [
+        PDEntry(Composition(r.crystal.to_structure().composition), r.energy, name=r.label)
+        for r in usable
+    ]
+    try:
+        diagram = PhaseDiagram(reference_entries)
+    except ValueError as error:
+        raise InputError(f"reference phases do not make a convex hull: {error}") from None
+    elements = set(diagram.elements)
+    for entry in entries:
+        composition = Composition(entry.best.crystal.to_structure().composition)
+        missing = set(composition.elements) - elements
+        if missing:
+            raise InputError(
+                f"{entry.best.label}: references have no phase with "
+                f"{', '.join(sorted(str(e) for e in missing))}"
+            )
+        candidate = PDEntry(composition, entry.best.energy, name=entry.best.label)
+        entry.e_above_hull = float(diagram.get_e_above_hull(candidate, allow_negative=True))
+
+
+def rank_results(results: Sequence[RelaxResult], references: Sequence[RelaxResult] | None = None,
+                 matcher=None) -> list[RankedEntry]:
+    """Deduplicate and sort by energy per atom (lowest first); see the module docstring."""
+    _single_potential(results)
+    entries = deduplicate(results, matcher)
+    entries.sort(key=lambda e: (e.best.energy_per_atom, e.best.label))
+    if references is not None:
+        hull_energies(entries, references)
+    return entries
+
+
+# ---------------------------------------------------------------------- tables and plot
+def summary_rows(results: Sequence[RelaxResult], extra: dict[str, dict] | None = None) -> list[dict]:
+    """One summary row per result (:data:`SUMMARY_COLUMNS`, after any ``extra[label]`` columns)."""
+    rows = []
+    for r in results:
+        row = dict((extra or {}).get(r.label, {}))
+        row.update({
+            "id": r.label, "formula": r.formula, "num_atoms": r.num_atoms,
+            "potential": r.potential, "status": r.status, "converged": r.converged,
+            "steps": r.steps, "energy_per_atom_eV": _num(r.energy_per_atom),
+            "max_force_eV_A": _num(r.max_force),
+            "space_group_relaxed": r.space_group, "space_group_number_relaxed": r.space_group_number,
+            "reason": r.reason, "cif": f"{r.label}.cif" if r.atoms is not None else "",
+        })
+        for name, value in zip(SUMMARY_COLUMNS[9:15], r.stress):
+            row[name] = _num(value)
+        rows.append(row)
+    return rows
+
+
+def _num(value: float) -> str:
+    return "" if value is None or not math.isfinite(value) else f"{value:.6g}"
+
+
+def ranked_rows(entries: Sequence[RankedEntry]) -> list[dict]:
+    rows = []
+    for rank, entry in enumerate(entries, start=1):
+        best = entry.best
+        rows.append({
+            "rank": rank, "id": best.label, "formula": best.formula, "num_atoms": best.num_atoms,
+            "energy_per_atom_eV": _num(best.energy_per_atom),
+            "e_above_hull_eV_atom": _num(entry.e_above_hull),
+            "group_size": entry.group_size, "group_members": " ".join(entry.members),
+            "space_group": best.space_group, "space_group_number": best.space_group_number,
+            "converged": best.converged, "steps": best.steps,
+            "max_force_eV_A": _num(best.max_force), "potential": best.potential,
+        })
+    return rows
+
+
+def plot_ranking(entries: Sequence[RankedEntry], path: Path, potential: str) -> None:
+    """Energy per atom against rank, coloured by space group (matplotlib Agg), atomically."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(figsize=(6.4, 4.0))
+    groups: dict[str, list[tuple[int, float]]] = {}
+    for rank, entry in enumerate(entries, start=1):
+        name = entry.best.space_group or "none"
+        name = f"{name} ({entry.best.space_group_number})"
+        groups.setdefault(name, []).append((rank, entry.best.energy_per_atom))
+    colours = plt.get_cmap("tab20")
+    for i, (name, points) in enumerate(sorted(groups.items(), key=lambda kv: kv[1][0][0])):
+        ranks, energies = zip(*points)
+        axes.scatter(ranks, energies, s=18, color=colours(i % 20), label=name)
+    axes.set_xlabel("rank")
+    axes.set_ylabel("energy per atom (eV/atom)")
+    axes.set_title(f"{len(entries)} distinct candidates, potential {potential.split('/')[-1]}", fontsize=9)
+    if groups:
+        axes.legend(title="space group", fontsize=7, title_fontsize=8, loc="best",
+                    ncol=1 + len(groups) // 12)
+    figure.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.tmp.png")
+    figure.savefig(temporary, dpi=120)
+    plt.close(figure)
+    temporary.replace(path)
+
+
+# ---------------------------------------------------------------------- whole workflows
+def write_relaxed(results: Sequence[RelaxResult], out_dir: Path, protected: set[Path] = frozenset(),
+                  extra: dict[str, dict] | None = None) -> Path:
+    """Write each relaxed structure as ``<id>.cif`` and a ``summary.csv`` into ``out_dir``
+    (which then is itself a sample folder); never onto a path in ``protected``."""
+    out_dir = Path(out_dir)
+    targets = [out_dir / f"{r.label}.cif" for r in results if r.atoms is not None]
+    for target in targets + [out_dir / SUMMARY_NAME]:
+        check_not_input(target, protected)
+    for result in results:
+        if result.atoms is not None:
+            write_text_atomic(out_dir / f"{result.label}.cif", cif_text(result.atoms))
+    rows = summary_rows(results, extra)
+    leading = [c for c in (extra and next(iter(extra.values()), {}) or {}) if c not in SUMMARY_COLUMNS]
+    write_csv_atomic(out_dir / SUMMARY_NAME, rows, leading + SUMMARY_COLUMNS)
+    return out_dir / SUMMARY_NAME
+
+
+def _input_summaries(paths: Sequence[str | Path]) -> dict[str, dict]:
+    """Rows of the inputs' ``summary.csv`` files by id, to extend rather than replace them."""
+    import csv
+
+    rows: dict[str, dict] = {}
+    for raw in paths:
+        summary = Path(raw) / SUMMARY_NAME
+        if summary.is_file():
+            with open(summary, newline="") as handle:
+                for row in csv.DictReader(handle):
+                    rows.setdefault(str(row.get("id")), dict(row))
+    return rows
+
+
+def relax_paths(paths: Sequence[str | Path], out_dir: Path, potential: str = DEFAULT_POTENTIAL,
+                settings: RelaxSettings = RelaxSettings(), workers: int = DEFAULT_WORKERS,
+                progress: bool = True) -> list[RelaxResult]:
+    """``diffcrystal relax``: read ``paths``, relax, write CIFs and the extended summary."""
+    protected = input_paths(paths)
+    if Path(out_dir).resolve() in {Path(p).resolve() for p in paths}:
+        raise InputError(f"--out {out_dir} is an input; choose another folder")
+    candidates = read_candidates(paths)
+    results = relax_many(candidates, potential, settings, workers=workers, progress=progress)
+    write_relaxed(results, Path(out_dir), protected, _input_summaries(paths))
+    return results
+
+
+@dataclass
+class RankingReport:
+    """What :func:`relax_and_rank` did: all results, the ranking and the files written."""
+
+    results: list[RelaxResult]
+    entries: list[RankedEntry]
+    references: list[RelaxResult] | None
+    ranked_csv: Path
+    plot: Path
+    potential: str
+
+
+def relax_and_rank(paths: Sequence[str | Path], out_dir: Path, potential: str = DEFAULT_POTENTIAL,
+                   settings: RelaxSettings = RelaxSettings(), workers: int = DEFAULT_WORKERS,
+                   reference: str | Path | None = None, progress: bool = True) -> RankingReport:
+    """Relax ``paths`` (and ``reference`` phases) with one potential, deduplicate, rank.
+
+    Writes ``out_dir/relaxed/`` (CIFs + summary), ``out_dir/ranked.csv`` and
+    ``out_dir/ranking.png`` (and ``out_dir/reference/`` when ``reference`` is given).
+    """
+    out_dir = Path(out_dir)
+    label = potential_label(potential)
+    all_inputs = list(paths) + ([reference] if reference is not None else [])
+    protected = input_paths(all_inputs)
+    for target in (out_dir / RANKED_NAME, out_dir / PLOT_NAME, out_dir / RELAXED_FOLDER):
+        check_not_input(target, protected)
+    if out_dir.resolve() in {Path(p).resolve() for p in all_inputs}:
+        raise InputError(f"--out {out_dir} is an input; choose another folder")
+    candidates = read_candidates(paths)
+    reference_candidates = read_candidates([reference]) if reference is not None else None
+    results = relax_many(candidates, potential, settings, workers=workers, progress=progress)
+    references = None
+    if reference_candidates is not None:
+        references = relax_many(reference_candidates, potential, settings, workers=workers,
+                                progress=progress)
+    entries = rank_results(results, references)
+    write_relaxed(results, out_dir / RELAXED_FOLDER, protected, _input_summaries(paths))
+    if references is not None:
+        write_relaxed(references, out_dir / REFERENCE_FOLDER, protected)
+    write_csv_atomic(out_dir / RANKED_NAME, ranked_rows(entries), RANKED_COLUMNS)
+    plot_ranking(entries, out_dir / PLOT_NAME, label)
+    return RankingReport(results, entries, references, out_dir / RANKED_NAME,
+                         out_dir / PLOT_NAME, label)

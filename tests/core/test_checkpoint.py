@@ -1,0 +1,91 @@
+"""Generator checkpoints: round trip, integrity checks, clear errors for bad files."""
+
+import json
+
+import pytest
+import torch
+
+from diffcrystal.checkpoint import (
+    CheckpointError,
+    bundled_checkpoint,
+    file_sha256,
+    load_checkpoint,
+    save_checkpoint,
+    tensors_sha256,
+)
+
+
+@pytest.fixture
+def tensors():
+    g = torch.Generator().manual_seed(0)
+    return {"layer.weight": torch.randn(4, 3, generator=g), "layer.bias": torch.zeros(4)}
+
+
+def test_round_trip(tmp_path, tensors):
+    path = save_checkpoint(tmp_path / "g.safetensors", tensors, {"mode": "csp", "x": [1, 2]})
+    loaded, config = load_checkpoint(path)
+    assert config == {"mode": "csp", "x": [1, 2]}
+    assert loaded.keys() == tensors.keys()
+    for name in tensors:
+        assert torch.equal(loaded[name], tensors[name])
+
+
+def test_hash_depends_on_values_names_and_shapes(tensors):
+    reference = tensors_sha256(tensors)
+    changed = dict(tensors, **{"layer.bias": torch.tensor([0.0, 0.0, 0.0, 1e-7])})
+    renamed = {"other.weight": tensors["layer.weight"], "layer.bias": tensors["layer.bias"]}
+    reshaped = dict(tensors, **{"layer.weight": tensors["layer.weight"].reshape(3, 4)})
+    assert len({reference, tensors_sha256(changed), tensors_sha256(renamed), tensors_sha256(reshaped)}) == 4
+
+
+def test_flipped_byte_is_refused(tmp_path, tensors):
+    path = save_checkpoint(tmp_path / "g.safetensors", tensors, {})
+    data = bytearray(path.read_bytes())
+    data[-5] ^= 0xFF  # inside the tensor data, past the JSON header
+    path.write_bytes(bytes(data))
+    with pytest.raises(CheckpointError, match="SHA-256"):
+        load_checkpoint(path)
+
+
+def test_truncated_and_garbage_files_are_refused(tmp_path, tensors):
+    path = save_checkpoint(tmp_path / "g.safetensors", tensors, {})
+    path.write_bytes(path.read_bytes()[:40])
+    with pytest.raises(CheckpointError, match="corrupt or unreadable"):
+        load_checkpoint(path)
+    junk = tmp_path / "junk.safetensors"
+    junk.write_text("not a checkpoint")
+    with pytest.raises(CheckpointError, match="corrupt or unreadable"):
+        load_checkpoint(junk)
+    with pytest.raises(CheckpointError, match="not found"):
+        load_checkpoint(tmp_path / "missing.safetensors")
+
+
+def test_foreign_safetensors_file_is_refused(tmp_path, tensors):
+    from safetensors.torch import save_file
+
+    path = tmp_path / "foreign.safetensors"
+    save_file(tensors, str(path))
+    with pytest.raises(CheckpointError, match="not a diffcrystal generator"):
+        load_checkpoint(path)
+
+
+def test_failed_save_keeps_existing_file(tmp_path, tensors):
+    path = save_checkpoint(tmp_path / "g.safetensors", tensors, {"version": 1})
+    before = path.read_bytes()
+    with pytest.raises(Exception):
+        save_checkpoint(path, {"bad": "not a tensor"}, {"version": 2})
+    assert path.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["g.safetensors"]
+
+
+def test_bundled_manifest_hash_is_checked(tmp_path, tensors):
+    path = save_checkpoint(tmp_path / "csp.safetensors", tensors, {})
+    manifest = {"csp": {"file": path.name, "sha256": file_sha256(path)}}
+    (tmp_path / "manifest.json").write_text(json.dumps(manifest))
+    assert bundled_checkpoint("csp", tmp_path) == path
+    with pytest.raises(CheckpointError, match="available"):
+        bundled_checkpoint("denovo", tmp_path)
+    manifest["csp"]["sha256"] = "0" * 64
+    (tmp_path / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(CheckpointError, match="does not match"):
+        bundled_checkpoint("csp", tmp_path)
