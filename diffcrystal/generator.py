@@ -9,13 +9,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
-from torch_geometric.data import Batch, Data
-
-from diffcrystal import MASK_SPECIES
 from diffcrystal.checkpoint import CheckpointError, load_checkpoint
 from diffcrystal.data import keys
 from diffcrystal.data.crystal import Crystal, CrystalError
-from diffcrystal.diffusion import JointDiffusion, build_joint_diffusion
+from diffcrystal.diffusion import JointDiffusion, build_joint_diffusion, make_template
 from diffcrystal.diffusion import sample as run_sampler
 from diffcrystal.models import Denoiser
 from diffcrystal.training.config import ExperimentConfig
@@ -73,30 +70,6 @@ class Generator:
         joint = build_joint_diffusion(experiment.diffusion)
         return cls(denoiser.to(device), joint, experiment, statistics, config.get("training"))
 
-    def template(self, num_atoms: list[int], species: list[list[int]] | None) -> Batch:
-        """A batch describing the cells to generate: sizes and, in CSP mode, species.
-
-        In de novo mode every species starts as the mask (:data:`MASK_SPECIES`).
-        """
-        items = []
-        for index, n in enumerate(num_atoms):
-            if species is not None:
-                numbers = torch.as_tensor(species[index], dtype=torch.long)
-            else:
-                numbers = torch.full((n,), MASK_SPECIES, dtype=torch.long)
-            items.append(
-                Data(
-                    **{
-                        keys.LATTICE: torch.eye(3).unsqueeze(0),
-                        keys.FRAC_COORDS: torch.zeros(n, 3),
-                        keys.ATOMIC_NUMBERS: numbers,
-                        keys.NUM_ATOMS: torch.tensor([n]),
-                    },
-                    num_nodes=n,
-                )
-            )
-        return Batch.from_data_list(items).to(self.device)
-
     @torch.no_grad()
     def sample(
         self,
@@ -115,14 +88,17 @@ class Generator:
         """
         if self.mode == "csp" and species is None:
             raise ValueError("a CSP generator needs the species of every crystal")
-        template = self.template(num_atoms, species if self.mode == "csp" else None)
+        numbers = None
+        if self.mode == "csp":
+            numbers = torch.as_tensor([z for cell in species for z in cell], dtype=torch.long)
+        template = make_template(num_atoms, numbers).to(self.device)
         result = run_sampler(
             self.joint,
             self.denoiser,
             template,
             num_steps=num_steps,
             generator=generator,
-            corrector_steps=self.experiment.diffusion.corrector_steps,
+            corrector_steps=self.experiment.sampling.corrector_steps,
             progress=progress,
         )
         lattices = result[keys.LATTICE].double().cpu().numpy()

@@ -15,11 +15,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from pymatgen.core import Composition, Element
+from pymatgen.core import Element
 from tqdm.auto import tqdm
 
 from diffcrystal.checkpoint import file_sha256
-from diffcrystal.data.composition import multiply, to_atomic_numbers
+from diffcrystal.data.composition import Composition, format_composition, multiply, to_atomic_numbers
 from diffcrystal.errors import InputError
 from diffcrystal.generator import Generator
 from diffcrystal.sample_writer import SampleRecord, SampleWriter
@@ -72,11 +72,11 @@ def plan_requests(
             species = to_atomic_numbers(multiply(composition, z))
             if len(species) > MAX_SAMPLE_ATOMS:
                 raise InputError(
-                    f"{composition.formula} x {z} has {len(species)} atoms; at most "
+                    f"{format_composition(composition)} x {z} has {len(species)} atoms; at most "
                     f"{MAX_SAMPLE_ATOMS} atoms per cell are supported"
                 )
             plans.append((len(species), species))
-        unseen = sorted(set(int(e.Z) for e in composition.elements) - set(generator.statistics.species))
+        unseen = sorted(set(composition) - set(generator.statistics.species))
         if unseen:
             names = ", ".join(Element.from_Z(z).symbol for z in unseen)
             log.warning("the checkpoint never saw %s in training; expect poor structures", names)
@@ -117,15 +117,15 @@ def sample_to_folder(
         raise InputError(f"--n must be at least 1, got {n}")
     if batch_size < 1:
         raise InputError(f"--batch-size must be at least 1, got {batch_size}")
-    if num_steps < 1 or num_steps > generator.joint.num_steps:
-        raise InputError(f"--steps must be in 1..{generator.joint.num_steps}, got {num_steps}")
+    if num_steps < 1 or num_steps > generator.joint.num_timesteps:
+        raise InputError(f"--steps must be in 1..{generator.joint.num_timesteps}, got {num_steps}")
     plans = plan_requests(generator, n, composition, list(formula_units), seed)
     writer = SampleWriter(out_dir, resume=resume)
     record = {
         "checkpoint": str(checkpoint_path) if checkpoint_path else None,
         "checkpoint_sha256": file_sha256(checkpoint_path) if checkpoint_path else None,
         "mode": generator.mode,
-        "composition": composition.formula if composition is not None else None,
+        "composition": format_composition(composition) if composition is not None else None,
         "formula_units": list(formula_units),
         "n": n,
         "num_steps": num_steps,

@@ -10,7 +10,7 @@ from pathlib import Path
 import torch
 
 from diffcrystal.checkpoint import bundled_checkpoint
-from diffcrystal.data.composition import format_composition, parse_composition
+from diffcrystal.data.composition import parse_composition
 from diffcrystal.errors import InputError
 from diffcrystal.generator import Generator
 from diffcrystal.sampling import sample_to_folder
@@ -56,8 +56,8 @@ def run(args: argparse.Namespace) -> int:
     mode = "csp" if composition is not None else "denovo"
     checkpoint = args.checkpoint or bundled_checkpoint(mode)
     generator = Generator.from_checkpoint(checkpoint, device=_device(args.device))
-    steps = args.steps or generator.experiment.diffusion.default_sampling_steps
-    name = format_composition(composition) if composition is not None else "denovo"
+    steps = args.steps or generator.experiment.sampling.num_steps
+    name = "".join(ch for ch in args.composition if ch.isalnum()) if composition is not None else "denovo"
     out_dir = args.out or Path("samples") / name
     started = time.perf_counter()
     result = sample_to_folder(

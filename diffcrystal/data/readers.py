@@ -31,6 +31,7 @@ import logging
 import math
 import multiprocessing
 import os
+import sys
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -379,6 +380,16 @@ def _convert(entry: _RawEntry, options: _Options) -> list[Crystal | SkippedEntry
             return [SkippedEntry(entry.source, _error_reason(error, caught))]
 
 
+def _start_method() -> str:
+    """``'fork'`` where it is safe (Linux): workers need no ``if __name__ == '__main__'``
+    guard in the caller's script and do not re-import pymatgen. Elsewhere (macOS, Windows)
+    the platform default, ``'spawn'``: scripts calling :func:`read_crystals` with more than
+    one worker must then use that guard."""
+    if sys.platform.startswith("linux"):
+        return "fork"
+    return multiprocessing.get_start_method()
+
+
 def _convert_all(entries: list[_RawEntry], options: _Options, workers: int, progress: bool,
                  description: str) -> list[Crystal | SkippedEntry]:
     from tqdm.auto import tqdm
@@ -393,8 +404,7 @@ def _convert_all(entries: list[_RawEntry], options: _Options, workers: int, prog
                 results.extend(convert(entry))
                 bar.update()
         else:
-            methods = multiprocessing.get_all_start_methods()
-            context = multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
+            context = multiprocessing.get_context(_start_method())
             chunksize = max(1, len(entries) // (workers * CHUNKS_PER_WORKER))
             with context.Pool(workers) as pool:
                 for converted in pool.imap(convert, entries, chunksize=chunksize):

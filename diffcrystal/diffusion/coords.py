@@ -73,6 +73,9 @@ QUADRATURE_HALF_WIDTH = 12.0
 """Half-width, in standard deviations, of the quadrature interval; the Gaussian mass
 outside it is ~4e-33."""
 
+_MIN_QUADRATURE_POINTS = 97
+"""Coarsest accepted rule (spacing 0.25 standard deviations)."""
+
 
 def wrap_unit(x: torch.Tensor) -> torch.Tensor:
     """Wrap into [0, 1). ``remainder`` can round tiny negatives to exactly 1.0; those map to 0."""

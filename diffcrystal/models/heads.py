@@ -80,7 +80,7 @@ class LatticeNoiseHead(nn.Module):
     ) -> None:
         super().__init__()
         self.num_scalars = num_scalars
-        self.cartesian = io.CartesianTensor("ij=ji")  # irreps 1x0e + 1x2e
+        cartesian = io.CartesianTensor("ij=ji")  # irreps 1x0e + 1x2e (not kept: it cannot be deep-copied, which EMA needs)
         irreps_sym = o3.Irreps("1x0e+1x2e")
         self.linear_sym = o3.Linear(irreps_in, irreps_sym)
         irreps_small = o3.Irreps(
@@ -90,7 +90,7 @@ class LatticeNoiseHead(nn.Module):
         self.quadratic = o3.FullyConnectedTensorProduct(irreps_small, irreps_small, irreps_sym)
         self.invariant = scalar_mlp(num_scalars + context_dim, hidden, 9)
         self.register_buffer(
-            "change_of_basis", self.cartesian.reduced_tensor_products().change_of_basis, persistent=False
+            "change_of_basis", cartesian.reduced_tensor_products().change_of_basis, persistent=False
         )
 
     def forward(

@@ -98,7 +98,7 @@ class InteractionBlock(nn.Module):
             ir != o3.Irrep("0e") for _, ir in irreps_scalars
         ):
             raise ValueError(f"irreps_out must be Cx0e plus l>0 blocks, got {self.irreps_out}")
-        irreps_gates = o3.Irreps([(mul, "0e") for mul, _ in irreps_gated])
+        irreps_gates = o3.Irreps([(irreps_gated.num_irreps, "0e")])
         self.gate = enn.Gate(
             irreps_scalars, [torch.nn.functional.silu],
             irreps_gates, [torch.sigmoid],

@@ -1,0 +1,24 @@
+"""Machine-learned potentials: get a calculator, relax, rank, and fit an own student.
+
+- :mod:`~diffcrystal.potential.calculators` — :func:`load_calculator` by name
+  (``sevennet-0`` default, ``chgnet``, ``emt``) or fitted-model path; nequip's global torch
+  state is kept out of the caller.
+- :mod:`~diffcrystal.potential.relax` — FIRE/BFGS on a FrechetCellFilter with explosion checks;
+  :func:`relax_many` over a process pool.
+- :mod:`~diffcrystal.potential.rank` — StructureMatcher deduplication, ranking by energy per
+  atom, energy above the hull of reference phases, tables and plot.
+- :mod:`~diffcrystal.potential.fit` — frames, teacher labels, ``nequip-train``/``nequip-compile``.
+- :mod:`~diffcrystal.potential.io` — reading candidates, atomic writes.
+
+Heavy dependencies (torch, sevenn, nequip) are imported only when used.
+"""
+
+from diffcrystal.potential.calculators import DEFAULT_POTENTIAL, POTENTIAL_NAMES, load_calculator, potential_label
+from diffcrystal.potential.rank import rank_results, relax_and_rank, relax_paths
+from diffcrystal.potential.relax import RelaxResult, RelaxSettings, relax_atoms, relax_many
+
+__all__ = [
+    "DEFAULT_POTENTIAL", "POTENTIAL_NAMES", "load_calculator", "potential_label",
+    "RelaxResult", "RelaxSettings", "relax_atoms", "relax_many",
+    "rank_results", "relax_and_rank", "relax_paths",
+]

@@ -19,6 +19,7 @@ calculator once; ``workers=1`` relaxes in this process.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import multiprocessing
 import os
@@ -218,10 +219,30 @@ def relax_atoms(atoms, calculator, settings: RelaxSettings = RelaxSettings(), la
 _WORKER: dict = {}
 
 
-def _init_worker(potential: str, device: str, threads: int) -> None:
-    import torch
+THREAD_ENVIRONMENT = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+"""Variables that cap BLAS/OpenMP threads in worker processes (set while they start), so
+``workers`` processes never oversubscribe the cores."""
 
-    torch.set_num_threads(threads)
+
+@contextlib.contextmanager
+def _thread_environment(threads: int):
+    saved = {name: os.environ.get(name) for name in THREAD_ENVIRONMENT}
+    os.environ.update({name: str(threads) for name in THREAD_ENVIRONMENT})
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+def _init_worker(potential: str, device: str, threads: int) -> None:
+    if potential_label(potential) != "emt":  # EMT needs no torch; skip its import cost
+        import torch
+
+        torch.set_num_threads(threads)
     _WORKER["calculator"] = load_calculator(potential, device=device)
     _WORKER["potential"] = potential_label(potential)
 
@@ -288,7 +309,7 @@ def relax_many(
     else:
         context = multiprocessing.get_context("spawn")
         try:
-            with ProcessPoolExecutor(
+            with _thread_environment(threads_per_worker), ProcessPoolExecutor(
                 max_workers=min(workers, len(items)),
                 mp_context=context,
                 initializer=_init_worker,

@@ -1,8 +1,9 @@
 """Experiment configuration: plain dataclasses whose fields are constructor arguments.
 
-A YAML file in ``configs/`` has four sections, ``data``, ``model`` (fields of
+A YAML file in ``configs/`` has five sections, ``data``, ``model`` (fields of
 :class:`~diffcrystal.models.DenoiserConfig`), ``diffusion`` (fields of
-:class:`~diffcrystal.diffusion.DiffusionConfig`) and ``train``, plus a ``name``. Unknown
+:class:`~diffcrystal.diffusion.DiffusionConfig`), ``sampling`` (the sampler's defaults,
+saved with the checkpoint) and ``train``, plus a ``name``. Unknown
 keys are an error naming the valid ones. Relative data paths are read from the current
 working directory (run from the repository root). The resolved config is saved beside
 every checkpoint.
@@ -79,6 +80,18 @@ class TrainConfig:
 
 
 @dataclass
+class SamplingConfig:
+    """Sampler defaults stored with the checkpoint (``diffcrystal sample`` may override)."""
+
+    num_steps: int = 100
+    """Predictor steps, evenly spaced over the T training steps (measured trade-off in
+    docs/benchmarks.md)."""
+    corrector_steps: int = 1
+    """Langevin corrector steps on the coordinates per predictor step (each costs one
+    denoiser call)."""
+
+
+@dataclass
 class ExperimentConfig:
     """One training experiment: everything needed to rebuild the model and its diffusion."""
 
@@ -86,11 +99,12 @@ class ExperimentConfig:
     data: DataConfig = field(default_factory=DataConfig)
     model: DenoiserConfig = field(default_factory=DenoiserConfig)
     diffusion: DiffusionConfig = field(default_factory=DiffusionConfig)
+    sampling: SamplingConfig = field(default_factory=SamplingConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> "ExperimentConfig":
-        sections = {"name", "data", "model", "diffusion", "train"}
+        sections = {"name", "data", "model", "diffusion", "sampling", "train"}
         unknown = sorted(set(values) - sections)
         if unknown:
             raise InputError(f"unknown config section(s) {unknown}; valid: {sorted(sections)}")
@@ -104,6 +118,7 @@ class ExperimentConfig:
             data=_from_mapping(DataConfig, values.get("data"), "data"),
             model=model,
             diffusion=diffusion,
+            sampling=_from_mapping(SamplingConfig, values.get("sampling"), "sampling"),
             train=_from_mapping(TrainConfig, values.get("train"), "train"),
         )
 
@@ -113,6 +128,7 @@ class ExperimentConfig:
             "data": dataclasses.asdict(self.data),
             "model": self.model.to_dict(),
             "diffusion": self.diffusion.to_dict(),
+            "sampling": dataclasses.asdict(self.sampling),
             "train": dataclasses.asdict(self.train),
         }
 

@@ -1,0 +1,283 @@
+"""The joint diffusion over a crystal's variables, its training loss, and its config.
+
+A :class:`JointDiffusion` maps field names (``'lattice'``, ``'coords'``, ``'species'``) to
+corruption processes that share the same T. The mode is structural: crystal-structure
+prediction (CSP) has no ``'species'`` field, so atomic numbers stay as given; de novo
+generation diffuses them too.
+
+Training loss, per batch of B crystals (:meth:`JointDiffusion.training_loss`):
+
+1. sample ``t ~ U{1..T}`` per crystal (atoms inherit their crystal's t);
+2. noise every field: ``(x_t, target) = process.noise(x_0, t)``;
+3. call the denoiser on the noisy batch with ``keys.TIME = t / T``;
+4. per-field loss per crystal (per-atom losses averaged within each crystal), averaged over
+   crystals; total ``'loss' = sum_f weight_f * loss_f``. A non-finite total raises
+   :class:`~diffcrystal.diffusion.base.NonFiniteLossError`.
+
+>>> import torch
+>>> joint = build_joint_diffusion(DiffusionConfig(mode="csp", num_timesteps=10))
+>>> sorted(joint.fields), joint.num_timesteps
+(['coords', 'lattice'], 10)
+>>> DiffusionConfig.from_dict(DiffusionConfig(mode="denovo").to_dict()).mode
+'denovo'
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+from dataclasses import dataclass
+from typing import Any, Callable, Literal, Mapping, get_args
+
+import torch
+
+from diffcrystal.data import keys
+from diffcrystal.diffusion.base import Corruption, NonFiniteLossError
+from diffcrystal.diffusion.coords import (
+    CORRECTOR_STEP_LR_BY_DATASET,
+    DEFAULT_N_IMAGES,
+    DEFAULT_QUADRATURE_POINTS,
+    CoordDiffusion,
+)
+from diffcrystal.diffusion.lattice import LatticeDiffusion
+from diffcrystal.diffusion.schedules import (
+    CosineBetaSchedule,
+    ExponentialSigmaSchedule,
+    MaskSchedule,
+    MaskScheduleKind,
+)
+from diffcrystal.diffusion.species import SpeciesDiffusion, SpeciesLossWeighting
+
+__all__ = [
+    "FIELD_COORDS",
+    "FIELD_LATTICE",
+    "FIELD_SPECIES",
+    "DiffusionConfig",
+    "DiffusionMode",
+    "Denoiser",
+    "JointDiffusion",
+    "build_joint_diffusion",
+]
+
+FIELD_LATTICE = "lattice"
+FIELD_COORDS = "coords"
+FIELD_SPECIES = "species"
+
+DiffusionMode = Literal["csp", "denovo"]
+
+Denoiser = Callable[[Any], Mapping[str, torch.Tensor]]
+"""``denoiser(batch) -> {output key: tensor}``; see :mod:`diffcrystal.data.keys`."""
+
+
+def per_structure_mean(values: torch.Tensor, batch_index: torch.Tensor, num_graphs: int) -> torch.Tensor:
+    """Mean of per-atom ``values`` (N,) within each crystal: (B,). Empty crystals give 0."""
+    sums = torch.zeros(num_graphs, dtype=values.dtype, device=values.device).index_add_(0, batch_index, values)  # (B,)
+    counts = torch.bincount(batch_index, minlength=num_graphs).clamp(min=1).to(values.dtype)  # (B,)
+    return sums / counts
+
+
+def check_outputs(out: Mapping[str, torch.Tensor], fields: Mapping[str, Corruption], state) -> None:
+    """Raise ``ValueError`` naming any missing or mis-shaped denoiser output."""
+    if not isinstance(out, Mapping):
+        raise ValueError(f"denoiser must return a mapping of output keys to tensors, got {type(out).__name__}")
+    for name, proc in fields.items():
+        if proc.output_key not in out:
+            raise ValueError(
+                f"denoiser output lacks {proc.output_key!r} needed by field {name!r}; got keys {sorted(out)}"
+            )
+        pred = out[proc.output_key]
+        rows = state[proc.field_key].shape[0]
+        if pred.shape[0] != rows:
+            raise ValueError(
+                f"denoiser output {proc.output_key!r} has {pred.shape[0]} rows, expected {rows} "
+                f"(one per {'atom' if proc.per_atom else 'crystal'})"
+            )
+
+
+class JointDiffusion:
+    """Independent corruption of several crystal fields on a shared time axis 1..T.
+
+    Parameters
+    ----------
+    fields : field name -> process; all must have the same ``num_timesteps`` and distinct
+        ``field_key``. Stored sorted by name (stable order, stable random streams).
+    loss_weights : field name -> weight of its loss in the total; missing names weigh 1.
+    """
+
+    def __init__(self, fields: Mapping[str, Corruption], loss_weights: Mapping[str, float] | None = None):
+        if not fields:
+            raise ValueError("JointDiffusion needs at least one field")
+        steps = {name: proc.num_timesteps for name, proc in fields.items()}
+        if len(set(steps.values())) != 1:
+            raise ValueError(f"all fields must share num_timesteps; got {steps}")
+        batch_keys = [proc.field_key for proc in fields.values()]
+        if len(set(batch_keys)) != len(batch_keys):
+            raise ValueError(f"two fields corrupt the same batch key: {dict(zip(fields, batch_keys))}")
+        loss_weights = dict(loss_weights or {})
+        unknown = sorted(set(loss_weights) - set(fields))
+        if unknown:
+            raise ValueError(f"loss weights for unknown fields {unknown}; fields are {sorted(fields)}")
+        self.fields: dict[str, Corruption] = {name: fields[name] for name in sorted(fields)}
+        self.loss_weights: dict[str, float] = {name: float(loss_weights.get(name, 1.0)) for name in self.fields}
+        self.num_timesteps: int = next(iter(steps.values()))
+
+    def __repr__(self) -> str:
+        inner = ",\n  ".join(f"{n}: {p!r} (weight {self.loss_weights[n]})" for n, p in self.fields.items())
+        return f"JointDiffusion(\n  {inner}\n)"
+
+    def with_field(self, name: str, process: Corruption) -> "JointDiffusion":
+        """A copy with ``fields[name]`` replaced, e.g. a species process restricted to elements."""
+        if name not in self.fields:
+            raise ValueError(f"unknown field {name!r}; fields are {sorted(self.fields)}")
+        return JointDiffusion({**self.fields, name: process}, self.loss_weights)
+
+    def time_input(self, t: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+        """The denoiser's time input ``t / T`` (B,) in (0, 1]."""
+        return t.to(dtype) / self.num_timesteps
+
+    def sample_timesteps(self, num_graphs: int, *, generator: torch.Generator) -> torch.Tensor:
+        """``t ~ U{1..T}`` per crystal: (B,) long on ``generator.device``."""
+        return torch.randint(1, self.num_timesteps + 1, (num_graphs,), generator=generator, device=generator.device)
+
+    def training_loss(self, denoiser: Denoiser, batch, generator: torch.Generator) -> dict[str, torch.Tensor]:
+        """Loss of ``denoiser`` on a clean ``batch`` (torch-geometric Batch of B crystals).
+
+        Returns ``{'loss': total, 'loss_<field>': per-field loss}`` (0-dim tensors; the total
+        carries gradients). Raises :class:`NonFiniteLossError` if the total is NaN or inf.
+        """
+        num_graphs = int(batch.num_graphs)
+        batch_index = batch[keys.BATCH]  # (N,)
+        t = self.sample_timesteps(num_graphs, generator=generator)  # (B,)
+        noisy = copy.copy(batch)
+        targets: dict[str, torch.Tensor] = {}
+        row_times: dict[str, torch.Tensor] = {}
+        for name, proc in self.fields.items():
+            t_rows = t[batch_index] if proc.per_atom else t  # (N,) or (B,)
+            x_t, targets[name] = proc.noise(batch[proc.field_key], t_rows, generator=generator)
+            noisy[proc.field_key] = x_t
+            row_times[name] = t_rows
+        float_dtype = next(
+            (v.dtype for v in (batch.get(keys.LATTICE), batch.get(keys.FRAC_COORDS)) if v is not None),
+            torch.get_default_dtype(),
+        )
+        noisy[keys.TIME] = self.time_input(t, float_dtype)  # (B,)
+        out = denoiser(noisy)
+        check_outputs(out, self.fields, noisy)
+        result: dict[str, torch.Tensor] = {}
+        total = None
+        for name, proc in self.fields.items():
+            rows = proc.loss(out[proc.output_key], targets[name], row_times[name])  # (N,) or (B,)
+            per_crystal = per_structure_mean(rows, batch_index, num_graphs) if proc.per_atom else rows  # (B,)
+            result[f"loss_{name}"] = per_crystal.mean()
+            term = self.loss_weights[name] * result[f"loss_{name}"]
+            total = term if total is None else total + term
+        if not torch.isfinite(total):
+            parts = {k: float(v) for k, v in result.items()}
+            raise NonFiniteLossError(
+                f"non-finite training loss {float(total)}; per field {parts}; "
+                f"timesteps {t.tolist()[:32]}{' ...' if num_graphs > 32 else ''}"
+            )
+        result["loss"] = total
+        return result
+
+
+@dataclass
+class DiffusionConfig:
+    """Everything that defines the joint diffusion; fields are constructor arguments.
+
+    Saved inside checkpoints via :meth:`to_dict`; :meth:`from_dict` rejects unknown keys.
+    Defaults follow DiffCSP (arXiv:2309.04475) unless stated.
+    """
+
+    mode: DiffusionMode = "csp"
+    """'csp': lattice + coordinates (species given); 'denovo': also species (D3PM)."""
+    num_timesteps: int = 1000
+    """T, shared by all fields (DiffCSP: 1000)."""
+    # lattice DDPM
+    lattice_cosine_s: float = 0.008
+    """Offset of the cosine schedule (improved DDPM arXiv:2102.09672)."""
+    lattice_max_beta: float = 0.999
+    """Clip of beta_t (improved DDPM)."""
+    lattice_length_scale_A: float = 1.0
+    """Å per unit of the diffused lattice; 1.0 diffuses raw Å as DiffCSP."""
+    lattice_eta: float = 1.0
+    """DDIM eta of the lattice reverse step (1 = ancestral DDPM)."""
+    lattice_clip_x0: float | None = None
+    """Optional clamp of the predicted clean lattice entries (units of the length scale)."""
+    # coordinates (wrapped normal)
+    coord_sigma_min: float = 0.005
+    """Smallest coordinate noise std, fractional (DiffCSP)."""
+    coord_sigma_max: float = 0.5
+    """Largest coordinate noise std, fractional (DiffCSP)."""
+    coord_n_images: int = DEFAULT_N_IMAGES
+    """Periodic images on each side of the wrapped-normal sums (DiffCSP: 10)."""
+    coord_quadrature_points: int = DEFAULT_QUADRATURE_POINTS
+    """Nodes of the quadrature giving the score normalisation."""
+    corrector_step_lr: float = CORRECTOR_STEP_LR_BY_DATASET["mp_20"]
+    """Langevin corrector step_lr (DiffCSP: perov_5 5e-7, carbon_24 5e-6, mp_20 1e-5)."""
+    # species (de novo)
+    species_mask_schedule: MaskScheduleKind = "linear"
+    """'linear' (D3PM absorbing) or 'cosine' mask probability schedule."""
+    species_loss_weighting: SpeciesLossWeighting = "elbo"
+    """'elbo' (exact NELBO weight) or 'uniform' masked-token cross entropy."""
+    # loss weights
+    lattice_loss_weight: float = 1.0
+    """DiffCSP cost_lattice = 1."""
+    coord_loss_weight: float = 1.0
+    """DiffCSP cost_coord = 1."""
+    species_loss_weight: float = 1.0
+    """Weight of the D3PM species loss (DiffCSP's 20 is for its continuous one-hot type loss, a
+    different quantity; not transferred)."""
+
+    def __post_init__(self) -> None:
+        if self.mode not in get_args(DiffusionMode):
+            raise ValueError(f"unknown mode {self.mode!r}; valid: {list(get_args(DiffusionMode))}")
+        for name in ("lattice_loss_weight", "coord_loss_weight", "species_loss_weight"):
+            if not getattr(self, name) >= 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+
+    @classmethod
+    def for_dataset(cls, dataset: str, **overrides: Any) -> "DiffusionConfig":
+        """Defaults with DiffCSP's tuned corrector step for ``dataset`` (perov_5, carbon_24, mp_20)."""
+        if dataset not in CORRECTOR_STEP_LR_BY_DATASET:
+            raise ValueError(f"no tuned settings for {dataset!r}; known: {sorted(CORRECTOR_STEP_LR_BY_DATASET)}")
+        return cls(**{"corrector_step_lr": CORRECTOR_STEP_LR_BY_DATASET[dataset], **overrides})
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain dict of all fields (JSON/YAML-serialisable)."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any]) -> "DiffusionConfig":
+        """Inverse of :meth:`to_dict`; unknown keys raise ``ValueError`` listing valid ones."""
+        valid = [f.name for f in dataclasses.fields(cls)]
+        unknown = sorted(set(values) - set(valid))
+        if unknown:
+            raise ValueError(f"unknown DiffusionConfig keys {unknown}; valid keys: {valid}")
+        return cls(**dict(values))
+
+
+def build_joint_diffusion(config: DiffusionConfig) -> JointDiffusion:
+    """The :class:`JointDiffusion` a config describes (species field only in de novo mode)."""
+    T = config.num_timesteps
+    fields: dict[str, Corruption] = {
+        FIELD_LATTICE: LatticeDiffusion(
+            CosineBetaSchedule(T, s=config.lattice_cosine_s, max_beta=config.lattice_max_beta),
+            length_scale_A=config.lattice_length_scale_A,
+            eta=config.lattice_eta,
+            clip_x0=config.lattice_clip_x0,
+        ),
+        FIELD_COORDS: CoordDiffusion(
+            ExponentialSigmaSchedule(T, sigma_min=config.coord_sigma_min, sigma_max=config.coord_sigma_max),
+            n_images=config.coord_n_images,
+            corrector_step_lr=config.corrector_step_lr,
+            quadrature_points=config.coord_quadrature_points,
+        ),
+    }
+    weights = {FIELD_LATTICE: config.lattice_loss_weight, FIELD_COORDS: config.coord_loss_weight}
+    if config.mode == "denovo":
+        fields[FIELD_SPECIES] = SpeciesDiffusion(
+            MaskSchedule(T, kind=config.species_mask_schedule), loss_weighting=config.species_loss_weighting
+        )
+        weights[FIELD_SPECIES] = config.species_loss_weight
+    return JointDiffusion(fields, weights)

@@ -1,0 +1,148 @@
+"""Predictor-corrector sampling of a :class:`~diffcrystal.diffusion.joint.JointDiffusion`.
+
+The sampler owns no maths: it draws every field from its prior at ``t = T``, then walks
+``num_steps`` evenly spaced timesteps ``T = t_0 > t_1 > ... > t_K = 0`` (rounded,
+:func:`timestep_grid`). At each step t -> s:
+
+1. **corrector** (``corrector_steps`` times): one denoiser call on the current state at time
+   t, then ``process.corrector_step`` for every field with ``has_corrector`` (the coordinate
+   Langevin step); other fields are unchanged (DiffCSP Algorithm 2 order: corrector first);
+2. **predictor**: one denoiser call at time t, then ``process.reverse_step(x_t, t, s)`` for
+   every field (lattice DDIM/ancestral, coordinate reverse-diffusion, species posterior).
+
+Denoiser calls: ``num_steps * (1 + corrector_steps)`` when some field has a corrector
+(``corrector_steps = 0`` gives plain ancestral sampling, ``num_steps`` calls). Everything runs
+under ``torch.no_grad`` and draws randomness only from the given generator.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+from torch_geometric.data import Batch, Data
+
+from diffcrystal.data import keys
+from diffcrystal.diffusion.joint import Denoiser, JointDiffusion, check_outputs
+
+__all__ = ["make_template", "sample", "timestep_grid"]
+
+
+def timestep_grid(num_timesteps: int, num_steps: int) -> list[int]:
+    """``num_steps + 1`` strictly decreasing ints from T to 0, evenly spaced (rounded).
+
+    >>> timestep_grid(1000, 4)
+    [1000, 750, 500, 250, 0]
+    """
+    if not isinstance(num_steps, int) or not 1 <= num_steps <= num_timesteps:
+        raise ValueError(f"num_steps must be an int in 1..{num_timesteps} (T), got {num_steps!r}")
+    grid = np.round(np.linspace(num_timesteps, 0, num_steps + 1)).astype(int).tolist()
+    assert all(a > b for a, b in zip(grid, grid[1:])), grid
+    return grid
+
+
+def make_template(num_atoms: Sequence[int] | torch.Tensor, atomic_numbers: torch.Tensor | None = None) -> Batch:
+    """A sampling template: B crystals with ``num_atoms[i]`` atoms each.
+
+    ``atomic_numbers``: (N,) long, concatenated per crystal (CSP mode); None for de novo.
+    The result carries ``keys.NUM_ATOMS`` (B,), ``keys.BATCH`` (N,) and, if given,
+    ``keys.ATOMIC_NUMBERS``.
+    """
+    counts = [int(n) for n in torch.as_tensor(num_atoms).flatten().tolist()]
+    if not counts or min(counts) < 1:
+        raise ValueError(f"num_atoms must be a non-empty list of positive ints, got {counts}")
+    if atomic_numbers is not None and atomic_numbers.shape != (sum(counts),):
+        raise ValueError(f"atomic_numbers must have shape ({sum(counts)},), got {tuple(atomic_numbers.shape)}")
+    data, start = [], 0
+    for n in counts:
+        d = Data(num_nodes=n)
+        d[keys.NUM_ATOMS] = torch.tensor([n])
+        if atomic_numbers is not None:
+            d[keys.ATOMIC_NUMBERS] = atomic_numbers[start : start + n].long()
+        data.append(d)
+        start += n
+    return Batch.from_data_list(data)
+
+
+def _batch_index(template) -> torch.Tensor:
+    index = getattr(template, keys.BATCH, None)
+    if index is not None:
+        return index
+    if keys.NUM_ATOMS not in template:
+        raise ValueError(f"sampling template needs {keys.BATCH!r} or {keys.NUM_ATOMS!r}")
+    counts = template[keys.NUM_ATOMS]
+    return torch.repeat_interleave(torch.arange(counts.shape[0], device=counts.device), counts)
+
+
+def sample(
+    joint: JointDiffusion,
+    denoiser: Denoiser,
+    template,
+    *,
+    num_steps: int,
+    generator: torch.Generator,
+    corrector_steps: int = 1,
+    progress: Callable[[int], None] | None = None,
+    dtype: torch.dtype | None = None,
+):
+    """Generate crystals shaped like ``template``.
+
+    Parameters
+    ----------
+    joint : the diffusion the denoiser was trained with.
+    denoiser : ``denoiser(batch) -> dict`` (see :mod:`diffcrystal.data.keys`).
+    template : torch-geometric Batch with ``keys.BATCH`` (or ``keys.NUM_ATOMS``) and, when
+        ``joint`` has no species field (CSP), ``keys.ATOMIC_NUMBERS`` (N,). See
+        :func:`make_template`.
+    num_steps : number of reverse steps, 1..T (e.g. 1000, 200, 100, 50).
+    generator : the only source of randomness; its device is the sampling device.
+    corrector_steps : Langevin corrector steps per step (each costs one denoiser call).
+    progress : called as ``progress(step_index)`` after each step, 0..num_steps-1.
+    dtype : float dtype of the sampled lattice and coordinates (default: torch's default).
+
+    Returns
+    -------
+    A copy of ``template`` with every diffused field set to its t = 0 sample:
+    ``keys.LATTICE`` (B, 3, 3) Å, ``keys.FRAC_COORDS`` (N, 3) in [0, 1), and
+    ``keys.ATOMIC_NUMBERS`` (N,) without mask tokens.
+    """
+    if not isinstance(corrector_steps, int) or corrector_steps < 0:
+        raise ValueError(f"corrector_steps must be an int >= 0, got {corrector_steps!r}")
+    dtype = dtype or torch.get_default_dtype()
+    grid = timestep_grid(joint.num_timesteps, num_steps)
+    state = copy.copy(template)
+    batch_index = _batch_index(template).to(generator.device)  # (N,)
+    num_graphs = int(template[keys.NUM_ATOMS].shape[0]) if keys.NUM_ATOMS in template else int(batch_index.max()) + 1
+    state[keys.BATCH] = batch_index
+    if keys.ATOMIC_NUMBERS not in template and not any(
+        p.field_key == keys.ATOMIC_NUMBERS for p in joint.fields.values()
+    ):
+        raise ValueError(f"CSP sampling needs {keys.ATOMIC_NUMBERS!r} in the template")
+    for proc in joint.fields.values():
+        rows = batch_index.shape[0] if proc.per_atom else num_graphs
+        state[proc.field_key] = proc.sample_prior(rows, generator=generator, dtype=dtype)
+    correctors = {name: proc for name, proc in joint.fields.items() if proc.has_corrector}
+
+    with torch.no_grad():
+        for step_index, (t, s) in enumerate(zip(grid[:-1], grid[1:])):
+            state[keys.TIME] = torch.full((num_graphs,), t / joint.num_timesteps, dtype=dtype, device=generator.device)
+            if correctors:
+                for _ in range(corrector_steps):
+                    out = denoiser(state)
+                    check_outputs(out, correctors, state)
+                    for proc in correctors.values():
+                        state[proc.field_key] = proc.corrector_step(
+                            state[proc.field_key], t, out[proc.output_key], generator=generator
+                        )
+            out = denoiser(state)
+            check_outputs(out, joint.fields, state)
+            for proc in joint.fields.values():
+                state[proc.field_key] = proc.reverse_step(
+                    state[proc.field_key], t, s, out[proc.output_key], generator=generator
+                )
+            if progress is not None:
+                progress(step_index)
+    del state[keys.TIME]
+    return state

@@ -1,0 +1,97 @@
+"""Write metrics to ``metrics.json`` and ``metrics.md`` (a markdown table), atomically.
+
+Each file is written to a temporary file in the same folder and renamed over the target, so
+a reader never sees half a file and an interrupted run leaves the previous report intact.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Protocol
+
+METRICS_JSON = "metrics.json"
+"""File name of the machine-readable report."""
+
+METRICS_MD = "metrics.md"
+"""File name of the human-readable report."""
+
+
+class Metrics(Protocol):
+    """What :func:`write_metrics` needs (satisfied by ``CSPMetrics`` and ``DeNovoMetrics``)."""
+
+    task: str
+
+    def to_dict(self) -> dict[str, Any]: ...
+
+    def table_rows(self) -> list[tuple[str, str, str]]: ...
+
+
+def _json_ready(value: Any) -> Any:
+    """Replace non-finite floats by ``None`` (JSON has no NaN) and numpy scalars by Python ones."""
+    if isinstance(value, dict):
+        return {str(k): _json_ready(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_ready(v) for v in value]
+    if hasattr(value, "item") and callable(value.item) and getattr(value, "ndim", 1) == 0:
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write ``text`` (UTF-8) to ``path`` via a temporary file and ``os.replace``."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def markdown_table(metrics: Metrics, title: str | None = None) -> str:
+    """The metrics as a markdown table: metric | value | counts."""
+    heading = title or f"diffcrystal {metrics.task} metrics"
+    lines = [f"# {heading}", "", "| metric | value | counts |", "|---|---|---|"]
+    for name, value, counts in metrics.table_rows():
+        lines.append(f"| {name} | {value} | {counts} |")
+    settings = metrics.to_dict().get("settings") or {}
+    if settings:
+        lines += ["", "Settings: " + ", ".join(f"{k}={v}" for k, v in settings.items())]
+    return "\n".join(lines) + "\n"
+
+
+def write_metrics(
+    metrics: Metrics,
+    out_dir: str | os.PathLike,
+    *,
+    extra: dict[str, Any] | None = None,
+    title: str | None = None,
+) -> tuple[Path, Path]:
+    """Write ``metrics.json`` (everything, per-structure detail included) and ``metrics.md``
+    (the summary table) into ``out_dir`` (created if needed); return their paths.
+
+    ``extra`` is stored under ``"extra"`` in the JSON (e.g. the command line, data files and
+    checkpoint that produced the numbers).
+    """
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    payload = metrics.to_dict()
+    if extra:
+        payload["extra"] = extra
+    json_path, md_path = out / METRICS_JSON, out / METRICS_MD
+    atomic_write_text(
+        json_path, json.dumps(_json_ready(payload), indent=2, allow_nan=False, ensure_ascii=False) + "\n"
+    )
+    atomic_write_text(md_path, markdown_table(metrics, title))
+    return json_path, md_path

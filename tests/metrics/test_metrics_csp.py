@@ -1,0 +1,168 @@
+"""CSP metrics on hand-made crystals with known answers."""
+
+from __future__ import annotations
+
+import importlib.util
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from diffcrystal.data.crystal import Crystal
+from diffcrystal.metrics import csp_metrics
+from diffcrystal.metrics.csp import MATCHER_ANGLE_TOL_DEG, MATCHER_LTOL, MATCHER_STOL
+
+_spec = importlib.util.spec_from_file_location("_structures", Path(__file__).with_name("_structures.py"))
+S = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(S)
+
+
+def expected_single_displacement_rms(crystal: Crystal, delta_A: float) -> tuple[float, float]:
+    """StructureMatcher's (rms, max_dist) when one of N atoms moves by ``delta_A`` Å.
+
+    The matcher pairs sites on the (here unchanged) lattice, removes the mean displacement
+    (best origin shift: d̄ = δ/N), and normalises lengths by (V/N)^(1/3). Residuals: δ(1 - 1/N)
+    for the moved atom, δ/N for the N - 1 others, so
+    rms = sqrt(((N-1)²/N² + (N-1)/N²) δ² / N) = δ sqrt(N-1) / N, max = δ (N-1)/N.
+    """
+    n = crystal.num_atoms
+    length = (crystal.volume / n) ** (1.0 / 3.0)
+    return delta_A * math.sqrt(n - 1) / n / length, delta_A * (n - 1) / n / length
+
+
+def run(predictions, targets, **kwargs):
+    kwargs.setdefault("workers", 1)
+    kwargs.setdefault("progress", False)
+    return csp_metrics(predictions, targets, **kwargs)
+
+
+def test_protocol_defaults():
+    assert (MATCHER_STOL, MATCHER_ANGLE_TOL_DEG, MATCHER_LTOL) == (0.5, 10.0, 0.3)
+
+
+@pytest.mark.parametrize("make", [S.perovskite, S.rocksalt, S.generic_three])
+def test_matches_itself_after_rotation_permutation_and_shift(make):
+    target = make()
+    candidates = [S.rotated_permuted_shifted(target, seed) for seed in range(3)]
+    result = run([candidates], [target])
+    assert result.n_matched_at_1 == 1 and result.n_matched_at_k == 1
+    assert all(c.status == "match" for c in result.per_target[0].candidates)
+    assert result.rmse_at_k == pytest.approx(0.0, abs=1e-8)
+
+
+def test_supercell_and_alternative_basis_match():
+    target = S.perovskite()
+    supercell = target.to_structure()
+    supercell.make_supercell([2, 1, 1])
+    unimodular = np.array([[1, 1, 0], [0, 1, 0], [1, 0, 1]])  # det 1: same lattice, new basis
+    other_basis = Crystal(
+        unimodular @ target.lattice,
+        target.frac_coords @ np.linalg.inv(unimodular),
+        target.atomic_numbers,
+    )
+    result = run([[Crystal.from_structure(supercell), other_basis]], [target])
+    statuses = [c.status for c in result.per_target[0].candidates]
+    assert statuses == ["match", "match"]
+    assert result.rmse_at_1 == pytest.approx(0.0, abs=1e-8)
+
+
+def test_rmse_of_a_known_displacement_equals_the_hand_computed_value():
+    target = S.generic_three(a=4.0)
+    delta = 0.1  # Å
+    candidate = S.displaced(target, 1, [delta, 0.0, 0.0])
+    expected_rms, expected_max = expected_single_displacement_rms(target, delta)
+    # By hand for this cell: N = 3, V = 64 Å³, (V/N)^(1/3) = 2.7734 Å
+    assert expected_rms == pytest.approx(0.1 * math.sqrt(2) / 3 / (64 / 3) ** (1 / 3))
+    result = run([[candidate]], [target])
+    pair = result.per_target[0].candidates[0]
+    assert pair.status == "match"
+    assert pair.rms == pytest.approx(expected_rms, rel=1e-9)
+    assert pair.max_dist == pytest.approx(expected_max, rel=1e-9)
+    assert result.rmse_at_1 == pytest.approx(expected_rms, rel=1e-9)
+
+
+def test_displacement_beyond_site_tolerance_fails():
+    target = S.generic_three()
+    candidate = S.displaced(target, 1, [0.1, 0.0, 0.0])
+    rms, _ = expected_single_displacement_rms(target, 0.1)
+    assert run([[candidate]], [target], stol=1.1 * rms).n_matched_at_1 == 1
+    assert run([[candidate]], [target], stol=0.9 * rms).n_matched_at_1 == 0
+
+
+def test_strain_and_large_noise_beyond_tolerance_fail():
+    target = S.perovskite()
+    rng = np.random.default_rng(2)
+    noisy = Crystal(
+        target.lattice, target.frac_coords + rng.normal(scale=0.25, size=(5, 3)), target.atomic_numbers
+    )
+    result = run([[S.strained(target, 1.5), noisy]], [target])
+    assert [c.status for c in result.per_target[0].candidates] == ["no_match", "no_match"]
+    assert result.n_matched_at_k == 0 and result.rmse_at_k is None and result.match_rate_at_k == 0.0
+
+
+def test_at_1_and_at_k_counting():
+    a, b, c = S.generic_three(), S.perovskite(), S.rocksalt()
+    r_a3 = expected_single_displacement_rms(a, 0.15)[0]
+    r_b1 = expected_single_displacement_rms(b, 0.20)[0]
+    r_b2 = expected_single_displacement_rms(b, 0.05)[0]
+    predictions = [
+        # a: first candidate matches (rms r_a3), the others do not
+        [S.displaced(a, 0, [0.15, 0, 0]), S.strained(a, 1.5), S.strained(a, 1.6)],
+        # b: first fails, second and third match; @k takes the lower rms (r_b2)
+        [S.strained(b, 1.5), S.displaced(b, 1, [0.20, 0, 0]), S.displaced(b, 1, [0.05, 0, 0])],
+        # c: invalid (overlapping atoms), missing, wrong structure: never matched
+        [S.overlapping(c), None, S.strained(c, 1.5)],
+    ]
+    result = run(predictions, [a, b, c])
+    assert (result.n_targets, result.k, result.n_candidates) == (3, 3, 9)
+    assert result.n_matched_at_1 == 1 and result.n_matched_at_k == 2
+    assert result.match_rate_at_1 == pytest.approx(100 / 3)
+    assert result.match_rate_at_k == pytest.approx(200 / 3)
+    assert result.rmse_at_1 == pytest.approx(r_a3, rel=1e-9)
+    assert result.rmse_at_k == pytest.approx((r_a3 + r_b2) / 2, rel=1e-9)
+    assert r_b1 > r_b2
+    assert result.per_target[1].best_index == 2
+    assert (result.n_invalid, result.n_missing, result.n_errors) == (1, 1, 0)
+    statuses = [p.status for p in result.per_target[2].candidates]
+    assert statuses == ["invalid", "missing", "no_match"]
+    assert "apart" in result.per_target[2].candidates[0].reason
+
+
+def test_invalid_prediction_is_a_non_match_even_if_it_would_match():
+    target = S.rocksalt()
+    result = run([[S.overlapping(target)]], [target])
+    assert result.per_target[0].candidates[0].status == "invalid"
+    assert result.n_matched_at_1 == 0
+
+
+def test_matcher_exception_is_recorded_not_raised(monkeypatch):
+    from pymatgen.analysis.structure_matcher import StructureMatcher
+
+    def broken(self, s1, s2):
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(StructureMatcher, "get_rms_dist", broken)
+    target = S.perovskite()
+    result = run([[target, target]], [target])
+    assert result.n_errors == 2 and result.n_matched_at_k == 0
+    assert "boom" in result.per_target[0].candidates[0].reason
+
+
+def test_input_checks():
+    target = S.perovskite()
+    with pytest.raises(ValueError, match="prediction lists"):
+        run([[target]], [target, target])
+    with pytest.raises(ValueError, match="k=2"):
+        run([[target, target], [target]], [target, target])
+    with pytest.raises(ValueError, match="no targets"):
+        run([], [])
+
+
+def test_parallel_workers_give_the_same_answer():
+    a, b = S.generic_three(), S.perovskite()
+    predictions = [[S.displaced(a, 0, [0.1, 0, 0]), a], [S.strained(b, 1.5), S.rotated_permuted_shifted(b, 4)]]
+    serial = run(predictions, [a, b], workers=1)
+    parallel = run(predictions, [a, b], workers=2)
+    assert serial.summary() == parallel.summary()
+    assert serial.n_matched_at_1 == 1 and serial.n_matched_at_k == 2

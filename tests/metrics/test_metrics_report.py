@@ -1,0 +1,57 @@
+"""The report writer: metrics.json + metrics.md, atomic, JSON without NaN."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+
+from diffcrystal.metrics import csp_metrics, denovo_metrics, write_metrics
+from diffcrystal.metrics.report import atomic_write_text
+
+_spec = importlib.util.spec_from_file_location("_structures", Path(__file__).with_name("_structures.py"))
+S = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(S)
+
+
+def test_write_csp_metrics(tmp_path):
+    target = S.perovskite()
+    result = csp_metrics(
+        [[target, S.strained(target, 1.5)], [None, S.strained(target, 1.5)]],
+        [target, target],
+        workers=1,
+        progress=False,
+    )
+    json_path, md_path = write_metrics(result, tmp_path / "out", extra={"command": "test"})
+    data = json.loads(json_path.read_text())
+    assert data["task"] == "csp"
+    summary = data["summary"]
+    assert summary["n_targets"] == 2 and summary["n_matched_at_1"] == 1
+    assert summary["match_rate_at_1_percent"] == 50.0
+    assert summary["n_missing"] == 1
+    assert data["settings"] == {"stol": 0.5, "angle_tol_deg": 10.0, "ltol": 0.3}
+    assert data["extra"] == {"command": "test"}
+    assert len(data["per_target"]) == 2
+    md = md_path.read_text()
+    assert "| metric | value | counts |" in md
+    assert "| match rate @1 | 50.00 % | 1 / 2 targets |" in md
+    assert "| RMSE @2 |" in md
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["metrics.json", "metrics.md"]
+
+
+def test_write_denovo_metrics_without_matches_has_no_nan(tmp_path):
+    result = denovo_metrics([None], [S.rocksalt()], compute_coverage=False, workers=1, progress=False)
+    json_path, md_path = write_metrics(result, tmp_path)
+    data = json.loads(json_path.read_text())  # would fail on NaN (allow_nan=False on write)
+    assert data["summary"]["validity_percent"] == 0.0
+    assert data["summary"]["wdist_density"] is None
+    assert "| validity (both) | 0.00 % | 0 / 1 generated |" in md_path.read_text()
+
+
+def test_atomic_write_replaces_and_leaves_no_temporary(tmp_path):
+    path = tmp_path / "f.txt"
+    atomic_write_text(path, "one")
+    atomic_write_text(path, "two")
+    assert path.read_text() == "two"
+    assert [p.name for p in tmp_path.iterdir()] == ["f.txt"]
