@@ -33,5 +33,5 @@ def run(args: argparse.Namespace) -> int:
         cache=args.cache,
         cache_dir=args.cache_dir,
     )
-    print(format_summary(summarize(result)))
+    print(format_summary(summarize(result, workers=args.workers)))
     return 0

@@ -37,7 +37,7 @@ import warnings
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Callable, Literal, Sequence
 
 from diffcrystal.data import cache as cache_store
 from diffcrystal.data.canonical import canonicalize, order_by_majority
@@ -380,6 +380,11 @@ def _convert(entry: _RawEntry, options: _Options) -> list[Crystal | SkippedEntry
             return [SkippedEntry(entry.source, _error_reason(error, caught))]
 
 
+def default_workers() -> int:
+    """``min(DEFAULT_MAX_WORKERS, cpu count)``."""
+    return min(DEFAULT_MAX_WORKERS, os.cpu_count() or 1)
+
+
 def _start_method() -> str:
     """``'fork'`` where it is safe (Linux): workers need no ``if __name__ == '__main__'``
     guard in the caller's script and do not re-import pymatgen. Elsewhere (macOS, Windows)
@@ -390,25 +395,29 @@ def _start_method() -> str:
     return multiprocessing.get_start_method()
 
 
-def _convert_all(entries: list[_RawEntry], options: _Options, workers: int, progress: bool,
-                 description: str) -> list[Crystal | SkippedEntry]:
+def parallel_map(function: Callable, items: Sequence, *, workers: int | None = None,
+                 progress: bool = True, description: str = "") -> list:
+    """``[function(item) for item in items]`` in order, in a pool of ``workers`` processes
+    (default :func:`default_workers`; 0 or 1, or fewer than :data:`MIN_ENTRIES_FOR_POOL`
+    items, run in-process), with a tqdm bar when ``progress`` and stderr is a terminal.
+    ``function`` must be picklable (a module-level function or a ``partial`` of one)."""
     from tqdm.auto import tqdm
 
-    convert = partial(_convert, options=options)
+    workers = default_workers() if workers is None else workers
     # progress=True shows the bar on a terminal only (tqdm's disable=None).
-    bar = tqdm(total=len(entries), desc=description, unit="entry", disable=None if progress else True)
-    results: list[Crystal | SkippedEntry] = []
+    bar = tqdm(total=len(items), desc=description, unit="item", disable=None if progress else True)
+    results = []
     try:
-        if workers <= 1 or len(entries) < MIN_ENTRIES_FOR_POOL:
-            for entry in entries:
-                results.extend(convert(entry))
+        if workers <= 1 or len(items) < MIN_ENTRIES_FOR_POOL:
+            for item in items:
+                results.append(function(item))
                 bar.update()
         else:
             context = multiprocessing.get_context(_start_method())
-            chunksize = max(1, len(entries) // (workers * CHUNKS_PER_WORKER))
+            chunksize = max(1, len(items) // (workers * CHUNKS_PER_WORKER))
             with context.Pool(workers) as pool:
-                for converted in pool.imap(convert, entries, chunksize=chunksize):
-                    results.extend(converted)
+                for result in pool.imap(function, items, chunksize=chunksize):
+                    results.append(result)
                     bar.update()
     finally:
         bar.close()
@@ -475,9 +484,12 @@ def read_crystals(
     entries, skipped = _COLLECTORS[fmt](path)
     if not entries and not skipped:
         raise InputError(f"{path.name}: no structures found")
-    if workers is None:
-        workers = min(DEFAULT_MAX_WORKERS, os.cpu_count() or 1)
-    converted = _convert_all(entries, options, workers, progress, f"reading {path.name}")
+    converted = [
+        item
+        for items in parallel_map(partial(_convert, options=options), entries, workers=workers,
+                                  progress=progress, description=f"reading {path.name}")
+        for item in items
+    ]
     crystals = [item for item in converted if isinstance(item, Crystal)]
     # Entries the collector could not split off (a broken extxyz tail) go last.
     skipped = [item for item in converted if isinstance(item, SkippedEntry)] + skipped

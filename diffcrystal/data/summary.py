@@ -14,7 +14,10 @@ from pathlib import Path
 
 from ase.data import chemical_symbols
 
-from diffcrystal.data.readers import ReadResult, SkippedEntry
+from functools import partial
+
+from diffcrystal.data.crystal import Crystal
+from diffcrystal.data.readers import ReadResult, SkippedEntry, parallel_map
 from diffcrystal.symmetry import SYMPREC_LOOSE, space_group
 
 HISTOGRAM_WIDTH = 40
@@ -57,8 +60,15 @@ class DatasetSummary:
     symprec: float = SYMPREC_LOOSE
 
 
-def summarize(result: ReadResult, symprec: float = SYMPREC_LOOSE) -> DatasetSummary:
-    """Count the elements, cell sizes and space groups (spglib, ``symprec`` in Å) of
+def _space_group_key(crystal: Crystal, symprec: float) -> tuple[int, str]:
+    found = space_group(crystal, symprec)
+    return found.number, found.symbol
+
+
+def summarize(result: ReadResult, symprec: float = SYMPREC_LOOSE, *, workers: int | None = None,
+              progress: bool = True) -> DatasetSummary:
+    """Count the elements, cell sizes and space groups (spglib, ``symprec`` in Å; found in
+    ``workers`` processes, see :func:`~diffcrystal.data.readers.parallel_map`) of
     ``result.crystals`` and carry over its skipped entries and load time."""
     summary = DatasetSummary(
         num_structures=len(result.crystals),
@@ -73,8 +83,10 @@ def summarize(result: ReadResult, symprec: float = SYMPREC_LOOSE) -> DatasetSumm
         summary.element_atoms.update(numbers)
         summary.element_structures.update(set(numbers))
         summary.atoms_per_cell[crystal.num_atoms] += 1
-        found = space_group(crystal, symprec)
-        summary.space_groups[(found.number, found.symbol)] += 1
+    summary.space_groups.update(parallel_map(
+        partial(_space_group_key, symprec=symprec), result.crystals, workers=workers,
+        progress=progress, description="space groups",
+    ))
     return summary
 
 

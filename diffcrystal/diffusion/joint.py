@@ -172,9 +172,9 @@ class JointDiffusion:
             term = self.loss_weights[name] * result[f"loss_{name}"]
             total = term if total is None else total + term
         if not torch.isfinite(total):
-            parts = {k: float(v) for k, v in result.items()}
+            parts = {k: float(v.detach()) for k, v in result.items()}
             raise NonFiniteLossError(
-                f"non-finite training loss {float(total)}; per field {parts}; "
+                f"non-finite training loss {float(total.detach())}; per field {parts}; "
                 f"timesteps {t.tolist()[:32]}{' ...' if num_graphs > 32 else ''}"
             )
         result["loss"] = total

@@ -1,14 +1,20 @@
 """One helper that maps a picklable function over items in worker processes with a tqdm bar.
 
-Shared by the CSP matcher and the fingerprinting of the de novo metrics. Workers are started
-with the ``spawn`` method by default: the callers (CLI, Lightning callbacks) usually have torch
-loaded with its thread pools running, and forking such a process can deadlock the child.
+Shared by the CSP matcher and the fingerprinting of the de novo metrics. On Linux workers are
+forked (fast, and works from any ``__main__``, including a script read from stdin or a notebook);
+the children only run pymatgen/numpy/matminer, never torch, so torch's thread pools in the
+parent are not touched. Elsewhere (macOS, Windows) they are spawned, which needs the calling
+script to guard its entry point with ``if __name__ == "__main__":``. A worker that dies raises
+``BrokenProcessPool`` instead of hanging (``concurrent.futures``, not ``multiprocessing.Pool``,
+which silently respawns dead workers).
 """
 
 from __future__ import annotations
 
 import multiprocessing
+import sys
 from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor
 from typing import TypeVar
 
 from tqdm.auto import tqdm
@@ -16,8 +22,8 @@ from tqdm.auto import tqdm
 T = TypeVar("T")
 R = TypeVar("R")
 
-DEFAULT_START_METHOD = "spawn"
-"""Start method of the worker processes (see the module docstring for why not ``fork``)."""
+DEFAULT_START_METHOD = "fork" if sys.platform.startswith("linux") else "spawn"
+"""Start method of the worker processes (see the module docstring)."""
 
 _CHUNKS_PER_WORKER = 8
 """Work is split into about this many chunks per worker: small enough that the progress bar
@@ -52,9 +58,9 @@ def parallel_map(
         context = multiprocessing.get_context(start_method)
         n_proc = min(workers, len(items))
         chunksize = max(1, len(items) // (n_proc * _CHUNKS_PER_WORKER))
-        with context.Pool(n_proc) as pool:
+        with ProcessPoolExecutor(max_workers=n_proc, mp_context=context) as pool:
             results = []
-            for result in pool.imap(function, items, chunksize=chunksize):
+            for result in pool.map(function, items, chunksize=chunksize):
                 results.append(result)
                 bar.update(1)
         return results

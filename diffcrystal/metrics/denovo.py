@@ -324,9 +324,13 @@ def _analyse(job: _Job):
         struct_valid, reason = validity.valid, validity.reason
     except Exception as error:  # noqa: BLE001 - recorded as invalid
         struct_valid, reason = False, f"validity check failed: {type(error).__name__}: {error}"
-    comp_valid = smact_validity(crystal.atomic_numbers)
-    if not comp_valid:
-        reason = (reason + "; " if reason else "") + "composition fails SMACT"
+    try:
+        comp_valid = smact_validity(crystal.atomic_numbers)
+        comp_reason = "" if comp_valid else "composition fails SMACT"
+    except Exception as error:  # noqa: BLE001 - e.g. an element SMACT has no data for
+        comp_valid, comp_reason = False, f"SMACT check failed: {type(error).__name__}: {error}"
+    if comp_reason:
+        reason = (reason + "; " if reason else "") + comp_reason
     density = float(crystal.to_structure().density)
     n_elements = int(np.unique(crystal.atomic_numbers).size)
     fp = fingerprint_or_error(crystal) if job.fingerprint else None

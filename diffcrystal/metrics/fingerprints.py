@@ -17,6 +17,7 @@ fingerprint is computed.
 from __future__ import annotations
 
 import functools
+import os
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -103,6 +104,25 @@ class Fingerprints:
 
     def __len__(self) -> int:
         return int(self.ok.shape[0])
+
+    def save(self, path: str | os.PathLike) -> None:
+        """Save to a ``.npz`` file (e.g. to cache a test set's fingerprints; computing them
+        takes ~0.1 s per site per core)."""
+        np.savez_compressed(
+            path,
+            structure=self.structure,
+            composition=self.composition,
+            ok=self.ok,
+            errors=np.array(self.errors, dtype=str),
+        )
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> "Fingerprints":
+        """Load what :meth:`save` wrote."""
+        with np.load(path, allow_pickle=False) as data:
+            return cls(
+                data["structure"], data["composition"], data["ok"].astype(bool), tuple(data["errors"].tolist())
+            )
 
 
 def fingerprint_or_error(crystal: Crystal | None) -> tuple[np.ndarray | None, np.ndarray | None, str]:

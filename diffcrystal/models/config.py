@@ -31,6 +31,9 @@ class DenoiserConfig:
     num_tensors : channels of ``2e`` (rank-2 traceless symmetric) node features; used only when
         ``l_max == 2``.
     l_max : highest rotation order of the node features and edge spherical harmonics (1 or 2).
+    geometric_scalars : how many scalar channels couple to the l > 0 edge harmonics in each
+        tensor product (the others only pass invariant messages); fewer is faster. ``0`` means
+        all ``num_scalars``.
     num_layers : number of interaction (message-passing) blocks.
     num_radial_basis : Gaussian basis functions of the edge length |r_ij|.
     radial_max : Å, the largest Gaussian centre; lengths beyond it give vanishing (finite)
@@ -50,6 +53,7 @@ class DenoiserConfig:
     num_vectors: int = 16
     num_tensors: int = 8
     l_max: int = 1
+    geometric_scalars: int = 16
     num_layers: int = 3
     num_radial_basis: int = 8
     radial_max: float = 8.0
@@ -68,7 +72,7 @@ class DenoiserConfig:
                      "time_embed_dim", "node_hidden"):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        for name in ("num_vectors", "num_tensors", "num_fourier"):
+        for name in ("num_vectors", "num_tensors", "num_fourier", "geometric_scalars"):
             if int(getattr(self, name)) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
         if self.num_vectors == 0:

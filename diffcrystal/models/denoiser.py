@@ -119,7 +119,10 @@ class Denoiser(nn.Module):
         for _ in range(c.num_layers):
             self.norms.append(EquivariantLayerNorm(irreps))
             self.layers.append(
-                InteractionBlock(irreps, self.irreps_hidden, self.irreps_sh, c.edge_hidden, c.edge_hidden)
+                InteractionBlock(
+                    irreps, self.irreps_hidden, self.irreps_sh, c.edge_hidden, c.edge_hidden,
+                    geometric_scalars=c.geometric_scalars or None,
+                )
             )
             irreps = self.irreps_hidden
         self.final_norm = EquivariantLayerNorm(self.irreps_hidden)

@@ -56,6 +56,15 @@ class EquivariantLayerNorm(nn.Module):
         return f"{self.__class__.__name__}({self.irreps})"
 
 
+def _split_scalars(irreps: o3.Irreps, geometric: int | None) -> o3.Irreps:
+    """``64x0e+16x1o`` with ``geometric=16`` -> ``48x0e+16x0e+16x1o`` (same layout)."""
+    irreps = o3.Irreps(irreps).simplify()
+    if geometric is None or irreps[0].ir.l != 0 or not 0 < geometric < irreps[0].mul:
+        return irreps
+    rest = [(mul, ir) for mul, ir in irreps[1:]]
+    return o3.Irreps([(irreps[0].mul - geometric, "0e"), (geometric, "0e")] + rest)
+
+
 class InteractionBlock(nn.Module):
     """One gated, equivariant message-passing update (NequIP / SEGNN style).
 
@@ -77,6 +86,8 @@ class InteractionBlock(nn.Module):
     irreps_sh : irreps of the edge spherical harmonics, e.g. ``0e+1o+2e``.
     edge_dim : size of the invariant edge embedding.
     radial_hidden : hidden width of the radial MLP.
+    geometric_scalars : how many of the input's ``0e`` channels (the last ones) enter the
+        ``0e x l>0`` paths; the rest only take the ``0e x 0e`` path. ``None``: all of them.
     """
 
     def __init__(
@@ -86,6 +97,7 @@ class InteractionBlock(nn.Module):
         irreps_sh: o3.Irreps,
         edge_dim: int,
         radial_hidden: int,
+        geometric_scalars: int | None = None,
     ) -> None:
         super().__init__()
         self.irreps_in = o3.Irreps(irreps_in)
@@ -106,10 +118,17 @@ class InteractionBlock(nn.Module):
         )
         wanted = {ir for _, ir in self.gate.irreps_in}
 
-        # depthwise tensor product x_j (x) Y(r_ij) -> every wanted irrep it can reach
+        # Depthwise tensor product x_j (x) Y(r_ij) -> every wanted irrep it can reach. Only the
+        # last `geometric_scalars` scalar channels couple to l > 0 harmonics (the others take
+        # the 0e x 0e path only): same memory layout, about half the per-edge work.
+        self.irreps_tp_in = _split_scalars(self.irreps_in, geometric_scalars)
+        split = len(self.irreps_tp_in) > len(self.irreps_in.simplify())
         mid, instructions = [], []
-        for i1, (mul, ir1) in enumerate(self.irreps_in):
+        for i1, (mul, ir1) in enumerate(self.irreps_tp_in):
+            geometric_only = split and i1 == 0
             for i2, (_, ir2) in enumerate(self.irreps_sh):
+                if geometric_only and ir2.l > 0:
+                    continue
                 for ir_out in ir1 * ir2:
                     if ir_out in wanted:
                         instructions.append((i1, i2, len(mid), "uvu", True))
@@ -118,7 +137,7 @@ class InteractionBlock(nn.Module):
         irreps_mid_sorted, perm, _ = irreps_mid.sort()
         instructions = [(i1, i2, perm[i_out], mode, w) for i1, i2, i_out, mode, w in instructions]
         self.tp = o3.TensorProduct(
-            self.irreps_in, self.irreps_sh, irreps_mid_sorted, instructions,
+            self.irreps_tp_in, self.irreps_sh, irreps_mid_sorted, instructions,
             shared_weights=False, internal_weights=False,
         )
         self.radial = enn.FullyConnectedNet(

@@ -238,6 +238,26 @@ def _thread_environment(threads: int):
                 os.environ[name] = value
 
 
+@contextlib.contextmanager
+def _limited_threads(threads: int):
+    """Cap torch and BLAS/OpenMP threads in this process, restoring them on exit (on a busy
+    2-core machine two torch threads per process made SevenNet-0 calls ~10x slower)."""
+    import sys
+
+    from threadpoolctl import threadpool_limits
+
+    torch = sys.modules.get("torch")
+    previous = torch.get_num_threads() if torch is not None else None
+    if torch is not None:
+        torch.set_num_threads(threads)
+    try:
+        with threadpool_limits(limits=threads):
+            yield
+    finally:
+        if torch is not None:
+            torch.set_num_threads(previous)
+
+
 def _init_worker(potential: str, device: str, threads: int) -> None:
     if potential_label(potential) != "emt":  # EMT needs no torch; skip its import cost
         import torch
@@ -289,7 +309,8 @@ def relax_many(
         ``label``) or ``(label, Atoms | Crystal)`` pairs.
     potential : a name or model path (:func:`~diffcrystal.potential.calculators.load_calculator`).
     workers : worker processes; 1 relaxes in this process (with ``calculator`` if given).
-    threads_per_worker : torch threads in each worker process.
+    threads_per_worker : torch / BLAS threads in each worker process (and in this process while
+        relaxing when ``workers=1``).
     progress : show a tqdm progress bar.
     """
     from tqdm.auto import tqdm
@@ -303,9 +324,10 @@ def relax_many(
                unit="structure")
     if workers == 1 or len(items) <= 1:
         calc = calculator if calculator is not None else load_calculator(potential, device=device)
-        for i, (name, atoms) in enumerate(items):
-            results[i] = relax_atoms(atoms, calc, settings, name, label)
-            bar.update()
+        with _limited_threads(threads_per_worker):
+            for i, (name, atoms) in enumerate(items):
+                results[i] = relax_atoms(atoms, calc, settings, name, label)
+                bar.update()
     else:
         context = multiprocessing.get_context("spawn")
         try:

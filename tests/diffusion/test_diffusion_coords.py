@@ -52,7 +52,7 @@ def test_normalisation_matches_monte_carlo_and_fine_periodic_quadrature(sigma):
     lam = float(wrapped_normal_fisher(torch.tensor([sigma], dtype=torch.float64)))
     # Monte Carlo with a fixed seed: d = w(sigma * eps) has the wrapped-normal law
     g = torch.Generator().manual_seed(1234)
-    n = 400_000
+    n = 200_000
     d = wrap_difference(sigma * torch.randn(n, generator=g, dtype=torch.float64))
     sq = wrapped_normal_score(d, torch.tensor(sigma, dtype=torch.float64)) ** 2
     mc, se = float(sq.mean()), float(sq.std()) / n**0.5

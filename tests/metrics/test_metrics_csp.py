@@ -166,3 +166,10 @@ def test_parallel_workers_give_the_same_answer():
     parallel = run(predictions, [a, b], workers=2)
     assert serial.summary() == parallel.summary()
     assert serial.n_matched_at_1 == 1 and serial.n_matched_at_k == 2
+
+
+@pytest.mark.slow  # ~7 s: each spawned worker re-imports pymatgen
+def test_spawned_workers_work_too():
+    a = S.generic_three()
+    result = run([[a], [S.strained(a, 1.5)]], [a, a], workers=2, start_method="spawn")
+    assert result.n_matched_at_1 == 1 and result.n_targets == 2

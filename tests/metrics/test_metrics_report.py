@@ -6,7 +6,6 @@ import importlib.util
 import json
 from pathlib import Path
 
-
 from diffcrystal.metrics import csp_metrics, denovo_metrics, write_metrics
 from diffcrystal.metrics.report import atomic_write_text
 

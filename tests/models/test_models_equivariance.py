@@ -22,11 +22,11 @@ SIZES = (1, 2, 5, 8)
 """Atoms per crystal of the mixed test batch (includes a one-atom crystal)."""
 
 CONFIGS = {
-    "l1": DenoiserConfig(num_scalars=16, num_vectors=8, l_max=1, num_layers=2, edge_hidden=16,
-                         node_hidden=16, predict_species=True),
+    "l1": DenoiserConfig(num_scalars=16, num_vectors=8, geometric_scalars=8, l_max=1,
+                         num_layers=2, edge_hidden=16, node_hidden=16, predict_species=False),
     "l2_images": DenoiserConfig(num_scalars=16, num_vectors=8, num_tensors=4, l_max=2, num_layers=2,
-                                edge_hidden=16, node_hidden=16, self_image_edges=True,
-                                predict_species=True),
+                                geometric_scalars=0, edge_hidden=16, node_hidden=16,
+                                self_image_edges=True, predict_species=True),
 }
 
 
@@ -205,16 +205,18 @@ def test_finite_outputs_and_gradients(config, case):
             assert torch.isfinite(p.grad).all(), name
 
 
-def test_output_keys_and_shapes():
+def test_output_keys_and_shapes(config):
     crystals = make_crystals(dtype=torch.float32)
     batch = collate(crystals)
     n = batch[keys.FRAC_COORDS].shape[0]
-    out = run(build(DenoiserConfig(num_layers=1), torch.float32), batch)
-    assert set(out) == {keys.EPS_LATTICE, keys.COORD_SCORE}
+    out = run(build(config, torch.float32), batch)
+    expected = {keys.EPS_LATTICE, keys.COORD_SCORE}
+    if config.predict_species:
+        expected.add(keys.SPECIES_LOGITS)
+        assert out[keys.SPECIES_LOGITS].shape == (n, 100)
+    assert set(out) == expected
     assert out[keys.EPS_LATTICE].shape == (len(crystals), 3, 3)
     assert out[keys.COORD_SCORE].shape == (n, 3)
-    out = run(build(DenoiserConfig(num_layers=1, predict_species=True), torch.float32), batch)
-    assert out[keys.SPECIES_LOGITS].shape == (n, 100)
 
 
 def test_default_parameter_count(capsys):

@@ -1,8 +1,9 @@
-"""A tiny dataset and experiment config for fast training/sampling tests (not a test module)."""
+"""Fixtures for the core tests: a tiny dataset, its experiment config and a tiny trained generator."""
 
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from diffcrystal.data.crystal import Crystal
 
@@ -42,3 +43,28 @@ def tiny_config(data: Path, mode: str = "csp", **train) -> dict:
         "train": {"max_steps": 2, "max_epochs": 1000, "learning_rate": 3e-3, "lr_warmup_steps": 1,
                   "checkpoint_every_n_steps": 1, "log_every_n_steps": 1, "ema_decay": 0.9, **train},
     }
+
+
+@pytest.fixture(scope="session")
+def tiny_data(tmp_path_factory) -> Path:
+    return write_tiny_dataset(tmp_path_factory.mktemp("tiny_data"))
+
+
+@pytest.fixture(scope="session")
+def tiny_generators(tmp_path_factory, tiny_data) -> dict[str, Path]:
+    """Generator checkpoints (CSP and de novo) trained for a few steps on the tiny data."""
+    from diffcrystal.training.config import ExperimentConfig
+    from diffcrystal.training.train import train
+
+    paths = {}
+    for mode in ("csp", "denovo"):
+        config = ExperimentConfig.from_dict(tiny_config(tiny_data, mode, max_steps=3))
+        result = train(config, out_dir=tmp_path_factory.mktemp(f"run_{mode}"), progress=False)
+        paths[mode] = result.generator_path
+    return paths
+
+
+@pytest.fixture
+def make_config():
+    """``tiny_config`` as a fixture (test modules cannot import conftest)."""
+    return tiny_config

@@ -1,0 +1,111 @@
+"""Training: a tiny model overfits, a killed run resumes at its checkpointed step, the
+exported generator is safe and complete."""
+
+import lightning as L
+import pytest
+import torch
+
+from diffcrystal.checkpoint import load_checkpoint
+from diffcrystal.data.graph import collate
+from diffcrystal.data.readers import read_crystals
+from diffcrystal.errors import InputError
+from diffcrystal.generator import Generator
+from diffcrystal.training.config import ExperimentConfig, load_config
+from diffcrystal.training.train import train
+
+
+def fixed_noise_loss(generator: Generator, data) -> float:
+    """The joint loss on the tiny data averaged over a fixed set of noise draws."""
+    batch = collate(read_crystals(data, canonical=False, cache=False, progress=False).crystals)
+    losses = []
+    with torch.no_grad():
+        for seed in range(8):
+            noise = torch.Generator().manual_seed(seed)
+            losses.append(float(generator.joint.training_loss(generator.denoiser, batch, noise)["loss"]))
+    return sum(losses) / len(losses)
+
+
+def test_tiny_model_overfits(tmp_path, tiny_data, make_config):
+    config = ExperimentConfig.from_dict(make_config(tiny_data, max_steps=1, ema_decay=0.0))
+    start = fixed_noise_loss(Generator.from_checkpoint(train(config, tmp_path / "a", progress=False).generator_path), tiny_data)
+    config.train.max_steps = 150
+    trained = Generator.from_checkpoint(train(config, tmp_path / "b", progress=False).generator_path)
+    end = fixed_noise_loss(trained, tiny_data)
+    assert end < 0.5 * start, (start, end)
+
+
+class Interrupt(L.Callback):
+    """Stops training as a Ctrl-C would, once ``at_step`` optimiser steps are done."""
+
+    def __init__(self, at_step: int):
+        self.at_step = at_step
+
+    def on_train_batch_end(self, trainer, *args):
+        if trainer.global_step >= self.at_step:
+            raise KeyboardInterrupt
+
+
+class FirstStep(L.Callback):
+    def __init__(self):
+        self.first = None
+
+    def on_train_batch_start(self, trainer, *args):
+        if self.first is None:
+            self.first = trainer.global_step
+
+
+def test_kill_and_resume(tmp_path, tiny_data, monkeypatch, make_config):
+    import diffcrystal.training.train as training
+
+    config = ExperimentConfig.from_dict(make_config(tiny_data, max_steps=12, checkpoint_every_n_steps=4))
+    original = L.Trainer
+
+    def trainer_with(extra):
+        def make(*args, callbacks=(), **kwargs):
+            return original(*args, callbacks=list(callbacks) + [extra], **kwargs)
+        return make
+
+    monkeypatch.setattr(training.L, "Trainer", trainer_with(Interrupt(at_step=6)))
+    with pytest.raises(SystemExit):  # Lightning shuts down gracefully, then exits
+        train(config, tmp_path, progress=False)
+    last = tmp_path / "checkpoints" / "last.ckpt"
+    saved = torch.load(last, map_location="cpu", weights_only=True)
+    assert saved["global_step"] == 4  # the last checkpoint before the interrupt
+
+    first = FirstStep()
+    monkeypatch.setattr(training.L, "Trainer", trainer_with(first))
+    result = train(config, tmp_path, resume=last, progress=False)
+    assert first.first == 4
+    assert result.global_step == 12
+
+
+def test_exported_generator_records_config_and_data(tiny_generators):
+    tensors, config = load_checkpoint(tiny_generators["denovo"])
+    assert config["experiment"]["diffusion"]["mode"] == "denovo"
+    assert config["statistics"]["species"] == [8, 11, 17, 22, 29, 38, 55]
+    assert config["statistics"]["num_atoms_histogram"] == {"2": 1, "4": 1, "5": 1, "8": 1}
+    assert config["training"]["global_step"] == 3
+    assert all(torch.isfinite(t).all() for t in tensors.values())
+
+
+def test_config_errors_name_the_problem(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: x\ntrain:\n  max_epoch: 3\n")
+    with pytest.raises(InputError, match=r"unknown key\(s\) \['max_epoch'\] in config section 'train'"):
+        load_config(bad)
+    bad.write_text("name: x\nmodel:\n  l_max: 5\n")
+    with pytest.raises(InputError, match="l_max"):
+        load_config(bad)
+    bad.write_text("name: [unclosed\n")
+    with pytest.raises(InputError, match="not valid YAML"):
+        load_config(bad)
+
+
+def test_shipped_configs_load():
+    from pathlib import Path
+
+    configs = sorted((Path(__file__).resolve().parents[2] / "configs").glob("*.yaml"))
+    assert len(configs) >= 6
+    for path in configs:
+        config = load_config(path)
+        assert config.model.predict_species == (config.diffusion.mode == "denovo"), path
