@@ -141,6 +141,13 @@ def explosion_reason(atoms, energy: float | None = None, forces=None, stress=Non
     return ""
 
 
+def _reduced_formula(atoms) -> str:
+    """Reduced formula as pymatgen (and :attr:`Crystal.formula`) writes it, e.g. ``'Cu3Au'``."""
+    from pymatgen.core import Composition
+
+    return Composition(atoms.get_chemical_formula()).reduced_formula if len(atoms) else ""
+
+
 def _optimizer_class(name: str):
     from ase.optimize import BFGS, FIRE
 
@@ -148,18 +155,27 @@ def _optimizer_class(name: str):
 
 
 def relax_atoms(atoms, calculator, settings: RelaxSettings = RelaxSettings(), label: str = "",
-                potential: str = "") -> RelaxResult:
+                potential: str = "", threads: int | None = 1) -> RelaxResult:
     """Relax one structure (positions and cell) with ``calculator``; never raises on bad input.
 
-    ``atoms``: ASE ``Atoms`` (periodic) or :class:`Crystal`. Returns a :class:`RelaxResult`.
+    ``atoms``: ASE ``Atoms`` (periodic) or :class:`Crystal`. ``threads`` caps torch and BLAS
+    threads while relaxing (``None``: leave them); see :func:`_limited_threads`.
+    Returns a :class:`RelaxResult`.
     """
+    if threads is None:
+        return _relax_atoms(atoms, calculator, settings, label, potential)
+    with _limited_threads(threads):
+        return _relax_atoms(atoms, calculator, settings, label, potential)
+
+
+def _relax_atoms(atoms, calculator, settings: RelaxSettings, label: str, potential: str) -> RelaxResult:
     from ase.filters import FrechetCellFilter
 
     result = RelaxResult(label=label, status="failed", potential=potential)
     try:
         atoms = atoms.to_atoms() if isinstance(atoms, Crystal) else atoms.copy()
         result.num_atoms = len(atoms)
-        result.formula = atoms.get_chemical_formula(mode="metal", empirical=True)
+        result.formula = _reduced_formula(atoms)
         if len(atoms) == 0 or not all(atoms.pbc):
             result.reason = "not a periodic structure with atoms"
             return result
@@ -268,7 +284,8 @@ def _init_worker(potential: str, device: str, threads: int) -> None:
 
 
 def _relax_in_worker(index: int, label: str, atoms, settings: RelaxSettings):
-    return index, relax_atoms(atoms, _WORKER["calculator"], settings, label, _WORKER["potential"])
+    return index, relax_atoms(atoms, _WORKER["calculator"], settings, label, _WORKER["potential"],
+                              threads=None)
 
 
 def _labelled(structures: Iterable) -> list[tuple[str, object]]:
@@ -324,10 +341,9 @@ def relax_many(
                unit="structure")
     if workers == 1 or len(items) <= 1:
         calc = calculator if calculator is not None else load_calculator(potential, device=device)
-        with _limited_threads(threads_per_worker):
-            for i, (name, atoms) in enumerate(items):
-                results[i] = relax_atoms(atoms, calc, settings, name, label)
-                bar.update()
+        for i, (name, atoms) in enumerate(items):
+            results[i] = relax_atoms(atoms, calc, settings, name, label, threads_per_worker)
+            bar.update()
     else:
         context = multiprocessing.get_context("spawn")
         try:

@@ -129,7 +129,6 @@ def test_unknown_potential_lists_valid_names():
 
 
 def test_chgnet_absent_is_a_clear_error():
-    pytest.importorskip  # chgnet is optional; only check the message when it is not installed
     import importlib.util
 
     if importlib.util.find_spec("chgnet") is not None:
