@@ -1,0 +1,126 @@
+"""`diffcrystal sample` and `diffcrystal evaluate` end to end with tiny generators made in the test."""
+
+import csv
+import json
+
+import pytest
+
+from diffcrystal.cli.main import main
+from diffcrystal.sample_writer import SUMMARY_COLUMNS
+
+STEPS = "6"
+
+
+def run_sample(checkpoint, out, *extra):
+    return main(["sample", "--checkpoint", str(checkpoint), "--steps", STEPS, "--out", str(out), "--quiet", *extra])
+
+
+def summary_rows(folder):
+    with open(folder / "summary.csv", newline="") as stream:
+        return list(csv.DictReader(stream))
+
+
+def test_csp_files_and_summary(tmp_path, tiny_generators, capsys):
+    assert run_sample(tiny_generators["csp"], tmp_path / "out", "--composition", "SrTiO3", "--n", "3",
+                      "--formula-units", "1,2", "--batch-size", "2") == 0
+    rows = summary_rows(tmp_path / "out")
+    assert tuple(rows[0]) == SUMMARY_COLUMNS
+    assert [r["id"] for r in rows] == ["000000", "000001", "000002"]
+    assert [int(r["n_atoms"]) for r in rows if r["cif"]] == [n for n, r in zip([5, 10, 5], rows) if r["cif"]]
+    for row in rows:
+        assert row["valid"] in ("True", "False")
+        assert row["valid"] == "True" or row["invalid_reason"]
+        if row["cif"]:
+            assert (tmp_path / "out" / row["cif"]).read_text().startswith("# generated using pymatgen")
+            assert float(row["volume_per_atom_A3"]) > 0 and int(row["spacegroup_number"]) >= 1
+    run = json.loads((tmp_path / "out" / "run.json").read_text())
+    assert run["mode"] == "csp" and run["num_steps"] == int(STEPS) and len(run["checkpoint_sha256"]) == 64
+    assert "valid:" in capsys.readouterr().out
+
+
+def test_same_seed_same_structures(tmp_path, tiny_generators):
+    for name, seed in (("a", "7"), ("b", "7"), ("c", "8")):
+        assert run_sample(tiny_generators["csp"], tmp_path / name, "--composition", "NaCl", "--n", "2", "--seed", seed) == 0
+    cif = "cif/000001.cif"
+    assert (tmp_path / "a" / cif).read_text() == (tmp_path / "b" / cif).read_text()
+    assert (tmp_path / "a" / cif).read_text() != (tmp_path / "c" / cif).read_text()
+
+
+def test_interrupted_run_resumes_to_the_same_result(tmp_path, tiny_generators, monkeypatch):
+    from diffcrystal.generator import Generator
+
+    args = ("--composition", "CsCl", "--n", "4", "--batch-size", "2", "--seed", "3")
+    assert run_sample(tiny_generators["csp"], tmp_path / "full", *args) == 0
+
+    original = Generator.sample
+    calls = {"n": 0}
+
+    def interrupted(self, *a, **k):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt
+        return original(self, *a, **k)
+
+    monkeypatch.setattr(Generator, "sample", interrupted)
+    assert run_sample(tiny_generators["csp"], tmp_path / "cut", *args) == 130
+    assert len(summary_rows(tmp_path / "cut")) == 2
+    assert not [p for p in (tmp_path / "cut").rglob("*.tmp")]
+    monkeypatch.setattr(Generator, "sample", original)
+    assert run_sample(tiny_generators["csp"], tmp_path / "cut", *args) == 1  # refuses without --resume
+    assert run_sample(tiny_generators["csp"], tmp_path / "cut", *args, "--resume") == 0
+    for i in range(4):
+        cif = f"cif/00000{i}.cif"
+        assert (tmp_path / "cut" / cif).read_text() == (tmp_path / "full" / cif).read_text()
+
+
+def test_denovo_generates_species(tmp_path, tiny_generators):
+    assert run_sample(tiny_generators["denovo"], tmp_path / "out", "--n", "3") == 0
+    rows = summary_rows(tmp_path / "out")
+    assert len(rows) == 3 and all(r["formula"] or r["invalid_reason"] for r in rows)
+
+
+@pytest.mark.parametrize(
+    "arguments, message",
+    [
+        (["--composition", "Li0.5CoO2"], "fractional"),
+        (["--composition", "XxO2"], "Xx"),
+        (["--composition", "NaCl", "--n", "0"], "--n must be at least 1"),
+        (["--n", "2"], "pass --composition"),
+        (["--composition", "NaCl", "--steps", "100000"], "--steps must be in"),
+    ],
+)
+def test_bad_requests_are_one_line_errors(tmp_path, tiny_generators, capsys, arguments, message):
+    code = main(["sample", "--checkpoint", str(tiny_generators["csp"]), "--out", str(tmp_path / "o"), "--quiet", *arguments])
+    err = capsys.readouterr().err
+    assert code == 1 and message in err and len(err.strip().splitlines()) == 1, err
+
+
+def test_output_that_cannot_be_created(tmp_path, tiny_generators, capsys):
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    assert run_sample(tiny_generators["csp"], blocker / "out", "--composition", "NaCl", "--n", "1") == 1
+    assert "cannot create output folder" in capsys.readouterr().err
+
+
+def test_corrupt_checkpoint_is_a_clear_error(tmp_path, tiny_generators, capsys):
+    broken = tmp_path / "broken.safetensors"
+    data = bytearray(tiny_generators["csp"].read_bytes())
+    data[-3] ^= 0xFF
+    broken.write_bytes(bytes(data))
+    assert run_sample(broken, tmp_path / "o", "--composition", "NaCl", "--n", "1") == 1
+    assert "corrupt checkpoint" in capsys.readouterr().err
+
+
+def test_unseen_element_and_large_cell_warn(tmp_path, tiny_generators, caplog):
+    assert run_sample(tiny_generators["csp"], tmp_path / "o", "--composition", "Au5O5", "--n", "1") == 0
+    assert "never saw Au" in caplog.text
+    assert "more than the largest training cell" in caplog.text
+
+
+def test_evaluate_csp_writes_metrics(tmp_path, tiny_generators, tiny_data):
+    out = tmp_path / "eval"
+    assert main(["evaluate", "--checkpoint", str(tiny_generators["csp"]), "--data", str(tiny_data), "--k", "2",
+                 "--steps", STEPS, "--out", str(out), "--workers", "1", "--quiet"]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["extra"]["num_test_structures"] == 4 and metrics["extra"]["k"] == 2
+    assert (out / "metrics.md").read_text().count("|") > 4
