@@ -1,8 +1,10 @@
 """Entry point of the ``diffcrystal`` command.
 
 Each subcommand lives in its own module ``diffcrystal.cli.<name>`` exposing
-``configure(parser)`` (adds its arguments) and ``run(args) -> int`` (exit code). A subcommand
-whose module is not part of this build answers "not available yet" with exit code 2.
+``configure(parser)`` (adds its arguments) and ``run(args) -> int`` (exit code). Only the
+chosen subcommand's module is imported, so ``diffcrystal info`` does not pay for torch/e3nn
+start-up. A subcommand whose module is not part of this build answers "not available yet"
+with exit code 2.
 """
 
 from __future__ import annotations
@@ -36,7 +38,8 @@ def _load(name: str):
         raise
 
 
-def build_parser() -> tuple[argparse.ArgumentParser, dict]:
+def build_parser(chosen: str | None = None) -> tuple[argparse.ArgumentParser, dict]:
+    """The argument parser; only ``chosen``'s module is imported and configured."""
     parser = argparse.ArgumentParser(
         prog="diffcrystal",
         description="Crystal structure generation by equivariant joint diffusion.",
@@ -45,21 +48,23 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict]:
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     modules = {}
     for name, help_text in SUBCOMMANDS.items():
-        module = _load(name)
         sub = subparsers.add_parser(name, help=help_text, description=help_text)
-        if module is not None:
-            module.configure(sub)
-        modules[name] = module
+        if name == chosen:
+            modules[name] = _load(name)
+            if modules[name] is not None:
+                modules[name].configure(sub)
     return parser, modules
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser, modules = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    chosen = next((a for a in argv if not a.startswith("-")), None)
+    parser, modules = build_parser(chosen if chosen in SUBCOMMANDS else None)
     args = parser.parse_args(argv)
     if args.command is None:
         parser.print_help()
         return EXIT_NOT_AVAILABLE
-    module = modules[args.command]
+    module = modules.get(args.command)
     if module is None:
         print(f"diffcrystal {args.command}: not available yet in this version", file=sys.stderr)
         return EXIT_NOT_AVAILABLE

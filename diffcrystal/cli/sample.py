@@ -50,6 +50,16 @@ def _device(choice: str) -> torch.device:
     return torch.device(choice)
 
 
+def _fresh_folder(default: Path, resume: bool) -> Path:
+    """``default``, or ``default-2``, ``default-3``... when earlier runs hold it (never
+    overwrite saved samples); with ``--resume`` the latest existing one."""
+    candidates = [default] + [default.with_name(f"{default.name}-{i}") for i in range(2, 10_000)]
+    taken = [c for c in candidates if (c / "summary.csv").exists()]
+    if resume:
+        return taken[-1] if taken else default
+    return next(c for c in candidates if not (c / "summary.csv").exists())
+
+
 def run(args: argparse.Namespace) -> int:
     logging.basicConfig(format="diffcrystal: warning: %(message)s", level=logging.WARNING)
     composition = parse_composition(args.composition) if args.composition else None
@@ -58,7 +68,7 @@ def run(args: argparse.Namespace) -> int:
     generator = Generator.from_checkpoint(checkpoint, device=_device(args.device))
     steps = args.steps or generator.experiment.sampling.num_steps
     name = "".join(ch for ch in args.composition if ch.isalnum()) if composition is not None else "denovo"
-    out_dir = args.out or Path("samples") / name
+    out_dir = args.out or _fresh_folder(Path("samples") / name, args.resume)
     started = time.perf_counter()
     result = sample_to_folder(
         generator,

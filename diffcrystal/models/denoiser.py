@@ -177,7 +177,7 @@ class Denoiser(nn.Module):
         # 4. heads
         lattice_unit = lattice / lattice_length_scale(lattice)[:, None, None]  # (B, 3, 3)
         out = {
-            keys.EPS_LATTICE: self.lattice_head(x, context, lattice_unit, node_batch, num_graphs),
+            keys.EPS_LATTICE: self.lattice_head(x, context, lattice, lattice_unit, node_batch, num_graphs),
             keys.COORD_SCORE: self.coord_head(x, lattice_unit, node_batch),
         }
         if self.species_head is not None:

@@ -62,7 +62,13 @@ class CoordScoreHead(nn.Module):
 class LatticeNoiseHead(nn.Module):
     """Predicted lattice noise, equivariant: ``eps(L R^T) = eps(L) R^T``.
 
-        eps = M (L / l) + (L / l) S                                          (B, 3, 3)
+        eps = g L + M (L / l) + (L / l) S                                    (B, 3, 3)
+
+    - ``g`` (B,) is an invariant gain from the time embedding and lattice invariants. At high
+      noise ``eps ~ L_t`` (in Å units of the diffused variable), which the scale-free terms
+      below cannot express; without it the DDPM reverse step amplifies the mismatch by
+      ``1 / sqrt(alpha_bar_T)`` and the first sampled lattices explode (measured: cells of
+      thousands of Å). DiffCSP's head (``M L``, unnormalised) has this freedom built in.
 
     - ``M`` (3 x 3, in the lattice-basis index space) comes from invariant per-crystal
       features (mean-pooled node scalars, lattice invariants, time embedding): it is unchanged
@@ -89,22 +95,24 @@ class LatticeNoiseHead(nn.Module):
         self.project = o3.Linear(irreps_in, irreps_small)
         self.quadratic = o3.FullyConnectedTensorProduct(irreps_small, irreps_small, irreps_sym)
         self.invariant = scalar_mlp(num_scalars + context_dim, hidden, 9)
+        self.gain = scalar_mlp(context_dim, hidden, 1)
         self.register_buffer(
             "change_of_basis", cartesian.reduced_tensor_products().change_of_basis, persistent=False
         )
 
     def forward(
-        self, x: Tensor, context: Tensor, lattice_unit: Tensor, batch: Tensor, num_graphs: int
+        self, x: Tensor, context: Tensor, lattice: Tensor, lattice_unit: Tensor, batch: Tensor, num_graphs: int
     ) -> Tensor:
-        """``x``: (N, irreps_in.dim); ``context``: (B, context_dim) invariant;
-        ``lattice_unit``: (B, 3, 3) = L / l -> (B, 3, 3)."""
+        """``x``: (N, irreps_in.dim); ``context``: (B, context_dim) invariant; ``lattice``:
+        (B, 3, 3) Å; ``lattice_unit``: (B, 3, 3) = L / l -> (B, 3, 3)."""
         small = self.project(x)  # (N, small.dim)
         sym = self.linear_sym(x) + self.quadratic(small, small)  # (N, 6)
         sym = mean_pool(sym, batch, num_graphs)  # (B, 6)
         S = torch.einsum("bk,kij->bij", sym, self.change_of_basis.to(sym.dtype))  # (B, 3, 3)
         pooled = mean_pool(x[:, : self.num_scalars], batch, num_graphs)  # (B, C)
         M = self.invariant(torch.cat([pooled, context], dim=-1)).reshape(-1, 3, 3)  # (B, 3, 3)
-        return M @ lattice_unit + lattice_unit @ S
+        gain = self.gain(context)[:, :, None]  # (B, 1, 1)
+        return gain * lattice + M @ lattice_unit + lattice_unit @ S
 
 
 class SpeciesHead(nn.Module):

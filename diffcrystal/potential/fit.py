@@ -32,7 +32,7 @@ import numpy as np
 from diffcrystal.errors import InputError
 from diffcrystal.potential.calculators import COMPILED_MODEL_NAME, DEFAULT_POTENTIAL, load_calculator
 from diffcrystal.potential.io import write_text_atomic
-from diffcrystal.potential.relax import RelaxSettings, explosion_reason
+from diffcrystal.potential.relax import RelaxSettings, explosion_reason, limited_threads
 
 RATTLE_STD_A = 0.05
 """Standard deviation of the Gaussian displacement of each atom in a rattled frame, Å."""
@@ -98,16 +98,25 @@ def _relaxation_snapshots(atoms, calculator, count: int, every: int) -> list:
     return taken
 
 
-def label_frames(frames: Sequence, teacher: str = DEFAULT_POTENTIAL, calculator=None) -> tuple[list, int]:
+def label_frames(frames: Sequence, teacher: str = DEFAULT_POTENTIAL, calculator=None,
+                 threads: int = 1) -> tuple[list, int]:
     """Label ``frames`` with ``teacher``: returns (labelled frames, number skipped).
+
+    ``threads`` caps torch/BLAS threads while labelling (see
+    :func:`~diffcrystal.potential.relax.limited_threads`).
 
     Each labelled frame carries a ``SinglePointCalculator`` with energy, forces and stress (so
     ``ase.io.write`` stores them in extxyz) and ``info['teacher']``. Frames that are exploded
     (:func:`~diffcrystal.potential.relax.explosion_reason`) or give non-finite labels are skipped.
     """
+    calculator = calculator if calculator is not None else load_calculator(teacher)
+    with limited_threads(threads):
+        return _label(frames, teacher, calculator)
+
+
+def _label(frames: Sequence, teacher: str, calculator) -> tuple[list, int]:
     from ase.calculators.singlepoint import SinglePointCalculator
 
-    calculator = calculator if calculator is not None else load_calculator(teacher)
     labelled, skipped = [], 0
     for atoms in frames:
         frame = atoms.copy()

@@ -245,7 +245,9 @@ def write_relaxed(results: Sequence[RelaxResult], out_dir: Path, protected: set[
         if result.atoms is not None:
             write_text_atomic(out_dir / f"{result.label}.cif", cif_text(result.atoms))
     rows = summary_rows(results, extra)
-    leading = [c for c in (extra and next(iter(extra.values()), {}) or {}) if c not in SUMMARY_COLUMNS]
+    leading: list[str] = []  # the input summary's own columns, in their order, first
+    for row in (extra or {}).values():
+        leading.extend(c for c in row if c not in SUMMARY_COLUMNS and c not in leading)
     write_csv_atomic(out_dir / SUMMARY_NAME, rows, leading + SUMMARY_COLUMNS)
     return out_dir / SUMMARY_NAME
 

@@ -159,12 +159,12 @@ def relax_atoms(atoms, calculator, settings: RelaxSettings = RelaxSettings(), la
     """Relax one structure (positions and cell) with ``calculator``; never raises on bad input.
 
     ``atoms``: ASE ``Atoms`` (periodic) or :class:`Crystal`. ``threads`` caps torch and BLAS
-    threads while relaxing (``None``: leave them); see :func:`_limited_threads`.
+    threads while relaxing (``None``: leave them); see :func:`limited_threads`.
     Returns a :class:`RelaxResult`.
     """
     if threads is None:
         return _relax_atoms(atoms, calculator, settings, label, potential)
-    with _limited_threads(threads):
+    with limited_threads(threads):
         return _relax_atoms(atoms, calculator, settings, label, potential)
 
 
@@ -255,19 +255,21 @@ def _thread_environment(threads: int):
 
 
 @contextlib.contextmanager
-def _limited_threads(threads: int):
+def limited_threads(threads: int):
     """Cap torch and BLAS/OpenMP threads in this process, restoring them on exit (on a busy
     2-core machine two torch threads per process made SevenNet-0 calls ~10x slower)."""
     import sys
 
-    from threadpoolctl import threadpool_limits
-
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:  # optional: without it only torch's threads are capped
+        threadpool_limits = None
     torch = sys.modules.get("torch")
     previous = torch.get_num_threads() if torch is not None else None
     if torch is not None:
         torch.set_num_threads(threads)
     try:
-        with threadpool_limits(limits=threads):
+        with threadpool_limits(limits=threads) if threadpool_limits else contextlib.nullcontext():
             yield
     finally:
         if torch is not None:

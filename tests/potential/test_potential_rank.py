@@ -4,7 +4,6 @@ import numpy as np
 import pytest
 from ase import Atoms
 from ase.build import bulk, make_supercell
-from ase.calculators.emt import EMT
 
 from diffcrystal.errors import InputError
 from diffcrystal.potential import RelaxSettings, rank_results, relax_many
