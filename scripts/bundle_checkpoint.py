@@ -1,0 +1,54 @@
+"""Copy a trained generator into ``checkpoints/`` and register it in the manifest.
+
+    python scripts/bundle_checkpoint.py runs/perov5_csp/generator.safetensors --mode csp
+
+The file is first loaded (format and weight hash checked), then copied to
+``checkpoints/<config name>.safetensors``; ``checkpoints/manifest.json`` records its SHA-256,
+which ``diffcrystal sample`` checks before every use. Prints the model-card facts (data,
+steps, wall time, hardware, hash) for ``checkpoints/README.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+from pathlib import Path
+
+from diffcrystal.checkpoint import BUNDLED_DIR, MANIFEST_NAME, file_sha256, load_checkpoint
+
+MAX_BUNDLED_MB = 20
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("generator", type=Path, help="generator.safetensors of a training run")
+    parser.add_argument("--mode", choices=["csp", "denovo"], required=True)
+    args = parser.parse_args(argv)
+
+    _, config = load_checkpoint(args.generator)
+    experiment = config["experiment"]
+    if experiment["diffusion"]["mode"] != args.mode:
+        raise SystemExit(f"{args.generator} is a {experiment['diffusion']['mode']} generator, not {args.mode}")
+    size_mb = args.generator.stat().st_size / 1e6
+    if size_mb > MAX_BUNDLED_MB:
+        raise SystemExit(f"{args.generator} is {size_mb:.1f} MB; bundled checkpoints stay under {MAX_BUNDLED_MB} MB")
+    target = BUNDLED_DIR / f"{experiment['name']}.safetensors"
+    shutil.copyfile(args.generator, target)
+    manifest_path = BUNDLED_DIR / MANIFEST_NAME
+    manifest = json.loads(manifest_path.read_text()) if manifest_path.exists() else {}
+    manifest[args.mode] = {"file": target.name, "sha256": file_sha256(target)}
+    manifest_path.write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+    facts = {
+        "file": target.name,
+        "sha256": manifest[args.mode]["sha256"],
+        "size_MB": round(size_mb, 2),
+        "data": experiment["data"]["train"],
+        "structures": config["statistics"]["num_structures"],
+        "training": config["training"],
+    }
+    print(json.dumps(facts, indent=2))
+
+
+if __name__ == "__main__":
+    main()
