@@ -148,9 +148,11 @@ def _default_dtype(dtype):
 def _load_nequip(path: Path, device: str):
     """A ``NequIPCalculator`` whose every call runs under nequip's float64 default dtype (its
     ``from_ase`` builds input tensors in the default dtype, and a compiled model fed float32
-    positions returns NaN), with torch's previous default restored after loading and each call."""
-    import torch
+    positions returns NaN), with torch's previous default restored after loading and each call.
 
+    Not restored (process-wide, harmless to the generator): nequip's JIT fusion strategy, e3nn
+    optimisation flags, two ``torch._dynamo`` capture flags and torch.multiprocessing's sharing
+    strategy (``nequip/utils/global_state.py``)."""
     with preserved_torch_state():
         from nequip.integrations.ase import NequIPCalculator
         from nequip.utils.global_dtype import _GLOBAL_DTYPE

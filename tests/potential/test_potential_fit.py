@@ -125,3 +125,11 @@ def test_nequip_student_matches_emt(emt_student):
         lengths = result.atoms.cell.cellpar()[:3]
         print(f"{result.label}: student a = {lengths}, EMT a = {references[result.label]:.4f}")
         np.testing.assert_allclose(lengths, references[result.label], rtol=STUDENT_LATTICE_TOLERANCE)
+
+
+def test_make_frames_adds_relaxation_snapshots():
+    base = bulk("Cu", "fcc", a=3.5, cubic=True)
+    base.rattle(0.05, seed=2)
+    frames = make_frames([("cu", base)], copies=2, calculator=EMT(), snapshots=3, snapshot_every=2)
+    assert len(frames) == 5
+    assert all(frame.calc is None for frame in frames)
