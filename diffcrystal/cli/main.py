@@ -3,8 +3,7 @@
 Each subcommand lives in its own module ``diffcrystal.cli.<name>`` exposing
 ``configure(parser)`` (adds its arguments) and ``run(args) -> int`` (exit code). Only the
 chosen subcommand's module is imported, so ``diffcrystal info`` does not pay for torch/e3nn
-start-up. A subcommand whose module is not part of this build answers "not available yet"
-with exit code 2.
+start-up. Without a subcommand the help is printed (exit code 2).
 """
 
 from __future__ import annotations
@@ -26,16 +25,7 @@ SUBCOMMANDS = {
     "potential": "fit or label data for an own NequIP/Allegro potential",
 }
 
-EXIT_NOT_AVAILABLE = 2
-
-
-def _load(name: str):
-    try:
-        return importlib.import_module(f"diffcrystal.cli.{name}")
-    except ModuleNotFoundError as error:
-        if error.name == f"diffcrystal.cli.{name}":
-            return None
-        raise
+EXIT_USAGE = 2
 
 
 def build_parser(chosen: str | None = None) -> tuple[argparse.ArgumentParser, dict]:
@@ -50,9 +40,8 @@ def build_parser(chosen: str | None = None) -> tuple[argparse.ArgumentParser, di
     for name, help_text in SUBCOMMANDS.items():
         sub = subparsers.add_parser(name, help=help_text, description=help_text)
         if name == chosen:
-            modules[name] = _load(name)
-            if modules[name] is not None:
-                modules[name].configure(sub)
+            modules[name] = importlib.import_module(f"diffcrystal.cli.{name}")
+            modules[name].configure(sub)
     return parser, modules
 
 
@@ -63,13 +52,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command is None:
         parser.print_help()
-        return EXIT_NOT_AVAILABLE
-    module = modules.get(args.command)
-    if module is None:
-        print(f"diffcrystal {args.command}: not available yet in this version", file=sys.stderr)
-        return EXIT_NOT_AVAILABLE
+        return EXIT_USAGE
     try:
-        return int(module.run(args) or 0)
+        return int(modules[args.command].run(args) or 0)
     except InputError as error:
         print(f"diffcrystal {args.command}: error: {error}", file=sys.stderr)
         return 1
