@@ -12,8 +12,6 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-import torch
 from tqdm.auto import tqdm
 
 from diffcrystal.data.crystal import Crystal
@@ -21,6 +19,7 @@ from diffcrystal.data.readers import read_crystals
 from diffcrystal.errors import InputError
 from diffcrystal.generator import Generator
 from diffcrystal.metrics import csp_metrics, denovo_metrics, write_metrics
+from diffcrystal.sampling import batch_generator, plan_requests
 
 
 @dataclass(frozen=True)
@@ -29,11 +28,6 @@ class EvaluationRun:
     json_path: Path
     markdown_path: Path
     sampling_seconds: float
-
-
-def _seeded(seed: int, index: int, device: torch.device) -> torch.Generator:
-    state = np.random.SeedSequence([seed, index]).generate_state(1, dtype=np.uint64)[0]
-    return torch.Generator(device=device).manual_seed(int(state) & ((1 << 63) - 1))
 
 
 def generate_for(
@@ -56,7 +50,7 @@ def generate_for(
             [n for n, _ in chunk],
             [s for _, s in chunk] if generator.mode == "csp" else None,
             num_steps=num_steps,
-            generator=_seeded(seed, index, generator.device),
+            generator=batch_generator(seed, index, generator.device),
             progress=lambda _step: bar.update(1),
         )
         out += [c if isinstance(c, Crystal) else None for c in crystals]
@@ -100,8 +94,6 @@ def evaluate(
         predictions = [samples[i * k : (i + 1) * k] for i in range(len(targets))]
         metrics = csp_metrics(predictions, targets, workers=workers, progress=progress)
     else:
-        from diffcrystal.sampling import plan_requests
-
         requests = plan_requests(generator, n, None, [1], seed)
         samples = generate_for(generator, requests, num_steps=steps, batch_size=batch_size, seed=seed, progress=progress)
         elapsed = time.perf_counter() - started

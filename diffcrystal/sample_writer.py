@@ -16,10 +16,10 @@ from __future__ import annotations
 
 import csv
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from diffcrystal.atomic_write import atomic_write_text
 from diffcrystal.data.crystal import Crystal
 from diffcrystal.errors import InputError
 from diffcrystal.symmetry import (
@@ -93,19 +93,6 @@ class SampleRecord:
             self.cif,
             self.symmetrized_cif,
         ]
-
-
-def _write_text_atomically(path: Path, text: str) -> None:
-    handle, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "w") as stream:
-            stream.write(text)
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.replace(tmp_name, path)
-    finally:
-        if os.path.exists(tmp_name):
-            os.unlink(tmp_name)
 
 
 def describe(crystal: Crystal, sample_id: str) -> SampleRecord:
@@ -183,7 +170,7 @@ class SampleWriter:
             text = stream.read()
         if not text.endswith("\n"):  # an interrupted append: drop the partial last line
             text = text[: text.rfind("\n") + 1]
-            _write_text_atomically(self.summary_path, text)
+            atomic_write_text(self.summary_path, text)
         rows = list(csv.reader(text.splitlines()))
         return max(len(rows) - 1, 0)
 
@@ -204,13 +191,13 @@ class SampleWriter:
             written.append(crystal)
             record = describe(crystal, sample_id)
             cif_rel = f"{CIF_DIR}/{sample_id}.cif"
-            _write_text_atomically(self.out_dir / cif_rel, str(CifWriter(crystal.to_structure())))
+            atomic_write_text(self.out_dir / cif_rel, str(CifWriter(crystal.to_structure())))
             sym_rel = ""
             refined = symmetrized(crystal) if record.spacegroup_number > 1 else None
             if refined is not None:
                 sym_rel = f"{SYMMETRIZED_DIR}/{sample_id}.cif"
                 cif_text = str(CifWriter(refined.to_structure(), symprec=SYMPREC_LOOSE))
-                _write_text_atomically(self.out_dir / sym_rel, cif_text)
+                atomic_write_text(self.out_dir / sym_rel, cif_text)
             records.append(
                 SampleRecord(**{**record.__dict__, "cif": cif_rel, "symmetrized_cif": sym_rel})
             )

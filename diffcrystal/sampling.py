@@ -47,7 +47,8 @@ class SampleRun:
         return Counter(f"{r.spacegroup_symbol} ({r.spacegroup_number})" for r in self.records)
 
 
-def _batch_generator(seed: int, batch_index: int, device: torch.device) -> torch.Generator:
+def batch_generator(seed: int, batch_index: int, device: torch.device) -> torch.Generator:
+    """The noise generator of batch ``batch_index`` of a run seeded with ``seed``."""
     state = np.random.SeedSequence([seed, batch_index]).generate_state(1, dtype=np.uint64)[0]
     return torch.Generator(device=device).manual_seed(int(state) & ((1 << 63) - 1))
 
@@ -156,7 +157,7 @@ def sample_to_folder(
             [p[0] for p in batch_plans],
             [p[1] for p in batch_plans] if composition is not None else None,
             num_steps=num_steps,
-            generator=_batch_generator(seed, batch_index, generator.device),
+            generator=batch_generator(seed, batch_index, generator.device),
             progress=lambda _step: bar.update(1),
         )
         ids = [f"{i:06d}" for i in range(start, stop)]

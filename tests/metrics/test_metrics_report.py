@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 from diffcrystal.metrics import csp_metrics, denovo_metrics, write_metrics
-from diffcrystal.metrics.report import atomic_write_text
+from diffcrystal.atomic_write import atomic_write_text
 
 _spec = importlib.util.spec_from_file_location("_structures", Path(__file__).with_name("_structures.py"))
 S = importlib.util.module_from_spec(_spec)
