@@ -29,9 +29,9 @@ from typing import Literal, Sequence
 
 import numpy as np
 
+from diffcrystal.atomic_write import atomic_write_text
 from diffcrystal.errors import InputError
 from diffcrystal.potential.calculators import COMPILED_MODEL_NAME, DEFAULT_POTENTIAL, load_calculator
-from diffcrystal.potential.io import write_text_atomic
 from diffcrystal.potential.relax import RelaxSettings, explosion_reason, limited_threads
 
 RATTLE_STD_A = 0.05
@@ -374,7 +374,7 @@ def fit_potential(frames_path: str | Path, out_dir: str | Path,
     config = training_config(frames_path, type_names, len(frames), settings)
     out_dir.mkdir(parents=True, exist_ok=True)
     config_path = out_dir / CONFIG_NAME
-    write_text_atomic(config_path, yaml.safe_dump(config, sort_keys=False))
+    atomic_write_text(config_path, yaml.safe_dump(config, sort_keys=False))
     train_dir = out_dir / "train"
     if train_dir.exists():
         shutil.rmtree(train_dir)
@@ -400,7 +400,7 @@ def fit_potential(frames_path: str | Path, out_dir: str | Path,
         "type_names": type_names, "model": str(model_path.resolve()),
         "train_seconds": round(train_seconds, 1), "compile_seconds": round(compile_seconds, 1),
     }
-    write_text_atomic(out_dir / FIT_RECORD_NAME, json.dumps(record, indent=2) + "\n")
+    atomic_write_text(out_dir / FIT_RECORD_NAME, json.dumps(record, indent=2) + "\n")
     return result
 
 

@@ -16,11 +16,10 @@ from __future__ import annotations
 
 import csv
 import io
-import os
-import tempfile
 from pathlib import Path
 from typing import Iterable, Sequence
 
+from diffcrystal.atomic_write import atomic_write_text
 from diffcrystal.errors import InputError
 
 SUMMARY_NAME = "summary.csv"
@@ -120,21 +119,6 @@ def check_not_input(target: Path, protected: set[Path]) -> None:
         raise InputError(f"refusing to overwrite input {target}; choose another --out")
 
 
-def write_text_atomic(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` atomically (temporary file in the same folder + rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "w", newline="") as stream:
-            stream.write(text)
-        os.replace(temporary, path)
-    except BaseException:
-        if os.path.exists(temporary):
-            os.unlink(temporary)
-        raise
-
-
 def write_csv_atomic(path: Path, rows: Sequence[dict], columns: Sequence[str]) -> None:
     """Write ``rows`` (dicts) with ``columns`` as a CSV, atomically."""
     buffer = io.StringIO()
@@ -142,7 +126,7 @@ def write_csv_atomic(path: Path, rows: Sequence[dict], columns: Sequence[str]) -
     writer.writeheader()
     for row in rows:
         writer.writerow(row)
-    write_text_atomic(path, buffer.getvalue())
+    atomic_write_text(path, buffer.getvalue())
 
 
 def cif_text(atoms) -> str:

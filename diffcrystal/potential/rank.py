@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
+from diffcrystal.atomic_write import atomic_write_text
 from diffcrystal.errors import InputError
 from diffcrystal.potential.calculators import DEFAULT_POTENTIAL, potential_label
 from diffcrystal.potential.io import (
@@ -30,7 +31,6 @@ from diffcrystal.potential.io import (
     input_paths,
     read_candidates,
     write_csv_atomic,
-    write_text_atomic,
 )
 from diffcrystal.potential.relax import (
     DEFAULT_WORKERS,
@@ -243,7 +243,7 @@ def write_relaxed(results: Sequence[RelaxResult], out_dir: Path, protected: set[
         check_not_input(target, protected)
     for result in results:
         if result.atoms is not None:
-            write_text_atomic(out_dir / f"{result.label}.cif", cif_text(result.atoms))
+            atomic_write_text(out_dir / f"{result.label}.cif", cif_text(result.atoms))
     rows = summary_rows(results, extra)
     leading: list[str] = []  # the input summary's own columns, in their order, first
     for row in (extra or {}).values():

@@ -1,7 +1,6 @@
 """Reading every format, reporting bad entries, caching."""
 
 import logging
-import os
 
 import ase.db
 import ase.io

@@ -4,10 +4,8 @@ import numpy as np
 import pytest
 import torch
 import yaml
-from ase import Atoms
 from ase.build import bulk
 from ase.calculators.emt import EMT
-from ase.eos import EquationOfState
 
 from diffcrystal.errors import InputError
 from diffcrystal.potential.calculators import preserved_torch_state
@@ -20,30 +18,15 @@ from diffcrystal.potential.fit import (
     training_config,
     write_frames,
 )
+from tests.potential.emt_reference import cu3au_l12, emt_lattice_constant
 
 STUDENT_LATTICE_TOLERANCE = 0.01
 """The issue's bar: the student's relaxed lattice constant within 1 % of EMT's."""
 
 
-def cu3au_l12(a=3.75):
-    return Atoms("AuCu3", scaled_positions=[[0, 0, 0], [0.5, 0.5, 0], [0.5, 0, 0.5], [0, 0.5, 0.5]],
-                 cell=np.eye(3) * a, pbc=True)
-
-
 def cu_au_structures():
     bases = [bulk("Cu", "fcc", a=3.6, cubic=True), bulk("Au", "fcc", a=4.08, cubic=True), cu3au_l12()]
     return bases + [b.repeat(2) for b in bases]
-
-
-def emt_lattice_constant(atoms):
-    volumes, energies = [], []
-    for scale in np.linspace(0.97, 1.03, 9):
-        scaled = atoms.copy()
-        scaled.set_cell(atoms.cell.array * scale, scale_atoms=True)
-        scaled.calc = EMT()
-        volumes.append(scaled.get_volume())
-        energies.append(scaled.get_potential_energy())
-    return EquationOfState(volumes, energies, eos="birchmurnaghan").fit()[0] ** (1 / 3)
 
 
 def test_preserved_torch_state_restores_dtype_and_rng():

@@ -2,15 +2,14 @@
 
 import numpy as np
 import pytest
-from ase import Atoms
 from ase.build import bulk
 from ase.calculators.calculator import Calculator, all_changes
 from ase.calculators.emt import EMT
-from ase.eos import EquationOfState
 
 from diffcrystal.errors import InputError
 from diffcrystal.potential import RelaxSettings, load_calculator, potential_label, relax_atoms, relax_many
 from diffcrystal.potential.relax import explosion_reason
+from tests.potential.emt_reference import cu3au_l12, emt_lattice_constant
 
 LATTICE_TOLERANCE = 0.005
 """Relative tolerance on the relaxed lattice constant (the issue's 0.5 %)."""
@@ -18,26 +17,6 @@ LATTICE_TOLERANCE = 0.005
 
 def cu_fcc(a=3.6):
     return bulk("Cu", "fcc", a=a, cubic=True)
-
-
-def cu3au_l12(a=3.75):
-    """Cu3Au in the L1_2 structure (Au on the cube corner, Cu on the face centres), Pm-3m."""
-    return Atoms("AuCu3", scaled_positions=[[0, 0, 0], [0.5, 0.5, 0], [0.5, 0, 0.5], [0, 0.5, 0.5]],
-                 cell=np.eye(3) * a, pbc=True)
-
-
-def emt_lattice_constant(atoms):
-    """EMT's equilibrium cubic lattice constant from an E(V) scan and an equation-of-state fit,
-    independent of the optimizer under test."""
-    volumes, energies = [], []
-    for scale in np.linspace(0.97, 1.03, 9):
-        scaled = atoms.copy()
-        scaled.set_cell(atoms.cell.array * scale, scale_atoms=True)
-        scaled.calc = EMT()
-        volumes.append(scaled.get_volume())
-        energies.append(scaled.get_potential_energy())
-    v0, _, _ = EquationOfState(volumes, energies, eos="birchmurnaghan").fit()
-    return v0 ** (1 / 3)
 
 
 def perturbed(atoms, seed, strain=0.03, rattle=0.05):
