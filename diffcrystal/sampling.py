@@ -44,7 +44,10 @@ class SampleRun:
         return sum(r.valid for r in self.records)
 
     def space_group_counts(self) -> Counter:
-        return Counter(f"{r.spacegroup_symbol} ({r.spacegroup_number})" for r in self.records)
+        return Counter(
+            f"{r.spacegroup_symbol} ({r.spacegroup_number})" if r.spacegroup_number else "none found"
+            for r in self.records
+        )
 
 
 def batch_generator(seed: int, batch_index: int, device: torch.device) -> torch.Generator:
