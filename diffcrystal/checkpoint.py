@@ -33,7 +33,8 @@ BUNDLED_DIR = Path(__file__).resolve().parents[1] / "checkpoints"
 """Folder of the checkpoints shipped with the repository."""
 
 MANIFEST_NAME = "manifest.json"
-"""File in :data:`BUNDLED_DIR` mapping each mode to its checkpoint file and SHA-256."""
+"""File in :data:`BUNDLED_DIR`: ``models`` (name -> file, SHA-256, mode, training data) and
+``defaults`` (mode -> the name used when no checkpoint is given)."""
 
 
 class CheckpointError(InputError):
@@ -116,18 +117,39 @@ def load_checkpoint(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], d
     return tensors, config
 
 
-def bundled_checkpoint(mode: str, directory: Path = BUNDLED_DIR) -> Path:
-    """Path of the bundled checkpoint for ``mode`` ('csp' or 'denovo'), after checking its
-    file hash against the manifest."""
+def _read_manifest(directory: Path) -> dict:
     manifest_path = directory / MANIFEST_NAME
     if not manifest_path.is_file():
         raise CheckpointError(f"no bundled checkpoints: {manifest_path} not found")
-    manifest = json.loads(manifest_path.read_text())
-    if mode not in manifest:
+    try:
+        manifest = json.loads(manifest_path.read_text())
+    except json.JSONDecodeError as error:
+        raise CheckpointError(f"corrupt manifest {manifest_path}: {error}") from None
+    if not isinstance(manifest, dict) or not all(isinstance(manifest.get(k), dict) for k in ("models", "defaults")):
+        raise CheckpointError(f"corrupt manifest {manifest_path}: needs 'models' and 'defaults' tables")
+    return manifest
+
+
+def bundled_models(directory: Path = BUNDLED_DIR) -> dict[str, dict]:
+    """The bundled models by name (``{"perov5_csp": {"file", "sha256", "mode", "data"}}``)."""
+    return _read_manifest(directory)["models"]
+
+
+def bundled_checkpoint(name: str, directory: Path = BUNDLED_DIR) -> Path:
+    """Path of a bundled checkpoint, after checking its file hash against the manifest.
+
+    ``name`` is a bundled model's name (``'carbon24_csp'``) or a mode (``'csp'``,
+    ``'denovo'``), which means that mode's default model.
+    """
+    manifest = _read_manifest(directory)
+    models = manifest["models"]
+    name = manifest["defaults"].get(name, name)
+    if name not in models:
         raise CheckpointError(
-            f"no bundled checkpoint for mode {mode!r}; available: {sorted(manifest)}"
+            f"no bundled checkpoint {name!r}; bundled: {', '.join(sorted(models))} "
+            f"(defaults: {', '.join(f'{m}={n}' for m, n in sorted(manifest['defaults'].items()))})"
         )
-    entry = manifest[mode]
+    entry = models[name]
     path = directory / entry["file"]
     if not path.is_file():
         raise CheckpointError(f"bundled checkpoint missing: {path}")
@@ -138,3 +160,20 @@ def bundled_checkpoint(mode: str, directory: Path = BUNDLED_DIR) -> Path:
             f"manifest's {entry['sha256'][:12]}…"
         )
     return path
+
+
+def resolve_checkpoint(spec: str | Path | None, mode: str, directory: Path = BUNDLED_DIR) -> Path:
+    """The checkpoint a ``--checkpoint`` argument names: an existing file, else a bundled
+    model's name; ``None`` gives the bundled default for ``mode``."""
+    if spec is None:
+        return bundled_checkpoint(mode, directory)
+    path = Path(spec)
+    if path.exists():
+        return path
+    models = _read_manifest(directory)["models"] if (directory / MANIFEST_NAME).is_file() else {}
+    if str(spec) in models:
+        return bundled_checkpoint(str(spec), directory)
+    raise CheckpointError(
+        f"checkpoint {spec} not found: neither a file nor a bundled model "
+        f"({', '.join(sorted(models)) or 'none bundled'})"
+    )

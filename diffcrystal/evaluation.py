@@ -14,11 +14,13 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
+from diffcrystal.data.cache import default_cache_dir
 from diffcrystal.data.crystal import Crystal
 from diffcrystal.data.readers import read_crystals
 from diffcrystal.errors import InputError
 from diffcrystal.generator import Generator
-from diffcrystal.metrics import csp_metrics, denovo_metrics, write_metrics
+from diffcrystal.metrics import COVERAGE_CUTOFFS, compute_fingerprints, csp_metrics, denovo_metrics, write_metrics
+from diffcrystal.metrics.fingerprints import cached_fingerprints
 from diffcrystal.sampling import batch_generator, plan_requests
 
 
@@ -73,14 +75,20 @@ def evaluate(
     dataset: str | None = None,
     extra: dict | None = None,
     progress: bool = True,
+    cache_dir: str | Path | None = None,
 ) -> EvaluationRun:
     """Sample and score; write ``metrics.json`` and ``metrics.md`` into ``out_dir``.
 
     ``limit``: use only the first ``limit`` test structures (CSP) or test references (de
     novo). ``dataset``: name for the coverage cutoffs ('perov_5', 'carbon_24', 'mp_20').
+    ``cache_dir``: where the test set's de novo fingerprints are cached (default: the data
+    cache folder, :func:`~diffcrystal.data.cache.default_cache_dir`).
     """
     if k < 1 or n < 1:
         raise InputError(f"--k and --n must be at least 1 (got k={k}, n={n})")
+    if generator.mode != "csp" and dataset not in COVERAGE_CUTOFFS:
+        known = ", ".join(sorted(COVERAGE_CUTOFFS))
+        raise InputError(f"de novo coverage needs the dataset's cutoffs: pass --dataset ({known}); got {dataset!r}")
     steps = num_steps or generator.experiment.sampling.num_steps
     loaded = read_crystals(test_path, canonical=True, progress=progress)
     targets = loaded.crystals[:limit] if limit else loaded.crystals
@@ -97,7 +105,14 @@ def evaluate(
         requests = plan_requests(generator, n, None, [1], seed)
         samples = generate_for(generator, requests, num_steps=steps, batch_size=batch_size, seed=seed, progress=progress)
         elapsed = time.perf_counter() - started
-        metrics = denovo_metrics(samples, targets, dataset=dataset, workers=workers, progress=progress)
+        test_fingerprints = cached_fingerprints(
+            targets,
+            cache_dir or default_cache_dir(),
+            lambda crystals: compute_fingerprints(crystals, workers=workers, progress=progress),
+        )
+        metrics = denovo_metrics(
+            samples, targets, dataset=dataset, test_fingerprints=test_fingerprints, workers=workers, progress=progress
+        )
     record = {
         "test_data": str(test_path),
         "num_test_structures": len(targets),

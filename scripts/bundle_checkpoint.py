@@ -1,10 +1,11 @@
 """Copy a trained generator into ``checkpoints/`` and register it in the manifest.
 
-    python scripts/bundle_checkpoint.py runs/perov5_csp/generator.safetensors --mode csp
+    python scripts/bundle_checkpoint.py runs/perov5_csp/generator.safetensors --mode csp [--default]
 
 The file is first loaded (format and weight hash checked), then copied to
-``checkpoints/<config name>.safetensors``; ``checkpoints/manifest.json`` records its SHA-256,
-which ``diffcrystal sample`` checks before every use. Prints the model-card facts (data,
+``checkpoints/<config name>.safetensors``; ``checkpoints/manifest.json`` records it under
+that name with its SHA-256 (checked before every use) and, with ``--default``, makes it the
+model used when no ``--checkpoint`` is given for its mode. Prints the model-card facts (data,
 steps, wall time, hardware, hash) for ``checkpoints/README.md``.
 """
 
@@ -24,6 +25,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("generator", type=Path, help="generator.safetensors of a training run")
     parser.add_argument("--mode", choices=["csp", "denovo"], required=True)
+    parser.add_argument("--default", action="store_true", help="make it the default model of its mode")
     args = parser.parse_args(argv)
 
     _, config = load_checkpoint(args.generator)
@@ -36,12 +38,20 @@ def main(argv: list[str] | None = None) -> None:
     target = BUNDLED_DIR / f"{experiment['name']}.safetensors"
     shutil.copyfile(args.generator, target)
     manifest_path = BUNDLED_DIR / MANIFEST_NAME
-    manifest = json.loads(manifest_path.read_text()) if manifest_path.exists() else {}
-    manifest[args.mode] = {"file": target.name, "sha256": file_sha256(target)}
+    manifest = json.loads(manifest_path.read_text()) if manifest_path.exists() else {"models": {}, "defaults": {}}
+    name = experiment["name"]
+    manifest["models"][name] = {
+        "file": target.name,
+        "sha256": file_sha256(target),
+        "mode": args.mode,
+        "data": experiment["data"]["train"],
+    }
+    if args.default or args.mode not in manifest["defaults"]:
+        manifest["defaults"][args.mode] = name
     manifest_path.write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
     facts = {
         "file": target.name,
-        "sha256": manifest[args.mode]["sha256"],
+        "sha256": manifest["models"][name]["sha256"],
         "size_MB": round(size_mb, 2),
         "data": experiment["data"]["train"],
         "structures": config["statistics"]["num_structures"],

@@ -9,13 +9,13 @@ from pathlib import Path
 
 import torch
 
-from diffcrystal.checkpoint import bundled_checkpoint, file_sha256
+from diffcrystal.checkpoint import file_sha256, resolve_checkpoint
 from diffcrystal.evaluation import evaluate
 from diffcrystal.generator import Generator
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--checkpoint", type=Path, help="generator checkpoint (default: the bundled CSP one)")
+    parser.add_argument("--checkpoint", help="generator checkpoint file or bundled model name (default: the bundled CSP one)")
     parser.add_argument("--data", type=Path, required=True, help="test set (CDVAE CSV, CIF folder, extxyz, ASE db)")
     parser.add_argument("--k", type=int, default=20, help="CSP: samples per test composition (default: 20)")
     parser.add_argument("--n", type=int, default=1000, help="de novo: number of samples (default: 1000)")
@@ -31,7 +31,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    checkpoint = args.checkpoint or bundled_checkpoint("csp")
+    checkpoint = resolve_checkpoint(args.checkpoint, "csp")
     generator = Generator.from_checkpoint(checkpoint, device="cuda" if torch.cuda.is_available() else "cpu")
     dataset = args.dataset or next((d for d in ("perov_5", "carbon_24", "mp_20") if d in str(args.data)), None)
     result = evaluate(

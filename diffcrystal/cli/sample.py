@@ -9,7 +9,7 @@ from pathlib import Path
 
 import torch
 
-from diffcrystal.checkpoint import bundled_checkpoint
+from diffcrystal.checkpoint import resolve_checkpoint
 from diffcrystal.data.composition import parse_composition
 from diffcrystal.errors import InputError
 from diffcrystal.generator import Generator
@@ -33,7 +33,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="formula units per cell, one or a list such as 1,2 (default: 1)")
     parser.add_argument("--n", type=int, default=100, help="number of crystals (default: 100)")
     parser.add_argument("--out", type=Path, help="output folder (default: samples/<formula> or samples/denovo)")
-    parser.add_argument("--checkpoint", type=Path, help="generator checkpoint (default: the bundled one for the mode)")
+    parser.add_argument("--checkpoint", help="generator checkpoint file or bundled model name, e.g. carbon24_csp (default: the bundled one for the mode)")
     parser.add_argument("--steps", type=int, help="sampler steps (default: the checkpoint's recommended number)")
     parser.add_argument("--batch-size", type=int, default=100, help="crystals sampled together (default: 100)")
     parser.add_argument("--seed", type=int, default=0, help="random seed; the same seed gives the same structures")
@@ -64,7 +64,7 @@ def run(args: argparse.Namespace) -> int:
     logging.basicConfig(format="diffcrystal: warning: %(message)s", level=logging.WARNING)
     composition = parse_composition(args.composition) if args.composition else None
     mode = "csp" if composition is not None else "denovo"
-    checkpoint = args.checkpoint or bundled_checkpoint(mode)
+    checkpoint = resolve_checkpoint(args.checkpoint, mode)
     generator = Generator.from_checkpoint(checkpoint, device=_device(args.device))
     steps = args.steps or generator.experiment.sampling.num_steps
     name = "".join(ch for ch in args.composition if ch.isalnum()) if composition is not None else "denovo"

@@ -17,10 +17,14 @@ fingerprint is computed.
 from __future__ import annotations
 
 import functools
+import hashlib
+import json
 import os
+import tempfile
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -123,6 +127,50 @@ class Fingerprints:
             return cls(
                 data["structure"], data["composition"], data["ok"].astype(bool), tuple(data["errors"].tolist())
             )
+
+
+def fingerprint_key(crystals: Sequence[Crystal]) -> str:
+    """SHA-256 of the crystals' arrays (lattice, fractional coordinates, atomic numbers) and
+    of the matminer / pymatgen versions: the name under which their fingerprints are cached."""
+    from importlib import metadata
+
+    versions = {}
+    for package in ("matminer", "pymatgen", "pymatgen-core", "numpy"):
+        try:
+            versions[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            versions[package] = "absent"
+    digest = hashlib.sha256(json.dumps({"fingerprints": 1, "versions": versions}, sort_keys=True).encode())
+    for crystal in crystals:
+        for array in (crystal.lattice, crystal.frac_coords, crystal.atomic_numbers):
+            contiguous = np.ascontiguousarray(array)
+            digest.update(str(contiguous.shape).encode() + contiguous.dtype.str.encode())
+            digest.update(contiguous.tobytes())
+    return digest.hexdigest()
+
+
+def cached_fingerprints(crystals: Sequence[Crystal], cache_dir: str | os.PathLike, compute) -> Fingerprints:
+    """Fingerprints of ``crystals`` from ``<cache_dir>/fingerprints-<key>.npz``
+    (:func:`fingerprint_key`), else ``compute(crystals)``, then saved there atomically."""
+    path = Path(cache_dir) / f"fingerprints-{fingerprint_key(crystals)}.npz"
+    if path.is_file():
+        try:
+            cached = Fingerprints.load(path)
+        except (OSError, ValueError, KeyError) as error:
+            warnings.warn(f"ignoring unreadable fingerprint cache {path}: {error}", stacklevel=2)
+        else:
+            if len(cached) == len(crystals):
+                return cached
+    fingerprints = compute(crystals)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile(dir=path.parent, suffix=".npz", delete=False) as handle:
+        temporary = Path(handle.name)
+    try:
+        fingerprints.save(temporary)
+        os.replace(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)
+    return fingerprints
 
 
 def fingerprint_or_error(crystal: Crystal | None) -> tuple[np.ndarray | None, np.ndarray | None, str]:

@@ -4,20 +4,27 @@ import csv
 
 import pytest
 
-from diffcrystal.checkpoint import bundled_checkpoint, load_checkpoint
+from diffcrystal.checkpoint import bundled_checkpoint, bundled_models, load_checkpoint
 from diffcrystal.cli.main import main
 
 
-@pytest.mark.parametrize("mode", ["csp", "denovo"])
-def test_bundled_checkpoint_is_registered_and_loads(mode):
+@pytest.mark.parametrize("name", sorted(bundled_models()))
+def test_bundled_checkpoint_is_registered_and_loads(name):
     from diffcrystal.generator import Generator
 
-    path = bundled_checkpoint(mode)
+    mode = bundled_models()[name]["mode"]
+    path = bundled_checkpoint(name)
     assert path.stat().st_size < 20e6
     _, config = load_checkpoint(path)
+    assert config["experiment"]["name"] == name
     assert config["experiment"]["diffusion"]["mode"] == mode
     assert config["training"]["global_step"] > 1000  # a trained model, not random weights
     assert Generator.from_checkpoint(path).mode == mode
+
+
+@pytest.mark.parametrize("mode", ["csp", "denovo"])
+def test_every_mode_has_a_bundled_default(mode):
+    assert bundled_models()[bundled_checkpoint(mode).stem]["mode"] == mode
 
 
 @pytest.mark.slow

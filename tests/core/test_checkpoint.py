@@ -10,6 +10,7 @@ from diffcrystal.checkpoint import (
     bundled_checkpoint,
     file_sha256,
     load_checkpoint,
+    resolve_checkpoint,
     save_checkpoint,
     tensors_sha256,
 )
@@ -78,14 +79,39 @@ def test_failed_save_keeps_existing_file(tmp_path, tensors):
     assert [p.name for p in tmp_path.iterdir()] == ["g.safetensors"]
 
 
-def test_bundled_manifest_hash_is_checked(tmp_path, tensors):
-    path = save_checkpoint(tmp_path / "csp.safetensors", tensors, {})
-    manifest = {"csp": {"file": path.name, "sha256": file_sha256(path)}}
+def _manifest(tmp_path, path):
+    manifest = {
+        "models": {"tiny_csp": {"file": path.name, "sha256": file_sha256(path), "mode": "csp", "data": "x"}},
+        "defaults": {"csp": "tiny_csp"},
+    }
     (tmp_path / "manifest.json").write_text(json.dumps(manifest))
-    assert bundled_checkpoint("csp", tmp_path) == path
-    with pytest.raises(CheckpointError, match="available"):
+    return manifest
+
+
+def test_bundled_manifest_hash_is_checked(tmp_path, tensors):
+    path = save_checkpoint(tmp_path / "tiny_csp.safetensors", tensors, {})
+    manifest = _manifest(tmp_path, path)
+    assert bundled_checkpoint("csp", tmp_path) == path  # a mode means its default model
+    assert bundled_checkpoint("tiny_csp", tmp_path) == path  # or a model by name
+    with pytest.raises(CheckpointError, match="no bundled checkpoint 'denovo'; bundled: tiny_csp"):
         bundled_checkpoint("denovo", tmp_path)
-    manifest["csp"]["sha256"] = "0" * 64
+    manifest["models"]["tiny_csp"]["sha256"] = "0" * 64
     (tmp_path / "manifest.json").write_text(json.dumps(manifest))
     with pytest.raises(CheckpointError, match="does not match"):
         bundled_checkpoint("csp", tmp_path)
+    (tmp_path / "manifest.json").write_text('{"csp": {}}')
+    with pytest.raises(CheckpointError, match="corrupt manifest"):
+        bundled_checkpoint("csp", tmp_path)
+
+
+def test_checkpoint_argument_is_a_file_or_a_bundled_name(tmp_path, tensors):
+    bundled = tmp_path / "bundled"
+    bundled.mkdir()
+    path = save_checkpoint(bundled / "tiny_csp.safetensors", tensors, {})
+    _manifest(bundled, path)
+    own = save_checkpoint(tmp_path / "own.safetensors", tensors, {})
+    assert resolve_checkpoint(None, "csp", bundled) == path
+    assert resolve_checkpoint("tiny_csp", "csp", bundled) == path
+    assert resolve_checkpoint(str(own), "csp", bundled) == own
+    with pytest.raises(CheckpointError, match="neither a file nor a bundled model .tiny_csp."):
+        resolve_checkpoint("carbon24_csp", "csp", bundled)

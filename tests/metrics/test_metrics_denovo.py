@@ -18,7 +18,7 @@ from diffcrystal.metrics import (
     smact_validity,
     wasserstein,
 )
-from diffcrystal.metrics.fingerprints import standardize_composition_fingerprints
+from diffcrystal.metrics.fingerprints import Fingerprints, standardize_composition_fingerprints
 from diffcrystal.symmetry import structural_validity
 
 _spec = importlib.util.spec_from_file_location("_structures", Path(__file__).with_name("_structures.py"))
@@ -179,3 +179,33 @@ def test_denovo_coverage_with_real_fingerprints():
     assert (cov.n_recalled, cov.n_test) == (1, 3)
     assert (cov.n_precise, cov.n_generated, cov.n_generated_fingerprinted) == (1, 2, 1)
     assert partial.n_fingerprint_failed == 1
+
+
+def test_fingerprint_cache_is_keyed_on_content_and_survives_a_corrupt_file(tmp_path):
+    pytest.importorskip("matminer")
+    from diffcrystal.metrics import compute_fingerprints
+    from diffcrystal.metrics.fingerprints import cached_fingerprints
+
+    nacl, kcl = _two_salts()
+    calls = []
+
+    def compute(crystals):
+        calls.append(len(crystals))
+        return compute_fingerprints(crystals, workers=1, progress=False)
+
+    first = cached_fingerprints([nacl, kcl], tmp_path, compute)
+    again = cached_fingerprints([nacl, kcl], tmp_path, compute)
+    assert calls == [2]  # the second call read the cache
+    np.testing.assert_array_equal(first.structure, again.structure)
+    np.testing.assert_array_equal(first.composition, again.composition)
+    (entry,) = tmp_path.glob("fingerprints-*.npz")
+
+    cached_fingerprints([kcl, nacl], tmp_path, compute)  # other order: other content, other key
+    assert calls == [2, 2] and len(list(tmp_path.glob("fingerprints-*.npz"))) == 2
+
+    entry.write_bytes(b"not a zip file")
+    with pytest.warns(UserWarning, match="unreadable fingerprint cache"):
+        recomputed = cached_fingerprints([nacl, kcl], tmp_path, compute)
+    assert calls == [2, 2, 2]
+    np.testing.assert_array_equal(recomputed.structure, first.structure)
+    assert Fingerprints.load(entry).ok.all()  # rewritten whole
