@@ -210,11 +210,14 @@ class CSPMetrics:
             return "n/a" if value is None else f"{value:.4f}"
 
         k = self.k
+        at_k = [
+            (f"match rate @{k}", rate(self.n_matched_at_k), f"{self.n_matched_at_k} / {self.n_targets} targets"),
+            (f"RMSE @{k}", rmse(self.rmse_at_k), f"best of {k}, mean over {self.n_matched_at_k} matched"),
+        ]
         return [
             ("match rate @1", rate(self.n_matched_at_1), f"{self.n_matched_at_1} / {self.n_targets} targets"),
             ("RMSE @1", rmse(self.rmse_at_1), f"mean over {self.n_matched_at_1} matched"),
-            (f"match rate @{k}", rate(self.n_matched_at_k), f"{self.n_matched_at_k} / {self.n_targets} targets"),
-            (f"RMSE @{k}", rmse(self.rmse_at_k), f"best of {k}, mean over {self.n_matched_at_k} matched"),
+            *(at_k if k > 1 else []),
             ("invalid candidates", str(self.n_invalid), f"of {self.n_candidates} (counted as non-matches)"),
             ("missing candidates", str(self.n_missing), f"of {self.n_candidates}"),
             ("matcher errors", str(self.n_errors), f"of {self.n_candidates} (counted as non-matches)"),

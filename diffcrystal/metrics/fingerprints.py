@@ -111,7 +111,7 @@ class Fingerprints:
 
     def save(self, path: str | os.PathLike) -> None:
         """Save to a ``.npz`` file (e.g. to cache a test set's fingerprints; computing them
-        takes ~0.1 s per site per core)."""
+        takes ~0.1 s per 5-atom crystal per core)."""
         np.savez_compressed(
             path,
             structure=self.structure,

@@ -113,6 +113,7 @@ def train(
     checkpoints = ModelCheckpoint(
         dirpath=run_dir / "checkpoints",
         filename="step{step}",
+        auto_insert_metric_name=False,
         every_n_train_steps=train_cfg.checkpoint_every_n_steps,
         save_last=True,
         save_top_k=1,

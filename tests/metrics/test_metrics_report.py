@@ -36,6 +36,9 @@ def test_write_csp_metrics(tmp_path):
     assert "| metric | value | counts |" in md
     assert "| match rate @1 | 50.00 % | 1 / 2 targets |" in md
     assert "| RMSE @2 |" in md
+    single = csp_metrics([[target]], [target], workers=1, progress=False)
+    rows = [row[0] for row in single.table_rows()]
+    assert rows.count("match rate @1") == 1 and rows.count("RMSE @1") == 1  # @k = @1 is not repeated
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["metrics.json", "metrics.md"]
 
 
