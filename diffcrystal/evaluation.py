@@ -73,6 +73,7 @@ def evaluate(
     seed: int = 0,
     workers: int = 2,
     dataset: str | None = None,
+    primitive_targets: bool = False,
     extra: dict | None = None,
     progress: bool = True,
     cache_dir: str | Path | None = None,
@@ -81,6 +82,9 @@ def evaluate(
 
     ``limit``: use only the first ``limit`` test structures (CSP) or test references (de
     novo). ``dataset``: name for the coverage cutoffs ('perov_5', 'carbon_24', 'mp_20').
+    ``primitive_targets``: reduce the test structures to their primitive cells, so that CSP
+    samples that many atoms; by default each target keeps its cell as given (DiffCSP's
+    protocol: CDVAE files are only Niggli-reduced, which keeps the atom count).
     ``cache_dir``: where the test set's de novo fingerprints are cached (default: the data
     cache folder, :func:`~diffcrystal.data.cache.default_cache_dir`).
     """
@@ -90,7 +94,7 @@ def evaluate(
         known = ", ".join(sorted(COVERAGE_CUTOFFS))
         raise InputError(f"de novo coverage needs the dataset's cutoffs: pass --dataset ({known}); got {dataset!r}")
     steps = num_steps or generator.experiment.sampling.num_steps
-    loaded = read_crystals(test_path, canonical=True, progress=progress)
+    loaded = read_crystals(test_path, canonical=primitive_targets, progress=progress)
     targets = loaded.crystals[:limit] if limit else loaded.crystals
     if not targets:
         raise InputError(f"no test structures in {test_path}")
@@ -116,6 +120,8 @@ def evaluate(
     record = {
         "test_data": str(test_path),
         "num_test_structures": len(targets),
+        "primitive_targets": primitive_targets,
+        "num_target_atoms": sum(t.num_atoms for t in targets),
         "skipped_test_rows": len(loaded.skipped),
         "num_steps": steps,
         "k": k if generator.mode == "csp" else None,

@@ -24,6 +24,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch-size", type=int, default=500, help="crystals sampled together (default: 500)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--workers", type=int, default=2, help="processes for structure matching")
+    parser.add_argument("--primitive-targets", action="store_true",
+                        help="CSP: sample each target's primitive cell (fewer atoms) instead of the cell as given "
+                        "in the test file (the DiffCSP protocol)")
     parser.add_argument("--dataset", choices=["perov_5", "carbon_24", "mp_20"],
                         help="de novo coverage cutoffs (default: guessed from --data)")
     parser.add_argument("--out", type=Path, default=Path("evaluation"), help="folder for metrics.json / metrics.md")
@@ -46,6 +49,7 @@ def run(args: argparse.Namespace) -> int:
         seed=args.seed,
         workers=args.workers,
         dataset=dataset,
+        primitive_targets=args.primitive_targets,
         extra={
             "command": "diffcrystal " + shlex.join(sys.argv[1:]),
             "checkpoint": str(checkpoint),

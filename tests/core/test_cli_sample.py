@@ -124,3 +124,18 @@ def test_evaluate_csp_writes_metrics(tmp_path, tiny_generators, tiny_data):
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["extra"]["num_test_structures"] == 4 and metrics["extra"]["k"] == 2
     assert (out / "metrics.md").read_text().count("|") > 4
+
+
+@pytest.mark.parametrize(("primitive", "atoms"), [(False, 8), (True, 2)])
+def test_evaluate_samples_the_target_cell_as_given_or_primitive(tmp_path, tiny_generators, primitive, atoms):
+    from ase.build import bulk
+    from ase.io import write
+
+    data = tmp_path / "nacl.extxyz"
+    write(data, bulk("NaCl", "rocksalt", a=5.64, cubic=True))  # conventional cell: 8 atoms, primitive: 2
+    out = tmp_path / "eval"
+    args = ["evaluate", "--checkpoint", str(tiny_generators["csp"]), "--data", str(data), "--k", "1",
+            "--steps", STEPS, "--out", str(out), "--workers", "1", "--quiet"]
+    assert main(args + (["--primitive-targets"] if primitive else [])) == 0
+    extra = json.loads((out / "metrics.json").read_text())["extra"]
+    assert extra["primitive_targets"] is primitive and extra["num_target_atoms"] == atoms
