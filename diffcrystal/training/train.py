@@ -44,6 +44,18 @@ class ExportGenerator(Callback):
         self.ema = ema
         self.every_n_steps = every_n_steps
         self.started = time.perf_counter()
+        self.earlier_wall_s = 0.0
+
+    def wall_time_s(self) -> float:
+        """Training wall time in s, summed over the runs this one resumes (each counted up to
+        its last Lightning checkpoint)."""
+        return self.earlier_wall_s + time.perf_counter() - self.started
+
+    def state_dict(self) -> dict:
+        return {"wall_time_s": self.wall_time_s()}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        self.earlier_wall_s = float(state_dict.get("wall_time_s", 0.0))
 
     def export(self, trainer: L.Trainer, module: DiffusionModule, weights: dict) -> None:
         if trainer.global_rank != 0:
@@ -51,7 +63,7 @@ class ExportGenerator(Callback):
         record = {
             "global_step": int(trainer.global_step),
             "epoch": int(trainer.current_epoch),
-            "wall_time_s": round(time.perf_counter() - self.started, 1),
+            "wall_time_s": round(self.wall_time_s(), 1),
             "hardware": _hardware(),
             "torch": torch.__version__,
         }

@@ -71,12 +71,18 @@ def test_kill_and_resume(tmp_path, tiny_data, monkeypatch, make_config):
     last = tmp_path / "checkpoints" / "last.ckpt"
     saved = torch.load(last, map_location="cpu", weights_only=True)
     assert saved["global_step"] == 4  # the last checkpoint before the interrupt
+    (exporter_key,) = [k for k in saved["callbacks"] if k.startswith("ExportGenerator")]
+    assert saved["callbacks"][exporter_key]["wall_time_s"] > 0
+    saved["callbacks"][exporter_key]["wall_time_s"] = 1e6  # as if the first run had taken that long
+    torch.save(saved, last)
 
     first = FirstStep()
     monkeypatch.setattr(training.L, "Trainer", trainer_with(first))
     result = train(config, tmp_path, resume=last, progress=False)
     assert first.first == 4
     assert result.global_step == 12
+    _, exported = load_checkpoint(result.generator_path)
+    assert 1e6 < exported["training"]["wall_time_s"] < 1e6 + 600  # earlier runs' time carried over
 
 
 def test_exported_generator_records_config_and_data(tiny_generators):
