@@ -11,7 +11,7 @@ from diffcrystal.training.train import train
 
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", type=Path, required=True, help="experiment YAML (see configs/)")
-    parser.add_argument("--data", help="training data, overriding data.train of the config")
+    parser.add_argument("--data", nargs="+", help="training data (one or more datasets, read as one), overriding data.train of the config")
     parser.add_argument("--max-epochs", type=int, help="override train.max_epochs")
     parser.add_argument("--max-steps", type=int, help="override train.max_steps")
     parser.add_argument("--out", type=Path, help="run folder (default: runs/<config name>)")
@@ -22,7 +22,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     if args.data:
-        config.data.train = args.data
+        config.data.train = args.data[0] if len(args.data) == 1 else args.data
     if args.max_epochs is not None:
         config.train.max_epochs = args.max_epochs
     if args.max_steps is not None:

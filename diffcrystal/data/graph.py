@@ -38,9 +38,9 @@ def crystal_to_data(crystal: Crystal, dtype: torch.dtype = torch.float32) -> Dat
     atomic numbers (n,) and num_atoms (1,) as long; ``num_nodes = n``."""
     return Data(
         **{
-            keys.LATTICE: torch.as_tensor(crystal.lattice, dtype=dtype).reshape(1, 3, 3),
-            keys.FRAC_COORDS: torch.as_tensor(crystal.frac_coords, dtype=dtype),  # (n, 3)
-            keys.ATOMIC_NUMBERS: torch.as_tensor(crystal.atomic_numbers, dtype=torch.long),  # (n,)
+            keys.LATTICE: torch.tensor(crystal.lattice, dtype=dtype).reshape(1, 3, 3),
+            keys.FRAC_COORDS: torch.tensor(crystal.frac_coords, dtype=dtype),  # (n, 3)
+            keys.ATOMIC_NUMBERS: torch.tensor(crystal.atomic_numbers, dtype=torch.long),  # (n,)
             keys.NUM_ATOMS: torch.tensor([crystal.num_atoms], dtype=torch.long),  # (1,)
         },
         num_nodes=crystal.num_atoms,

@@ -38,8 +38,9 @@ def _from_mapping(cls, values: dict[str, Any] | None, section: str):
 class DataConfig:
     """Where the structures come from and how they are batched."""
 
-    train: str = ""
-    """Training data: CDVAE-style CSV, folder of CIFs, extxyz or ASE db."""
+    train: str | list[str] = ""
+    """Training data: CDVAE-style CSV, folder of CIFs, extxyz or ASE db; a list of them is
+    read as one dataset."""
     val: str | None = None
     """Validation data; when empty, ``val_fraction`` of ``train`` is held out."""
     val_fraction: float = 0.05

@@ -57,9 +57,13 @@ class DataStatistics:
         )
 
 
-def _load(path: str, canonical: bool) -> list[Crystal]:
-    result = read_crystals(path, canonical=canonical)
-    return result.crystals
+def _sources(paths: str | list[str]) -> list[str]:
+    return [paths] if isinstance(paths, str) else list(paths)
+
+
+def _load(paths: str | list[str], canonical: bool) -> list[Crystal]:
+    """The crystals of one dataset or of several, concatenated in the order given."""
+    return [c for path in _sources(paths) for c in read_crystals(path, canonical=canonical).crystals]
 
 
 class CrystalDataModule(L.LightningDataModule):
@@ -95,7 +99,7 @@ class CrystalDataModule(L.LightningDataModule):
             train = [crystals[i] for i in order[num_val:].tolist()]
         if not train:
             raise InputError(f"no training structures left in {self.config.train}")
-        self.statistics = DataStatistics.from_crystals(train, self.config.train)
+        self.statistics = DataStatistics.from_crystals(train, ", ".join(_sources(self.config.train)))
         self.train_set = [crystal_to_data(c) for c in train]
         self.val_set = [crystal_to_data(c) for c in val]
 

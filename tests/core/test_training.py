@@ -116,3 +116,21 @@ def test_shipped_configs_load():
         config = load_config(path)
         assert config.model.predict_species == (config.diffusion.mode == "denovo"), path
 
+
+
+def test_several_training_sources_are_read_as_one_dataset(tmp_path, tiny_data):
+    from ase.build import bulk
+    from ase.io import write
+
+    from diffcrystal.training.config import DataConfig
+    from diffcrystal.training.datamodule import CrystalDataModule
+
+    extra = tmp_path / "salts.extxyz"
+    write(extra, [bulk("NaCl", "rocksalt", a=5.64), bulk("KCl", "rocksalt", a=6.29)], format="extxyz")
+    single = CrystalDataModule(DataConfig(train=str(tiny_data), val_fraction=0.0))
+    single.setup("fit")
+    both = CrystalDataModule(DataConfig(train=[str(tiny_data), str(extra)], val_fraction=0.0))
+    both.setup("fit")
+    assert both.statistics.num_structures == single.statistics.num_structures + 2
+    assert 19 in both.statistics.species and 19 not in single.statistics.species  # K comes from the 2nd file
+    assert both.statistics.source == f"{tiny_data}, {extra}"
