@@ -1,0 +1,43 @@
+"""scripts/match_known_structure.py: the built-in YBa2Cu3O7 and the sample count."""
+
+import importlib.util
+import json
+from pathlib import Path
+
+from ase.io import write
+
+
+
+def _load(path: Path):
+    """A module from its file (tests and scripts are not packages)."""
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+S = _load(Path(__file__).with_name("_structures.py"))
+
+
+def _script():
+    return _load(Path(__file__).resolve().parents[2] / "scripts" / "match_known_structure.py")
+
+
+def test_builtin_ybco_is_the_pmmm_13_atom_cell():
+    from diffcrystal.symmetry import space_group
+
+    ybco = _script().reference_crystal("YBa2Cu3O7")
+    assert ybco.num_atoms == 13
+    assert sorted(ybco.atomic_numbers.tolist()) == sorted([39] + [56] * 2 + [29] * 3 + [8] * 7)
+    assert space_group(ybco, symprec=0.01).number == 47  # Pmmm
+
+
+def test_counts_the_samples_that_match_the_reference(tmp_path):
+    script = _script()
+    ybco = script.reference_crystal("YBa2Cu3O7")
+    moved = S.rotated_permuted_shifted(ybco, seed=3)  # the same crystal
+    write(tmp_path / "samples.extxyz", [moved.to_atoms(), S.overlapping(ybco).to_atoms(), S.rocksalt().to_atoms()])
+    script.main([str(tmp_path), "--reference", "YBa2Cu3O7", "--workers", "1", "--out", str(tmp_path / "m.json")])
+    result = json.loads((tmp_path / "m.json").read_text())
+    assert result["n_samples"] == 3 and result["n_matched"] == 1 and result["n_invalid"] == 1
+    assert result["best_rms"] < 1e-6
