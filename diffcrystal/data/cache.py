@@ -58,9 +58,11 @@ def default_cache_dir() -> Path:
     return Path(os.environ.get(CACHE_ENV_VAR) or DEFAULT_CACHE_DIR).expanduser()
 
 
-def _package_versions() -> dict[str, str]:
+def package_versions(names: Iterable[str] = _VERSIONED_PACKAGES) -> dict[str, str]:
+    """This package's version and each installed one of ``names`` ('absent' if missing): the
+    versions a cached result depends on."""
     versions = {"diffcrystal": __version__}
-    for name in _VERSIONED_PACKAGES:
+    for name in names:
         try:
             versions[name] = metadata.version(name)
         except metadata.PackageNotFoundError:
@@ -72,7 +74,7 @@ def cache_key(files: Iterable[tuple[str, Path]], options: dict) -> str:
     """SHA-256 hex digest of the cache format version, package versions, ``options`` (a
     JSON-serialisable dict of reader options) and each ``(name, file)``'s name and bytes."""
     digest = hashlib.sha256()
-    header = {"format": CACHE_FORMAT_VERSION, "versions": _package_versions(), "options": options}
+    header = {"format": CACHE_FORMAT_VERSION, "versions": package_versions(), "options": options}
     digest.update(json.dumps(header, sort_keys=True).encode())
     for name, file in files:
         encoded = name.encode()

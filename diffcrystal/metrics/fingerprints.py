@@ -28,6 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
+from diffcrystal.data.cache import package_versions
 from diffcrystal.data.crystal import Crystal
 from diffcrystal.metrics._cdvae_scaler import COMP_FP_MEANS, COMP_FP_STDS
 
@@ -132,14 +133,7 @@ class Fingerprints:
 def fingerprint_key(crystals: Sequence[Crystal]) -> str:
     """SHA-256 of the crystals' arrays (lattice, fractional coordinates, atomic numbers) and
     of the matminer / pymatgen versions: the name under which their fingerprints are cached."""
-    from importlib import metadata
-
-    versions = {}
-    for package in ("matminer", "pymatgen", "pymatgen-core", "numpy"):
-        try:
-            versions[package] = metadata.version(package)
-        except metadata.PackageNotFoundError:
-            versions[package] = "absent"
+    versions = package_versions(("matminer", "pymatgen", "pymatgen-core", "numpy"))
     digest = hashlib.sha256(json.dumps({"fingerprints": 1, "versions": versions}, sort_keys=True).encode())
     for crystal in crystals:
         for array in (crystal.lattice, crystal.frac_coords, crystal.atomic_numbers):
