@@ -49,6 +49,14 @@ class DenoiserConfig:
     time_max_frequency : largest angular frequency of that embedding (the smallest is 1).
     node_hidden : width of the MLP that builds initial node scalars and of the output heads.
     predict_species : add the species-logit head (de novo mode).
+    pairwise_messages : tensor-product weights from an MLP of both atoms' scalars, the edge
+        embedding and the crystal context (time, lattice invariants); ``False`` gives the
+        radial-only weights of the first bundled models, which let the network ignore which
+        atoms an edge joins (measured: it matched Perov-5 no better than a composition-blind
+        prototype). Defaults to ``False`` so checkpoints written before it still load; every
+        config in ``configs/`` sets it.
+    invariant_messages : add DiffCSP's invariant CSPNet message path to every block
+        (needs ``pairwise_messages``).
     """
 
     num_scalars: int = 64
@@ -66,6 +74,8 @@ class DenoiserConfig:
     time_max_frequency: float = 1000.0
     node_hidden: int = 64
     predict_species: bool = False
+    pairwise_messages: bool = False
+    invariant_messages: bool = False
 
     def __post_init__(self) -> None:
         if self.l_max not in (1, 2):
@@ -77,6 +87,8 @@ class DenoiserConfig:
         for name in ("num_vectors", "num_tensors", "num_fourier", "geometric_scalars"):
             if int(getattr(self, name)) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if self.invariant_messages and not self.pairwise_messages:
+            raise ValueError("invariant_messages needs pairwise_messages: true")
         if self.num_vectors == 0:
             raise ValueError("num_vectors must be >= 1: the coordinate head reads 1o features")
         if self.radial_max <= 0:

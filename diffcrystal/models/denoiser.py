@@ -25,7 +25,8 @@ Architecture, in order (``forward`` reads the same way):
 2. the fully connected in-cell graph (:mod:`~diffcrystal.models.graph`): wrapped fractional
    differences ``d_ij``, Cartesian ``r_ij = d_ij L``, their spherical harmonics up to
    ``l_max`` and an invariant edge embedding MLP(Gaussian basis of |r_ij|, Fourier features
-   of ``d_ij``);
+   of ``d_ij``); with ``pairwise_messages`` each block turns it, with both atoms' scalars and
+   the crystal context, into the tensor-product weights of that edge;
 3. ``num_layers`` pre-norm residual :class:`~diffcrystal.models.layers.InteractionBlock` s
    on node irreps ``Cx0e + Vx1o (+ Tx2e)``;
 4. heads (:mod:`~diffcrystal.models.heads`).
@@ -122,6 +123,9 @@ class Denoiser(nn.Module):
                 InteractionBlock(
                     irreps, self.irreps_hidden, self.irreps_sh, c.edge_hidden, c.edge_hidden,
                     geometric_scalars=c.geometric_scalars or None,
+                    pairwise=c.pairwise_messages,
+                    context_dim=self.context_dim,
+                    invariant_messages=c.invariant_messages,
                 )
             )
             irreps = self.irreps_hidden
@@ -165,12 +169,13 @@ class Denoiser(nn.Module):
         if c.self_image_edges:
             edge_features.append(is_image[:, None])
         edge_emb = self.edge_embedding(torch.cat(edge_features, dim=-1))  # (E, edge_hidden)
+        edge_graph = node_batch[receivers]  # (E,)
         degree = torch.bincount(receivers, minlength=frac.shape[0]).clamp(min=1)  # (N,)
         inv_degree = (1.0 / degree.to(lattice.dtype))[:, None]  # (N, 1)
 
         # 3. interactions
         for i, (norm, layer) in enumerate(zip(self.norms, self.layers)):
-            update = layer(norm(x), edge_sh, edge_emb, senders, receivers, inv_degree)
+            update = layer(norm(x), edge_sh, edge_emb, senders, receivers, inv_degree, context, edge_graph)
             x = update if i == 0 else x + update  # (N, hidden.dim)
         x = self.final_norm(x)
 

@@ -65,19 +65,62 @@ def _split_scalars(irreps: o3.Irreps, geometric: int | None) -> o3.Irreps:
     return o3.Irreps([(irreps[0].mul - geometric, "0e"), (geometric, "0e")] + rest)
 
 
+class PairwiseEdgeNetwork(nn.Module):
+    """Invariant per-edge hidden features that see both atoms (SEGNN / CSPNet style).
+
+        z_ij = SiLU( A s_i + B s_j + C e_ij + D c_b(ij) + bias )                (E, hidden)
+
+    with ``s_i``, ``s_j`` the invariant (``0e``) features of receiver and sender, ``e_ij`` the
+    invariant edge embedding (edge length basis, Fourier features of the wrapped fractional
+    difference) and ``c_b`` the per-crystal context (time embedding, lattice invariants of
+    ``L L^T``). One linear layer over the concatenation ``[s_i, s_j, e_ij, c_b]`` written as a
+    sum, so the node and crystal terms are projected once per node / crystal, not per edge.
+    Everything it reads is rotation invariant, so its output is too.
+    """
+
+    def __init__(self, num_scalars: int, edge_dim: int, context_dim: int, hidden: int) -> None:
+        super().__init__()
+        self.receiver = nn.Linear(num_scalars, hidden)
+        self.sender = nn.Linear(num_scalars, hidden, bias=False)
+        self.edge = nn.Linear(edge_dim, hidden, bias=False)
+        self.context = nn.Linear(context_dim, hidden, bias=False)
+        self.hidden = nn.Linear(hidden, hidden)
+
+    def forward(
+        self, scalars: Tensor, edge_emb: Tensor, context: Tensor, senders: Tensor, receivers: Tensor,
+        edge_graph: Tensor,
+    ) -> Tensor:
+        """``scalars``: (N, C); ``edge_emb``: (E, edge_dim); ``context``: (B, context_dim);
+        ``edge_graph``: (E,) crystal of each edge -> (E, hidden)."""
+        z = (
+            self.receiver(scalars)[receivers]
+            + self.sender(scalars)[senders]
+            + self.edge(edge_emb)
+            + self.context(context)[edge_graph]
+        )
+        return torch.nn.functional.silu(self.hidden(torch.nn.functional.silu(z)))
+
+
 class InteractionBlock(nn.Module):
     """One gated, equivariant message-passing update (NequIP / SEGNN style).
 
     For each receiver i:
 
-        m_i = 1/deg(i) * sum_j  TP_w(r_ij)( x_j , Y(r_ij / |r_ij|) )          (messages)
-        y_i = Gate( Linear_msg(m_i) + Linear_self(x_i) )                        (update)
+        m_i = 1/deg(i) * sum_j  TP_w(z_ij)( x_j , Y(r_ij / |r_ij|) )          (messages)
+        q_i = 1/deg(i) * sum_j  W_q z_ij                                        (invariant messages)
+        y_i = Gate( Linear_msg(m_i) + Linear_self(x_i) [+ Linear_inv(q_i)] )    (update)
 
     where ``TP`` is a depthwise ("uvu") e3nn tensor product of the sender features with the
     spherical harmonics of the Cartesian edge vector, its path weights ``w`` produced per edge
-    by an MLP of the invariant edge embedding, and ``Gate`` the e3nn gated nonlinearity
+    by an MLP of invariant edge features ``z_ij``, and ``Gate`` the e3nn gated nonlinearity
     (SiLU on scalars, sigmoid gates on l > 0 channels). The block returns ``y`` (the caller
     adds the residual). Equivariance: x -> D(R) x, r -> R r gives y -> D(R) y.
+
+    ``z_ij`` is either the shared edge embedding alone (``pairwise=False``: a potential's
+    radial weights, blind to which atoms an edge joins) or a
+    :class:`PairwiseEdgeNetwork` of both atoms' scalars, the edge embedding and the crystal
+    context (``pairwise=True``). ``invariant_messages`` adds DiffCSP's CSPNet path: a learned
+    invariant message per edge, mean-aggregated into the scalars and gates.
 
     Parameters
     ----------
@@ -88,6 +131,9 @@ class InteractionBlock(nn.Module):
     radial_hidden : hidden width of the radial MLP.
     geometric_scalars : how many of the input's ``0e`` channels (the last ones) enter the
         ``0e x l>0`` paths; the rest only take the ``0e x 0e`` path. ``None``: all of them.
+    pairwise : build the tensor-product weights from both atoms' scalars (see above).
+    context_dim : size of the per-crystal context (used when ``pairwise``).
+    invariant_messages : add the invariant CSPNet-style message path (needs ``pairwise``).
     """
 
     def __init__(
@@ -98,8 +144,13 @@ class InteractionBlock(nn.Module):
         edge_dim: int,
         radial_hidden: int,
         geometric_scalars: int | None = None,
+        pairwise: bool = False,
+        context_dim: int = 0,
+        invariant_messages: bool = False,
     ) -> None:
         super().__init__()
+        if invariant_messages and not pairwise:
+            raise ValueError("invariant_messages needs pairwise edge features")
         self.irreps_in = o3.Irreps(irreps_in)
         self.irreps_out = o3.Irreps(irreps_out)
         self.irreps_sh = o3.Irreps(irreps_sh)
@@ -140,12 +191,21 @@ class InteractionBlock(nn.Module):
             self.irreps_tp_in, self.irreps_sh, irreps_mid_sorted, instructions,
             shared_weights=False, internal_weights=False,
         )
-        self.radial = enn.FullyConnectedNet(
-            [edge_dim, radial_hidden, self.tp.weight_numel], torch.nn.functional.silu
-        )
+        self.num_in_scalars = sum(mul for mul, ir in self.irreps_in if ir.l == 0)
+        if pairwise:
+            self.pair = PairwiseEdgeNetwork(self.num_in_scalars, edge_dim, context_dim, radial_hidden)
+            self.radial = nn.Linear(radial_hidden, self.tp.weight_numel)
+        else:
+            self.pair = None
+            self.radial = enn.FullyConnectedNet(
+                [edge_dim, radial_hidden, self.tp.weight_numel], torch.nn.functional.silu
+            )
         self.linear_msg = o3.Linear(irreps_mid_sorted.simplify(), self.gate.irreps_in)
         self.linear_self = o3.Linear(self.irreps_in, self.gate.irreps_in)
         self.irreps_mid = irreps_mid_sorted.simplify()
+        # invariant messages feed the gate's scalar inputs: its scalars, then its gates
+        self.num_gate_scalars = irreps_scalars.dim + irreps_gates.dim
+        self.invariant = nn.Linear(radial_hidden, self.num_gate_scalars) if invariant_messages else None
 
     def forward(
         self,
@@ -155,6 +215,8 @@ class InteractionBlock(nn.Module):
         senders: Tensor,
         receivers: Tensor,
         inv_degree: Tensor,
+        context: Tensor | None = None,
+        edge_graph: Tensor | None = None,
     ) -> Tensor:
         """
         Parameters
@@ -164,18 +226,29 @@ class InteractionBlock(nn.Module):
         edge_emb : (E, edge_dim) invariant edge embedding.
         senders, receivers : (E,) long.
         inv_degree : (N, 1) 1 / max(deg, 1) of each receiver.
+        context : (B, context_dim) per-crystal invariants (needed when ``pairwise``).
+        edge_graph : (E,) long, crystal of each edge (needed when ``pairwise``).
 
         Returns
         -------
         (N, irreps_out.dim)
         """
-        weights = self.radial(edge_emb)  # (E, weight_numel)
+        if self.pair is None:
+            weights = self.radial(edge_emb)  # (E, weight_numel)
+        else:
+            hidden = self.pair(x[:, : self.num_in_scalars], edge_emb, context, senders, receivers, edge_graph)
+            weights = self.radial(hidden)  # (E, weight_numel)
         messages = self.tp(x[senders], edge_sh, weights)  # (E, mid.dim)
+        if self.invariant is not None:
+            messages = torch.cat([messages, self.invariant(hidden)], dim=-1)  # (E, mid.dim + S)
         agg = torch.zeros(
             x.shape[0], messages.shape[1], dtype=messages.dtype, device=messages.device
-        ).index_add_(0, receivers, messages)  # (N, mid.dim)
+        ).index_add_(0, receivers, messages) * inv_degree  # (N, mid.dim [+ S])
         # irreps_mid sorted but not simplified: same layout as the simplified irreps
-        pre = self.linear_msg(agg * inv_degree) + self.linear_self(x)  # (N, gate_in.dim)
+        pre = self.linear_msg(agg[:, : self.irreps_mid.dim]) + self.linear_self(x)  # (N, gate_in.dim)
+        if self.invariant is not None:
+            scalars = pre[:, : self.num_gate_scalars] + agg[:, self.irreps_mid.dim :]
+            pre = torch.cat([scalars, pre[:, self.num_gate_scalars :]], dim=-1)
         return self.gate(pre)
 
     def __repr__(self) -> str:

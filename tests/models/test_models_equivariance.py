@@ -27,6 +27,12 @@ CONFIGS = {
     "l2_images": DenoiserConfig(num_scalars=16, num_vectors=8, num_tensors=4, l_max=2, num_layers=2,
                                 geometric_scalars=0, edge_hidden=16, node_hidden=16,
                                 self_image_edges=True, predict_species=True),
+    "l1_pairwise_invariant": DenoiserConfig(num_scalars=16, num_vectors=8, geometric_scalars=8, l_max=1,
+                                            num_layers=2, edge_hidden=16, node_hidden=16, num_fourier=8,
+                                            pairwise_messages=True, invariant_messages=True),
+    "l2_pairwise_images": DenoiserConfig(num_scalars=16, num_vectors=8, num_tensors=4, l_max=2, num_layers=2,
+                                         geometric_scalars=0, edge_hidden=16, node_hidden=16,
+                                         self_image_edges=True, predict_species=True, pairwise_messages=True),
 }
 
 
@@ -225,3 +231,31 @@ def test_default_parameter_count(capsys):
     with capsys.disabled():
         print(f"\ndefault DenoiserConfig parameters: {count}")
     assert 10_000 < count < 5_000_000
+
+
+@pytest.mark.parametrize("pairwise", [False, True], ids=["radial", "pairwise"])
+def test_messages_see_the_receiver_only_when_pairwise(pairwise):
+    """With the self-interaction switched off, a receiver's update is made of messages alone.
+    Radial weights make those messages blind to the receiver's own features; pairwise weights
+    must not be (the point of DESIGN.md's 'every message must see both atoms')."""
+    from diffcrystal.models.layers import InteractionBlock
+
+    torch.manual_seed(0)
+    irreps = o3.Irreps("8x0e+4x1o")
+    block = InteractionBlock(irreps, irreps, o3.Irreps.spherical_harmonics(1), edge_dim=5, radial_hidden=16,
+                             pairwise=pairwise, context_dim=3).double()
+    with torch.no_grad():
+        block.linear_self.weight.zero_()
+    senders, receivers = torch.tensor([1, 2, 0, 2, 0, 1]), torch.tensor([0, 0, 1, 1, 2, 2])
+    vectors = torch.randn(6, 3, dtype=torch.float64)
+    edge_sh = o3.spherical_harmonics("0e+1o", vectors, normalize=True, normalization="component")
+    edge_emb, context = torch.randn(6, 5, dtype=torch.float64), torch.randn(1, 3, dtype=torch.float64)
+    inv_degree = torch.full((3, 1), 0.5, dtype=torch.float64)
+    x = torch.randn(3, irreps.dim, dtype=torch.float64)
+    x_changed = x.clone()
+    x_changed[0, :8] += 1.0  # receiver 0's scalars only
+    args = (edge_sh, edge_emb, senders, receivers, inv_degree, context, torch.zeros(6, dtype=torch.long))
+    with torch.no_grad():
+        y, y_changed = block(x, *args), block(x_changed, *args)
+    change = float((y[0] - y_changed[0]).abs().max())
+    assert (change > 1e-3) if pairwise else (change < 1e-12)
