@@ -12,6 +12,7 @@ import logging
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 import torch
@@ -20,6 +21,7 @@ from tqdm.auto import tqdm
 
 from diffcrystal.checkpoint import file_sha256
 from diffcrystal.data.composition import Composition, format_composition, multiply, to_atomic_numbers
+from diffcrystal.data.crystal import Crystal, CrystalError
 from diffcrystal.errors import InputError
 from diffcrystal.generator import Generator
 from diffcrystal.sample_writer import SampleRecord, SampleWriter
@@ -101,6 +103,50 @@ def plan_requests(
     return [(int(sizes[i]), None) for i in draws.tolist()]
 
 
+def check_options(generator: Generator, n: int, num_steps: int, batch_size: int) -> None:
+    """Refuse a request the sampler cannot run (:class:`InputError` naming the option)."""
+    if n < 1:
+        raise InputError(f"--n must be at least 1, got {n}")
+    if batch_size < 1:
+        raise InputError(f"--batch-size must be at least 1, got {batch_size}")
+    if num_steps < 1 or num_steps > generator.joint.num_timesteps:
+        raise InputError(f"--steps must be in 1..{generator.joint.num_timesteps}, got {num_steps}")
+
+
+def generate_batches(
+    generator: Generator,
+    plans: list[tuple[int, list[int] | None]],
+    *,
+    num_steps: int,
+    batch_size: int,
+    seed: int,
+    first_batch: int = 0,
+    progress: bool = True,
+) -> Iterator[tuple[int, list[Crystal | CrystalError]]]:
+    """Sample ``plans`` (from :func:`plan_requests`) batch by batch, from ``first_batch`` on.
+
+    Batch ``b`` holds ``plans[b * batch_size:(b + 1) * batch_size]`` and draws its noise from
+    :func:`batch_generator` ``(seed, b)``. Yields ``(index of its first plan, crystals)``.
+    """
+    num_batches = -(-len(plans) // batch_size)
+    bar = tqdm(total=(num_batches - first_batch) * num_steps, desc="sampling", unit="step", disable=not progress)
+    try:
+        for batch_index in range(first_batch, num_batches):
+            start = batch_index * batch_size
+            batch_plans = plans[start:start + batch_size]
+            crystals = generator.sample(
+                [p[0] for p in batch_plans],
+                [p[1] for p in batch_plans] if generator.mode == "csp" else None,
+                num_steps=num_steps,
+                generator=batch_generator(seed, batch_index, generator.device),
+                progress=lambda _step: bar.update(1),
+            )
+            yield start, crystals
+            bar.set_postfix(done=start + len(batch_plans))
+    finally:
+        bar.close()
+
+
 def sample_to_folder(
     generator: Generator,
     *,
@@ -117,12 +163,7 @@ def sample_to_folder(
 ) -> SampleRun:
     """Generate ``n`` crystals into ``out_dir`` (CIFs, ``samples.extxyz``, ``summary.csv``,
     ``run.json``). See :class:`~diffcrystal.sample_writer.SampleWriter` for the layout."""
-    if n < 1:
-        raise InputError(f"--n must be at least 1, got {n}")
-    if batch_size < 1:
-        raise InputError(f"--batch-size must be at least 1, got {batch_size}")
-    if num_steps < 1 or num_steps > generator.joint.num_timesteps:
-        raise InputError(f"--steps must be in 1..{generator.joint.num_timesteps}, got {num_steps}")
+    check_options(generator, n, num_steps, batch_size)
     plans = plan_requests(generator, n, composition, list(formula_units), seed)
     writer = SampleWriter(out_dir, resume=resume)
     record = {
@@ -145,26 +186,8 @@ def sample_to_folder(
             f"{out_dir} holds {writer.num_done} samples, not a multiple of --batch-size {batch_size}; "
             "resume with the batch size of the original run"
         )
-    num_batches = -(-n // batch_size)
-    bar = tqdm(
-        total=(num_batches - first_batch) * num_steps,
-        desc="sampling",
-        unit="step",
-        disable=not progress,
-    )
-    for batch_index in range(first_batch, num_batches):
-        start = batch_index * batch_size
-        stop = min(start + batch_size, n)
-        batch_plans = plans[start:stop]
-        crystals = generator.sample(
-            [p[0] for p in batch_plans],
-            [p[1] for p in batch_plans] if composition is not None else None,
-            num_steps=num_steps,
-            generator=batch_generator(seed, batch_index, generator.device),
-            progress=lambda _step: bar.update(1),
-        )
-        ids = [f"{i:06d}" for i in range(start, stop)]
-        writer.write_batch(crystals, ids)
-        bar.set_postfix(written=writer.num_done)
-    bar.close()
+    batches = generate_batches(generator, plans, num_steps=num_steps, batch_size=batch_size, seed=seed,
+                               first_batch=first_batch, progress=progress)
+    for start, crystals in batches:
+        writer.write_batch(crystals, [f"{i:06d}" for i in range(start, start + len(crystals))])
     return SampleRun(writer.out_dir, writer.records)
