@@ -21,3 +21,17 @@ MAX_ATOMIC_NUMBER = 100
 
 MASK_SPECIES = 0
 """Species index of the mask / absorbing state in the discrete species diffusion."""
+
+_API = ("load_generator", "relax", "StructureGenerator")
+"""Names re-exported from :mod:`diffcrystal.api`, imported on first use so that
+``import diffcrystal`` does not load torch."""
+
+__all__ = ["MASK_SPECIES", "MAX_ATOMIC_NUMBER", *_API]
+
+
+def __getattr__(name: str):
+    if name in _API:
+        from diffcrystal import api
+
+        return getattr(api, name)
+    raise AttributeError(f"module 'diffcrystal' has no attribute {name!r}")

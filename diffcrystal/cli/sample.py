@@ -7,13 +7,8 @@ import logging
 import time
 from pathlib import Path
 
-import torch
-
-from diffcrystal.checkpoint import resolve_checkpoint
+from diffcrystal.api import load_generator
 from diffcrystal.data.composition import parse_composition
-from diffcrystal.errors import InputError
-from diffcrystal.generator import Generator
-from diffcrystal.sampling import sample_to_folder
 
 
 def _formula_units(text: str) -> list[int]:
@@ -42,14 +37,6 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
-def _device(choice: str) -> torch.device:
-    if choice == "cuda" and not torch.cuda.is_available():
-        raise InputError("--device cuda requested but no CUDA device is available")
-    if choice == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(choice)
-
-
 def _fresh_folder(default: Path, resume: bool) -> Path:
     """``default``, or ``default-2``, ``default-3``... when earlier runs hold it (never
     overwrite saved samples); with ``--resume`` the latest existing one."""
@@ -64,28 +51,25 @@ def run(args: argparse.Namespace) -> int:
     logging.basicConfig(format="diffcrystal: warning: %(message)s", level=logging.WARNING)
     composition = parse_composition(args.composition) if args.composition else None
     mode = "csp" if composition is not None else "denovo"
-    checkpoint = resolve_checkpoint(args.checkpoint, mode)
-    generator = Generator.from_checkpoint(checkpoint, device=_device(args.device))
-    steps = args.steps or generator.experiment.sampling.num_steps
+    generator = load_generator(args.checkpoint, mode=mode, device=args.device)
+    steps = args.steps or generator.default_steps
     name = "".join(ch for ch in args.composition if ch.isalnum()) if composition is not None else "denovo"
     out_dir = args.out or _fresh_folder(Path("samples") / name, args.resume)
     started = time.perf_counter()
-    result = sample_to_folder(
-        generator,
-        n=args.n,
-        out_dir=out_dir,
-        composition=composition,
+    result = generator.sample_to_folder(
+        out_dir,
+        args.composition,
+        args.n,
         formula_units=args.formula_units,
-        num_steps=steps,
+        steps=steps,
         batch_size=args.batch_size,
         seed=args.seed,
         resume=args.resume,
-        checkpoint_path=checkpoint,
         progress=not args.quiet,
     )
     elapsed = time.perf_counter() - started
     total = len(result.records)
-    print(f"\n{total} structures in {elapsed:.1f} s ({steps} steps, {generator.mode} checkpoint {checkpoint})")
+    print(f"\n{total} structures in {elapsed:.1f} s ({steps} steps, {generator.mode} checkpoint {generator.checkpoint})")
     print(f"valid: {result.num_valid}/{total}")
     print("space groups (spglib, symprec 0.1 Å):")
     for group, count in result.space_group_counts().most_common(10):

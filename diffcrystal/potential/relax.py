@@ -108,6 +108,11 @@ class RelaxResult:
         return Crystal.from_atoms(self.atoms, label=self.label)
 
     @property
+    def structure(self):
+        """The relaxed structure as a pymatgen ``Structure`` (raises when there is none)."""
+        return self.crystal.to_structure()
+
+    @property
     def energy(self) -> float:
         """Total energy in eV."""
         return self.energy_per_atom * self.num_atoms
