@@ -1,19 +1,27 @@
 """``evaluate``: sample with a generator against a test set and score it (CDVAE/DiffCSP protocol).
 
 CSP: for each test structure, ``k`` samples with its composition and atom count, scored by
-:func:`~diffcrystal.metrics.csp_metrics` (match rate and RMSE @1 / @k). De novo: ``n``
-samples scored by :func:`~diffcrystal.metrics.denovo_metrics` (validity, coverage,
-property distances). Sample noise is seeded per batch, so a rerun gives the same figures.
+:func:`~diffcrystal.metrics.csp_metrics` (match rate, RMSE, precise share RMSE < 0.1 / 0.05,
+@1 / @k, and sample diversity @k) and drawn as an RMSE histogram. With ``baseline`` the k
+candidates come from a trivial rule (:mod:`diffcrystal.baselines`) instead of a model and go
+through the same scoring and reports. De novo: ``n`` samples scored by
+:func:`~diffcrystal.metrics.denovo_metrics` (validity, coverage, property distances). Sample
+noise is seeded per batch, so a rerun gives the same figures. The output folder is checked
+for writing before anything is read, sampled or matched.
 """
 
 from __future__ import annotations
 
+import os
+import tempfile
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from tqdm.auto import tqdm
 
+from diffcrystal.baselines import BASELINES, BaselineName, TrainingGeometries, baseline_predictions
 from diffcrystal.data.cache import default_cache_dir
 from diffcrystal.data.crystal import Crystal
 from diffcrystal.data.readers import read_crystals
@@ -21,15 +29,33 @@ from diffcrystal.errors import InputError
 from diffcrystal.generator import Generator
 from diffcrystal.metrics import COVERAGE_CUTOFFS, compute_fingerprints, csp_metrics, denovo_metrics, write_metrics
 from diffcrystal.metrics.fingerprints import cached_fingerprints
+from diffcrystal.metrics.rmse_histogram import RMSE_HISTOGRAM_PNG, write_rmse_histogram
 from diffcrystal.sampling import batch_generator, plan_requests
 
 
 @dataclass(frozen=True)
 class EvaluationRun:
+    """What :func:`evaluate` wrote: the metrics, their files (``histogram_path``: CSP only) and
+    the seconds spent producing the candidates (sampling, or the baseline's rule)."""
+
     metrics: object
     json_path: Path
     markdown_path: Path
     sampling_seconds: float
+    histogram_path: Path | None = None
+
+
+def check_output_folder(out_dir: str | os.PathLike) -> Path:
+    """Create ``out_dir`` if needed and prove it writable by writing and removing a temporary
+    file; raise :class:`InputError` (one line) otherwise. Files already there are untouched."""
+    out = Path(out_dir)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=out):
+            pass
+    except OSError as error:
+        raise InputError(f"cannot write to output folder {out}: {error.strerror or error}") from None
+    return out
 
 
 def generate_for(
@@ -61,7 +87,7 @@ def generate_for(
 
 
 def evaluate(
-    generator: Generator,
+    generator: Generator | None,
     test_path: str | Path,
     out_dir: str | Path,
     *,
@@ -74,41 +100,65 @@ def evaluate(
     workers: int = 2,
     dataset: str | None = None,
     primitive_targets: bool = False,
+    baseline: BaselineName | None = None,
+    train_data: Sequence[str | Path] = (),
     extra: dict | None = None,
     progress: bool = True,
     cache_dir: str | Path | None = None,
 ) -> EvaluationRun:
-    """Sample and score; write ``metrics.json`` and ``metrics.md`` into ``out_dir``.
+    """Sample (or apply a baseline) and score; write ``metrics.json``, ``metrics.md`` and,
+    in CSP, ``rmse_histogram.png`` into ``out_dir``.
 
-    ``limit``: use only the first ``limit`` test structures (CSP) or test references (de
-    novo). ``dataset``: name for the coverage cutoffs ('perov_5', 'carbon_24', 'mp_20').
-    ``primitive_targets``: reduce the test structures to their primitive cells, so that CSP
-    samples that many atoms; by default each target keeps its cell as given (DiffCSP's
-    protocol: CDVAE files are only Niggli-reduced, which keeps the atom count).
-    ``cache_dir``: where the test set's de novo fingerprints are cached (default: the data
-    cache folder, :func:`~diffcrystal.data.cache.default_cache_dir`).
+    ``generator``: the model (``None`` with a ``baseline``). ``limit``: use only the first
+    ``limit`` test structures (CSP) or test references (de novo). ``dataset``: name for the
+    coverage cutoffs ('perov_5', 'carbon_24', 'mp_20'). ``primitive_targets``: reduce the
+    test structures (and a baseline's training structures) to their primitive cells, so that
+    CSP samples that many atoms; by default each keeps its cell as given (DiffCSP's protocol:
+    CDVAE files are only Niggli-reduced, which keeps the atom count). ``baseline``: 'prototype'
+    or 'train' (:mod:`diffcrystal.baselines`), whose geometry comes from ``train_data`` (one
+    or more dataset files). ``workers``: processes for reading and matching. ``cache_dir``:
+    where the test set's de novo fingerprints are cached (default: the data cache folder,
+    :func:`~diffcrystal.data.cache.default_cache_dir`).
     """
     if k < 1 or n < 1:
         raise InputError(f"--k and --n must be at least 1 (got k={k}, n={n})")
-    if generator.mode != "csp" and dataset not in COVERAGE_CUTOFFS:
+    if baseline is not None:
+        if baseline not in BASELINES:
+            raise InputError(f"unknown baseline {baseline!r}; choose one of {', '.join(BASELINES)}")
+        if not train_data:
+            raise InputError(f"--baseline {baseline} needs training structures: pass --train-data PATH")
+    elif generator is None:
+        raise InputError("evaluate needs a generator or a --baseline")
+    elif generator.mode != "csp" and dataset not in COVERAGE_CUTOFFS:
         known = ", ".join(sorted(COVERAGE_CUTOFFS))
         raise InputError(f"de novo coverage needs the dataset's cutoffs: pass --dataset ({known}); got {dataset!r}")
-    steps = num_steps or generator.experiment.sampling.num_steps
-    loaded = read_crystals(test_path, canonical=primitive_targets, progress=progress)
+    check_output_folder(out_dir)
+    loaded = read_crystals(test_path, canonical=primitive_targets, workers=workers, progress=progress)
     targets = loaded.crystals[:limit] if limit else loaded.crystals
     if not targets:
         raise InputError(f"no test structures in {test_path}")
+    csp = baseline is not None or generator.mode == "csp"
+    steps = None if baseline else (num_steps or generator.experiment.sampling.num_steps)
+    if baseline:
+        training = TrainingGeometries.from_crystals([
+            crystal
+            for path in train_data
+            for crystal in read_crystals(path, canonical=primitive_targets, workers=workers, progress=progress).crystals
+        ])
     started = time.perf_counter()
-    if generator.mode == "csp":
+    if baseline:
+        predictions = baseline_predictions(baseline, targets, k, training, seed)
+    elif csp:
         requests = [(t.num_atoms, t.atomic_numbers.tolist()) for t in targets for _ in range(k)]
         samples = generate_for(generator, requests, num_steps=steps, batch_size=batch_size, seed=seed, progress=progress)
-        elapsed = time.perf_counter() - started
         predictions = [samples[i * k : (i + 1) * k] for i in range(len(targets))]
-        metrics = csp_metrics(predictions, targets, workers=workers, progress=progress)
     else:
         requests = plan_requests(generator, n, None, [1], seed)
         samples = generate_for(generator, requests, num_steps=steps, batch_size=batch_size, seed=seed, progress=progress)
-        elapsed = time.perf_counter() - started
+    elapsed = time.perf_counter() - started
+    if csp:
+        metrics = csp_metrics(predictions, targets, workers=workers, progress=progress)
+    else:
         test_fingerprints = cached_fingerprints(
             targets,
             cache_dir or default_cache_dir(),
@@ -117,18 +167,32 @@ def evaluate(
         metrics = denovo_metrics(
             samples, targets, dataset=dataset, test_fingerprints=test_fingerprints, workers=workers, progress=progress
         )
+    method = f"baseline {baseline}" if baseline else "model"
+    notes, baseline_record = [], {}
+    if baseline:
+        unserved = sum(candidates[0] is None for candidates in predictions)
+        baseline_record = {"train_data": [str(p) for p in train_data], "num_targets_without_candidates": unserved}
+        notes.append(f"Method: baseline `{baseline}` (no model, see diffcrystal.baselines); geometry from "
+                     f"{', '.join(str(p) for p in train_data)}.")
+        if baseline == "train":
+            notes.append(f"Targets without a training structure of their atom count: {unserved} of {len(targets)}, "
+                         "counted unmatched (their candidates are missing).")
     record = {
+        "method": method,
         "test_data": str(test_path),
         "num_test_structures": len(targets),
         "primitive_targets": primitive_targets,
         "num_target_atoms": sum(t.num_atoms for t in targets),
         "skipped_test_rows": len(loaded.skipped),
         "num_steps": steps,
-        "k": k if generator.mode == "csp" else None,
-        "n": n if generator.mode != "csp" else None,
+        "k": k if csp else None,
+        "n": n if not csp else None,
         "seed": seed,
         "sampling_seconds": round(elapsed, 1),
+        **baseline_record,
         **(extra or {}),
     }
-    json_path, md_path = write_metrics(metrics, out_dir, extra=record)
-    return EvaluationRun(metrics, json_path, md_path, elapsed)
+    title = f"diffcrystal {metrics.task} metrics ({method})"
+    json_path, md_path = write_metrics(metrics, out_dir, extra=record, title=title, notes=notes)
+    histogram = write_rmse_histogram(metrics, Path(out_dir) / RMSE_HISTOGRAM_PNG, title=title) if csp else None
+    return EvaluationRun(metrics, json_path, md_path, elapsed, histogram)

@@ -1,4 +1,5 @@
-"""``diffcrystal evaluate``: sample with a generator against a test set and score it."""
+"""``diffcrystal evaluate``: sample with a generator (or apply a trivial baseline) against a
+test set and score it."""
 
 from __future__ import annotations
 
@@ -7,40 +8,90 @@ import shlex
 import sys
 from pathlib import Path
 
-import torch
+from diffcrystal.baselines import BASELINES
+from diffcrystal.checkpoint import BUNDLED_DIR, file_sha256, load_checkpoint, resolve_checkpoint
+from diffcrystal.errors import InputError
+from diffcrystal.evaluation import check_output_folder, evaluate
 
-from diffcrystal.checkpoint import file_sha256, resolve_checkpoint
-from diffcrystal.evaluation import evaluate
-from diffcrystal.generator import Generator
+DEFAULT_OUT_PARENT = Path("evaluation")
+"""Default ``--out`` is ``evaluation/<checkpoint or baseline>_<data>`` under the current folder
+(``evaluation/`` is git-ignored in this repository)."""
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--checkpoint", help="generator checkpoint file or bundled model name (default: the bundled CSP one)")
     parser.add_argument("--data", type=Path, required=True, help="test set (CDVAE CSV, CIF folder, extxyz, ASE db)")
+    parser.add_argument("--baseline", choices=BASELINES,
+                        help="CSP: instead of sampling a model, make the k candidates by a trivial rule: 'prototype' "
+                        "(cubic ABX3 perovskite, A/B placed at random) or 'train' (a random training structure's "
+                        "geometry with the target's species); needs no checkpoint")
+    parser.add_argument("--train-data", type=Path, nargs="+",
+                        help="--baseline: training set(s) the geometry comes from (default: the --checkpoint's "
+                        "training data, when given)")
     parser.add_argument("--k", type=int, default=20, help="CSP: samples per test composition (default: 20)")
     parser.add_argument("--n", type=int, default=1000, help="de novo: number of samples (default: 1000)")
     parser.add_argument("--steps", type=int, help="sampler steps (default: the checkpoint's)")
     parser.add_argument("--limit", type=int, help="use only the first M test structures")
     parser.add_argument("--batch-size", type=int, default=500, help="crystals sampled together (default: 500)")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--workers", type=int, default=2, help="processes for structure matching")
+    parser.add_argument("--workers", type=int, default=2, help="processes for reading and structure matching")
     parser.add_argument("--primitive-targets", action="store_true",
                         help="CSP: sample each target's primitive cell (fewer atoms) instead of the cell as given "
                         "in the test file (the DiffCSP protocol)")
     parser.add_argument("--dataset", choices=["perov_5", "carbon_24", "mp_20"],
                         help="de novo coverage cutoffs (default: guessed from --data)")
-    parser.add_argument("--out", type=Path, default=Path("evaluation"), help="folder for metrics.json / metrics.md")
+    parser.add_argument("--out", type=Path,
+                        help="folder for metrics.json / metrics.md / rmse_histogram.png "
+                        "(default: evaluation/<checkpoint or baseline>_<data>)")
     parser.add_argument("--quiet", action="store_true")
 
 
+def default_out(method: str, data: Path) -> Path:
+    """``evaluation/<method>_<data folder>_<data file stem>``, e.g.
+    ``evaluation/perov5_carbon24_csp_perov_5_test``."""
+    data = data.resolve()
+    name = data.name if data.is_dir() else f"{data.parent.name}_{data.stem}"
+    return DEFAULT_OUT_PARENT / f"{method}_{name}"
+
+
+def checkpoint_train_data(checkpoint: Path) -> list[Path]:
+    """The training data files recorded in ``checkpoint``, found relative to the current folder
+    or to the repository of the bundled models (where the bundled ones were trained)."""
+    recorded = load_checkpoint(checkpoint)[1]["experiment"]["data"]["train"]
+    paths = []
+    for entry in [recorded] if isinstance(recorded, str) else recorded:
+        found = next((p for p in (Path(entry), BUNDLED_DIR.parent / entry) if p.exists()), None)
+        if found is None:
+            raise InputError(f"{checkpoint} was trained on {entry}, which is not found here; pass --train-data")
+        paths.append(found)
+    return paths
+
+
 def run(args: argparse.Namespace) -> int:
-    checkpoint = resolve_checkpoint(args.checkpoint, "csp")
-    generator = Generator.from_checkpoint(checkpoint, device="cuda" if torch.cuda.is_available() else "cpu")
+    checkpoint = None
+    if args.baseline is None or args.checkpoint is not None:
+        checkpoint = resolve_checkpoint(args.checkpoint, "csp")
+    method = f"baseline-{args.baseline}" if args.baseline else checkpoint.name.removesuffix(".safetensors")
+    out = args.out or default_out(method, args.data)
+    check_output_folder(out)
+    train_data = args.train_data or []
+    if args.baseline and not train_data:
+        if checkpoint is None:
+            raise InputError(f"--baseline {args.baseline} needs training structures: pass --train-data PATH "
+                             "(or a --checkpoint whose training data are recorded)")
+        train_data = checkpoint_train_data(checkpoint)
+    generator = None
+    if args.baseline is None:
+        import torch
+
+        from diffcrystal.generator import Generator
+
+        generator = Generator.from_checkpoint(checkpoint, device="cuda" if torch.cuda.is_available() else "cpu")
     dataset = args.dataset or next((d for d in ("perov_5", "carbon_24", "mp_20") if d in str(args.data)), None)
     result = evaluate(
         generator,
         args.data,
-        args.out,
+        out,
         k=args.k,
         n=args.n,
         limit=args.limit,
@@ -50,13 +101,17 @@ def run(args: argparse.Namespace) -> int:
         workers=args.workers,
         dataset=dataset,
         primitive_targets=args.primitive_targets,
+        baseline=args.baseline,
+        train_data=train_data,
         extra={
             "command": "diffcrystal " + shlex.join(sys.argv[1:]),
-            "checkpoint": str(checkpoint),
-            "checkpoint_sha256": file_sha256(checkpoint),
+            "checkpoint": None if checkpoint is None else str(checkpoint),
+            "checkpoint_sha256": None if checkpoint is None else file_sha256(checkpoint),
         },
         progress=not args.quiet,
     )
     print(result.markdown_path.read_text())
-    print(f"sampling took {result.sampling_seconds:.1f} s; details in {result.json_path}")
+    what = f"baseline {args.baseline}" if args.baseline else "sampling"
+    histogram = f", RMSE histogram {result.histogram_path}" if result.histogram_path else ""
+    print(f"{what} took {result.sampling_seconds:.1f} s; details in {result.json_path}{histogram}")
     return 0

@@ -19,7 +19,13 @@ Protocol (CDVAE ``scripts/compute_metrics.py`` ``RecEval``; DiffCSP ``RecEvalBat
   two (volume-equalised) lattices, ``d̄`` their mean (the best common origin shift), ``V`` the
   average cell volume and ``N`` the number of sites of the reduced cell; dimensionless. @1
   averages the first candidate's RMS over targets matched @1; @k averages, over targets
-  matched @k, the lowest RMS among that target's matching candidates.
+  matched @k, the lowest RMS among that target's matching candidates;
+- **precise share** @1 / @k: the percentage of *all* targets whose (first / best) matching
+  candidate has RMS below each of :data:`PRECISE_RMSE_THRESHOLDS` (0.1 and 0.05). The matcher's
+  tolerances are loose (a structure only roughly like the target matches), so the match rate
+  alone says little; the precise share says how many targets were actually reproduced;
+- **diversity** @k (k > 1): the number of distinct structures among each target's samples
+  (:mod:`~diffcrystal.metrics.diversity`), averaged and divided by k.
 
 Differences from the published scripts, on purpose: DiffCSP's ``valid`` flag also requires
 SMACT compositional validity of the candidate (and, @1, validity of the target); here only the
@@ -40,6 +46,7 @@ import numpy as np
 
 from diffcrystal.data.crystal import Crystal
 from diffcrystal.metrics._parallel import DEFAULT_START_METHOD, parallel_map
+from diffcrystal.metrics.diversity import DiversityResult, sample_diversity
 from diffcrystal.symmetry import MIN_DISTANCE_A, structural_validity
 
 MATCHER_STOL = 0.5
@@ -55,6 +62,10 @@ PROTOCOL_MAX_VOLUME_PER_ATOM_A3 = math.inf
 """Upper bound on the volume per atom (Å³) used by the metrics' validity test. The published
 protocol has none, so the default is ``inf``; pass
 :data:`diffcrystal.symmetry.MAX_VOLUME_PER_ATOM_A3` to also reject exploded cells."""
+
+PRECISE_RMSE_THRESHOLDS = (0.1, 0.05)
+"""Normalised-RMS thresholds below which a matched target counts as reproduced precisely
+(issue 11 of this project; for scale, DiffCSP's published Perov-5 RMSE is 0.076 @1 and 0.013 @20)."""
 
 PairStatus = Literal["match", "no_match", "invalid", "missing", "error"]
 """Outcome of comparing one candidate with its target: ``match`` (the matcher paired them),
@@ -141,6 +152,7 @@ class CSPMetrics:
         counted as non-matches without a successful comparison.
     stol, angle_tol, ltol : the matcher tolerances used.
     per_target : one :class:`TargetResult` per target, in order.
+    diversity : distinct samples per target (``None`` when k = 1 or not measured).
     """
 
     n_targets: int
@@ -157,8 +169,20 @@ class CSPMetrics:
     angle_tol: float
     ltol: float
     per_target: tuple[TargetResult, ...] = field(repr=False)
+    diversity: DiversityResult | None = None
 
     task = "csp"
+
+    def rmse_values(self, at: Literal["1", "k"]) -> list[float]:
+        """Normalised RMS of every matched target: of its first candidate (``at='1'``) or its
+        best matching one (``at='k'``), in target order."""
+        if at == "1":
+            return [t.candidates[0].rms for t in self.per_target if t.matched_at_1]
+        return [t.best_rms for t in self.per_target if t.matched_at_k]
+
+    def n_precise(self, at: Literal["1", "k"], threshold: float) -> int:
+        """Number of targets matched with normalised RMS below ``threshold`` (@1 or @k)."""
+        return sum(rms < threshold for rms in self.rmse_values(at))
 
     @property
     def match_rate_at_1(self) -> float | None:
@@ -181,10 +205,20 @@ class CSPMetrics:
             "n_matched_at_k": self.n_matched_at_k,
             "match_rate_at_k_percent": self.match_rate_at_k,
             "rmse_at_k": self.rmse_at_k,
+            **{
+                key: value
+                for at in ("1", "k")
+                for threshold in PRECISE_RMSE_THRESHOLDS
+                for key, value in (
+                    (f"n_rmse_below_{threshold}_at_{at}", self.n_precise(at, threshold)),
+                    (f"rmse_below_{threshold}_at_{at}_percent", _percent(self.n_precise(at, threshold), self.n_targets)),
+                )
+            },
             "n_candidates": self.n_candidates,
             "n_invalid": self.n_invalid,
             "n_missing": self.n_missing,
             "n_errors": self.n_errors,
+            **(self.diversity.summary() if self.diversity else {}),
         }
 
     def settings(self) -> dict[str, Any]:
@@ -197,6 +231,7 @@ class CSPMetrics:
             "summary": self.summary(),
             "settings": self.settings(),
             "per_target": [t.to_dict() for t in self.per_target],
+            **({"diversity_per_target": list(self.diversity.distinct)} if self.diversity else {}),
         }
 
     def table_rows(self) -> list[tuple[str, str, str]]:
@@ -209,15 +244,22 @@ class CSPMetrics:
         def rmse(value: float | None) -> str:
             return "n/a" if value is None else f"{value:.4f}"
 
+        def precise(at: Literal["1", "k"], label: str) -> list[tuple[str, str, str]]:
+            counts = [(threshold, self.n_precise(at, threshold)) for threshold in PRECISE_RMSE_THRESHOLDS]
+            return [(f"RMSE < {t} {label}", rate(n), f"{n} / {self.n_targets} targets") for t, n in counts]
+
         k = self.k
         at_k = [
             (f"match rate @{k}", rate(self.n_matched_at_k), f"{self.n_matched_at_k} / {self.n_targets} targets"),
             (f"RMSE @{k}", rmse(self.rmse_at_k), f"best of {k}, mean over {self.n_matched_at_k} matched"),
+            *precise("k", f"@{k}"),
         ]
         return [
             ("match rate @1", rate(self.n_matched_at_1), f"{self.n_matched_at_1} / {self.n_targets} targets"),
             ("RMSE @1", rmse(self.rmse_at_1), f"mean over {self.n_matched_at_1} matched"),
+            *precise("1", "@1"),
             *(at_k if k > 1 else []),
+            *(self.diversity.table_rows() if self.diversity else []),
             ("invalid candidates", str(self.n_invalid), f"of {self.n_candidates} (counted as non-matches)"),
             ("missing candidates", str(self.n_missing), f"of {self.n_candidates}"),
             ("matcher errors", str(self.n_errors), f"of {self.n_candidates} (counted as non-matches)"),
@@ -280,6 +322,7 @@ def csp_metrics(
     min_distance_A: float = MIN_DISTANCE_A,
     max_volume_per_atom_A3: float = PROTOCOL_MAX_VOLUME_PER_ATOM_A3,
     start_method: str = DEFAULT_START_METHOD,
+    measure_diversity: bool = True,
 ) -> CSPMetrics:
     """Match rate and normalised RMSE @1 and @k of CSP predictions against their targets.
 
@@ -294,6 +337,8 @@ def csp_metrics(
     progress : show a tqdm progress bar.
     min_distance_A, max_volume_per_atom_A3 : structural-validity thresholds (Å, Å³ per atom).
     start_method : multiprocessing start method of the workers.
+    measure_diversity : when k > 1, also count the distinct structures among each target's
+        candidates (:func:`~diffcrystal.metrics.diversity.sample_diversity`, same tolerances).
 
     Returns
     -------
@@ -341,6 +386,12 @@ def csp_metrics(
         for index, target in enumerate(targets)
     )
     statuses = [r.status for r in results]
+    diversity = None
+    if measure_diversity and k > 1:
+        diversity = sample_diversity(
+            predictions, stol=stol, angle_tol=angle_tol, ltol=ltol, workers=workers, progress=progress,
+            start_method=start_method,
+        )
     return CSPMetrics(
         n_targets=len(targets),
         k=k,
@@ -356,4 +407,5 @@ def csp_metrics(
         angle_tol=angle_tol,
         ltol=ltol,
         per_target=per_target,
+        diversity=diversity,
     )

@@ -44,8 +44,9 @@ def _json_ready(value: Any) -> Any:
     return value
 
 
-def markdown_table(metrics: Metrics, title: str | None = None) -> str:
-    """The metrics as a markdown table: metric | value | counts."""
+def markdown_table(metrics: Metrics, title: str | None = None, notes: list[str] | None = None) -> str:
+    """The metrics as a markdown table: metric | value | counts; then the settings and any
+    ``notes`` (one paragraph each)."""
     heading = title or f"diffcrystal {metrics.task} metrics"
     lines = [f"# {heading}", "", "| metric | value | counts |", "|---|---|---|"]
     for name, value, counts in metrics.table_rows():
@@ -53,6 +54,8 @@ def markdown_table(metrics: Metrics, title: str | None = None) -> str:
     settings = metrics.to_dict().get("settings") or {}
     if settings:
         lines += ["", "Settings: " + ", ".join(f"{k}={v}" for k, v in settings.items())]
+    for note in notes or []:
+        lines += ["", note]
     return "\n".join(lines) + "\n"
 
 
@@ -62,12 +65,13 @@ def write_metrics(
     *,
     extra: dict[str, Any] | None = None,
     title: str | None = None,
+    notes: list[str] | None = None,
 ) -> tuple[Path, Path]:
     """Write ``metrics.json`` (everything, per-structure detail included) and ``metrics.md``
     (the summary table) into ``out_dir`` (created if needed); return their paths.
 
     ``extra`` is stored under ``"extra"`` in the JSON (e.g. the command line, data files and
-    checkpoint that produced the numbers).
+    checkpoint that produced the numbers); ``notes`` are printed under the markdown table.
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -78,5 +82,5 @@ def write_metrics(
     atomic_write_text(
         json_path, json.dumps(_json_ready(payload), indent=2, allow_nan=False, ensure_ascii=False) + "\n"
     )
-    atomic_write_text(md_path, markdown_table(metrics, title))
+    atomic_write_text(md_path, markdown_table(metrics, title, notes))
     return json_path, md_path
