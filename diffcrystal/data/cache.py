@@ -32,13 +32,15 @@ from typing import Iterable
 import numpy as np
 
 from diffcrystal import __version__
+from diffcrystal.atomic_write import default_file_mode
 from diffcrystal.data.crystal import Crystal
 
 logger = logging.getLogger(__name__)
 
-CACHE_FORMAT_VERSION = 1
+CACHE_FORMAT_VERSION = 2
 """Bump when the cache layout or the meaning of the cached data (parsing, canonical cell)
-changes; every older entry is then ignored."""
+changes; every older entry is then ignored. 2: entries with atoms closer than 0.5 Å (periodic
+images included) are skipped; extxyz/CSV ids are read as written."""
 
 CACHE_ENV_VAR = "DIFFCRYSTAL_CACHE"
 """Environment variable naming the cache folder (default ``~/.cache/diffcrystal``)."""
@@ -117,6 +119,7 @@ def save(path: Path, key: str, crystals: list[Crystal], skipped: list[tuple[str,
     }
     handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.fchmod(handle, default_file_mode())  # as an ordinary open() would, not mkstemp's 0o600
         with os.fdopen(handle, "wb") as stream:
             np.savez(stream, **arrays)
         os.replace(temporary, path)

@@ -5,12 +5,15 @@ Formats, chosen from the path:
 =================  ============================================================================
 ``*.csv``          CDVAE-style table: one structure per row as a CIF string in the ``cif``
                    column (read with pandas, so multi-line quoted CIFs are safe). ``material_id``
-                   becomes the label; other numeric columns become ``properties`` (an unnamed
-                   index column is dropped, missing values are left out).
+                   becomes the label (as written: ``000123`` stays a string); other numeric
+                   columns become ``properties`` (an unnamed index column is dropped,
+                   missing values are left out).
 folder             every ``*.cif`` file directly inside it (not recursive), in name order.
 ``*.cif``          one CIF file (each data block is one structure).
 ``*.extxyz/.xyz``  extended XYZ frames (ASE); numeric ``info`` entries and a stored energy
-                   become properties. Frames without a full periodic cell are skipped.
+                   become properties; ``material_id`` or ``id`` (what ``diffcrystal sample``
+                   writes) becomes the label, read as the string written (``000123`` stays
+                   ``'000123'``). Frames without a full periodic cell are skipped.
 ``*.db``           an ASE database; numeric key-value pairs and a stored energy become
                    properties.
 =================  ============================================================================
@@ -19,9 +22,10 @@ Every entry is parsed, checked (:class:`~diffcrystal.data.crystal.Crystal`), opt
 ordered (:func:`~diffcrystal.data.canonical.order_by_majority`) and reduced to its canonical
 cell (:func:`~diffcrystal.data.canonical.canonicalize`) in a process pool. An entry that
 fails (malformed CIF, empty file, degenerate lattice, NaN coordinates, unknown element,
-partial occupancy without ``order_disorder``) becomes a :class:`SkippedEntry` naming its file
-and row and the reason in one line; the loader logs a warning with the count. Results are
-cached (:mod:`diffcrystal.data.cache`), keyed on the source bytes and the options.
+partial occupancy without ``order_disorder``, two atoms or an atom and its own periodic
+image closer than :data:`~diffcrystal.symmetry.MIN_DISTANCE_A`) becomes a
+:class:`SkippedEntry` naming its file and row and the reason in one line; the loader logs a
+warning with the count. Results are cached (:mod:`diffcrystal.data.cache`), keyed on the source bytes and the options.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ import logging
 import math
 import multiprocessing
 import os
+import re
 import sys
 import time
 import warnings
@@ -62,6 +67,10 @@ CIF_COLUMN = "cif"
 
 ID_COLUMN = "material_id"
 """Column (CSV) or key (extxyz info, ASE db key-value pairs) used as the crystal's label."""
+
+SAMPLE_ID_KEY = "id"
+"""extxyz ``info`` key of the sample id written by ``diffcrystal sample``; the label when
+there is no :data:`ID_COLUMN`."""
 
 DEFAULT_MAX_WORKERS = 2
 """Default number of worker processes is ``min(DEFAULT_MAX_WORKERS, cpu count)``."""
@@ -196,7 +205,7 @@ def _csv_entries(path: Path) -> tuple[list[_RawEntry], list[SkippedEntry]]:
     import pandas as pd
 
     try:
-        table = pd.read_csv(path)
+        table = pd.read_csv(path, dtype={ID_COLUMN: str})  # ids as written: 000123 stays a string
     except Exception as error:  # pandas raises several types for malformed files
         raise InputError(f"{path.name}: cannot read as CSV: {_one_line(error)}") from error
     if CIF_COLUMN not in table.columns:
@@ -309,6 +318,56 @@ _COLLECTORS = {
 
 
 # ---------------------------------------------------------------------------- converting
+def _raw_value(line: str, key: str) -> str | None:
+    """The text of ``key=value`` in an extxyz comment line, quotes removed, unconverted."""
+    match = re.search(rf'(?:^|\s){re.escape(key)}=(?:"([^"]*)"|\'([^\']*)\'|(\S*))', line)
+    if match is None:
+        return None
+    return next(group for group in match.groups() if group is not None)
+
+
+def _comment_line_values(line: str) -> dict[str, Any]:
+    """ASE's parse of an extxyz comment line, but with the id keys kept as the strings
+    written: ASE reads ``id=000123`` as the integer 123."""
+    from ase.io.extxyz import key_val_str_to_dict
+
+    values = key_val_str_to_dict(line)
+    for key in (ID_COLUMN, SAMPLE_ID_KEY):
+        raw = _raw_value(line, key) if key in values else None
+        if raw is not None:
+            values[key] = raw
+    return values
+
+
+def _check_distances(structure, min_distance_A: float) -> None:
+    """Raise :class:`CrystalError` when two atoms, or an atom and its own periodic image,
+    are closer than ``min_distance_A`` (Å).
+
+    An LLL-reduced basis vector shorter than the bound is an image distance below it; when
+    there is none, the shortest lattice vector is at least half the bound (LLL, 3-D), so the
+    neighbour search within the bound stays small even for a degenerate cell.
+    """
+    import numpy as np
+
+    lengths = np.linalg.norm(structure.lattice.lll_matrix, axis=1)  # (3,), Å
+    if lengths.min() < min_distance_A:
+        raise CrystalError(
+            f"atoms too close to their own periodic image: {lengths.min():.3g} Å (a lattice "
+            f"vector shorter than the minimum interatomic distance {min_distance_A} Å)"
+        )
+    centers, neighbors, _, distances = structure.get_neighbor_list(r=min_distance_A)
+    close = distances < min_distance_A
+    if close.any():
+        k = int(np.argmin(np.where(close, distances, np.inf)))
+        i, j = int(centers[k]), int(neighbors[k])
+        pair = (f"atom {i} ({structure[i].specie}) and its own periodic image" if i == j else
+                f"atom {i} ({structure[i].specie}) and atom {j} ({structure[j].specie})")
+        raise CrystalError(
+            f"atoms too close: {pair} {distances[k]:.3g} Å apart (minimum interatomic "
+            f"distance {min_distance_A} Å)"
+        )
+
+
 def _parse_cif(text: str) -> list:
     """pymatgen ``Structure``s of every data block of ``text``, as given (no reduction)."""
     from pymatgen.io.cif import CifParser
@@ -322,7 +381,7 @@ def _parse_cif(text: str) -> list:
 def _from_atoms(atoms, entry: _RawEntry, label: str) -> tuple[list, dict, str]:
     crystal = Crystal.from_atoms(atoms, label=label)
     properties = dict(entry.properties)
-    properties.update(_numeric_items(atoms.info, exclude=(ID_COLUMN,)))
+    properties.update(_numeric_items(atoms.info, exclude=(ID_COLUMN, SAMPLE_ID_KEY)))
     if atoms.calc is not None:
         properties.update(_numeric_items(atoms.calc.results))
     return [crystal.to_structure()], properties, label
@@ -340,13 +399,17 @@ def _to_structures(entry: _RawEntry) -> tuple[list, dict, str]:
     if entry.kind == "xyz_frame":
         import ase.io
 
-        atoms = ase.io.read(io.StringIO(entry.payload), format="extxyz")
-        return _from_atoms(atoms, entry, str(atoms.info.get(ID_COLUMN, entry.label)))
+        atoms = ase.io.read(io.StringIO(entry.payload), format="extxyz",
+                            properties_parser=_comment_line_values)
+        label = atoms.info.get(ID_COLUMN, atoms.info.get(SAMPLE_ID_KEY, entry.label))
+        return _from_atoms(atoms, entry, str(label))
     return _from_atoms(entry.payload, entry, entry.label)
 
 
 def _structure_to_crystal(structure, label: str, properties: dict, options: _Options) -> Crystal:
     from pymatgen.core import DummySpecies
+
+    from diffcrystal.symmetry import MIN_DISTANCE_A
 
     unknown = sorted({sp.symbol for sp in structure.composition if isinstance(sp, DummySpecies)})
     if unknown:
@@ -359,6 +422,7 @@ def _structure_to_crystal(structure, label: str, properties: dict, options: _Opt
             )
         structure = order_by_majority(structure)
     crystal = Crystal.from_structure(structure, label=label, properties=properties)
+    _check_distances(structure, MIN_DISTANCE_A)
     return canonicalize(crystal) if options.canonical else crystal
 
 

@@ -53,3 +53,16 @@ def test_info_bad_input_is_one_line(tmp_path, capsys):
     assert main(["info", str(tmp_path / "absent.csv")]) == 1
     err = capsys.readouterr().err.strip()
     assert err.startswith("diffcrystal info: error: no such file") and "\n" not in err
+
+
+def test_info_reports_atoms_on_their_own_images(tmp_path, capsys):
+    """A cell with c = 0.01 Å passes the volume check but puts every atom 0.01 Å from its
+    own image: info counts it as skipped and names its row and the reason."""
+    flat = Structure(Lattice.orthorhombic(5.0, 5.0, 0.01), ["Cu"], [[0, 0, 0]])
+    path = tmp_path / "flat.csv"
+    pd.DataFrame({"material_id": ["ok", "flat"], "cif": [rocksalt().to(fmt="cif"), flat.to(fmt="cif")]}).to_csv(path)
+    assert main(["info", str(path), "--workers", "1", "--no-cache"]) == 0
+    out = capsys.readouterr().out
+    assert "flat.csv: 1 structures read, 1 skipped" in out
+    assert "1 x atoms too close to their own periodic image" in out
+    assert "flat.csv row 1 (material_id flat): atoms too close to their own periodic image: 0.01 Å" in out

@@ -284,3 +284,49 @@ def test_package_exports():
         assert getattr(data, name) is not None
     with pytest.raises(AttributeError):
         data.no_such_name
+
+
+def test_atoms_closer_than_the_validity_bound_are_skipped_with_row_and_reason(tmp_path):
+    """A cell with c = 0.01 Å (each atom 0.01 Å from its own image, volume 0.25 Å³ passes the
+    volume check), a sheared cell whose short lattice vector hides in a combination of two
+    long ones, and two atoms 0.2 Å apart are reported and skipped, in every format."""
+    flat = Structure(Lattice.orthorhombic(5.0, 5.0, 0.01), ["Cu"], [[0, 0, 0]])
+    sheared = Structure(Lattice([[5, 0, 0], [4.9, 0.3, 0], [0, 0, 5]]), ["Cu"], [[0, 0, 0]])
+    overlapping = Structure(Lattice.cubic(CUBIC_A), ["Na", "Cl"], [[0, 0, 0], [0.05, 0, 0]])
+    path = write_csv(tmp_path / "close.csv", [good_cif()] + [s.to(fmt="cif") for s in (flat, sheared, overlapping)])
+    result = read(path)
+    assert [c.label for c in result.crystals] == ["m0"]
+    assert [str(entry) for entry in result.skipped] == [
+        "close.csv row 1 (material_id m1): atoms too close to their own periodic image: 0.01 Å "
+        "(a lattice vector shorter than the minimum interatomic distance 0.5 Å)",
+        "close.csv row 2 (material_id m2): atoms too close to their own periodic image: 0.316 Å "
+        "(a lattice vector shorter than the minimum interatomic distance 0.5 Å)",
+        "close.csv row 3 (material_id m3): atoms too close: atom 0 (Na) and atom 1 (Cl) 0.2 Å "
+        "apart (minimum interatomic distance 0.5 Å)",
+    ]
+    frames = tmp_path / "close.extxyz"
+    ase.io.write(frames, [Crystal.from_structure(s).to_atoms() for s in (cscl(), flat)], format="extxyz")
+    (skipped,) = read(frames).skipped
+    assert skipped.source.startswith("close.extxyz frame 1") and "own periodic image: 0.01 Å" in skipped.reason
+
+
+def test_atoms_at_the_bound_are_kept(tmp_path):
+    """The bound is strict: a 1-atom cubic cell of edge 0.6 Å and atoms 0.55 Å apart stay."""
+    tiny = Structure(Lattice.cubic(0.6), ["H"], [[0, 0, 0]])
+    pair = Structure(Lattice.cubic(5.0), ["H", "H"], [[0, 0, 0], [0.11, 0, 0]])
+    result = read(write_csv(tmp_path / "ok.csv", [tiny.to(fmt="cif"), pair.to(fmt="cif")]))
+    assert len(result.crystals) == 2 and result.skipped == []
+
+
+def test_ids_read_back_as_written(tmp_path):
+    """Sample ids that ``diffcrystal sample`` writes into samples.extxyz (SampleWriter, ids
+    like 000000) and material ids with leading zeros in a CSV come back as the same strings."""
+    from diffcrystal.sample_writer import EXTXYZ_NAME, SampleWriter
+
+    crystals = [Crystal.from_structure(cscl()), Crystal.from_structure(rocksalt())]
+    SampleWriter(tmp_path / "samples").write_batch(crystals, ["000000", "000001"])
+    result = read(tmp_path / "samples" / EXTXYZ_NAME)
+    assert [c.label for c in result.crystals] == ["000000", "000001"]
+    assert all("id" not in c.properties for c in result.crystals)
+    csv_result = read(write_csv(tmp_path / "ids.csv", [good_cif()] * 2, ids=["000123", "1e3"]))
+    assert [c.label for c in csv_result.crystals] == ["000123", "1e3"]
