@@ -1,5 +1,9 @@
 """Atomic file writes: a temporary file in the same folder, flushed, then renamed into place,
-so a reader (or an interrupted run) never sees a half-written file under its final name."""
+so a reader (or an interrupted run) never sees a half-written file under its final name.
+
+Files get the mode an ordinary ``open(path, "w")`` would give them (``0o666`` less the
+process umask: ``0o644`` under umask ``022``), not ``tempfile.mkstemp``'s private ``0o600``.
+"""
 
 from __future__ import annotations
 
@@ -8,13 +12,22 @@ import tempfile
 from pathlib import Path
 
 
+def default_file_mode() -> int:
+    """Permission bits of a newly created file: ``0o666`` less the process umask."""
+    mask = os.umask(0)  # the umask can only be read by setting it; restore it at once
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
     """Write ``text`` (UTF-8, line endings as given) to ``path`` via a temporary file and
-    ``os.replace``; the parent folder is created if missing."""
+    ``os.replace``; the parent folder is created if missing. The file gets
+    :func:`default_file_mode`."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.fchmod(fd, default_file_mode())
         with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
             handle.write(text)
             handle.flush()

@@ -24,6 +24,7 @@ from typing import Any
 
 import torch
 
+from diffcrystal.atomic_write import default_file_mode
 from diffcrystal.errors import InputError
 
 CHECKPOINT_FORMAT = "diffcrystal-generator/1"
@@ -77,6 +78,7 @@ def save_checkpoint(path: str | os.PathLike, tensors: dict[str, torch.Tensor], c
         "tensors_sha256": tensors_sha256(cpu_tensors),
     }
     handle, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.fchmod(handle, default_file_mode())  # mkstemp's 0o600 would make checkpoints private
     os.close(handle)
     try:
         save_file(cpu_tensors, tmp_name, metadata=metadata)

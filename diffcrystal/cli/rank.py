@@ -1,9 +1,11 @@
 """``diffcrystal rank INPUT... --potential NAME [--reference DIR]``: relax, deduplicate, rank.
 
-Writes ``<out>/relaxed/`` (CIFs + summary), ``<out>/ranked.csv`` (one row per distinct crystal,
-lowest energy per atom first, with group size, space group and the potential) and
-``<out>/ranking.png``. With ``--reference`` (a folder of known phases as CIFs) they are relaxed
-with the same potential and each candidate's energy above their convex hull is reported.
+Writes ``<out>/relaxed/`` (CIFs + summary of every structure), ``<out>/ranked.csv`` (one row per
+distinct *converged* crystal, lowest energy per atom first, with group size, space group and the
+potential), ``<out>/ranked_unconverged.csv`` (the same for structures still above ``--fmax`` at
+the step cap, ranked separately) and ``<out>/ranking.png``. With ``--reference`` (a folder of
+known phases as CIFs) they are relaxed with the same potential and each candidate's energy above
+their convex hull is reported.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from diffcrystal.cli.relax import add_relax_arguments, default_out, settings_from
+from diffcrystal.cli.relax import add_relax_arguments, default_out, settings_from, status_line
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -21,13 +23,17 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from diffcrystal.potential.rank import relax_and_rank
+    from diffcrystal.potential.io import SUMMARY_NAME
+    from diffcrystal.potential.rank import RELAXED_FOLDER, relax_and_rank
 
     out = default_out(args, "ranked")
     report = relax_and_rank(args.inputs, out, args.potential, settings_from(args),
                             workers=args.workers, reference=args.reference,
                             progress=not args.no_progress)
-    rankable = sum(r.rankable for r in report.results)
-    print(f"{len(report.results)} relaxed, {rankable} rankable, {len(report.entries)} distinct; "
-          f"wrote {report.ranked_csv} and {report.plot} (potential {report.potential})")
+    print(f"relaxed {status_line(report.results)} (potential {report.potential})")
+    print(f"ranked {len(report.entries)} distinct converged crystals: {report.ranked_csv}")
+    if report.unconverged:
+        print(f"{len(report.unconverged)} distinct crystals not converged in {args.steps} steps, "
+              f"ranked separately (their energies are not minima): {report.unconverged_csv}")
+    print(f"plot: {report.plot}; every structure: {out / RELAXED_FOLDER / SUMMARY_NAME}")
     return 0

@@ -4,7 +4,9 @@ INPUT is a sample folder (``summary.csv`` with an ``id`` column + ``<id>.cif``),
 CIFs, CIF files or an extxyz file. Output (``--out``, default ``<first INPUT>-relaxed``) is
 itself a sample folder: ``<id>.cif`` per relaxed structure and ``summary.csv`` extending the
 input summary with energy per atom, convergence, steps, max force, stress, space group after
-relaxation, status and the potential used. Inputs are never overwritten.
+relaxation, status (``converged``, ``not_converged`` at the step cap, ``exploded``, ``failed``),
+the reason and the potential used. Inputs are never overwritten; the output folder and the
+potential are checked before any relaxation starts.
 """
 
 from __future__ import annotations
@@ -54,15 +56,27 @@ def configure(parser: argparse.ArgumentParser) -> None:
     add_relax_arguments(parser)
 
 
+def status_line(results) -> str:
+    """``'10 structures: 2 converged, 5 not converged (max force up to 28.6 eV/Å), 3 exploded'``."""
+    counts: dict[str, int] = {}
+    for result in results:
+        counts[result.status] = counts.get(result.status, 0) + 1
+    parts = []
+    for status in ("converged", "not_converged", "exploded", "failed"):
+        if counts.get(status):
+            part = f"{counts[status]} {status.replace('_', ' ')}"
+            if status == "not_converged":
+                worst = max(r.max_force for r in results if r.status == status)
+                part += f" (max force up to {worst:.3g} eV/Å)"
+            parts.append(part)
+    return f"{len(results)} structures: {', '.join(parts) or 'none'}"
+
+
 def run(args: argparse.Namespace) -> int:
     from diffcrystal.potential.rank import relax_paths
 
     out = default_out(args, "relaxed")
     results = relax_paths(args.inputs, out, args.potential, settings_from(args),
                           workers=args.workers, progress=not args.no_progress)
-    counts: dict[str, int] = {}
-    for result in results:
-        counts[result.status] = counts.get(result.status, 0) + 1
-    print(f"relaxed {len(results)} structures ({', '.join(f'{v} {k}' for k, v in sorted(counts.items()))}); "
-          f"wrote {out}")
+    print(f"relaxed {status_line(results)}; wrote {out}")
     return 0

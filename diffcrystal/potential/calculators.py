@@ -9,6 +9,13 @@ Valid names (:data:`POTENTIAL_NAMES`):
   Exact and fast, meant for tests.
 - a path to a NequIP/Allegro model fitted by diffcrystal (``diffcrystal potential fit``): a
   compiled ``*.nequip.pt2`` (AOTInductor) or ``*.nequip.pth`` file, or the fit folder holding one.
+  **Such a file is code**: an AOTInductor archive holds a compiled shared library and a
+  TorchScript file a program, and loading either runs it with your permissions, as unpickling
+  does. Load only models you fitted yourself or got from someone you trust.
+
+``sevennet-0`` and model paths need the ``potential`` extra (``pip install "diffcrystal[potential]"``:
+``sevenn``, ``nequip``, ``nequip-allegro``); a missing package or an unloadable model file is an
+:class:`~diffcrystal.errors.InputError` that says so.
 
 ``nequip`` sets process-wide torch state when a model is loaded (default dtype float64, a global
 seed, JIT fusion strategy; ``nequip/utils/global_state.py``). :func:`load_calculator` restores
@@ -25,6 +32,7 @@ from __future__ import annotations
 import contextlib
 import importlib.util
 import random
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -45,6 +53,12 @@ COMPILED_MODEL_SUFFIXES = (".nequip.pth", ".nequip.pt2")
 
 COMPILED_MODEL_NAME = "model.nequip.pt2"
 """Name of the compiled model inside a ``diffcrystal potential fit`` output folder."""
+
+POTENTIAL_EXTRA_INSTALL = 'pip install "diffcrystal[potential]"'
+"""How to install the packages of ``sevennet-0`` and fitted models (pyproject's ``potential`` extra)."""
+
+REQUIRED_PACKAGES = {"sevennet-0": "sevenn", "nequip": "nequip"}
+"""Package each potential kind imports (model paths are the ``nequip`` kind)."""
 
 
 def _valid_names_text() -> str:
@@ -110,6 +124,28 @@ def preserved_torch_state():
         random.setstate(python_rng)
 
 
+def _kind(label: str) -> str:
+    return "nequip" if label.startswith("nequip:") else label
+
+
+def require_packages(label: str) -> None:
+    """Raise :class:`InputError` naming the extra to install when the package potential
+    ``label`` (a :func:`potential_label`) imports is missing. Imports nothing."""
+    package = REQUIRED_PACKAGES.get(_kind(label))
+    if package is not None and importlib.util.find_spec(package) is None:
+        name = "a fitted model" if _kind(label) == "nequip" else f"potential {label!r}"
+        raise InputError(f"{name} needs the package {package}, which is not installed: "
+                         f"{POTENTIAL_EXTRA_INSTALL}")
+
+
+def check_model_file(path: Path) -> None:
+    """Raise :class:`InputError` when ``path`` cannot be a compiled model: both formats
+    (AOTInductor ``.pt2`` and TorchScript ``.pth``) are zip archives. Cheap; a zip that is not a
+    model is only found when loading it."""
+    if not zipfile.is_zipfile(path):
+        raise InputError(f"{path}: not a compiled NequIP/Allegro model (not a .pt2/.pth archive)")
+
+
 def _load_sevennet(device: str):
     from sevenn.calculator import SevenNetCalculator
 
@@ -162,9 +198,14 @@ def _load_nequip(path: Path, device: str):
                 with _default_dtype(_GLOBAL_DTYPE):
                     return super().calculate(*args, **kwargs)
 
-        calculator = IsolatedNequIPCalculator.from_compiled_model(
-            str(path), device=device, chemical_species_to_atom_type_map=True
-        )
+        try:
+            calculator = IsolatedNequIPCalculator.from_compiled_model(
+                str(path), device=device, chemical_species_to_atom_type_map=True
+            )
+        except Exception as error:  # torch/nequip raise many kinds on a bad archive
+            first_line = (str(error).strip().splitlines() or [""])[0]
+            raise InputError(f"{path}: cannot load as a compiled NequIP/Allegro model "
+                             f"({type(error).__name__}: {first_line})") from None
     return calculator
 
 
@@ -177,10 +218,13 @@ def load_calculator(name: str | Path | None = DEFAULT_POTENTIAL, device: str = "
     Raises
     ------
     InputError
-        Unknown name (the message lists the valid ones), missing optional package, or a path
-        with no compiled model.
+        Unknown name (the message lists the valid ones), missing optional package (naming
+        the extra to install), a path with no compiled model, or a model that does not load.
     """
     label = potential_label(name)
+    require_packages(label)
     if label in _LOADERS:
         return _LOADERS[label](device)
-    return _load_nequip(Path(label.split(":", 1)[1]), device)
+    path = Path(label.split(":", 1)[1])
+    check_model_file(path)
+    return _load_nequip(path, device)

@@ -2,20 +2,27 @@
 
 Inputs (:func:`read_candidates`), each path one of:
 
-- a *sample folder*: a ``summary.csv`` with an ``id`` column whose rows map to ``<id>.cif``;
+- a *sample folder*: a ``summary.csv`` with an ``id`` column; each row's structure is the file
+  its ``cif`` column names, relative to the folder (``cif/<id>.cif`` as ``diffcrystal sample``
+  writes it, ``<id>.cif`` as ``diffcrystal relax`` does), or ``<id>.cif`` when there is no
+  ``cif`` column. A row with an empty ``cif`` (a sample that is no crystal) has no structure:
+  it is skipped, or kept as a :class:`MissingStructure` with ``include_missing``;
 - a folder of ``*.cif`` files (no summary): every CIF, sorted by name;
 - a ``.cif`` file;
 - an extended-XYZ file (``.xyz``/``.extxyz``; every frame, labelled by its ``label``/``id``
   info key or ``<stem>-<index>``).
 
-Outputs are written atomically (a temporary file in the same folder, then ``os.replace``), and
-never onto an input path (:func:`check_not_input`).
+Outputs are written atomically (a temporary file in the same folder, then ``os.replace``),
+never onto an input path (:func:`check_not_input`), and into folders checked to be writable
+before any work starts (:func:`check_output_folder`).
 """
 
 from __future__ import annotations
 
 import csv
 import io
+import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Sequence
 
@@ -26,6 +33,19 @@ SUMMARY_NAME = "summary.csv"
 """The table of a sample folder; column ``id`` names each ``<id>.cif``."""
 
 EXTXYZ_SUFFIXES = (".xyz", ".extxyz")
+
+CIF_COLUMN = "cif"
+"""Summary column holding each structure's CIF path, relative to the summary's folder."""
+
+REASON_COLUMN = "invalid_reason"
+"""Summary column (``diffcrystal sample``'s) saying why a sample is invalid or no crystal."""
+
+
+@dataclass(frozen=True)
+class MissingStructure:
+    """Stands in for the structure of a summary row that has none; ``reason`` says why."""
+
+    reason: str
 
 
 def _read_cif(path: Path):
@@ -41,16 +61,25 @@ def _read_cif(path: Path):
     return AseAtomsAdaptor.get_atoms(structure)
 
 
-def _read_sample_folder(folder: Path) -> list[tuple[str, object]]:
-    with open(folder / SUMMARY_NAME, newline="") as handle:
-        rows = list(csv.DictReader(handle))
-    if rows and "id" not in rows[0]:
-        raise InputError(f"{folder / SUMMARY_NAME}: no 'id' column")
+def _read_sample_folder(folder: Path, include_missing: bool) -> list[tuple[str, object]]:
+    summary = folder / SUMMARY_NAME
+    with open(summary, newline="") as handle:
+        reader = csv.DictReader(handle)
+        columns = reader.fieldnames or []
+        rows = list(reader)
+    if "id" not in columns:
+        raise InputError(f"{summary}: no 'id' column")
     out = []
     for row_number, row in enumerate(rows, start=2):
-        cif = folder / f"{row['id']}.cif"
+        relative = row.get(CIF_COLUMN) if CIF_COLUMN in columns else f"{row['id']}.cif"
+        if not relative:
+            if include_missing:
+                why = row.get(REASON_COLUMN) or "no reason given"
+                out.append((str(row["id"]), MissingStructure(f"no structure in {summary.name}: {why}")))
+            continue
+        cif = folder / relative
         if not cif.is_file():
-            raise InputError(f"{folder / SUMMARY_NAME} row {row_number}: {cif.name} not found")
+            raise InputError(f"{summary} row {row_number}: {relative} not found")
         out.append((str(row["id"]), _read_cif(cif)))
     return out
 
@@ -70,8 +99,10 @@ def _read_extxyz(path: Path) -> list[tuple[str, object]]:
     return out
 
 
-def read_candidates(paths: Sequence[str | Path]) -> list[tuple[str, object]]:
-    """``(label, ase.Atoms)`` pairs from sample folders, CIF folders/files or extxyz files.
+def read_candidates(paths: Sequence[str | Path], include_missing: bool = False) -> list[tuple[str, object]]:
+    """``(label, ase.Atoms)`` pairs from sample folders, CIF folders/files or extxyz files;
+    with ``include_missing``, sample rows without a structure come as ``(label,``
+    :class:`MissingStructure` ``)``.
 
     Labels are made unique by suffixing ``-2``, ``-3``... when two inputs share one.
     """
@@ -80,7 +111,7 @@ def read_candidates(paths: Sequence[str | Path]) -> list[tuple[str, object]]:
         path = Path(raw)
         if path.is_dir():
             if (path / SUMMARY_NAME).is_file():
-                out.extend(_read_sample_folder(path))
+                out.extend(_read_sample_folder(path, include_missing))
             else:
                 cifs = sorted(path.glob("*.cif"))
                 if not cifs:
@@ -111,6 +142,25 @@ def input_paths(paths: Iterable[str | Path]) -> set[Path]:
         if path.is_dir():
             protected.update(p.resolve() for p in path.iterdir())
     return protected
+
+
+def check_output_folder(folder: Path) -> None:
+    """Raise :class:`InputError` unless ``folder`` is, or can be created as, a writable folder,
+    so an unusable ``--out`` fails before the work, not after it. Creates nothing: writability is
+    proven with an anonymous temporary file in ``folder`` or its nearest existing parent."""
+    folder = Path(folder).absolute()
+    existing = folder
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if existing == folder and not folder.is_dir():
+        raise InputError(f"output folder {folder} is a file")
+    if not existing.is_dir():
+        raise InputError(f"cannot create output folder {folder}: {existing} is a file")
+    try:
+        tempfile.TemporaryFile(dir=existing).close()
+    except OSError as error:
+        where = "" if existing == folder else f" (in {existing})"
+        raise InputError(f"output folder {folder} is not writable{where}: {error.strerror or error}") from None
 
 
 def check_not_input(target: Path, protected: set[Path]) -> None:

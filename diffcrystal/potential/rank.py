@@ -4,8 +4,11 @@
   defaults, :data:`MATCHER_LTOL` etc.; grouping is by composition first, any supercell /
   rotation / origin shift / permutation of the same crystal matches); each group keeps its
   lowest-energy member and records the group size and members.
-- **Rank**: by energy per atom (eV/atom), lowest first. Exploded or failed relaxations never
-  enter (:attr:`~diffcrystal.potential.relax.RelaxResult.rankable`).
+- **Rank**: by energy per atom (eV/atom), lowest first. Only converged relaxations (forces
+  below ``fmax``: minima of the potential) enter the ranking
+  (:attr:`~diffcrystal.potential.relax.RelaxResult.rankable`). Relaxations stopped at the step
+  cap are deduplicated and ranked *separately* (``ranked_unconverged.csv``, with their remaining
+  force): their energies are upper bounds, not minima. Exploded or failed ones enter neither.
 - **Energy above hull** (optional): known phases are relaxed with the *same* potential; their
   energies build a pymatgen ``PhaseDiagram`` (``PDEntry`` of total energies), and each
   candidate's distance to that hull (eV/atom, negative when below it) is reported.
@@ -29,6 +32,7 @@ from diffcrystal.potential.io import (
     check_not_input,
     cif_text,
     input_paths,
+    check_output_folder,
     read_candidates,
     write_csv_atomic,
 )
@@ -36,6 +40,7 @@ from diffcrystal.potential.relax import (
     DEFAULT_WORKERS,
     RelaxResult,
     RelaxSettings,
+    check_potential,
     relax_many,
 )
 
@@ -47,6 +52,7 @@ MATCHER_ANGLE_TOL_DEG = 5.0
 """StructureMatcher angle tolerance in degrees (pymatgen default)."""
 
 RANKED_NAME = "ranked.csv"
+UNCONVERGED_NAME = "ranked_unconverged.csv"
 PLOT_NAME = "ranking.png"
 RELAXED_FOLDER = "relaxed"
 REFERENCE_FOLDER = "reference"
@@ -95,10 +101,11 @@ def _single_potential(results: Sequence[RelaxResult]) -> str:
     return labels.pop() if labels else ""
 
 
-def deduplicate(results: Sequence[RelaxResult], matcher=None) -> list[RankedEntry]:
-    """Group rankable results that are the same crystal; one :class:`RankedEntry` per group,
-    holding its lowest-energy member, in no particular order."""
-    rankable = [r for r in results if r.rankable]
+def deduplicate(results: Sequence[RelaxResult], matcher=None, unconverged: bool = False) -> list[RankedEntry]:
+    """Group results that are the same crystal; one :class:`RankedEntry` per group, holding its
+    lowest-energy member, in no particular order. Uses the converged (rankable) results, or with
+    ``unconverged`` those stopped at the step cap."""
+    rankable = [r for r in results if (r.unconverged if unconverged else r.rankable)]
     if not rankable:
         return []
     matcher = matcher or default_matcher()
@@ -126,7 +133,7 @@ def hull_energies(entries: Sequence[RankedEntry], references: Sequence[RelaxResu
 
     usable = [r for r in references if r.rankable]
     if not usable:
-        raise InputError("no reference phase relaxed successfully; cannot build a convex hull")
+        raise InputError("no reference phase relaxed to convergence; cannot build a convex hull")
     _single_potential(list(usable) + [e.best for e in entries])
     reference_entries = [
         PDEntry(Composition(r.crystal.to_structure().composition), r.energy, name=r.label)
@@ -141,19 +148,22 @@ def hull_energies(entries: Sequence[RankedEntry], references: Sequence[RelaxResu
         composition = Composition(entry.best.crystal.to_structure().composition)
         missing = set(composition.elements) - elements
         if missing:
+            unconverged = [r.label for r in references if not r.rankable]
             raise InputError(
-                f"{entry.best.label}: references have no phase with "
+                f"{entry.best.label}: references have no converged phase with "
                 f"{', '.join(sorted(str(e) for e in missing))}"
+                + (f" (not converged or failed: {', '.join(unconverged)})" if unconverged else "")
             )
         candidate = PDEntry(composition, entry.best.energy, name=entry.best.label)
         entry.e_above_hull = float(diagram.get_e_above_hull(candidate, allow_negative=True))
 
 
 def rank_results(results: Sequence[RelaxResult], references: Sequence[RelaxResult] | None = None,
-                 matcher=None) -> list[RankedEntry]:
-    """Deduplicate and sort by energy per atom (lowest first); see the module docstring."""
+                 matcher=None, unconverged: bool = False) -> list[RankedEntry]:
+    """Deduplicate and sort by energy per atom (lowest first) the converged results, or with
+    ``unconverged`` those stopped at the step cap; see the module docstring."""
     _single_potential(results)
-    entries = deduplicate(results, matcher)
+    entries = deduplicate(results, matcher, unconverged)
     entries.sort(key=lambda e: (e.best.energy_per_atom, e.best.label))
     if references is not None:
         hull_energies(entries, references)
@@ -200,29 +210,37 @@ def ranked_rows(entries: Sequence[RankedEntry]) -> list[dict]:
     return rows
 
 
-def plot_ranking(entries: Sequence[RankedEntry], path: Path, potential: str) -> None:
-    """Energy per atom against rank, coloured by space group (matplotlib Agg), atomically."""
+def plot_ranking(entries: Sequence[RankedEntry], path: Path, potential: str,
+                 unconverged: Sequence[RankedEntry] = ()) -> None:
+    """Energy per atom against rank, coloured by space group (matplotlib Agg), atomically; the
+    ``unconverged`` ranking, when given, in a second panel with its own ranks."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    figure, axes = plt.subplots(figsize=(6.4, 4.0))
-    groups: dict[str, list[tuple[int, float]]] = {}
-    for rank, entry in enumerate(entries, start=1):
-        name = entry.best.space_group or "none"
-        name = f"{name} ({entry.best.space_group_number})"
-        groups.setdefault(name, []).append((rank, entry.best.energy_per_atom))
+    panels = [("converged", entries)] + ([("not converged", unconverged)] if unconverged else [])
+    figure, axes_row = plt.subplots(1, len(panels), figsize=(6.4 * len(panels), 4.0), sharey=True,
+                                    squeeze=False)
     colours = plt.get_cmap("tab20")
-    for i, (name, points) in enumerate(sorted(groups.items(), key=lambda kv: kv[1][0][0])):
-        ranks, energies = zip(*points)
-        axes.scatter(ranks, energies, s=18, color=colours(i % 20), label=name)
-    axes.set_xlabel("rank")
-    axes.set_ylabel("energy per atom (eV/atom)")
-    axes.set_title(f"{len(entries)} distinct candidates, potential {potential.split('/')[-1]}", fontsize=9)
-    if groups:
-        axes.legend(title="space group", fontsize=7, title_fontsize=8, loc="best",
-                    ncol=1 + len(groups) // 12)
+    for axes, (title, panel) in zip(axes_row[0], panels):
+        groups: dict[str, list[tuple[int, float]]] = {}
+        for rank, entry in enumerate(panel, start=1):
+            name = f"{entry.best.space_group or 'none'} ({entry.best.space_group_number})"
+            groups.setdefault(name, []).append((rank, entry.best.energy_per_atom))
+        for i, (name, points) in enumerate(sorted(groups.items(), key=lambda kv: kv[1][0][0])):
+            ranks, energies = zip(*points)
+            axes.scatter(ranks, energies, s=18, color=colours(i % 20), label=name)
+        axes.set_xlabel("rank")
+        heading = f"{len(panel)} distinct {title} candidates, potential {potential.split('/')[-1]}"
+        if panel is unconverged:
+            worst = max(e.best.max_force for e in panel)
+            heading += f"\nforces up to {worst:.3g} eV/Å: energies are not minima"
+        axes.set_title(heading, fontsize=9)
+        if groups:
+            axes.legend(title="space group", fontsize=7, title_fontsize=8, loc="best",
+                        ncol=1 + len(groups) // 12)
+    axes_row[0][0].set_ylabel("energy per atom (eV/atom)")
     figure.tight_layout()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -269,11 +287,17 @@ def _input_summaries(paths: Sequence[str | Path]) -> dict[str, dict]:
 def relax_paths(paths: Sequence[str | Path], out_dir: Path, potential: str = DEFAULT_POTENTIAL,
                 settings: RelaxSettings = RelaxSettings(), workers: int = DEFAULT_WORKERS,
                 progress: bool = True) -> list[RelaxResult]:
-    """``diffcrystal relax``: read ``paths``, relax, write CIFs and the extended summary."""
+    """``diffcrystal relax``: read ``paths``, relax, write CIFs and the extended summary.
+
+    Inputs, potential and output folder are checked before any relaxation (:class:`InputError`).
+    Sample rows without a structure are kept as ``failed`` results with the sample's reason.
+    """
     protected = input_paths(paths)
     if Path(out_dir).resolve() in {Path(p).resolve() for p in paths}:
         raise InputError(f"--out {out_dir} is an input; choose another folder")
-    candidates = read_candidates(paths)
+    check_potential(potential)
+    candidates = read_candidates(paths, include_missing=True)
+    check_output_folder(Path(out_dir))
     results = relax_many(candidates, potential, settings, workers=workers, progress=progress)
     write_relaxed(results, Path(out_dir), protected, _input_summaries(paths))
     return results
@@ -281,12 +305,15 @@ def relax_paths(paths: Sequence[str | Path], out_dir: Path, potential: str = DEF
 
 @dataclass
 class RankingReport:
-    """What :func:`relax_and_rank` did: all results, the ranking and the files written."""
+    """What :func:`relax_and_rank` did: all results, the converged ranking (``entries``), the
+    separate ranking of structures stopped at the step cap (``unconverged``) and the files."""
 
     results: list[RelaxResult]
     entries: list[RankedEntry]
+    unconverged: list[RankedEntry]
     references: list[RelaxResult] | None
     ranked_csv: Path
+    unconverged_csv: Path
     plot: Path
     potential: str
 
@@ -296,29 +323,37 @@ def relax_and_rank(paths: Sequence[str | Path], out_dir: Path, potential: str = 
                    reference: str | Path | None = None, progress: bool = True) -> RankingReport:
     """Relax ``paths`` (and ``reference`` phases) with one potential, deduplicate, rank.
 
-    Writes ``out_dir/relaxed/`` (CIFs + summary), ``out_dir/ranked.csv`` and
-    ``out_dir/ranking.png`` (and ``out_dir/reference/`` when ``reference`` is given).
+    Writes ``out_dir/relaxed/`` (CIFs + summary), ``out_dir/ranked.csv`` (converged only),
+    ``out_dir/ranked_unconverged.csv`` (stopped at the step cap; header only when none) and
+    ``out_dir/ranking.png`` (and ``out_dir/reference/`` when ``reference`` is given). Inputs,
+    potential and output folders are checked before any relaxation (:class:`InputError`).
     """
     out_dir = Path(out_dir)
-    label = potential_label(potential)
+    label = check_potential(potential)
     all_inputs = list(paths) + ([reference] if reference is not None else [])
     protected = input_paths(all_inputs)
-    for target in (out_dir / RANKED_NAME, out_dir / PLOT_NAME, out_dir / RELAXED_FOLDER):
+    for target in (out_dir / RANKED_NAME, out_dir / UNCONVERGED_NAME, out_dir / PLOT_NAME,
+                   out_dir / RELAXED_FOLDER):
         check_not_input(target, protected)
     if out_dir.resolve() in {Path(p).resolve() for p in all_inputs}:
         raise InputError(f"--out {out_dir} is an input; choose another folder")
-    candidates = read_candidates(paths)
+    candidates = read_candidates(paths, include_missing=True)
     reference_candidates = read_candidates([reference]) if reference is not None else None
+    folders = [out_dir, out_dir / RELAXED_FOLDER] + ([out_dir / REFERENCE_FOLDER] if reference else [])
+    for folder in folders:
+        check_output_folder(folder)
     results = relax_many(candidates, potential, settings, workers=workers, progress=progress)
     references = None
     if reference_candidates is not None:
         references = relax_many(reference_candidates, potential, settings, workers=workers,
                                 progress=progress)
     entries = rank_results(results, references)
+    unconverged = rank_results(results, references, unconverged=True)
     write_relaxed(results, out_dir / RELAXED_FOLDER, protected, _input_summaries(paths))
     if references is not None:
         write_relaxed(references, out_dir / REFERENCE_FOLDER, protected)
     write_csv_atomic(out_dir / RANKED_NAME, ranked_rows(entries), RANKED_COLUMNS)
-    plot_ranking(entries, out_dir / PLOT_NAME, label)
-    return RankingReport(results, entries, references, out_dir / RANKED_NAME,
-                         out_dir / PLOT_NAME, label)
+    write_csv_atomic(out_dir / UNCONVERGED_NAME, ranked_rows(unconverged), RANKED_COLUMNS)
+    plot_ranking(entries, out_dir / PLOT_NAME, label, unconverged)
+    return RankingReport(results, entries, unconverged, references, out_dir / RANKED_NAME,
+                         out_dir / UNCONVERGED_NAME, out_dir / PLOT_NAME, label)

@@ -10,11 +10,14 @@ together, at zero pressure), stopped when the largest generalised force is below
 - the volume per atom exceeds :data:`~diffcrystal.symmetry.MAX_VOLUME_PER_ATOM_A3`.
 
 An exploded, unreadable or failing structure gives a :class:`RelaxResult` with
-``status`` ``'exploded'`` or ``'failed'`` and a ``reason``; it never stops the batch, and
-:attr:`RelaxResult.rankable` keeps it out of any ranking.
+``status`` ``'exploded'`` or ``'failed'`` and a ``reason``; it never stops the batch. A
+structure still above ``fmax`` after ``max_steps`` is ``'not_converged'``: its energy is not
+that of a minimum, so :attr:`RelaxResult.rankable` (converged only) keeps it out of the main
+ranking; :mod:`~diffcrystal.potential.rank` ranks such structures separately.
 
 :func:`relax_many` spreads a batch over a process pool (``spawn``), each worker building its
-calculator once; ``workers=1`` relaxes in this process.
+calculator once; ``workers=1`` relaxes in this process. A potential that cannot be loaded
+(missing package, bad model file) raises :class:`InputError` before any structure is relaxed.
 """
 
 from __future__ import annotations
@@ -26,13 +29,21 @@ import os
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Iterable, Literal, Sequence
 
 import numpy as np
 
 from diffcrystal.data.crystal import MIN_VOLUME_A3, Crystal
 from diffcrystal.errors import InputError
-from diffcrystal.potential.calculators import DEFAULT_POTENTIAL, load_calculator, potential_label
+from diffcrystal.potential.calculators import (
+    DEFAULT_POTENTIAL,
+    check_model_file,
+    load_calculator,
+    potential_label,
+    require_packages,
+)
+from diffcrystal.potential.io import MissingStructure
 from diffcrystal.symmetry import MAX_VOLUME_PER_ATOM_A3, MIN_DISTANCE_A, space_group
 
 DEFAULT_FMAX_EV_A = 0.02
@@ -49,8 +60,8 @@ OPTIMIZERS = ("FIRE", "BFGS")
 
 Status = Literal["converged", "not_converged", "exploded", "failed"]
 
-RANKABLE_STATUSES = ("converged", "not_converged")
-"""Statuses whose energies may enter a ranking (exploded / failed ones never do)."""
+RANKABLE_STATUSES = ("converged",)
+"""Statuses whose energies enter the main ranking (minima of the potential)."""
 
 
 @dataclass(frozen=True)
@@ -97,8 +108,13 @@ class RelaxResult:
 
     @property
     def rankable(self) -> bool:
-        """Whether the energy may enter a ranking (not exploded, not failed, finite)."""
+        """Whether the energy may enter the main ranking (converged, finite)."""
         return self.status in RANKABLE_STATUSES and math.isfinite(self.energy_per_atom)
+
+    @property
+    def unconverged(self) -> bool:
+        """A finite energy, but forces still above ``fmax`` at the step cap."""
+        return self.status == "not_converged" and math.isfinite(self.energy_per_atom)
 
     @property
     def crystal(self) -> Crystal:
@@ -177,6 +193,9 @@ def _relax_atoms(atoms, calculator, settings: RelaxSettings, label: str, potenti
     from ase.filters import FrechetCellFilter
 
     result = RelaxResult(label=label, status="failed", potential=potential)
+    if isinstance(atoms, MissingStructure):
+        result.reason = atoms.reason
+        return result
     try:
         atoms = atoms.to_atoms() if isinstance(atoms, Crystal) else atoms.copy()
         result.num_atoms = len(atoms)
@@ -282,15 +301,24 @@ def limited_threads(threads: int):
 
 
 def _init_worker(potential: str, device: str, threads: int) -> None:
-    if potential_label(potential) != "emt":  # EMT needs no torch; skip its import cost
-        import torch
+    """Build the worker's calculator; a failure is kept (not raised, which would print a
+    traceback per worker and break the pool) and reported by the first task."""
+    try:
+        if potential_label(potential) != "emt":  # EMT needs no torch; skip its import cost
+            import torch
 
-        torch.set_num_threads(threads)
-    _WORKER["calculator"] = load_calculator(potential, device=device)
-    _WORKER["potential"] = potential_label(potential)
+            torch.set_num_threads(threads)
+        _WORKER["calculator"] = load_calculator(potential, device=device)
+        _WORKER["potential"] = potential_label(potential)
+    except Exception as error:
+        message = (str(error) if isinstance(error, InputError)
+                   else f"cannot load potential {potential}: {type(error).__name__}: {error}")
+        _WORKER["error"] = (message.strip().splitlines() or [""])[0]
 
 
 def _relax_in_worker(index: int, label: str, atoms, settings: RelaxSettings):
+    if "error" in _WORKER:
+        raise InputError(_WORKER["error"])
     return index, relax_atoms(atoms, _WORKER["calculator"], settings, label, _WORKER["potential"],
                               threads=None)
 
@@ -308,10 +336,14 @@ def _labelled(structures: Iterable) -> list[tuple[str, object]]:
 
 
 def check_potential(potential: str) -> str:
-    """Validate ``potential`` cheaply (name, path, optional package) and return its label."""
+    """Validate ``potential`` cheaply (name, path, installed packages, model file format) and
+    return its label; raises :class:`InputError`."""
     label = potential_label(potential)
+    require_packages(label)
     if label == "chgnet":
         load_calculator(label)  # raises the clear InputError when chgnet is absent
+    if label.startswith("nequip:"):
+        check_model_file(Path(label.split(":", 1)[1]))
     return label
 
 
@@ -330,7 +362,8 @@ def relax_many(
     Parameters
     ----------
     structures : ASE ``Atoms`` (label from ``atoms.info['label']``), :class:`Crystal` (its
-        ``label``) or ``(label, Atoms | Crystal)`` pairs.
+        ``label``) or ``(label, Atoms | Crystal | MissingStructure)`` pairs (a missing one gives
+        a ``failed`` result with its reason).
     potential : a name or model path (:func:`~diffcrystal.potential.calculators.load_calculator`).
     workers : worker processes; 1 relaxes in this process (with ``calculator`` if given).
     threads_per_worker : torch / BLAS threads in each worker process (and in this process while
@@ -364,10 +397,15 @@ def relax_many(
                     pool.submit(_relax_in_worker, i, name, atoms, settings)
                     for i, (name, atoms) in enumerate(items)
                 ]
-                for future in as_completed(futures):
-                    i, result = future.result()
-                    results[i] = result
-                    bar.update()
+                try:
+                    for future in as_completed(futures):
+                        i, result = future.result()
+                        results[i] = result
+                        bar.update()
+                except InputError:  # the potential did not load: stop at the first report
+                    pool.shutdown(wait=True, cancel_futures=True)
+                    bar.close()
+                    raise
         except BrokenProcessPool as error:
             for i, (name, _) in enumerate(items):
                 if results[i] is None:

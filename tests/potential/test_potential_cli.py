@@ -2,6 +2,8 @@
 
 import csv
 import hashlib
+import sys
+import zipfile
 
 import numpy as np
 import pytest
@@ -10,6 +12,7 @@ from ase.build import bulk, make_supercell
 from ase.io import read, write
 
 from diffcrystal.cli.main import main
+from diffcrystal.potential.relax import _init_worker, _relax_in_worker, RelaxSettings
 
 
 def cu3au_l12(a=3.74):
@@ -111,3 +114,151 @@ def test_potential_frames_and_label(sample_folder, tmp_path):
     assert len(read_back) == 3
     assert np.isfinite(read_back[0].get_potential_energy()) and read_back[0].get_forces().shape == (4, 3)
     assert read_back[0].get_stress().shape == (6,)
+
+
+@pytest.fixture
+def sampled_folder(tmp_path):
+    """A folder as ``diffcrystal sample`` writes it: CIFs in ``cif/``, their paths in the ``cif``
+    column, and a row without a structure (a sample that was no crystal)."""
+    folder = tmp_path / "Cu3Au"
+    (folder / "cif").mkdir(parents=True)
+    write(folder / "cif" / "000000.cif", rattled(cu3au_l12(), 1))
+    write(folder / "cif" / "000002.cif", rattled(bulk("Cu", "fcc", a=3.55, cubic=True), 3))
+    with open(folder / "summary.csv", "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["id", "formula", "valid", "invalid_reason", "cif", "symmetrized_cif"])
+        writer.writerow(["000000", "Cu3Au", "True", "", "cif/000000.cif", ""])
+        writer.writerow(["000001", "", "False", "lattice collapsed", "", ""])
+        writer.writerow(["000002", "Cu", "True", "", "cif/000002.cif", ""])
+    return folder
+
+
+def test_relax_reads_the_cif_column_of_a_sample_folder(sampled_folder, tmp_path, capsys):
+    out = tmp_path / "relaxed"
+    code = main(["relax", str(sampled_folder), "--potential", "emt", "--out", str(out),
+                 "--workers", "1", "--no-progress"])
+    assert code == 0
+    rows = read_rows(out / "summary.csv")
+    assert [r["id"] for r in rows] == ["000000", "000001", "000002"]
+    assert [r["status"] for r in rows] == ["converged", "failed", "converged"]
+    assert "lattice collapsed" in rows[1]["reason"] and rows[1]["cif"] == ""
+    assert all((out / r["cif"]).is_file() for r in rows if r["cif"])
+    assert "relaxed 3 structures: 2 converged, 1 failed" in capsys.readouterr().out
+    # the relaxed folder is itself a sample folder: rank reads it (CIFs beside its summary)
+    ranked = tmp_path / "ranked"
+    assert main(["rank", str(out), "--potential", "emt", "--out", str(ranked), "--workers", "1",
+                 "--no-progress"]) == 0
+    assert {r["id"] for r in read_rows(ranked / "ranked.csv")} == {"000000", "000002"}
+
+
+def test_sample_row_naming_a_missing_cif_is_a_one_line_error(sampled_folder, tmp_path, capsys):
+    (sampled_folder / "cif" / "000002.cif").unlink()
+    assert main(["relax", str(sampled_folder), "--potential", "emt", "--out", str(tmp_path / "o")]) == 1
+    message = capsys.readouterr().err.strip()
+    assert "\n" not in message and "row 4: cif/000002.cif not found" in message
+
+
+def test_unconverged_structures_are_ranked_separately(sample_folder, tmp_path, capsys):
+    out = tmp_path / "ranked"
+    code = main(["rank", str(sample_folder), "--potential", "emt", "--out", str(out), "--steps", "2",
+                 "--workers", "1", "--no-progress"])
+    assert code == 0
+    printed = capsys.readouterr().out
+    assert "3 not converged (max force up to" in printed and "ranked 0 distinct converged" in printed
+    assert read_rows(out / "ranked.csv") == []  # header only: nothing converged in 2 steps
+    unconverged = read_rows(out / "ranked_unconverged.csv")
+    assert len(unconverged) == 2  # l12 and its supercell 'dup' are one crystal
+    assert all(r["converged"] == "False" and float(r["max_force_eV_A"]) > 0.02 for r in unconverged)
+    assert float(unconverged[0]["energy_per_atom_eV"]) <= float(unconverged[1]["energy_per_atom_eV"])
+    summary = read_rows(out / "relaxed" / "summary.csv")
+    assert {r["status"] for r in summary} == {"not_converged"}
+    assert all("not reached in 2 steps" in r["reason"] for r in summary)
+    assert (out / "ranking.png").stat().st_size > 0
+
+
+@pytest.mark.parametrize("command", ["relax", "rank"])
+def test_unusable_out_fails_before_any_relaxation(command, sample_folder, tmp_path, capsys, monkeypatch):
+    def must_not_run(*args, **kwargs):
+        raise AssertionError("relaxation started before --out was checked")
+
+    monkeypatch.setattr("diffcrystal.potential.rank.relax_many", must_not_run)
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    for out, expected in [(blocker / "out", "cannot create output folder"), (blocker, "is a file")]:
+        code = main([command, str(sample_folder), "--potential", "emt", "--out", str(out), "--no-progress"])
+        message = capsys.readouterr().err.strip()
+        assert code == 1 and "\n" not in message and expected in message
+        assert message.startswith(f"diffcrystal {command}: error:")
+    assert blocker.read_text() == "not a folder"
+
+
+def test_unwritable_out_is_reported(sample_folder, tmp_path, capsys, monkeypatch):
+    """A folder that refuses new files (as a read-only one does for non-root users)."""
+    import tempfile
+
+    def refuse(*args, **kwargs):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(tempfile, "TemporaryFile", refuse)
+    code = main(["rank", str(sample_folder), "--potential", "emt", "--out", str(tmp_path / "x"), "--no-progress"])
+    message = capsys.readouterr().err.strip()
+    assert code == 1 and "\n" not in message and "is not writable" in message and "Permission denied" in message
+    assert not (tmp_path / "x").exists()
+
+
+def test_garbage_model_file_fails_fast(sample_folder, tmp_path, capsys):
+    model = tmp_path / "model.nequip.pt2"
+    model.write_bytes(b"\x00not a model" * 64)
+    code = main(["rank", str(sample_folder), "--potential", str(model), "--out", str(tmp_path / "o"),
+                 "--no-progress"])
+    message = capsys.readouterr().err.strip()
+    assert code == 1 and "\n" not in message and "not a compiled NequIP/Allegro model" in message
+    assert str(model) in message and not (tmp_path / "o").exists()
+
+
+def junk_archive(path):
+    """A zip archive (as real models are) that holds no model."""
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("data.txt", "not a model")
+    return path
+
+
+def test_worker_that_cannot_load_the_potential_reports_it_once():
+    """A worker whose potential fails to load keeps the error (no traceback per worker, no
+    broken pool) and its first task raises it as one line."""
+    from diffcrystal.errors import InputError
+    from diffcrystal.potential.relax import _WORKER
+
+    try:
+        _init_worker("no-such-potential", "cpu", 1)
+        with pytest.raises(InputError) as error:
+            _relax_in_worker(0, "x", cu3au_l12(), RelaxSettings())
+    finally:
+        _WORKER.clear()
+    assert "unknown potential 'no-such-potential'" in str(error.value) and "\n" not in str(error.value)
+
+
+@pytest.mark.slow  # each worker imports nequip (~25 s on a busy 2-core machine)
+def test_model_that_does_not_load_fails_with_one_line_and_nonzero_exit(sample_folder, tmp_path, capfd):
+    model = junk_archive(tmp_path / "junk.nequip.pt2")
+    code = main(["relax", str(sample_folder), "--potential", str(model), "--out", str(tmp_path / "o"),
+                 "--workers", "2", "--no-progress"])
+    captured = capfd.readouterr()
+    errors = [line for line in captured.err.splitlines() if line.startswith("diffcrystal")]
+    assert code == 1 and len(errors) == 1
+    assert "cannot load as a compiled NequIP/Allegro model" in errors[0] and str(model) in errors[0]
+    assert "Traceback" not in captured.err and "worker died" not in captured.err + captured.out
+    assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize("potential", ["sevennet-0", "model"])
+def test_missing_potential_package_names_the_extra(potential, sample_folder, tmp_path, capsys, monkeypatch):
+    package = "sevenn" if potential == "sevennet-0" else "nequip"
+    if potential == "model":
+        potential = str(junk_archive(tmp_path / "m.nequip.pt2"))
+    monkeypatch.setitem(sys.modules, package, None)  # as if not installed: find_spec gives None
+    code = main(["relax", str(sample_folder), "--potential", potential, "--out", str(tmp_path / "o"),
+                 "--workers", "2", "--no-progress"])
+    message = capsys.readouterr().err.strip()
+    assert code == 1 and "\n" not in message
+    assert f"needs the package {package}" in message and 'pip install "diffcrystal[potential]"' in message

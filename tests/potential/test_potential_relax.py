@@ -86,10 +86,11 @@ def test_nan_during_relaxation_is_flagged_not_raised():
     assert result.steps >= 1 and result.atoms is None
 
 
-def test_step_cap_gives_not_converged_but_rankable():
+def test_step_cap_gives_not_converged_and_not_rankable():
     result = relax_atoms(perturbed(cu3au_l12(), 5), EMT(), RelaxSettings(max_steps=2), "capped", "emt")
     assert result.status == "not_converged" and not result.converged and result.steps == 2
-    assert result.rankable
+    assert result.max_force > RelaxSettings().fmax and "not reached in 2 steps" in result.reason
+    assert not result.rankable and result.unconverged  # ranked apart from the converged ones
 
 
 def test_explosion_reason_volume():
