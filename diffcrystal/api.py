@@ -163,7 +163,7 @@ class StructureGenerator:
             self.generator,
             n=n,
             out_dir=out_dir,
-            composition=parse_composition(composition) if composition is not None else None,
+            composition=composition,  # the formula as typed, for run.json
             formula_units=_formula_units(formula_units),
             num_steps=self.default_steps if steps is None else steps,
             batch_size=batch_size,

@@ -2,7 +2,8 @@
 
 Requests are generated in batches; batch ``b`` draws its noise from a generator seeded by
 ``(seed, b)``, so the same seed gives the same structures, and a resumed run produces exactly
-the structures the interrupted run had not finished.
+the structures the interrupted run had not finished. A resume is refused when its options
+(checkpoint, composition, Z, seed, n, steps, batch size) differ from those in ``run.json``.
 """
 
 from __future__ import annotations
@@ -19,13 +20,20 @@ import torch
 from pymatgen.core import Element
 from tqdm.auto import tqdm
 
+from diffcrystal.atomic_write import atomic_write_text
 from diffcrystal.checkpoint import file_sha256
-from diffcrystal.data.composition import Composition, format_composition, multiply, to_atomic_numbers
+from diffcrystal.data.composition import (
+    Composition,
+    format_composition,
+    multiply,
+    parse_composition,
+    to_atomic_numbers,
+)
 from diffcrystal.data.crystal import Crystal, CrystalError
 from diffcrystal.errors import InputError
 from diffcrystal.generator import Generator
 from diffcrystal.overview import write_sample_overview
-from diffcrystal.sample_writer import SampleRecord, SampleWriter
+from diffcrystal.sample_writer import SUMMARY_NAME, SampleRecord, SampleWriter
 
 log = logging.getLogger(__name__)
 
@@ -34,17 +42,49 @@ MAX_SAMPLE_ATOMS = 200
 
 RUN_RECORD_NAME = "run.json"
 
+VALIDITY_CHECKS = {"csp": ("structure", "density"), "denovo": ("structure", "density", "charge")}
+"""The :data:`~diffcrystal.sample_writer.CHECKS` that make a sample ``valid``, per mode. In CSP
+the composition is the user's, so its SMACT charge neutrality is reported in ``summary.csv``
+but is no verdict on the sampled structure."""
+
+RESUME_OPTIONS = {
+    "checkpoint_sha256": "--checkpoint",
+    "composition": "--composition",
+    "formula_units": "--formula-units",
+    "seed": "--seed",
+    "n": "--n",
+    "num_steps": "--steps",
+    "batch_size": "--batch-size",
+}
+"""Fields of ``run.json`` a resumed run must share with the original, and their options."""
+
 
 @dataclass
 class SampleRun:
-    """What a sampling run produced."""
+    """What a sampling run produced: the records written by this call, and the
+    :data:`~diffcrystal.sample_writer.CHECKS` that made up ``valid``."""
 
     out_dir: Path
     records: list[SampleRecord]
+    validity_checks: tuple[str, ...] = ()
 
     @property
     def num_valid(self) -> int:
         return sum(r.valid for r in self.records)
+
+    @property
+    def num_cif_problems(self) -> int:
+        """Samples with a CIF that did not read back and was not kept."""
+        return sum(bool(r.cif_problem) for r in self.records)
+
+    def valid_by_formula_units(self) -> dict[int, tuple[int, int, int]]:
+        """Z -> (valid, total, atoms per cell) for CSP records; empty de novo."""
+        table: dict[int, tuple[int, int, int]] = {}
+        for r in self.records:
+            if r.formula_units:
+                valid, total, atoms = table.get(r.formula_units, (0, 0, 0))
+                table[r.formula_units] = (valid + r.valid, total + 1, max(atoms, r.n_atoms))
+        return dict(sorted(table.items()))
 
     def space_group_counts(self) -> Counter:
         return Counter(
@@ -148,12 +188,55 @@ def generate_batches(
         bar.close()
 
 
+def composition_label(composition: str | Composition) -> str:
+    """How ``run.json`` names a composition: the user's formula as typed (whitespace removed,
+    so ``'YBa2Cu3O7'`` stays ``'YBa2Cu3O7'``), or for a ``{Z: count}`` mapping pymatgen's
+    formula without unit counts (``'Ba2YCu3O7'``)."""
+    if isinstance(composition, str):
+        return "".join(composition.split())
+    from pymatgen.core import Composition as PymatgenComposition
+
+    tokens = PymatgenComposition({Element.from_Z(z).symbol: n for z, n in composition.items()}).formula.split()
+    return "".join(t[:-1] if t.endswith("1") and not t[-2].isdigit() else t for t in tokens)
+
+
+def _resume_differences(previous: dict, current: dict) -> list[str]:
+    """Options of ``current`` that differ from the ``previous`` run.json, in words."""
+    differences = []
+    for key, option in RESUME_OPTIONS.items():
+        old, new = previous.get(key), current.get(key)
+        if key == "composition" and old is not None and new is not None:
+            same = parse_composition(old) == parse_composition(new)
+        else:
+            same = old == new
+        if not same:
+            differences.append(f"{option} {new if new is not None else '(none)'} "
+                               f"(the run used {old if old is not None else '(none)'})")
+    return differences
+
+
+def _check_resume(out_dir: Path, record: dict) -> bool:
+    """With ``--resume``: ``True`` when ``out_dir`` holds a run with the same options as
+    ``record``, ``False`` when it holds no run yet; :class:`InputError` when they differ."""
+    if not (out_dir / SUMMARY_NAME).exists():
+        return False
+    try:
+        previous = json.loads((out_dir / RUN_RECORD_NAME).read_text())
+    except (OSError, ValueError) as error:
+        raise InputError(f"cannot resume {out_dir}: its {RUN_RECORD_NAME} is missing or unreadable "
+                         f"({type(error).__name__}), so the options cannot be checked") from None
+    differences = _resume_differences(previous, record)
+    if differences:
+        raise InputError(f"cannot resume {out_dir} with other options: {'; '.join(differences)}")
+    return True
+
+
 def sample_to_folder(
     generator: Generator,
     *,
     n: int,
     out_dir: str | Path,
-    composition: Composition | None = None,
+    composition: str | Composition | None = None,
     formula_units: list[int] = (1,),
     num_steps: int,
     batch_size: int = 100,
@@ -163,33 +246,43 @@ def sample_to_folder(
     progress: bool = True,
 ) -> SampleRun:
     """Generate ``n`` crystals into ``out_dir`` (CIFs, ``samples.extxyz``, ``summary.csv``,
-    ``run.json``, and at the end ``overview.png``). See :class:`~diffcrystal.sample_writer.SampleWriter` for the layout."""
+    ``run.json``, and at the end ``overview.png``). See :class:`~diffcrystal.sample_writer.SampleWriter` for the layout.
+
+    ``composition``: a formula string (kept as typed in ``run.json``) or ``{Z: count}``;
+    ``None`` de novo. ``resume``: continue the run in ``out_dir``, refused (``InputError``
+    naming the option) if its ``run.json`` records other options. The output folder is
+    created and checked writable before anything is sampled.
+    """
     check_options(generator, n, num_steps, batch_size)
-    plans = plan_requests(generator, n, composition, list(formula_units), seed)
-    writer = SampleWriter(out_dir, resume=resume)
+    parsed = parse_composition(composition) if isinstance(composition, str) else composition
+    plans = plan_requests(generator, n, parsed, list(formula_units), seed)
+    out_dir = Path(out_dir)
     record = {
         "checkpoint": str(checkpoint_path) if checkpoint_path else None,
         "checkpoint_sha256": file_sha256(checkpoint_path) if checkpoint_path else None,
         "mode": generator.mode,
-        "composition": format_composition(composition) if composition is not None else None,
-        "formula_units": list(formula_units),
+        "composition": composition_label(composition) if composition is not None else None,
+        "formula_units": list(formula_units) if parsed is not None else None,
         "n": n,
         "num_steps": num_steps,
         "batch_size": batch_size,
         "seed": seed,
+        "validity_checks": list(VALIDITY_CHECKS[generator.mode]),
         "experiment": generator.experiment.to_dict(),
     }
-    (writer.out_dir / RUN_RECORD_NAME).write_text(json.dumps(record, indent=2))
+    continuing = resume and _check_resume(out_dir, record)
+    writer = SampleWriter(out_dir, resume=resume, validity_checks=VALIDITY_CHECKS[generator.mode])
+    if not continuing:
+        atomic_write_text(writer.out_dir / RUN_RECORD_NAME, json.dumps(record, indent=2))
 
-    first_batch = writer.num_done // batch_size
-    if writer.num_done % batch_size:
-        raise InputError(
-            f"{out_dir} holds {writer.num_done} samples, not a multiple of --batch-size {batch_size}; "
-            "resume with the batch size of the original run"
-        )
+    atoms_per_unit = sum(parsed.values()) if parsed is not None else None
+    units = [len(species) // atoms_per_unit if atoms_per_unit else 0 for _, species in plans]
+    num_batches = -(-n // batch_size)
+    first_batch = writer.num_done // batch_size if writer.num_done < n else num_batches
     batches = generate_batches(generator, plans, num_steps=num_steps, batch_size=batch_size, seed=seed,
                                first_batch=first_batch, progress=progress)
     for start, crystals in batches:
-        writer.write_batch(crystals, [f"{i:06d}" for i in range(start, start + len(crystals))])
+        stop = start + len(crystals)
+        writer.write_batch(crystals, [f"{i:06d}" for i in range(start, stop)], units[start:stop])
     write_sample_overview(writer.out_dir)
-    return SampleRun(writer.out_dir, writer.records)
+    return SampleRun(writer.out_dir, writer.records, VALIDITY_CHECKS[generator.mode])

@@ -8,7 +8,8 @@ import time
 from pathlib import Path
 
 from diffcrystal.api import load_generator
-from diffcrystal.data.composition import parse_composition
+from diffcrystal.data.composition import parse_composition, to_atomic_numbers
+from diffcrystal.errors import InputError
 
 
 def _formula_units(text: str) -> list[int]:
@@ -47,12 +48,40 @@ def _fresh_folder(default: Path, resume: bool) -> Path:
     return next(c for c in candidates if not (c / "summary.csv").exists())
 
 
+CHECK_COLUMNS = {"structure": "structure_valid", "density": "density_plausible", "charge": "charge_neutral"}
+
+
+def _print_summary(result, composition: str | None) -> None:
+    """Validity (the checks used, failures per check, per Z), space groups of a finished run."""
+    from diffcrystal.metrics.denovo import smact_validity
+    from diffcrystal.sample_writer import CHECKS
+
+    used = result.validity_checks
+    print(f"valid: {result.num_valid}/{len(result.records)} (checks: {'; '.join(CHECKS[c] for c in used)})")
+    failures = {c: sum(not getattr(r, CHECK_COLUMNS[c]) for r in result.records) for c in used}
+    print("  failed: " + ", ".join(f"{check} {count}" for check, count in failures.items()))
+    for z, (valid, count, atoms) in result.valid_by_formula_units().items():
+        print(f"  Z={z} ({atoms} atoms per cell): {valid}/{count} valid")
+    if "charge" not in used and composition is not None:
+        neutral = smact_validity(to_atomic_numbers(parse_composition(composition)))
+        print(f"  {composition} {'is' if neutral else 'is not'} charge neutral with SMACT's oxidation states "
+              "(column charge_neutral; no validity check here: the composition was given)")
+    if result.num_cif_problems:
+        print(f"  {result.num_cif_problems} CIFs did not read back and were not kept (column cif_problem)")
+    print("space groups (spglib, symprec 0.1 Å):")
+    for group, count in result.space_group_counts().most_common(10):
+        print(f"  {group:<22} {count}")
+
+
 def run(args: argparse.Namespace) -> int:
     logging.basicConfig(format="diffcrystal: warning: %(message)s", level=logging.WARNING)
-    composition = parse_composition(args.composition) if args.composition else None
+    if args.composition is not None and not args.composition.strip():
+        raise InputError("--composition is empty: give a formula such as YBa2Cu3O7, "
+                         "or leave the option out to sample de novo")
+    composition = parse_composition(args.composition) if args.composition is not None else None
     mode = "csp" if composition is not None else "denovo"
     generator = load_generator(args.checkpoint, mode=mode, device=args.device)
-    steps = args.steps or generator.default_steps
+    steps = generator.default_steps if args.steps is None else args.steps
     name = "".join(ch for ch in args.composition if ch.isalnum()) if composition is not None else "denovo"
     out_dir = args.out or _fresh_folder(Path("samples") / name, args.resume)
     started = time.perf_counter()
@@ -70,10 +99,7 @@ def run(args: argparse.Namespace) -> int:
     elapsed = time.perf_counter() - started
     total = len(result.records)
     print(f"\n{total} structures in {elapsed:.1f} s ({steps} steps, {generator.mode} checkpoint {generator.checkpoint})")
-    print(f"valid: {result.num_valid}/{total}")
-    print("space groups (spglib, symprec 0.1 Å):")
-    for group, count in result.space_group_counts().most_common(10):
-        print(f"  {group:<22} {count}")
+    _print_summary(result, args.composition)
     print(f"files: {result.out_dir}/summary.csv, {result.out_dir}/cif/, {result.out_dir}/samples.extxyz, "
           f"{result.out_dir}/overview.png")
     return 0
