@@ -114,6 +114,22 @@ class SampleRecord:
     symmetrized_cif: str = ""
     cif_problem: str = ""
 
+    @classmethod
+    def from_row(cls, row: dict[str, str]) -> "SampleRecord":
+        """The record of a ``summary.csv`` row (as :class:`csv.DictReader` gives it)."""
+        values = {}
+        for name, kind in cls.__annotations__.items():
+            text = row[name]
+            if kind == "bool":
+                values[name] = text == "True"
+            elif kind == "int":
+                values[name] = int(text) if text else 0
+            elif kind == "float":
+                values[name] = float(text)
+            else:
+                values[name] = text
+        return cls(**values)
+
     def as_row(self) -> list:
         return [
             self.id,
@@ -232,8 +248,9 @@ class SampleWriter:
     Parameters
     ----------
     out_dir : folder to write into; created if missing, and checked to be writable.
-    resume : continue a run whose folder already holds a ``summary.csv``; without it such a
-        folder is refused so that saved samples are never overwritten.
+    resume : continue a run whose folder already holds a ``summary.csv`` (its rows become the
+        first :attr:`records`); without it such a folder is refused so that saved samples are
+        never overwritten.
     validity_checks : the :data:`CHECKS` that make up ``valid`` (all three by default).
     """
 
@@ -256,12 +273,15 @@ class SampleWriter:
                     f"{self.out_dir} already holds samples ({SUMMARY_NAME}); choose another "
                     "--out or pass --resume to continue that run"
                 )
-            self.num_done = self._count_complete_rows()
+            self.records = self._read_complete_rows()
+            self.num_done = len(self.records)
         else:
             with open(self.summary_path, "w", newline="") as stream:
                 csv.writer(stream).writerow(SUMMARY_COLUMNS)
 
-    def _count_complete_rows(self) -> int:
+    def _read_complete_rows(self) -> list[SampleRecord]:
+        """The records already in ``summary.csv``; a partial last line (an interrupted append)
+        is dropped from the file."""
         with open(self.summary_path, newline="") as stream:
             text = stream.read()
         rows = list(csv.reader(text.splitlines()))
@@ -270,11 +290,11 @@ class SampleWriter:
                 f"{self.summary_path} has other columns than this diffcrystal version writes; "
                 "it cannot be resumed, sample into a new --out"
             )
-        if not text.endswith("\n"):  # an interrupted append: drop the partial last line
+        if not text.endswith("\n"):
             text = text[: text.rfind("\n") + 1]
             atomic_write_text(self.summary_path, text)
             rows = rows[:-1]
-        return len(rows) - 1
+        return [SampleRecord.from_row(dict(zip(SUMMARY_COLUMNS, row))) for row in rows[1:]]
 
     def _write_checked_cif(self, rel_path: str, cif_text: str, structure) -> str:
         """Write ``cif_text`` to ``rel_path`` if it reads back to ``structure``; returns ``''``

@@ -61,7 +61,7 @@ RESUME_OPTIONS = {
 
 @dataclass
 class SampleRun:
-    """What a sampling run produced: the records written by this call, and the
+    """What a sampling run produced: its records (earlier ones too when resumed), and the
     :data:`~diffcrystal.sample_writer.CHECKS` that made up ``valid``."""
 
     out_dir: Path

@@ -1,12 +1,22 @@
-"""spglib analysis and structural validity, checked against brute force and known phases."""
+"""spglib analysis, structural validity and density plausibility, checked against brute force
+and known phases."""
 
 import itertools
+import os
 
 import numpy as np
 import pytest
 
 from diffcrystal.data.crystal import Crystal
-from diffcrystal.symmetry import crystal_system, min_distance, space_group, structural_validity, symmetrized
+from diffcrystal.symmetry import (
+    crystal_system,
+    density_plausibility,
+    min_distance,
+    space_group,
+    structural_validity,
+    symmetrized,
+    vdw_volume_per_atom,
+)
 
 
 def brute_force_min_distance(crystal: Crystal, reach: int = 2) -> float:
@@ -73,3 +83,59 @@ def test_crystal_system_bounds():
         "triclinic", "triclinic", "monoclinic", "orthorhombic", "tetragonal", "trigonal", "hexagonal", "cubic", "cubic"]
     with pytest.raises(ValueError):
         crystal_system(231)
+
+
+def diamond_si(scale: float = 1.0) -> Crystal:
+    """Diamond Si (a = 5.431 Å, 2.33 g/cm³); ``scale`` multiplies its density."""
+    frac = [[0, 0, 0], [0.25, 0.25, 0.25], [0.5, 0.5, 0], [0.75, 0.75, 0.25],
+            [0.5, 0, 0.5], [0.75, 0.25, 0.75], [0, 0.5, 0.5], [0.25, 0.75, 0.75]]
+    return Crystal(np.eye(3) * 5.431 / scale ** (1 / 3), frac, [14] * 8)
+
+
+def test_density_plausibility_of_real_and_compressed_crystals():
+    rocksalt = Crystal(np.eye(3) * 5.64, [[0, 0, 0], [0.5, 0.5, 0], [0.5, 0, 0.5], [0, 0.5, 0.5],
+                                         [0.5, 0, 0], [0, 0.5, 0], [0, 0, 0.5], [0.5, 0.5, 0.5]], [11] * 4 + [17] * 4)
+    for real in (rocksalt, diamond_si(), perovskite()):
+        assert density_plausibility(real).valid, real.formula
+    assert diamond_si().to_structure().density == pytest.approx(2.33, abs=0.01)
+    dense = diamond_si(3.0)
+    assert structural_validity(dense).valid  # no atoms closer than 0.5 Å: only the density check sees it
+    verdict = density_plausibility(dense)
+    assert not verdict.valid and "too dense" in verdict.reason
+    loose = diamond_si(1 / 8)  # 0.29 g/cm³
+    assert "too loose" in density_plausibility(loose).reason
+
+
+def test_vdw_volume_is_the_mean_sphere_volume():
+    from pymatgen.core import Element
+
+    r_na, r_cl = (float(Element(e).van_der_waals_radius) for e in ("Na", "Cl"))
+    expected = 4 / 3 * np.pi * (r_na**3 + 3 * r_cl**3) / 4
+    assert vdw_volume_per_atom([11, 17, 17, 17]) == pytest.approx(expected)
+
+
+# A cell on which spglib's C library gives up at symprec 0.1 Å and prints two lines to stderr.
+SPGLIB_COMPLAINS = (np.diag([4.771265604702014, 2.4627396923020455, 3.273700673902148]),
+                    [[0.9855335910842541, 0.16385899267348092, 0.796857072674574],
+                     [1.005577545840198, 0.14893354209582804, 0.7970867449562669]], [3, 3])
+
+
+def test_spglib_c_messages_are_silenced_where_produced(capfd, monkeypatch):
+    import spglib
+
+    monkeypatch.delenv("SPGLIB_WARNING", raising=False)
+    lattice, frac, numbers = SPGLIB_COMPLAINS
+    spglib.get_symmetry_dataset((lattice, frac, numbers), symprec=0.1, angle_tolerance=5.0)
+    assert "spglib:" in capfd.readouterr().err  # the raw call does print
+    crystal = Crystal(lattice, np.asarray(frac) % 1.0, numbers)
+    space_group(crystal, 0.1)
+    symmetrized(crystal, 0.1)
+    assert capfd.readouterr().err == ""
+    assert "SPGLIB_WARNING" not in os.environ  # restored
+
+
+def test_users_own_spglib_warning_setting_is_kept(capfd, monkeypatch):
+    monkeypatch.setenv("SPGLIB_WARNING", "ON")
+    lattice, frac, numbers = SPGLIB_COMPLAINS
+    space_group(Crystal(lattice, np.asarray(frac) % 1.0, numbers), 0.1)
+    assert "spglib:" in capfd.readouterr().err and os.environ["SPGLIB_WARNING"] == "ON"
