@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 from pathlib import Path
 
 from diffcrystal.training.config import load_config
-from diffcrystal.training.train import train
+from diffcrystal.training.train import SKIPPED_NAME, train
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -23,10 +24,11 @@ def run(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     if args.data:
         config.data.train = args.data[0] if len(args.data) == 1 else args.data
-    if args.max_epochs is not None:
-        config.train.max_epochs = args.max_epochs
-    if args.max_steps is not None:
-        config.train.max_steps = args.max_steps
+    overrides = {"max_epochs": args.max_epochs, "max_steps": args.max_steps}
+    # replace() runs the range checks of TrainConfig on the overridden values too.
+    config.train = dataclasses.replace(config.train, **{k: v for k, v in overrides.items() if v is not None})
     result = train(config, out_dir=args.out, resume=args.resume, progress=not args.quiet)
     print(f"trained {result.global_step} steps; generator: {result.generator_path}")
+    if result.num_skipped:
+        print(f"skipped {result.num_skipped} data entries that could not be read: {result.run_dir / SKIPPED_NAME}")
     return 0

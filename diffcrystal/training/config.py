@@ -4,14 +4,23 @@ A YAML file in ``configs/`` has five sections, ``data``, ``model`` (fields of
 :class:`~diffcrystal.models.DenoiserConfig`), ``diffusion`` (fields of
 :class:`~diffcrystal.diffusion.DiffusionConfig`), ``sampling`` (the sampler's defaults,
 saved with the checkpoint) and ``train``, plus a ``name``. Unknown
-keys are an error naming the valid ones. Relative data paths are read from the current
-working directory (run from the repository root). The resolved config is saved beside
-every checkpoint.
+keys are an error naming the valid ones. Every value is checked against its field's
+annotation (int, float, bool, str, optional, list, Literal choices) before anything is built,
+and a mismatch is one :class:`~diffcrystal.errors.InputError` naming the key, the value and
+the expected type. One conversion is deliberate: PyYAML reads YAML 1.1, where ``1e-3`` and
+``1e4`` (no decimal point) are *strings*, so a string that is a plain decimal or scientific
+number (:data:`NUMBER`) is converted for a float field, and for an int field when its value is
+whole; nothing else is converted (``'lots'``, ``'nan'``, ``true`` for a number are errors).
+Relative data paths are read from the current working directory (run from the repository
+root). The resolved config is saved beside every checkpoint.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import re
+import types
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -22,16 +31,122 @@ from diffcrystal.diffusion import DiffusionConfig
 from diffcrystal.errors import InputError
 from diffcrystal.models import DenoiserConfig
 
+NUMBER = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?")
+"""A number written in decimal or scientific notation: the only strings a numeric field
+converts (YAML 1.1 reads ``1e-3`` as a string)."""
 
-def _from_mapping(cls, values: dict[str, Any] | None, section: str):
-    values = dict(values or {})
+
+class _Mismatch(Exception):
+    """A value that does not fit a type annotation (turned into an InputError by the caller)."""
+
+
+def _type_name(hint) -> str:
+    """``hint`` in words for error messages: ``'float or null'``, ``'list of str'``."""
+    origin = typing.get_origin(hint)
+    if hint is type(None):
+        return "null"
+    if origin is Literal:
+        return "one of " + ", ".join(repr(choice) for choice in typing.get_args(hint))
+    if origin in (typing.Union, types.UnionType):
+        return " or ".join(_type_name(arg) for arg in typing.get_args(hint))
+    if origin is list:
+        return f"list of {_type_name(typing.get_args(hint)[0])}"
+    if hint is bool:
+        return "bool (true/false)"
+    return getattr(hint, "__name__", str(hint))
+
+
+def _number(value: Any) -> float:
+    """``value`` as a float if it is an int/float (not a bool) or a :data:`NUMBER` string."""
+    if isinstance(value, bool):
+        raise _Mismatch
+    if isinstance(value, (int, float)):
+        return float(value)
+    if isinstance(value, str) and NUMBER.fullmatch(value.strip()):
+        return float(value)
+    raise _Mismatch
+
+
+def _coerce(value: Any, hint) -> Any:
+    """``value`` checked against the annotation ``hint`` (numeric strings converted as the
+    module docstring says); raises :class:`_Mismatch` when it does not fit."""
+    origin = typing.get_origin(hint)
+    if hint is Any:
+        return value
+    if hint is type(None):
+        if value is None:
+            return None
+        raise _Mismatch
+    if origin is Literal:
+        if isinstance(value, str) and value in typing.get_args(hint):
+            return value
+        raise _Mismatch
+    if origin in (typing.Union, types.UnionType):
+        for arg in typing.get_args(hint):
+            try:
+                return _coerce(value, arg)
+            except _Mismatch:
+                continue
+        raise _Mismatch
+    if origin is list:
+        if not isinstance(value, list):
+            raise _Mismatch
+        (item,) = typing.get_args(hint)
+        return [_coerce(v, item) for v in value]
+    if hint is bool:
+        if isinstance(value, bool):
+            return value
+        raise _Mismatch
+    if hint is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        number = _number(value)
+        if not number.is_integer():
+            raise _Mismatch
+        return int(number)
+    if hint is float:
+        return _number(value)
+    if isinstance(hint, type) and isinstance(value, hint):
+        return value
+    raise _Mismatch
+
+
+def typed_fields(cls, values: Any, section: str) -> dict[str, Any]:
+    """The ``values`` of config ``section`` checked against the fields of dataclass ``cls``.
+
+    Unknown keys, a section that is not a mapping, and a value that does not fit its field's
+    annotation raise :class:`InputError` naming the key, the value and the expected type.
+    """
+    if values is None:
+        return {}
+    if not isinstance(values, dict):
+        raise InputError(f"config section '{section}' must be a mapping of keys, got {values!r}")
     names = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(values) - names)
+    unknown = sorted(set(values) - names, key=str)
     if unknown:
         raise InputError(
             f"unknown key(s) {unknown} in config section '{section}'; valid: {sorted(names)}"
         )
-    return cls(**values)
+    hints = typing.get_type_hints(cls)
+    checked = {}
+    for name, value in values.items():
+        try:
+            checked[name] = _coerce(value, hints[name])
+        except _Mismatch:
+            raise InputError(
+                f"invalid config value {section}.{name}: {value!r} ({type(value).__name__}); "
+                f"expected {_type_name(hints[name])}"
+            ) from None
+    return checked
+
+
+def _require(condition: bool, key: str, value: Any, expected: str) -> None:
+    if not condition:
+        raise InputError(f"invalid config value {key}: {value!r}; expected {expected}")
+
+
+def _from_mapping(cls, values: dict[str, Any] | None, section: str):
+    return cls(**typed_fields(cls, values, section))
 
 
 @dataclass
@@ -51,6 +166,11 @@ class DataConfig:
     """Crystals per batch (per device)."""
     num_workers: int = 0
     """DataLoader worker processes (0: load in the main process)."""
+
+    def __post_init__(self) -> None:
+        _require(self.batch_size >= 1, "data.batch_size", self.batch_size, ">= 1")
+        _require(self.num_workers >= 0, "data.num_workers", self.num_workers, ">= 0")
+        _require(0 <= self.val_fraction < 1, "data.val_fraction", self.val_fraction, "in [0, 1)")
 
 
 @dataclass
@@ -79,6 +199,19 @@ class TrainConfig:
     num_threads: int | None = None
     """CPU threads for torch (None: torch's default)."""
 
+    def __post_init__(self) -> None:
+        for name in ("max_epochs", "max_steps"):
+            value = getattr(self, name)
+            _require(value == -1 or value >= 1, f"train.{name}", value, ">= 1 or -1 (no limit)")
+        _require(self.learning_rate > 0, "train.learning_rate", self.learning_rate, "> 0")
+        for name in ("weight_decay", "lr_warmup_steps", "gradient_clip_val"):
+            _require(getattr(self, name) >= 0, f"train.{name}", getattr(self, name), ">= 0")
+        _require(0 <= self.ema_decay < 1, "train.ema_decay", self.ema_decay, "in [0, 1)")
+        for name in ("checkpoint_every_n_steps", "log_every_n_steps"):
+            _require(getattr(self, name) >= 1, f"train.{name}", getattr(self, name), ">= 1")
+        if self.num_threads is not None:
+            _require(self.num_threads >= 1, "train.num_threads", self.num_threads, ">= 1 or null")
+
 
 @dataclass
 class SamplingConfig:
@@ -90,6 +223,10 @@ class SamplingConfig:
     corrector_steps: int = 1
     """Langevin corrector steps on the coordinates per predictor step (each costs one
     denoiser call)."""
+
+    def __post_init__(self) -> None:
+        _require(self.num_steps >= 1, "sampling.num_steps", self.num_steps, ">= 1")
+        _require(self.corrector_steps >= 0, "sampling.corrector_steps", self.corrector_steps, ">= 0")
 
 
 @dataclass
@@ -106,16 +243,21 @@ class ExperimentConfig:
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> "ExperimentConfig":
         sections = {"name", "data", "model", "diffusion", "sampling", "train"}
-        unknown = sorted(set(values) - sections)
+        unknown = sorted(set(values) - sections, key=str)
         if unknown:
             raise InputError(f"unknown config section(s) {unknown}; valid: {sorted(sections)}")
+        name = values.get("name", "experiment")
+        if not isinstance(name, str) or not name:
+            raise InputError(f"invalid config value name: {name!r}; expected a non-empty string")
+        model = typed_fields(DenoiserConfig, values.get("model"), "model")
+        diffusion = typed_fields(DiffusionConfig, values.get("diffusion"), "diffusion")
         try:
-            model = DenoiserConfig.from_dict(values.get("model") or {})
-            diffusion = DiffusionConfig.from_dict(values.get("diffusion") or {})
+            model = DenoiserConfig.from_dict(model)
+            diffusion = DiffusionConfig.from_dict(diffusion)
         except ValueError as error:
             raise InputError(f"invalid config: {error}") from None
         return cls(
-            name=str(values.get("name", "experiment")),
+            name=name,
             data=_from_mapping(DataConfig, values.get("data"), "data"),
             model=model,
             diffusion=diffusion,

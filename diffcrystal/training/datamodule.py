@@ -11,7 +11,7 @@ from torch_geometric.loader import DataLoader
 
 from diffcrystal.data.crystal import Crystal
 from diffcrystal.data.graph import crystal_to_data
-from diffcrystal.data.readers import read_crystals
+from diffcrystal.data.readers import SkippedEntry, read_crystals
 from diffcrystal.errors import InputError
 from diffcrystal.training.config import DataConfig
 
@@ -61,14 +61,17 @@ def _sources(paths: str | list[str]) -> list[str]:
     return [paths] if isinstance(paths, str) else list(paths)
 
 
-def _load(paths: str | list[str], canonical: bool) -> list[Crystal]:
-    """The crystals of one dataset or of several, concatenated in the order given."""
-    return [c for path in _sources(paths) for c in read_crystals(path, canonical=canonical).crystals]
+def _load(paths: str | list[str], canonical: bool) -> tuple[list[Crystal], list[SkippedEntry]]:
+    """The crystals of one dataset or of several, concatenated in the order given, and the
+    entries the reader skipped (each names its file and row and the reason)."""
+    results = [read_crystals(path, canonical=canonical) for path in _sources(paths)]
+    return [c for r in results for c in r.crystals], [s for r in results for s in r.skipped]
 
 
 class CrystalDataModule(L.LightningDataModule):
     """Reads ``config.train`` (and ``config.val``, or holds out ``config.val_fraction`` of the
-    training file with a seeded split) and serves torch-geometric batches."""
+    training file with a seeded split) and serves torch-geometric batches. ``skipped``: the
+    entries of both that could not be read, after :meth:`setup`."""
 
     def __init__(self, config: DataConfig, seed: int = 0):
         super().__init__()
@@ -79,6 +82,7 @@ class CrystalDataModule(L.LightningDataModule):
         self.train_set: list = []
         self.val_set: list = []
         self.statistics: DataStatistics | None = None
+        self.skipped: list[SkippedEntry] = []
 
     def prepare_data(self) -> None:
         # Runs once per node: fills the reader's cache so that every rank's setup() is fast.
@@ -89,9 +93,11 @@ class CrystalDataModule(L.LightningDataModule):
     def setup(self, stage: str | None = None) -> None:
         if self.statistics is not None:
             return
-        crystals = _load(self.config.train, self.config.canonical)
+        crystals, self.skipped = _load(self.config.train, self.config.canonical)
         if self.config.val:
-            train, val = crystals, _load(self.config.val, self.config.canonical)
+            val, skipped_val = _load(self.config.val, self.config.canonical)
+            train = crystals
+            self.skipped = list(dict.fromkeys(self.skipped + skipped_val))  # val may be train
         else:
             order = torch.randperm(len(crystals), generator=torch.Generator().manual_seed(self.seed))
             num_val = max(1, round(self.config.val_fraction * len(crystals))) if len(crystals) > 1 else 0

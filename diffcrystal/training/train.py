@@ -4,12 +4,20 @@ Layout of a run folder ``out_dir`` (default ``runs/<config name>``)::
 
     config.yaml              the resolved experiment config
     checkpoints/last.ckpt    Lightning checkpoint for --resume (every N steps)
-    logs/                    CSV (and TensorBoard, when installed) logs
+    logs/metrics.csv         CSV log of the losses (the whole history, across resumes)
+    skipped.csv              data entries that could not be read (source, reason), if any
     generator.safetensors    EMA weights + config + data statistics, for `diffcrystal sample`
+
+Everything that can be checked is checked before the folder is created: the resume file
+(:mod:`~diffcrystal.training.resume`), that the folder can be written and holds no other run
+(:mod:`~diffcrystal.training.run_folder`), the data, and the Trainer settings. A bad input
+is one :class:`~diffcrystal.errors.InputError` and leaves nothing behind.
 """
 
 from __future__ import annotations
 
+import csv
+import io
 import platform
 import time
 from dataclasses import dataclass
@@ -19,14 +27,27 @@ import lightning as L
 import torch
 import yaml
 from lightning.pytorch.callbacks import Callback, EMAWeightAveraging, ModelCheckpoint
+from lightning.fabric.utilities.exceptions import MisconfigurationException
 from lightning.pytorch.loggers import CSVLogger
 
+from diffcrystal.atomic_write import atomic_write_text
 from diffcrystal.checkpoint import save_checkpoint
+from diffcrystal.errors import InputError
 from diffcrystal.training.config import ExperimentConfig
 from diffcrystal.training.datamodule import CrystalDataModule
 from diffcrystal.training.module import DiffusionModule
+from diffcrystal.training.resume import check_resume
+from diffcrystal.training.run_folder import (
+    GENERATOR_NAME,
+    LAST_CHECKPOINT,
+    METRICS_FILE,
+    check_run_folder,
+    metrics_before,
+    restore_metrics,
+)
 
-GENERATOR_NAME = "generator.safetensors"
+SKIPPED_NAME = "skipped.csv"
+"""Data entries the reader could not use, one ``source, reason`` row each."""
 
 
 def _hardware() -> str:
@@ -92,9 +113,21 @@ class ExportGenerator(Callback):
 
 @dataclass(frozen=True)
 class TrainResult:
+    """``generator_path`` and ``run_dir`` of the run, its final ``global_step``, and how many
+    data entries were skipped (listed in ``run_dir/skipped.csv``)."""
+
     generator_path: Path
     run_dir: Path
     global_step: int
+    num_skipped: int = 0
+
+
+def _skipped_csv(skipped) -> str:
+    text = io.StringIO()
+    writer = csv.writer(text)
+    writer.writerow(["source", "reason"])
+    writer.writerows([entry.source, entry.reason] for entry in skipped)
+    return text.getvalue()
 
 
 def train(
@@ -106,12 +139,15 @@ def train(
     """Train the experiment's denoiser and export ``generator.safetensors`` into ``out_dir``.
 
     ``resume``: a Lightning checkpoint (``checkpoints/last.ckpt``) to continue from; it is
-    loaded with ``weights_only=True``.
+    loaded with ``weights_only=True``, and the loss history logged before its step (in the
+    ``logs/metrics.csv`` of the run folder holding it) is kept. Without ``resume``, a folder
+    that already holds a run is refused. Raises :class:`InputError` before writing anything
+    when an input is bad.
     """
     train_cfg = config.train
     run_dir = Path(out_dir or Path("runs") / config.name)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "config.yaml").write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
+    resume_step = check_resume(resume, config) if resume is not None else 0
+    check_run_folder(run_dir, resuming=resume is not None)
     if train_cfg.num_threads:
         torch.set_num_threads(train_cfg.num_threads)
     torch.set_float32_matmul_precision(train_cfg.matmul_precision)
@@ -123,7 +159,7 @@ def train(
 
     ema = EMAWeightAveraging(decay=train_cfg.ema_decay)
     checkpoints = ModelCheckpoint(
-        dirpath=run_dir / "checkpoints",
+        dirpath=run_dir / LAST_CHECKPOINT.parent,
         filename="step{step}",
         auto_insert_metric_name=False,
         every_n_train_steps=train_cfg.checkpoint_every_n_steps,
@@ -132,21 +168,35 @@ def train(
         monitor=None,
     )
     exporter = ExportGenerator(run_dir / GENERATOR_NAME, ema, train_cfg.checkpoint_every_n_steps)
-    loggers = [CSVLogger(run_dir, name="logs", version="")]
-    trainer = L.Trainer(
-        max_epochs=train_cfg.max_epochs,
-        max_steps=train_cfg.max_steps,
-        accelerator=train_cfg.accelerator,
-        devices=train_cfg.devices,
-        strategy=train_cfg.strategy,
-        precision=train_cfg.precision,
-        gradient_clip_val=train_cfg.gradient_clip_val,
-        log_every_n_steps=train_cfg.log_every_n_steps,
-        callbacks=[ema, checkpoints, exporter],
-        logger=loggers,
-        enable_progress_bar=progress,
-        enable_model_summary=progress,
-        default_root_dir=run_dir,
-    )
+    logger = CSVLogger(run_dir, name=METRICS_FILE.parent.name, version="")
+    try:
+        trainer = L.Trainer(
+            max_epochs=train_cfg.max_epochs,
+            max_steps=train_cfg.max_steps,
+            accelerator=train_cfg.accelerator,
+            devices=train_cfg.devices,
+            strategy=train_cfg.strategy,
+            precision=train_cfg.precision,
+            gradient_clip_val=train_cfg.gradient_clip_val,
+            log_every_n_steps=train_cfg.log_every_n_steps,
+            callbacks=[ema, checkpoints, exporter],
+            logger=[logger],
+            enable_progress_bar=progress,
+            enable_model_summary=progress,
+            default_root_dir=run_dir,
+        )
+    except (MisconfigurationException, ValueError, RuntimeError) as error:
+        message = " ".join(str(error).split())
+        raise InputError(f"invalid train settings (accelerator/devices/strategy/precision): {message}") from None
+
+    if trainer.is_global_zero:
+        history = metrics_before(Path(resume).resolve().parents[1] / METRICS_FILE, resume_step) if resume else ([], [])
+        run_dir.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(run_dir / "config.yaml", yaml.safe_dump(config.to_dict(), sort_keys=False))
+        if datamodule.skipped:
+            atomic_write_text(run_dir / SKIPPED_NAME, _skipped_csv(datamodule.skipped))
+        else:
+            (run_dir / SKIPPED_NAME).unlink(missing_ok=True)
+        restore_metrics(logger.experiment, *history)  # creating the experiment empties metrics.csv
     trainer.fit(module, datamodule=datamodule, ckpt_path=resume, weights_only=True)
-    return TrainResult(run_dir / GENERATOR_NAME, run_dir, int(trainer.global_step))
+    return TrainResult(run_dir / GENERATOR_NAME, run_dir, int(trainer.global_step), len(datamodule.skipped))

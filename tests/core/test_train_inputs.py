@@ -1,0 +1,230 @@
+"""``diffcrystal train`` with bad input: a mistyped config, an unwritable or occupied run
+folder, a bad resume file, Trainer settings Lightning rejects, unreadable data rows. Each is
+one line on stderr, exit code 1, and nothing written; resuming keeps the loss history."""
+
+import csv
+import os
+
+import lightning as L
+import pytest
+import torch
+import yaml
+from ase.io import write
+from pymatgen.core import Lattice, Structure
+
+from diffcrystal.cli.main import main
+from diffcrystal.data.crystal import Crystal
+from diffcrystal.training.config import ExperimentConfig
+
+
+def write_config(folder, values, name: str = "config.yaml") -> str:
+    path = folder / name
+    path.write_text(yaml.safe_dump(values))
+    return str(path)
+
+
+def train_cli(config: str, out, *extra) -> int:
+    return main(["train", "--config", config, "--out", str(out), "--quiet", *map(str, extra)])
+
+
+def one_line_error(capsys) -> str:
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("diffcrystal train: error: ") and "\n" not in err, err
+    return err.removeprefix("diffcrystal train: error: ")
+
+
+@pytest.mark.parametrize(
+    ("section", "key", "value", "expected"),
+    [
+        ("data", "batch_size", "lots", "invalid config value data.batch_size: 'lots' (str); expected int"),
+        ("train", "learning_rate", "fast", "invalid config value train.learning_rate: 'fast' (str); expected float"),
+        ("train", "max_steps", 2.5, "invalid config value train.max_steps: 2.5 (float); expected int"),
+        ("data", "canonical", "yes", "invalid config value data.canonical: 'yes' (str); expected bool (true/false)"),
+        ("data", "train", ["a.csv", 3], "invalid config value data.train: ['a.csv', 3] (list); expected str or list of str"),
+        ("model", "l_max", "two", "invalid config value model.l_max: 'two' (str); expected int"),
+        ("diffusion", "lattice_clip_x0", "big", "invalid config value diffusion.lattice_clip_x0: 'big' (str); "
+                                                "expected float or null"),
+        ("train", "precision", 32, "invalid config value train.precision: 32 (int); expected one of '32-true', "
+                                   "'bf16-mixed', '16-mixed', '64-true'"),
+        ("train", "ema_decay", 1.5, "invalid config value train.ema_decay: 1.5; expected in [0, 1)"),
+        ("data", "batch_size", 0, "invalid config value data.batch_size: 0; expected >= 1"),
+    ],
+)
+def test_mistyped_config_value_is_one_line_and_writes_nothing(
+    tmp_path, capsys, tiny_data, make_config, section, key, value, expected
+):
+    values = make_config(tiny_data)
+    values.setdefault(section, {})[key] = value
+    out = tmp_path / "run"
+    assert train_cli(write_config(tmp_path, values), out) == 1
+    assert one_line_error(capsys) == expected
+    assert not out.exists()
+
+
+def test_yaml_1_1_numbers_written_as_strings_are_converted(tmp_path, tiny_data, make_config):
+    """PyYAML reads ``1e-3`` and ``1e4`` (no decimal point) as strings; float fields and whole
+    int fields convert them, and the run's saved config holds the numbers."""
+    values = make_config(tiny_data)
+    text = yaml.safe_dump(values).replace("learning_rate: 0.003", "learning_rate: 3e-3")
+    text = text.replace("max_epochs: 1000", "max_epochs: 1e3")
+    assert "3e-3" in text and "1e3" in text
+    path = tmp_path / "config.yaml"
+    path.write_text(text)
+    assert yaml.safe_load(text)["train"]["learning_rate"] == "3e-3"  # the trap
+    assert main(["train", "--config", str(path), "--out", str(tmp_path / "run"), "--max-steps", "1", "--quiet"]) == 0
+    saved = yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())
+    assert saved["train"]["learning_rate"] == 0.003 and saved["train"]["max_epochs"] == 1000
+    values["train"]["max_epochs"] = "1.5e0"
+    with pytest.raises(ValueError, match=r"train.max_epochs: '1.5e0' \(str\); expected int"):
+        ExperimentConfig.from_dict(values)
+
+
+def test_command_line_overrides_are_checked(tmp_path, capsys, tiny_data, make_config):
+    assert train_cli(write_config(tmp_path, make_config(tiny_data)), tmp_path / "run", "--max-steps", "0") == 1
+    assert one_line_error(capsys) == "invalid config value train.max_steps: 0; expected >= 1 or -1 (no limit)"
+    assert not (tmp_path / "run").exists()
+
+
+def test_run_folder_under_a_file_is_refused_before_any_work(tmp_path, capsys, tiny_data, make_config):
+    blocker = tmp_path / "blocker.txt"
+    blocker.write_text("a file, not a folder")
+    config = write_config(tmp_path, make_config(tiny_data))
+    assert train_cli(config, blocker / "run") == 1
+    assert one_line_error(capsys) == f"cannot create run folder {blocker / 'run'}: {blocker} is a file, not a folder"
+    assert train_cli(config, blocker) == 1
+    assert one_line_error(capsys) == f"run folder {blocker} is an existing file, not a folder; choose another --out"
+    assert blocker.read_text() == "a file, not a folder"
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only folders")
+def test_read_only_run_folder_is_refused_before_any_work(tmp_path, capsys, tiny_data, make_config):
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o555)
+    try:
+        assert train_cli(write_config(tmp_path, make_config(tiny_data)), locked / "run") == 1
+        assert one_line_error(capsys).startswith(f"cannot write run folder {locked / 'run'}: {locked} is not writable")
+    finally:
+        locked.chmod(0o755)
+    assert list(locked.iterdir()) == []
+
+
+def test_read_only_file_system_is_refused(tmp_path, capsys, tiny_data, make_config):
+    """/proc refuses new files even to root: the probe write finds it, not the permission bits."""
+    if not os.path.isdir("/proc/self"):
+        pytest.skip("no /proc on this platform")
+    assert train_cli(write_config(tmp_path, make_config(tiny_data)), "/proc/diffcrystal-run") == 1
+    assert one_line_error(capsys).startswith("cannot write run folder /proc/diffcrystal-run: /proc is not writable")
+
+
+def test_trainer_settings_lightning_rejects_are_one_line(tmp_path, capsys, tiny_data, make_config):
+    values = make_config(tiny_data, strategy="no-such-strategy")
+    assert train_cli(write_config(tmp_path, values), tmp_path / "run") == 1
+    message = one_line_error(capsys)
+    assert message.startswith("invalid train settings (accelerator/devices/strategy/precision): ")
+    assert "no-such-strategy" in message
+    assert not (tmp_path / "run").exists()
+
+
+class Interrupt(L.Callback):
+    """Stops training as a Ctrl-C would, once ``at_step`` optimiser steps are done."""
+
+    def __init__(self, at_step: int):
+        self.at_step = at_step
+
+    def on_train_batch_end(self, trainer, *args):
+        if trainer.global_step >= self.at_step:
+            raise KeyboardInterrupt
+
+
+def interrupted_run(tmp_path, monkeypatch, config_values, at_step: int):
+    """A run of ``config_values`` in ``tmp_path / 'run'`` stopped after ``at_step`` steps."""
+    import diffcrystal.training.train as training
+
+    original = L.Trainer
+
+    def make(*args, callbacks=(), **kwargs):
+        return original(*args, callbacks=list(callbacks) + [Interrupt(at_step)], **kwargs)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(training.L, "Trainer", make)
+        with pytest.raises(SystemExit):  # Lightning shuts down gracefully, then exits
+            training.train(ExperimentConfig.from_dict(config_values), tmp_path / "run", progress=False)
+    return tmp_path / "run"
+
+
+def logged_steps(run) -> list[int]:
+    with open(run / "logs" / "metrics.csv", newline="") as stream:
+        return [int(row["step"]) for row in csv.DictReader(stream) if row["train/loss"]]
+
+
+def test_resume_keeps_the_loss_history(tmp_path, monkeypatch, capsys, tiny_data, make_config):
+    values = make_config(tiny_data, max_steps=10, checkpoint_every_n_steps=4)
+    run = interrupted_run(tmp_path, monkeypatch, values, at_step=6)
+    assert logged_steps(run)[:4] == [0, 1, 2, 3]
+    last = run / "checkpoints" / "last.ckpt"
+    assert torch.load(last, weights_only=True)["global_step"] == 4
+    assert train_cli(write_config(tmp_path, values), run, "--resume", last) == 0
+    assert "trained 10 steps" in capsys.readouterr().out
+    assert logged_steps(run) == list(range(10))  # steps before the checkpoint kept, later ones once
+
+
+def test_occupied_run_folder_needs_resume(tmp_path, capsys, tiny_data, make_config):
+    values = make_config(tiny_data, max_steps=1)
+    config = write_config(tmp_path, values)
+    assert train_cli(config, tmp_path / "run") == 0
+    generator = (tmp_path / "run" / "generator.safetensors").read_bytes()
+    capsys.readouterr()
+    assert train_cli(config, tmp_path / "run") == 1
+    assert one_line_error(capsys) == (
+        f"{tmp_path / 'run'} already holds a training run (generator.safetensors); pass --resume "
+        f"{tmp_path / 'run' / 'checkpoints' / 'last.ckpt'} to continue it, or choose another --out"
+    )
+    assert (tmp_path / "run" / "generator.safetensors").read_bytes() == generator
+
+
+def test_bad_resume_files_are_one_line(tmp_path, capsys, tiny_data, make_config):
+    values = make_config(tiny_data, max_steps=2)
+    config = write_config(tmp_path, values)
+    assert train_cli(config, tmp_path / "first") == 0
+    last = tmp_path / "first" / "checkpoints" / "last.ckpt"
+    truncated = tmp_path / "truncated.ckpt"
+    truncated.write_bytes(last.read_bytes()[:1000])
+    foreign = tmp_path / "foreign.ckpt"
+    torch.save({"weights": torch.zeros(2)}, foreign)
+    other_model = dict(values, model=dict(values["model"], num_layers=2))
+    cases = [
+        (tmp_path / "absent.ckpt", config, f"resume checkpoint not found: {tmp_path / 'absent.ckpt'}"),
+        (truncated, config, f"cannot resume from {truncated}: not a readable Lightning checkpoint ("),
+        (tmp_path / "first" / "generator.safetensors", config,
+         f"cannot resume from {tmp_path / 'first' / 'generator.safetensors'}: not a Lightning checkpoint of "
+         "diffcrystal train (missing ['state_dict', 'global_step', 'loops', 'hyper_parameters']); resume from "
+         "a run's checkpoints/last.ckpt"),
+        (foreign, config, f"cannot resume from {foreign}: not a Lightning checkpoint of diffcrystal train (missing "),
+        (last, write_config(tmp_path, other_model, "other_model.yaml"),
+         f"cannot resume from {last}: it was trained with model.num_layers = 1, the config says 2"),
+    ]
+    capsys.readouterr()
+    for resume, config_path, expected in cases:
+        assert train_cli(config_path, tmp_path / "second", "--resume", resume) == 1
+        message = one_line_error(capsys)
+        assert message.startswith(expected), message
+        assert not (tmp_path / "second").exists()
+
+
+def test_unreadable_rows_are_listed_in_the_run_folder(tmp_path, capsys, tiny_data, make_config):
+    """A structure with c = 0.01 Å (atoms 0.01 Å from their own images) is skipped, counted
+    on stdout and listed with its frame and reason in skipped.csv."""
+    from ase.io import read
+
+    flat = Crystal.from_structure(Structure(Lattice.orthorhombic(5.0, 5.0, 0.01), ["Cu"], [[0, 0, 0]]))
+    data = tmp_path / "with_flat.extxyz"
+    write(data, read(tiny_data, ":") + [flat.to_atoms()], format="extxyz")
+    values = make_config(data, max_steps=1)
+    assert train_cli(write_config(tmp_path, values), tmp_path / "run") == 0
+    out = capsys.readouterr().out
+    assert f"skipped 1 data entries that could not be read: {tmp_path / 'run' / 'skipped.csv'}" in out
+    with open(tmp_path / "run" / "skipped.csv", newline="") as stream:
+        (row,) = list(csv.DictReader(stream))
+    assert row["source"].startswith("with_flat.extxyz frame 4")
+    assert row["reason"].startswith("atoms too close to their own periodic image: 0.01 Å")
