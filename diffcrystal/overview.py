@@ -62,6 +62,10 @@ PROPERTIES = {
 DISTANCE_TITLE = "shortest interatomic distance (Å)"
 SPACE_GROUP_TITLE = "space groups (spglib, 0.1 Å)"
 ENERGY_TITLE = "relaxed energy per atom (eV/atom)"
+ENERGY_STATUSES = ("converged", "not_converged")
+"""Relaxation statuses whose energy the energy panel shows (converged and not converged
+apart); exploded and failed relaxations have none."""
+
 NO_CRYSTAL = "no crystal"
 NO_SPACE_GROUP = "none found"
 
@@ -72,7 +76,8 @@ class StructureStats:
 
     ``space_group`` as ``'Pm-3m (221)'``, :data:`NO_SPACE_GROUP` or :data:`NO_CRYSTAL`;
     ``volume_per_atom_A3`` Å³/atom; ``density_g_cm3`` g/cm³; ``min_distance_A`` Å;
-    ``energy_per_atom_eV`` eV/atom (relaxed structures that may enter a ranking only).
+    ``energy_per_atom_eV`` eV/atom (relaxations with a status in :data:`ENERGY_STATUSES`
+    only) and whether that relaxation ``converged``.
     """
 
     space_group: str
@@ -80,6 +85,7 @@ class StructureStats:
     density_g_cm3: float
     min_distance_A: float
     energy_per_atom_eV: float = math.nan
+    converged: bool = False
 
 
 # ---------------------------------------------------------------------- training summary
@@ -180,9 +186,10 @@ def stats_from_relaxed(results: Sequence) -> list[StructureStats]:
             continue
         crystal = result.crystal
         group = f"{result.space_group} ({result.space_group_number})" if result.space_group_number else NO_SPACE_GROUP
-        energy = result.energy_per_atom if result.rankable else math.nan
+        energy = result.energy_per_atom if result.status in ENERGY_STATUSES else math.nan
         stats.append(StructureStats(group, crystal.volume / crystal.num_atoms,
-                                    float(crystal.to_structure().density), min_distance(crystal), energy))
+                                    float(crystal.to_structure().density), min_distance(crystal), energy,
+                                    bool(result.converged)))
     return stats
 
 
@@ -251,15 +258,24 @@ def _distance_panel(axes, series: Mapping[str, Sequence[StructureStats]]) -> Non
 
 
 def _energy_panel(axes, series: Mapping[str, Sequence[StructureStats]], potential: str) -> None:
-    energies = np.concatenate([_finite(s.energy_per_atom_eV for s in stats) for stats in series.values()]
-                              + [np.empty(0)])
-    if not energies.size:
-        axes.text(0.5, 0.5, "no structure relaxed to a rankable energy", ha="center", va="center",
+    pooled = [s for stats in series.values() for s in stats if math.isfinite(s.energy_per_atom_eV)]
+    if not pooled:
+        axes.text(0.5, 0.5, "no relaxation ended with an energy", ha="center", va="center",
                   transform=axes.transAxes, fontsize=8)
         return
-    axes.hist(energies, bins=PLOT_BINS, color="tab:green", alpha=0.7, label=f"{energies.size} relaxed")
-    axes.axvline(energies.min(), color="black", linestyle="--", linewidth=1,
-                 label=f"lowest {energies.min():.3f} eV/atom")
+    energies = np.array([s.energy_per_atom_eV for s in pooled])
+    low, high = float(energies.min()), float(energies.max())
+    if high <= low:
+        low, high = low - 0.05, high + 0.05
+    for converged, label in ((True, "converged"), (False, "not converged")):
+        part = [s.energy_per_atom_eV for s in pooled if s.converged == converged]
+        if part:
+            axes.hist(part, bins=PLOT_BINS, range=(low, high), histtype="step", linewidth=1.5,
+                      label=f"{label} ({len(part)})")
+    converged = [s.energy_per_atom_eV for s in pooled if s.converged]
+    if converged:
+        axes.axvline(min(converged), color="black", linestyle="--", linewidth=1,
+                     label=f"lowest converged {min(converged):.3f}")
     axes.set_xlabel(f"eV/atom ({potential})")
     axes.set_ylabel("structures")
 
@@ -327,4 +343,29 @@ def write_sample_overview(folder: str | Path) -> Path:
     path = folder / OVERVIEW_NAME
     plot_overview({"sampled": stats}, path, training=run_training_summary(folder),
                   title=f"{folder.name}: {len(stats)} structures sampled")
+    return path
+
+
+def write_rank_overview(report, inputs: Sequence[str | Path], out_dir: str | Path) -> Path:
+    """``overview.png`` of a ``diffcrystal rank`` run in ``out_dir``: the relaxed structures of
+    ``report`` (a :class:`~diffcrystal.potential.rank.RankingReport`) beside the sampled ones
+    (from the ``summary.csv`` of each input sample folder), with an energy panel."""
+    from diffcrystal.sample_writer import SUMMARY_NAME
+
+    sampled: list[StructureStats] = []
+    training = None
+    for folder in (Path(p) for p in inputs):
+        summary = folder / SUMMARY_NAME
+        if folder.is_dir() and summary.is_file():
+            with open(summary, newline="") as handle:
+                header = next(csv.reader(handle), [])
+            if set(PROPERTIES) <= set(header):
+                sampled.extend(stats_from_summary(summary))
+            training = training or run_training_summary(folder)
+    series = {"sampled": sampled} if sampled else {}
+    series["relaxed"] = stats_from_relaxed(report.results)
+    path = Path(out_dir) / OVERVIEW_NAME
+    plot_overview(series, path, training=training, potential=report.potential.split("/")[-1],
+                  title=f"{len(report.results)} relaxed with {report.potential.split('/')[-1]}, "
+                        f"{len(report.entries)} distinct converged crystals")
     return path

@@ -3,7 +3,8 @@
 Writes ``<out>/relaxed/`` (CIFs + summary of every structure), ``<out>/ranked.csv`` (one row per
 distinct *converged* crystal, lowest energy per atom first, with group size, space group and the
 potential), ``<out>/ranked_unconverged.csv`` (the same for structures still above ``--fmax`` at
-the step cap, ranked separately) and ``<out>/ranking.png``. With ``--reference`` (a folder of
+the step cap, ranked separately), ``<out>/ranking.png`` and ``<out>/overview.png``
+(:mod:`diffcrystal.overview`, with the relaxed energies). With ``--reference`` (a folder of
 known phases as CIFs) they are relaxed with the same potential and each candidate's energy above
 their convex hull is reported.
 """
@@ -23,6 +24,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from diffcrystal.overview import write_rank_overview
     from diffcrystal.potential.io import SUMMARY_NAME
     from diffcrystal.potential.rank import RELAXED_FOLDER, relax_and_rank
 
@@ -35,5 +37,6 @@ def run(args: argparse.Namespace) -> int:
     if report.unconverged:
         print(f"{len(report.unconverged)} distinct crystals not converged in {args.steps} steps, "
               f"ranked separately (their energies are not minima): {report.unconverged_csv}")
-    print(f"plot: {report.plot}; every structure: {out / RELAXED_FOLDER / SUMMARY_NAME}")
+    overview = write_rank_overview(report, args.inputs, out)
+    print(f"plots: {report.plot}, {overview}; every structure: {out / RELAXED_FOLDER / SUMMARY_NAME}")
     return 0
