@@ -173,3 +173,64 @@ def test_spawned_workers_work_too():
     a = S.generic_three()
     result = run([[a], [S.strained(a, 1.5)]], [a, a], workers=2, start_method="spawn")
     assert result.n_matched_at_1 == 1 and result.n_targets == 2
+
+
+def displaced_to_rms(target: Crystal, rms: float) -> Crystal:
+    """``target`` with atom 0 moved along x so that the matcher's RMS is ``rms`` (inverting
+    :func:`expected_single_displacement_rms`)."""
+    n = target.num_atoms
+    length = (target.volume / n) ** (1.0 / 3.0)
+    return S.displaced(target, 0, [rms * n * length / math.sqrt(n - 1), 0.0, 0.0])
+
+
+def test_precise_share_counts_targets_below_each_threshold_at_1_and_at_k():
+    targets = [S.generic_three(a=a) for a in (4.0, 4.1, 4.2, 4.3)]
+    rms = [[0.03, 0.2], [0.07, 0.04], [0.2, 0.09], [0.12, 0.15]]  # per target, first and second candidate
+    predictions = [[displaced_to_rms(t, r) for r in rs] for t, rs in zip(targets, rms)]
+    result = run(predictions, targets, measure_diversity=False)
+    assert [c.rms for t in result.per_target for c in t.candidates] == pytest.approx(sum(rms, []), rel=1e-6)
+    # @1 uses [0.03, 0.07, 0.2, 0.12]; @k the best of each pair: [0.03, 0.04, 0.09, 0.12]
+    assert (result.n_precise("1", 0.1), result.n_precise("1", 0.05)) == (2, 1)
+    assert (result.n_precise("k", 0.1), result.n_precise("k", 0.05)) == (3, 2)
+    summary = result.summary()
+    assert summary["n_rmse_below_0.1_at_1"] == 2 and summary["rmse_below_0.1_at_1_percent"] == 50.0
+    assert summary["n_rmse_below_0.05_at_k"] == 2 and summary["rmse_below_0.05_at_k_percent"] == 50.0
+    rows = {name: (value, counts) for name, value, counts in result.table_rows()}
+    assert rows["RMSE < 0.1 @1"] == ("50.00 %", "2 / 4 targets")
+    assert rows["RMSE < 0.05 @2"] == ("50.00 %", "2 / 4 targets")
+    assert rows["RMSE < 0.1 @2"] == ("75.00 %", "3 / 4 targets")
+
+
+def test_diversity_counts_distinct_samples_per_target():
+    a, nacl = S.perovskite(), S.rocksalt()
+    cscl_type = Crystal(np.eye(3) * 3.3, [[0, 0, 0], [0.5, 0.5, 0.5]], [S.NA, S.CL])
+    layered = Crystal(np.diag([3.0, 3.0, 9.0]), [[0, 0, 0], [0, 0, 0.5]], [S.NA, S.CL])
+    predictions = [
+        # the same crystal twice (moved), a strained one and a missing one: 2 distinct of 4
+        [a, S.rotated_permuted_shifted(a, 1), S.strained(a, 1.5), None],
+        # rock salt twice (moved), CsCl type, a tetragonal layered cell: 3 distinct of 4
+        [nacl, cscl_type, layered, S.rotated_permuted_shifted(nacl, 2)],
+        [None, None, None, None],  # no sample at all: left out of the mean, counted
+    ]
+    result = run(predictions, [a, nacl, nacl])
+    diversity = result.diversity
+    assert diversity.distinct == (2, 3, None)
+    assert diversity.mean_distinct == 2.5 and diversity.mean_distinct_per_k == 0.625
+    summary = result.summary()
+    assert summary["diversity_n_targets"] == 2 and summary["diversity_n_targets_without_samples"] == 1
+    assert ("distinct samples @4", "0.625 of k", "mean 2.50 distinct of 4, over 2 targets") in result.table_rows()
+    assert result.to_dict()["diversity_per_target"] == [2, 3, None]
+    assert run([[a]], [a]).diversity is None  # k = 1: nothing to compare
+
+
+def test_diversity_grouping_error_is_counted_not_raised(monkeypatch):
+    from pymatgen.analysis.structure_matcher import StructureMatcher
+
+    def broken(self, structures, anonymous=False):
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(StructureMatcher, "group_structures", broken)
+    a = S.perovskite()
+    result = run([[a, a]], [a])
+    assert result.diversity.n_errors == 1 and result.diversity.mean_distinct is None
+    assert "1 grouping errors" in result.diversity.table_rows()[0][2]

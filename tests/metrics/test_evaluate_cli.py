@@ -1,0 +1,127 @@
+"""`diffcrystal evaluate` as the user runs it: baselines, precise share, histogram, output folder."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+from diffcrystal.cli.main import main
+
+_spec = importlib.util.spec_from_file_location("_structures", Path(__file__).with_name("_structures.py"))
+S = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(S)
+
+
+def write_extxyz(path: Path, crystals) -> Path:
+    from ase.io import write
+
+    write(path, [c.to_atoms() for c in crystals], format="extxyz")
+    return path
+
+
+@pytest.fixture
+def perovskite_files(tmp_path):
+    """A test file of three cubic SrTiO3 targets (moved copies) and a training file."""
+    test = write_extxyz(tmp_path / "test.extxyz", [S.rotated_permuted_shifted(S.perovskite(), s) for s in range(3)])
+    train = write_extxyz(tmp_path / "train.extxyz", [S.perovskite(a=4.0), S.perovskite(a=3.9)])
+    return test, train
+
+
+def evaluate(*args: str) -> int:
+    return main(["evaluate", "--workers", "1", "--quiet", *args])
+
+
+def test_prototype_baseline_report(tmp_path, perovskite_files, capsys):
+    test, train = perovskite_files
+    out = tmp_path / "eval"
+    assert evaluate("--baseline", "prototype", "--data", str(test), "--train-data", str(train), "--k", "8",
+                    "--out", str(out)) == 0
+    data = json.loads((out / "metrics.json").read_text())
+    assert data["extra"]["method"] == "baseline prototype" and data["extra"]["checkpoint"] is None
+    summary = data["summary"]
+    # Every prototype with Sr on the A site is the target exactly: each match is precise.
+    assert summary["n_rmse_below_0.05_at_1"] == summary["n_matched_at_1"]
+    assert summary["n_matched_at_k"] == 3 and summary["n_rmse_below_0.05_at_k"] == 3
+    assert summary["diversity_mean_distinct"] == 2.0  # Sr on A or on B: two structures among 8
+    printed = capsys.readouterr().out
+    assert "# diffcrystal csp metrics (baseline prototype)" in printed
+    assert "| RMSE < 0.1 @8 | 100.00 % | 3 / 3 targets |" in printed
+    assert "| distinct samples @8 | 0.250 of k |" in printed
+    assert (out / "rmse_histogram.png").read_bytes().startswith(b"\x89PNG")
+
+
+def test_prototype_baseline_refuses_a_non_perovskite_in_one_line(tmp_path, perovskite_files, capsys):
+    _, train = perovskite_files
+    test = write_extxyz(tmp_path / "nacl.extxyz", [S.rocksalt()])
+    assert evaluate("--baseline", "prototype", "--data", str(test), "--train-data", str(train), "--k", "1",
+                    "--out", str(tmp_path / "o")) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("diffcrystal evaluate: error: --baseline prototype builds ABX3") and "NaCl" in err
+    assert len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "o" / "metrics.json").exists()
+
+
+def test_train_baseline_counts_targets_without_a_training_structure_of_their_size(tmp_path, capsys):
+    target = S.generic_three()
+    test = write_extxyz(tmp_path / "test.extxyz", [target, S.rocksalt()])
+    train = write_extxyz(tmp_path / "train.extxyz", [S.rotated_permuted_shifted(target, 4), S.perovskite()])
+    out = tmp_path / "eval"
+    assert evaluate("--baseline", "train", "--data", str(test), "--train-data", str(train), "--k", "2",
+                    "--out", str(out)) == 0
+    data = json.loads((out / "metrics.json").read_text())
+    summary, extra = data["summary"], data["extra"]
+    assert summary["n_targets"] == 2 and summary["n_matched_at_1"] == 1 and summary["n_missing"] == 2
+    assert summary["rmse_at_1"] == pytest.approx(0.0, abs=1e-6)  # the target is the training structure
+    assert extra["method"] == "baseline train" and extra["num_targets_without_candidates"] == 1
+    assert data["per_target"][1]["candidates"][0]["status"] == "missing"
+    assert "Targets without a training structure of their atom count: 1 of 2" in capsys.readouterr().out
+
+
+def test_baseline_without_training_data_is_a_one_line_error(tmp_path, perovskite_files, capsys):
+    test, _ = perovskite_files
+    assert evaluate("--baseline", "train", "--data", str(test), "--out", str(tmp_path / "o")) == 1
+    err = capsys.readouterr().err
+    assert "--baseline train needs training structures: pass --train-data" in err
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_baseline_takes_the_training_data_recorded_in_the_checkpoint(shared_data):
+    from diffcrystal.checkpoint import bundled_checkpoint
+    from diffcrystal.cli.evaluate import checkpoint_train_data
+
+    paths = checkpoint_train_data(bundled_checkpoint("perov5_carbon24_csp"))
+    assert [(p.parent.name, p.name) for p in paths] == [("perov_5", "train.csv"), ("carbon_24", "train.csv")]
+    assert all(p.resolve() == (shared_data / p.parent.name / p.name).resolve() for p in paths)
+
+
+@pytest.mark.parametrize("baseline", [None, "train"])
+def test_unwritable_output_folder_fails_before_reading_or_sampling(tmp_path, perovskite_files, capsys, monkeypatch,
+                                                                   baseline):
+    import diffcrystal.evaluation
+    import diffcrystal.generator
+
+    def forbidden(*args, **kwargs):
+        raise AssertionError("must not be reached")
+
+    monkeypatch.setattr(diffcrystal.evaluation, "read_crystals", forbidden)
+    monkeypatch.setattr(diffcrystal.generator.Generator, "from_checkpoint", forbidden)
+    test, train = perovskite_files
+    blocker = tmp_path / "file"
+    blocker.write_text("kept")
+    method = ["--baseline", baseline, "--train-data", str(train)] if baseline else ["--checkpoint", "perov5_csp"]
+    assert evaluate(*method, "--data", str(test), "--k", "1", "--out", str(blocker / "out")) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"diffcrystal evaluate: error: cannot write to output folder {blocker / 'out'}")
+    assert len(err.strip().splitlines()) == 1 and blocker.read_text() == "kept"
+
+
+def test_default_output_folder_is_named_after_the_method_and_data(tmp_path, perovskite_files, monkeypatch, capsys):
+    test, train = perovskite_files
+    monkeypatch.chdir(tmp_path)
+    assert evaluate("--baseline", "prototype", "--data", str(test), "--train-data", str(train), "--k", "1") == 0
+    out = tmp_path / "evaluation" / f"baseline-prototype_{tmp_path.name}_test"
+    assert sorted(p.name for p in out.iterdir()) == ["metrics.json", "metrics.md", "rmse_histogram.png"]
+    assert f"details in evaluation/baseline-prototype_{tmp_path.name}_test/metrics.json" in capsys.readouterr().out
