@@ -78,10 +78,10 @@ def save_checkpoint(path: str | os.PathLike, tensors: dict[str, torch.Tensor], c
         "tensors_sha256": tensors_sha256(cpu_tensors),
     }
     handle, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.fchmod(handle, default_file_mode())  # mkstemp's 0o600 would make checkpoints private
     os.close(handle)
     try:
         save_file(cpu_tensors, tmp_name, metadata=metadata)
+        os.chmod(tmp_name, default_file_mode())  # as open() would; save_file recreates mkstemp's 0o600 file
         os.replace(tmp_name, path)
     finally:
         if os.path.exists(tmp_name):
