@@ -56,9 +56,11 @@ PEROVSKITE_FORMULA_ATOMS = 5
 
 @dataclass(frozen=True)
 class TrainingGeometries:
-    """Training structures by atom count, the source of both baselines' geometry."""
+    """Training structures by atom count, the source of both baselines' geometry, with each
+    structure's volume per atom (Å³) alongside."""
 
     by_num_atoms: dict[int, tuple[Crystal, ...]]
+    volumes_per_atom: dict[int, np.ndarray]
 
     @classmethod
     def from_crystals(cls, crystals: Sequence[Crystal]) -> "TrainingGeometries":
@@ -67,13 +69,17 @@ class TrainingGeometries:
         groups: dict[int, list[Crystal]] = {}
         for crystal in crystals:
             groups.setdefault(crystal.num_atoms, []).append(crystal)
-        return cls({n: tuple(group) for n, group in sorted(groups.items())})
+        return cls(
+            {n: tuple(group) for n, group in sorted(groups.items())},
+            {n: np.array([c.volume / n for c in group]) for n, group in sorted(groups.items())},
+        )
 
     def median_volume_per_atom(self, num_atoms: int) -> float:
         """Median cell volume per atom (Å³) of the training structures with ``num_atoms``
         atoms, or of all of them when none has that count."""
-        pool = self.by_num_atoms.get(num_atoms) or [c for group in self.by_num_atoms.values() for c in group]
-        return float(np.median([c.volume / c.num_atoms for c in pool]))
+        if num_atoms in self.volumes_per_atom:
+            return float(np.median(self.volumes_per_atom[num_atoms]))
+        return float(np.median(np.concatenate(list(self.volumes_per_atom.values()))))
 
 
 def _perovskite_roles(target: Crystal, index: int) -> tuple[np.ndarray, np.ndarray]:

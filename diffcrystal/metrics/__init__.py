@@ -1,7 +1,12 @@
 """Evaluation metrics of generated crystals, following the CDVAE / DiffCSP protocol.
 
-- :mod:`~diffcrystal.metrics.csp`: crystal-structure prediction, match rate and normalised
-  RMSE @1 and @k with pymatgen's ``StructureMatcher`` (:func:`csp_metrics`).
+- :mod:`~diffcrystal.metrics.csp`: crystal-structure prediction, match rate, normalised
+  RMSE and the precise share (RMSE < 0.1 / 0.05) @1 and @k with pymatgen's
+  ``StructureMatcher`` (:func:`csp_metrics`).
+- :mod:`~diffcrystal.metrics.diversity`: distinct structures among a target's k samples
+  (:func:`sample_diversity`).
+- :mod:`~diffcrystal.metrics.rmse_histogram`: PNG histogram of the matched targets' RMSE
+  (:func:`write_rmse_histogram`).
 - :mod:`~diffcrystal.metrics.denovo`: de novo generation, structural and compositional
   (SMACT) validity, coverage COV-R / COV-P with the CDVAE fingerprints, Wasserstein distances
   of density and number of elements (:func:`denovo_metrics`).
@@ -15,6 +20,7 @@ from diffcrystal.metrics.csp import (
     MATCHER_ANGLE_TOL_DEG,
     MATCHER_LTOL,
     MATCHER_STOL,
+    PRECISE_RMSE_THRESHOLDS,
     CSPMetrics,
     PairResult,
     TargetResult,
@@ -34,8 +40,10 @@ from diffcrystal.metrics.denovo import (
     smact_validity,
     wasserstein,
 )
+from diffcrystal.metrics.diversity import DiversityResult, sample_diversity
 from diffcrystal.metrics.fingerprints import Fingerprints
 from diffcrystal.metrics.report import write_metrics
+from diffcrystal.metrics.rmse_histogram import write_rmse_histogram
 
 __all__ = [
     "COVERAGE_CUTOFFS",
@@ -43,11 +51,13 @@ __all__ = [
     "MATCHER_LTOL",
     "MATCHER_STOL",
     "N_PROPERTY_SAMPLES",
+    "PRECISE_RMSE_THRESHOLDS",
     "CSPMetrics",
     "CoverageCutoffs",
     "CoverageResult",
     "CrystalRecord",
     "DeNovoMetrics",
+    "DiversityResult",
     "Fingerprints",
     "PairResult",
     "TargetResult",
@@ -56,7 +66,9 @@ __all__ = [
     "csp_metrics",
     "cutoffs_for",
     "denovo_metrics",
+    "sample_diversity",
     "smact_validity",
     "wasserstein",
     "write_metrics",
+    "write_rmse_histogram",
 ]

@@ -6,6 +6,8 @@ import importlib.util
 import json
 from pathlib import Path
 
+import pytest
+
 from diffcrystal.metrics import csp_metrics, denovo_metrics, write_metrics
 from diffcrystal.atomic_write import atomic_write_text
 
@@ -57,3 +59,19 @@ def test_atomic_write_replaces_and_leaves_no_temporary(tmp_path):
     atomic_write_text(path, "two")
     assert path.read_text() == "two"
     assert [p.name for p in tmp_path.iterdir()] == ["f.txt"]
+
+
+def test_rmse_histogram_has_one_panel_at_k1_and_two_at_k(tmp_path):
+    from matplotlib.image import imread
+
+    from diffcrystal.metrics import write_rmse_histogram
+
+    target = S.perovskite()
+    one = csp_metrics([[target]], [target], workers=1, progress=False)
+    two = csp_metrics([[S.strained(target, 1.5), target]], [target], workers=1, progress=False)
+    assert one.rmse_values("1") == [pytest.approx(0.0, abs=1e-8)]
+    assert (two.rmse_values("1"), len(two.rmse_values("k"))) == ([], 1)
+    height1, width1, _ = imread(write_rmse_histogram(one, tmp_path / "one.png")).shape
+    height2, width2, _ = imread(write_rmse_histogram(two, tmp_path / "sub" / "two.png", title="t")).shape
+    assert height1 == height2 and width2 == 2 * width1
+    assert sorted(p.name for p in tmp_path.rglob("*")) == ["one.png", "sub", "two.png"]  # no temporary left
