@@ -205,6 +205,10 @@ def _resume_differences(previous: dict, current: dict) -> list[str]:
     differences = []
     for key, option in RESUME_OPTIONS.items():
         old, new = previous.get(key), current.get(key)
+        if key == "checkpoint_sha256" and old != new:  # name the files, not their hashes
+            differences.append(f"{option} {current.get('checkpoint')} (the run used {previous.get('checkpoint')}, "
+                               "a different file)")
+            continue
         if key == "composition" and old is not None and new is not None:
             same = parse_composition(old) == parse_composition(new)
         else:

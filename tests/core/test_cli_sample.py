@@ -2,6 +2,7 @@
 
 import csv
 import json
+from pathlib import Path
 
 import pytest
 
@@ -33,9 +34,25 @@ def test_csp_files_and_summary(tmp_path, tiny_generators, capsys):
         if row["cif"]:
             assert (tmp_path / "out" / row["cif"]).read_text().startswith("# generated using pymatgen")
             assert float(row["volume_per_atom_A3"]) > 0 and int(row["spacegroup_number"]) >= 1
+    assert [r["formula_units"] for r in rows] == ["1", "2", "1"]
+    for row in rows:
+        assert row["valid"] == str(row["structure_valid"] == row["density_plausible"] == "True")
+        assert row["charge_neutral"] == "True"
     run = json.loads((tmp_path / "out" / "run.json").read_text())
     assert run["mode"] == "csp" and run["num_steps"] == int(STEPS) and len(run["checkpoint_sha256"]) == 64
-    assert "valid:" in capsys.readouterr().out
+    assert run["composition"] == "SrTiO3" and run["validity_checks"] == ["structure", "density"]
+    out = capsys.readouterr().out
+    valid = sum(r["valid"] == "True" for r in rows)
+    assert f"valid: {valid}/3 (checks: atoms more than 0.5 Å apart" in out and "van der Waals volume)" in out
+    for z, atoms, members in ((1, 5, [0, 2]), (2, 10, [1])):
+        z_valid = sum(rows[i]["valid"] == "True" for i in members)
+        assert f"Z={z} ({atoms} atoms per cell): {z_valid}/{len(members)} valid" in out
+    assert "SrTiO3 is charge neutral with SMACT's oxidation states" in out
+
+
+def test_run_json_keeps_the_formula_as_typed(tmp_path, tiny_generators):
+    assert run_sample(tiny_generators["csp"], tmp_path / "o", "--composition", "Ti Sr O3", "--n", "1") == 0
+    assert json.loads((tmp_path / "o" / "run.json").read_text())["composition"] == "TiSrO3"  # not 'O3TiSr'
 
 
 def test_same_seed_same_structures(tmp_path, tiny_generators):
@@ -73,10 +90,18 @@ def test_interrupted_run_resumes_to_the_same_result(tmp_path, tiny_generators, m
         assert (tmp_path / "cut" / cif).read_text() == (tmp_path / "full" / cif).read_text()
 
 
-def test_denovo_generates_species(tmp_path, tiny_generators):
+def test_denovo_generates_species(tmp_path, tiny_generators, capsys):
     assert run_sample(tiny_generators["denovo"], tmp_path / "out", "--n", "3") == 0
     rows = summary_rows(tmp_path / "out")
     assert len(rows) == 3 and all(r["formula"] or r["invalid_reason"] for r in rows)
+    assert all(r["formula_units"] == "" for r in rows)
+    for row in rows:  # de novo, SMACT charge neutrality is one of the checks
+        checks = (row["structure_valid"], row["density_plausible"], row["charge_neutral"])
+        assert row["valid"] == str(checks == ("True",) * 3)
+    out = capsys.readouterr().out
+    assert "charge neutral with SMACT's oxidation states)" in out
+    charge_failures = sum(r["charge_neutral"] == "False" for r in rows)
+    assert f"charge {charge_failures}" in out and "Z=" not in out
 
 
 @pytest.mark.parametrize(
@@ -87,6 +112,9 @@ def test_denovo_generates_species(tmp_path, tiny_generators):
         (["--composition", "NaCl", "--n", "0"], "--n must be at least 1"),
         (["--n", "2"], "pass --composition"),
         (["--composition", "NaCl", "--steps", "100000"], "--steps must be in"),
+        (["--composition", "NaCl", "--steps", "0"], "--steps must be in 1..100, got 0"),
+        (["--composition", ""], "--composition is empty"),
+        (["--composition", "  "], "--composition is empty"),
     ],
 )
 def test_bad_requests_are_one_line_errors(tmp_path, tiny_generators, capsys, arguments, message):
@@ -95,11 +123,100 @@ def test_bad_requests_are_one_line_errors(tmp_path, tiny_generators, capsys, arg
     assert code == 1 and message in err and len(err.strip().splitlines()) == 1, err
 
 
-def test_output_that_cannot_be_created(tmp_path, tiny_generators, capsys):
+def never_sample(monkeypatch):
+    from diffcrystal.generator import Generator
+
+    def fail(*_args, **_kwargs):
+        raise AssertionError("sampling started")
+
+    monkeypatch.setattr(Generator, "sample", fail)
+
+
+def test_output_that_cannot_be_created_fails_before_sampling(tmp_path, tiny_generators, capsys, monkeypatch):
+    never_sample(monkeypatch)
     blocker = tmp_path / "file"
     blocker.write_text("")
     assert run_sample(tiny_generators["csp"], blocker / "out", "--composition", "NaCl", "--n", "1") == 1
-    assert "cannot create output folder" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "cannot create output folder" in err and len(err.strip().splitlines()) == 1
+
+
+def test_output_that_cannot_be_written_fails_before_sampling(tmp_path, tiny_generators, capsys, monkeypatch):
+    import tempfile
+
+    never_sample(monkeypatch)
+    out = tmp_path / "out"
+    real_mkstemp = tempfile.mkstemp
+
+    def read_only_folder(*args, dir=None, **kwargs):  # what a read-only mount answers, even to root
+        if dir is not None and Path(dir) == out:
+            raise PermissionError(13, "Permission denied")
+        return real_mkstemp(*args, dir=dir, **kwargs)
+
+    monkeypatch.setattr(tempfile, "mkstemp", read_only_folder)
+    assert run_sample(tiny_generators["csp"], out, "--composition", "NaCl", "--n", "1") == 1
+    err = capsys.readouterr().err
+    assert f"output folder {out} is not writable: Permission denied" in err and len(err.strip().splitlines()) == 1
+
+
+RESUMED = ["--composition", "NaCl", "--n", "4", "--batch-size", "2", "--seed", "3"]
+
+
+@pytest.fixture(scope="module")
+def interrupted_run(tmp_path_factory, tiny_generators):
+    """A run of ``RESUMED`` with 2 of its 4 samples written (as if interrupted)."""
+    out = tmp_path_factory.mktemp("interrupted") / "o"
+    assert run_sample(tiny_generators["csp"], out, *RESUMED, "--n", "2") == 0
+    run = json.loads((out / "run.json").read_text())
+    (out / "run.json").write_text(json.dumps({**run, "n": 4}))
+    return out
+
+
+@pytest.mark.parametrize(
+    "changed, message",
+    [
+        (["--seed", "4"], "--seed 4 (the run used 3)"),
+        (["--composition", "CsCl"], "--composition CsCl (the run used NaCl)"),
+        (["--steps", "5"], "--steps 5 (the run used 6)"),
+        (["--checkpoint", "perov5_csp"], "perov5_csp.safetensors (the run used"),
+    ],
+)
+def test_resume_with_other_options_is_refused(tmp_path, tiny_generators, interrupted_run, capsys, monkeypatch,
+                                              changed, message):
+    import shutil
+
+    out = shutil.copytree(interrupted_run, tmp_path / "o")
+    run_json, summary = (out / "run.json").read_text(), (out / "summary.csv").read_text()
+    never_sample(monkeypatch)
+    options = {"--checkpoint": str(tiny_generators["csp"]), "--steps": STEPS}
+    arguments = RESUMED + ["--out", str(out), "--quiet", "--resume"]
+    for name, value in options.items():
+        if name not in changed:
+            arguments += [name, value]
+    code = main(["sample", *arguments, *changed])
+    err = capsys.readouterr().err
+    assert code == 1 and "cannot resume" in err and message in err and len(err.strip().splitlines()) == 1, err
+    assert (out / "run.json").read_text() == run_json and (out / "summary.csv").read_text() == summary
+
+
+def test_resume_of_a_finished_run_samples_nothing_and_reports_all(tmp_path, tiny_generators, capsys, monkeypatch):
+    args = ("--composition", "NaCl", "--n", "3", "--batch-size", "2", "--formula-units", "1,2")
+    assert run_sample(tiny_generators["csp"], tmp_path / "o", *args) == 0
+    first = capsys.readouterr().out
+    never_sample(monkeypatch)
+    assert run_sample(tiny_generators["csp"], tmp_path / "o", *args, "--resume") == 0
+    again = capsys.readouterr().out
+    assert len(summary_rows(tmp_path / "o")) == 3
+    assert "3 structures in" in again
+    assert first.split("valid:")[1].split("files:")[0] == again.split("valid:")[1].split("files:")[0]
+
+
+def test_resume_without_run_record_is_refused(tmp_path, tiny_generators, capsys):
+    args = ("--composition", "NaCl", "--n", "2")
+    assert run_sample(tiny_generators["csp"], tmp_path / "o", *args) == 0
+    (tmp_path / "o" / "run.json").unlink()
+    assert run_sample(tiny_generators["csp"], tmp_path / "o", *args, "--resume") == 1
+    assert "run.json is missing or unreadable" in capsys.readouterr().err
 
 
 def test_corrupt_checkpoint_is_a_clear_error(tmp_path, tiny_generators, capsys):
