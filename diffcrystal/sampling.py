@@ -191,7 +191,11 @@ def generate_batches(
 def composition_label(composition: str | Composition) -> str:
     """How ``run.json`` names a composition: the user's formula as typed (whitespace removed,
     so ``'YBa2Cu3O7'`` stays ``'YBa2Cu3O7'``), or for a ``{Z: count}`` mapping pymatgen's
-    formula without unit counts (``'Ba2YCu3O7'``)."""
+    formula without unit counts (``'Ba2YCu3O7'``).
+
+    >>> composition_label("Y Ba2Cu3O7"), composition_label({8: 7, 29: 3, 39: 1, 56: 2})
+    ('YBa2Cu3O7', 'Ba2YCu3O7')
+    """
     if isinstance(composition, str):
         return "".join(composition.split())
     from pymatgen.core import Composition as PymatgenComposition
