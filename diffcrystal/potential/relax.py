@@ -169,6 +169,21 @@ def _reduced_formula(atoms) -> str:
     return Composition(atoms.get_chemical_formula()).reduced_formula if len(atoms) else ""
 
 
+TREND_WINDOW_STEPS = 50
+"""Steps over which a relaxation stopped at the step cap reports its energy change."""
+
+
+def _energy_trend(energies: Sequence[float], num_atoms: int) -> str:
+    """``'; energy fell 0.041 eV/atom over the last 50 steps'`` (a relaxation still descending,
+    which more steps may finish) or ``''`` when there are too few steps to tell."""
+    window = min(TREND_WINDOW_STEPS, len(energies) - 1)
+    if window < 1:
+        return ""
+    change = (energies[-1] - energies[-1 - window]) / num_atoms
+    verb = "fell" if change < 0 else "rose"
+    return f"; energy {verb} {abs(change):.3g} eV/atom over the last {window} steps"
+
+
 def _optimizer_class(name: str):
     from ase.optimize import BFGS, FIRE
 
@@ -211,13 +226,11 @@ def _relax_atoms(atoms, calculator, settings: RelaxSettings, label: str, potenti
         cell_filter = FrechetCellFilter(atoms)
         optimizer = _optimizer_class(settings.optimizer)(cell_filter, logfile=None)
 
+        energies: list[float] = []  # eV, one per optimizer step (step 0 first)
+
         def check() -> None:
-            why = explosion_reason(
-                atoms,
-                atoms.get_potential_energy(),
-                atoms.get_forces(),
-                atoms.get_stress(),
-            )
+            energies.append(float(atoms.get_potential_energy()))
+            why = explosion_reason(atoms, energies[-1], atoms.get_forces(), atoms.get_stress())
             if why:
                 raise _Exploded(why)
 
@@ -242,7 +255,8 @@ def _relax_atoms(atoms, calculator, settings: RelaxSettings, label: str, potenti
         result.converged = converged
         result.status = "converged" if converged else "not_converged"
         if not converged:
-            result.reason = f"fmax {settings.fmax} eV/Å not reached in {settings.max_steps} steps"
+            result.reason = (f"fmax {settings.fmax} eV/Å not reached in {settings.max_steps} steps"
+                             + _energy_trend(energies, len(atoms)))
         final = atoms.copy()
         final.calc = None
         crystal = Crystal.from_atoms(final, label=label)

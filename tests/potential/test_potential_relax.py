@@ -90,6 +90,7 @@ def test_step_cap_gives_not_converged_and_not_rankable():
     result = relax_atoms(perturbed(cu3au_l12(), 5), EMT(), RelaxSettings(max_steps=2), "capped", "emt")
     assert result.status == "not_converged" and not result.converged and result.steps == 2
     assert result.max_force > RelaxSettings().fmax and "not reached in 2 steps" in result.reason
+    assert "energy fell" in result.reason and "over the last 2 steps" in result.reason  # still descending
     assert not result.rankable and result.unconverged  # ranked apart from the converged ones
 
 
