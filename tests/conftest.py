@@ -1,6 +1,13 @@
-"""Shared test options: ``--runslow`` runs tests marked ``slow`` (skipped by default and in CI);
-every test uses a temporary dataset cache instead of the user's ``~/.cache/diffcrystal``."""
+"""Shared test options: ``--runslow`` runs tests marked ``slow`` (skipped by default and in CI).
 
+Tests write nothing into ``$HOME``: the dataset cache (``~/.cache/diffcrystal``) and
+matplotlib's config and font cache (``~/.config/matplotlib``, ``~/.cache/matplotlib``) are
+temporary folders for the session (found by running the suite with an empty ``HOME``).
+"""
+
+import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -10,6 +17,23 @@ from diffcrystal.data.cache import CACHE_ENV_VAR
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 """The benchmark CSVs beside the checkout (``../shared/data``); tests that read them skip when
 it is absent."""
+
+
+MPL_ENV_VAR = "MPLCONFIGDIR"
+"""matplotlib's config and cache folder; set before any test module can import matplotlib."""
+
+
+def pytest_configure(config):
+    if MPL_ENV_VAR not in os.environ:
+        config.temporary_mpl_dir = tempfile.mkdtemp(prefix="diffcrystal-tests-matplotlib-")
+        os.environ[MPL_ENV_VAR] = config.temporary_mpl_dir
+
+
+def pytest_unconfigure(config):
+    folder = getattr(config, "temporary_mpl_dir", None)
+    if folder is not None:
+        del os.environ[MPL_ENV_VAR]
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def pytest_addoption(parser):

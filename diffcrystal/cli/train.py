@@ -25,10 +25,12 @@ def run(args: argparse.Namespace) -> int:
     if args.data:
         config.data.train = args.data[0] if len(args.data) == 1 else args.data
     overrides = {"max_epochs": args.max_epochs, "max_steps": args.max_steps}
+    overrides = {key: value for key, value in overrides.items() if value is not None}
     # replace() runs the range checks of TrainConfig on the overridden values too.
-    config.train = dataclasses.replace(config.train, **{k: v for k, v in overrides.items() if v is not None})
+    config.train = dataclasses.replace(config.train, **overrides)
     result = train(config, out_dir=args.out, resume=args.resume, progress=not args.quiet)
     print(f"trained {result.global_step} steps; generator: {result.generator_path}")
     if result.num_skipped:
-        print(f"skipped {result.num_skipped} data entries that could not be read: {result.run_dir / SKIPPED_NAME}")
+        print(f"skipped {result.num_skipped} data entries that could not be read: "
+              f"{result.run_dir / SKIPPED_NAME}")
     return 0

@@ -187,10 +187,14 @@ def train(
         )
     except (MisconfigurationException, ValueError, RuntimeError) as error:
         message = " ".join(str(error).split())
-        raise InputError(f"invalid train settings (accelerator/devices/strategy/precision): {message}") from None
+        raise InputError(
+            f"invalid train settings (accelerator/devices/strategy/precision): {message}"
+        ) from None
 
     if trainer.is_global_zero:
-        history = metrics_before(Path(resume).resolve().parents[1] / METRICS_FILE, resume_step) if resume else ([], [])
+        history = ([], [])
+        if resume is not None:  # the history lives in the run folder holding the checkpoint
+            history = metrics_before(Path(resume).resolve().parents[1] / METRICS_FILE, resume_step)
         run_dir.mkdir(parents=True, exist_ok=True)
         atomic_write_text(run_dir / "config.yaml", yaml.safe_dump(config.to_dict(), sort_keys=False))
         if datamodule.skipped:
@@ -199,4 +203,6 @@ def train(
             (run_dir / SKIPPED_NAME).unlink(missing_ok=True)
         restore_metrics(logger.experiment, *history)  # creating the experiment empties metrics.csv
     trainer.fit(module, datamodule=datamodule, ckpt_path=resume, weights_only=True)
-    return TrainResult(run_dir / GENERATOR_NAME, run_dir, int(trainer.global_step), len(datamodule.skipped))
+    return TrainResult(
+        run_dir / GENERATOR_NAME, run_dir, int(trainer.global_step), len(datamodule.skipped)
+    )

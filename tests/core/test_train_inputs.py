@@ -85,6 +85,13 @@ def test_command_line_overrides_are_checked(tmp_path, capsys, tiny_data, make_co
     assert not (tmp_path / "run").exists()
 
 
+def test_missing_data_leaves_no_run_folder(tmp_path, capsys, tiny_data, make_config):
+    config = write_config(tmp_path, make_config(tiny_data))
+    assert train_cli(config, tmp_path / "run", "--data", tmp_path / "absent.csv") == 1
+    assert one_line_error(capsys) == f"no such file or folder: {tmp_path / 'absent.csv'}"
+    assert not (tmp_path / "run").exists()
+
+
 def test_run_folder_under_a_file_is_refused_before_any_work(tmp_path, capsys, tiny_data, make_config):
     blocker = tmp_path / "blocker.txt"
     blocker.write_text("a file, not a folder")

@@ -330,3 +330,15 @@ def test_ids_read_back_as_written(tmp_path):
     assert all("id" not in c.properties for c in result.crystals)
     csv_result = read(write_csv(tmp_path / "ids.csv", [good_cif()] * 2, ids=["000123", "1e3"]))
     assert [c.label for c in csv_result.crystals] == ["000123", "1e3"]
+
+
+def test_tests_write_no_cache_into_home(temporary_dataset_cache, tmp_path):
+    """The session fixture of tests/conftest.py sends the default dataset cache (and
+    matplotlib's folder) away from the user's home."""
+    import os
+    from pathlib import Path
+
+    read(write_csv(tmp_path / "cached.csv", [good_cif()]), cache=True)
+    assert len(list(temporary_dataset_cache.glob("cached.csv-*.npz"))) == 1
+    for folder in (temporary_dataset_cache, Path(os.environ["MPLCONFIGDIR"])):
+        assert Path.home().resolve() not in folder.resolve().parents
