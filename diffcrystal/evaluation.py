@@ -157,7 +157,7 @@ def evaluate(
         samples = generate_for(generator, requests, num_steps=steps, batch_size=batch_size, seed=seed, progress=progress)
     elapsed = time.perf_counter() - started
     if csp:
-        metrics = csp_metrics(predictions, targets, workers=workers, progress=progress)
+        metrics = csp_metrics(predictions, targets, workers=workers, progress=progress, measure_diversity=True)
     else:
         test_fingerprints = cached_fingerprints(
             targets,

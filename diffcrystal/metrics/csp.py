@@ -322,7 +322,7 @@ def csp_metrics(
     min_distance_A: float = MIN_DISTANCE_A,
     max_volume_per_atom_A3: float = PROTOCOL_MAX_VOLUME_PER_ATOM_A3,
     start_method: str = DEFAULT_START_METHOD,
-    measure_diversity: bool = True,
+    measure_diversity: bool = False,
 ) -> CSPMetrics:
     """Match rate and normalised RMSE @1 and @k of CSP predictions against their targets.
 

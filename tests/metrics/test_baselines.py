@@ -19,7 +19,7 @@ _spec.loader.exec_module(S)
 
 
 def score(predictions, targets):
-    return csp_metrics(predictions, targets, workers=1, progress=False, measure_diversity=False)
+    return csp_metrics(predictions, targets, workers=1, progress=False)
 
 
 def sr_at_origin(candidate: Crystal) -> bool:

@@ -187,7 +187,7 @@ def test_precise_share_counts_targets_below_each_threshold_at_1_and_at_k():
     targets = [S.generic_three(a=a) for a in (4.0, 4.1, 4.2, 4.3)]
     rms = [[0.03, 0.2], [0.07, 0.04], [0.2, 0.09], [0.12, 0.15]]  # per target, first and second candidate
     predictions = [[displaced_to_rms(t, r) for r in rs] for t, rs in zip(targets, rms)]
-    result = run(predictions, targets, measure_diversity=False)
+    result = run(predictions, targets)
     assert [c.rms for t in result.per_target for c in t.candidates] == pytest.approx(sum(rms, []), rel=1e-6)
     # @1 uses [0.03, 0.07, 0.2, 0.12]; @k the best of each pair: [0.03, 0.04, 0.09, 0.12]
     assert (result.n_precise("1", 0.1), result.n_precise("1", 0.05)) == (2, 1)
@@ -212,7 +212,7 @@ def test_diversity_counts_distinct_samples_per_target():
         [nacl, cscl_type, layered, S.rotated_permuted_shifted(nacl, 2)],
         [None, None, None, None],  # no sample at all: left out of the mean, counted
     ]
-    result = run(predictions, [a, nacl, nacl])
+    result = run(predictions, [a, nacl, nacl], measure_diversity=True)
     diversity = result.diversity
     assert diversity.distinct == (2, 3, None)
     assert diversity.mean_distinct == 2.5 and diversity.mean_distinct_per_k == 0.625
@@ -220,7 +220,8 @@ def test_diversity_counts_distinct_samples_per_target():
     assert summary["diversity_n_targets"] == 2 and summary["diversity_n_targets_without_samples"] == 1
     assert ("distinct samples @4", "0.625 of k", "mean 2.50 distinct of 4, over 2 targets") in result.table_rows()
     assert result.to_dict()["diversity_per_target"] == [2, 3, None]
-    assert run([[a]], [a]).diversity is None  # k = 1: nothing to compare
+    assert run([[a]], [a], measure_diversity=True).diversity is None  # k = 1: nothing to compare
+    assert run(predictions, [a, nacl, nacl]).diversity is None  # not asked for
 
 
 def test_diversity_grouping_error_is_counted_not_raised(monkeypatch):
@@ -231,6 +232,6 @@ def test_diversity_grouping_error_is_counted_not_raised(monkeypatch):
 
     monkeypatch.setattr(StructureMatcher, "group_structures", broken)
     a = S.perovskite()
-    result = run([[a, a]], [a])
+    result = run([[a, a]], [a], measure_diversity=True)
     assert result.diversity.n_errors == 1 and result.diversity.mean_distinct is None
     assert "1 grouping errors" in result.diversity.table_rows()[0][2]
