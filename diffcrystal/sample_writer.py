@@ -59,6 +59,9 @@ CHECKS = {
 }
 """The validity checks by name, with what each one requires (printed by ``diffcrystal sample``)."""
 
+CHECK_COLUMNS = {"structure": "structure_valid", "density": "density_plausible", "charge": "charge_neutral"}
+"""The ``summary.csv`` column (and :class:`SampleRecord` field) holding each check's verdict."""
+
 SYMMETRIZED_CIF_SYMPREC_A = 1e-3
 """Tolerance (Å) with which a symmetrised cell is written as CIF. Its symmetry is already exact
 (spglib-idealised at :data:`~diffcrystal.symmetry.SYMPREC_LOOSE`), so a tight tolerance finds

@@ -48,13 +48,10 @@ def _fresh_folder(default: Path, resume: bool) -> Path:
     return next(c for c in candidates if not (c / "summary.csv").exists())
 
 
-CHECK_COLUMNS = {"structure": "structure_valid", "density": "density_plausible", "charge": "charge_neutral"}
-
-
 def _print_summary(result, composition: str | None) -> None:
     """Validity (the checks used, failures per check, per Z), space groups of a finished run."""
     from diffcrystal.metrics.denovo import smact_validity
-    from diffcrystal.sample_writer import CHECKS
+    from diffcrystal.sample_writer import CHECK_COLUMNS, CHECKS
 
     used = result.validity_checks
     print(f"valid: {result.num_valid}/{len(result.records)} (checks: {'; '.join(CHECKS[c] for c in used)})")
