@@ -263,10 +263,10 @@ def write_relaxed(results: Sequence[RelaxResult], out_dir: Path, protected: set[
         if result.atoms is not None:
             atomic_write_text(out_dir / f"{result.label}.cif", cif_text(result.atoms))
     rows = summary_rows(results, extra)
-    leading: list[str] = []  # the input summary's own columns, in their order, first
+    leading: list[str] = SUMMARY_COLUMNS[:1]  # id, then the input summary's own columns in their order
     for row in (extra or {}).values():
         leading.extend(c for c in row if c not in SUMMARY_COLUMNS and c not in leading)
-    write_csv_atomic(out_dir / SUMMARY_NAME, rows, leading + SUMMARY_COLUMNS)
+    write_csv_atomic(out_dir / SUMMARY_NAME, rows, leading + SUMMARY_COLUMNS[1:])
     return out_dir / SUMMARY_NAME
 
 

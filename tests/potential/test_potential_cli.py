@@ -140,6 +140,7 @@ def test_relax_reads_the_cif_column_of_a_sample_folder(sampled_folder, tmp_path,
     assert code == 0
     rows = read_rows(out / "summary.csv")
     assert [r["id"] for r in rows] == ["000000", "000001", "000002"]
+    assert list(rows[0])[:3] == ["id", "valid", "invalid_reason"]  # id first, then the sample's own columns
     assert [r["status"] for r in rows] == ["converged", "failed", "converged"]
     assert "lattice collapsed" in rows[1]["reason"] and rows[1]["cif"] == ""
     assert all((out / r["cif"]).is_file() for r in rows if r["cif"])
