@@ -9,8 +9,10 @@ annotation (int, float, bool, str, optional, list, Literal choices) before anyth
 and a mismatch is one :class:`~diffcrystal.errors.InputError` naming the key, the value and
 the expected type. One conversion is deliberate: PyYAML reads YAML 1.1, where ``1e-3`` and
 ``1e4`` (no decimal point) are *strings*, so a string that is a plain decimal or scientific
-number (:data:`NUMBER`) is converted for a float field, and for an int field when its value is
-whole; nothing else is converted (``'lots'``, ``'nan'``, ``true`` for a number are errors).
+number (:data:`NUMBER`) is converted for a float field; an int field takes such a string, or
+a float, only when its value is whole (``1e4``, ``2.0``). Nothing else is converted
+(``'lots'``, ``'nan'``, ``2.5`` for an int, ``true`` for a number are errors). Ranges
+(``batch_size >= 1``, ``0 <= ema_decay < 1``, ...) are checked by each dataclass.
 Relative data paths are read from the current working directory (run from the repository
 root). The resolved config is saved beside every checkpoint.
 """
