@@ -40,12 +40,16 @@ def main(argv: list[str] | None = None) -> None:
     manifest_path = BUNDLED_DIR / MANIFEST_NAME
     manifest = json.loads(manifest_path.read_text()) if manifest_path.exists() else {"models": {}, "defaults": {}}
     name = experiment["name"]
+    earlier = manifest["models"].get(name, {})
     manifest["models"][name] = {
         "file": target.name,
         "sha256": file_sha256(target),
         "mode": args.mode,
         "data": experiment["data"]["train"],
     }
+    if earlier.get("data") == experiment["data"]["train"] and "training_summary" in earlier:
+        # same training data: its summary (scripts/summarize_training_data.py) still holds
+        manifest["models"][name]["training_summary"] = earlier["training_summary"]
     if args.default or args.mode not in manifest["defaults"]:
         manifest["defaults"][args.mode] = name
     manifest_path.write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
