@@ -6,9 +6,11 @@
 - :mod:`~diffcrystal.potential.relax` — FIRE/BFGS on a FrechetCellFilter with explosion checks;
   :func:`relax_many` over a process pool.
 - :mod:`~diffcrystal.potential.rank` — StructureMatcher deduplication, ranking by energy per
-  atom, energy above the hull of reference phases, tables and plot.
+  atom (converged structures; those stopped at the step cap apart), energy above the hull of
+  reference phases, tables and plot.
 - :mod:`~diffcrystal.potential.fit` — frames, teacher labels, ``nequip-train``/``nequip-compile``.
-- :mod:`~diffcrystal.potential.io` — reading candidates, atomic writes.
+- :mod:`~diffcrystal.potential.io` — reading candidates (sample folders, CIFs, extxyz), output
+  folder checks made before any work, atomic writes.
 
 Heavy dependencies (torch, sevenn, nequip) are imported only when used.
 """
