@@ -270,17 +270,32 @@ def write_relaxed(results: Sequence[RelaxResult], out_dir: Path, protected: set[
     return out_dir / SUMMARY_NAME
 
 
-def _input_summaries(paths: Sequence[str | Path]) -> dict[str, dict]:
-    """Rows of the inputs' ``summary.csv`` files by id, to extend rather than replace them."""
+INPUT_CIF_COLUMN = "input_cif"
+"""Relaxed-summary column that keeps the input summary's ``cif`` (the unrelaxed structure)."""
+
+
+def _input_summaries(paths: Sequence[str | Path], out_dir: Path) -> dict[str, dict]:
+    """Rows of the inputs' ``summary.csv`` files by id, to extend rather than replace them.
+
+    CIF paths in them (relative to their folder) are rewritten relative to ``out_dir`` so they
+    still lead to the input files, and the input's ``cif`` column becomes :data:`INPUT_CIF_COLUMN`.
+    """
     import csv
+    import os
 
     rows: dict[str, dict] = {}
     for raw in paths:
         summary = Path(raw) / SUMMARY_NAME
-        if summary.is_file():
-            with open(summary, newline="") as handle:
-                for row in csv.DictReader(handle):
-                    rows.setdefault(str(row.get("id")), dict(row))
+        if not summary.is_file():
+            continue
+        with open(summary, newline="") as handle:
+            for row in csv.DictReader(handle):
+                for column, value in row.items():
+                    if value and value.endswith(".cif") and (Path(raw) / value).is_file():
+                        row[column] = os.path.relpath(Path(raw) / value, out_dir)
+                if "cif" in row:
+                    row[INPUT_CIF_COLUMN] = row.pop("cif")
+                rows.setdefault(str(row.get("id")), dict(row))
     return rows
 
 
@@ -299,7 +314,7 @@ def relax_paths(paths: Sequence[str | Path], out_dir: Path, potential: str = DEF
     candidates = read_candidates(paths, include_missing=True)
     check_output_folder(Path(out_dir))
     results = relax_many(candidates, potential, settings, workers=workers, progress=progress)
-    write_relaxed(results, Path(out_dir), protected, _input_summaries(paths))
+    write_relaxed(results, Path(out_dir), protected, _input_summaries(paths, Path(out_dir)))
     return results
 
 
@@ -349,7 +364,8 @@ def relax_and_rank(paths: Sequence[str | Path], out_dir: Path, potential: str = 
                                 progress=progress)
     entries = rank_results(results, references)
     unconverged = rank_results(results, references, unconverged=True)
-    write_relaxed(results, out_dir / RELAXED_FOLDER, protected, _input_summaries(paths))
+    write_relaxed(results, out_dir / RELAXED_FOLDER, protected,
+                  _input_summaries(paths, out_dir / RELAXED_FOLDER))
     if references is not None:
         write_relaxed(references, out_dir / REFERENCE_FOLDER, protected)
     write_csv_atomic(out_dir / RANKED_NAME, ranked_rows(entries), RANKED_COLUMNS)

@@ -124,10 +124,12 @@ def sampled_folder(tmp_path):
     (folder / "cif").mkdir(parents=True)
     write(folder / "cif" / "000000.cif", rattled(cu3au_l12(), 1))
     write(folder / "cif" / "000002.cif", rattled(bulk("Cu", "fcc", a=3.55, cubic=True), 3))
+    (folder / "cif_symmetrized").mkdir()
+    write(folder / "cif_symmetrized" / "000000.cif", cu3au_l12())
     with open(folder / "summary.csv", "w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(["id", "formula", "valid", "invalid_reason", "cif", "symmetrized_cif"])
-        writer.writerow(["000000", "Cu3Au", "True", "", "cif/000000.cif", ""])
+        writer.writerow(["000000", "Cu3Au", "True", "", "cif/000000.cif", "cif_symmetrized/000000.cif"])
         writer.writerow(["000001", "", "False", "lattice collapsed", "", ""])
         writer.writerow(["000002", "Cu", "True", "", "cif/000002.cif", ""])
     return folder
@@ -144,6 +146,9 @@ def test_relax_reads_the_cif_column_of_a_sample_folder(sampled_folder, tmp_path,
     assert [r["status"] for r in rows] == ["converged", "failed", "converged"]
     assert "lattice collapsed" in rows[1]["reason"] and rows[1]["cif"] == ""
     assert all((out / r["cif"]).is_file() for r in rows if r["cif"])
+    # the sample's own CIF paths still lead to the sample's files
+    assert (out / rows[0]["input_cif"]).resolve() == (sampled_folder / "cif" / "000000.cif").resolve()
+    assert (out / rows[0]["symmetrized_cif"]).resolve() == (sampled_folder / "cif_symmetrized" / "000000.cif").resolve()
     assert "relaxed 3 structures: 2 converged, 1 failed" in capsys.readouterr().out
     # the relaxed folder is itself a sample folder: rank reads it (CIFs beside its summary)
     ranked = tmp_path / "ranked"
