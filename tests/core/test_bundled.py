@@ -73,7 +73,7 @@ SMALL_AND_LARGE = {"LiBO2N": 7.68, "CsBaO2S": 34.04}
 volume per atom in it (Å³/atom, read from the file)."""
 
 
-@pytest.mark.parametrize("name", ["perov5_csp"])
+@pytest.mark.parametrize("name", ["csp", "perov5_csp"])
 def test_csp_model_uses_the_composition(name):
     """With the same seed (the same noise for every atom), two compositions with the same atom
     count get different structures: a composition-blind model would return identical cells.
