@@ -2,6 +2,7 @@
 
 from pathlib import Path
 
+import lightning as L
 import numpy as np
 import pytest
 
@@ -68,3 +69,14 @@ def tiny_generators(tmp_path_factory, tiny_data) -> dict[str, Path]:
 def make_config():
     """``tiny_config`` as a fixture (test modules cannot import conftest)."""
     return tiny_config
+
+
+class Interrupt(L.Callback):
+    """Stops training as a Ctrl-C would, once ``at_step`` optimiser steps are done."""
+
+    def __init__(self, at_step: int):
+        self.at_step = at_step
+
+    def on_train_batch_end(self, trainer, *args):
+        if trainer.global_step >= self.at_step:
+            raise KeyboardInterrupt

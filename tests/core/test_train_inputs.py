@@ -15,6 +15,7 @@ from pymatgen.core import Lattice, Structure
 from diffcrystal.cli.main import main
 from diffcrystal.data.crystal import Crystal
 from diffcrystal.training.config import ExperimentConfig
+from tests.core.conftest import Interrupt
 
 
 def write_config(folder, values, name: str = "config.yaml") -> str:
@@ -132,16 +133,6 @@ def test_trainer_settings_lightning_rejects_are_one_line(tmp_path, capsys, tiny_
     assert "no-such-strategy" in message
     assert not (tmp_path / "run").exists()
 
-
-class Interrupt(L.Callback):
-    """Stops training as a Ctrl-C would, once ``at_step`` optimiser steps are done."""
-
-    def __init__(self, at_step: int):
-        self.at_step = at_step
-
-    def on_train_batch_end(self, trainer, *args):
-        if trainer.global_step >= self.at_step:
-            raise KeyboardInterrupt
 
 
 def interrupted_run(tmp_path, monkeypatch, config_values, at_step: int):

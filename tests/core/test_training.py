@@ -12,6 +12,7 @@ from diffcrystal.errors import InputError
 from diffcrystal.generator import Generator
 from diffcrystal.training.config import ExperimentConfig, load_config
 from diffcrystal.training.train import train
+from tests.core.conftest import Interrupt
 
 
 def fixed_noise_loss(generator: Generator, data) -> float:
@@ -33,16 +34,6 @@ def test_tiny_model_overfits(tmp_path, tiny_data, make_config):
     end = fixed_noise_loss(trained, tiny_data)
     assert end < 0.5 * start, (start, end)
 
-
-class Interrupt(L.Callback):
-    """Stops training as a Ctrl-C would, once ``at_step`` optimiser steps are done."""
-
-    def __init__(self, at_step: int):
-        self.at_step = at_step
-
-    def on_train_batch_end(self, trainer, *args):
-        if trainer.global_step >= self.at_step:
-            raise KeyboardInterrupt
 
 
 class FirstStep(L.Callback):
