@@ -19,6 +19,12 @@ def default_file_mode() -> int:
     return 0o666 & ~mask
 
 
+def probe_writable(folder: str | os.PathLike) -> None:
+    """Create and drop an anonymous temporary file in ``folder``; ``OSError`` if that fails.
+    A real test: permission bits do not stop root, a read-only file system does."""
+    tempfile.TemporaryFile(dir=folder).close()
+
+
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
     """Write ``text`` (UTF-8, line endings as given) to ``path`` via a temporary file and
     ``os.replace``; the parent folder is created if missing. The file gets

@@ -13,7 +13,6 @@ for writing before anything is read, sampled or matched.
 from __future__ import annotations
 
 import os
-import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -21,6 +20,7 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
+from diffcrystal.atomic_write import probe_writable
 from diffcrystal.baselines import BASELINES, BaselineName, TrainingGeometries, baseline_predictions
 from diffcrystal.data.cache import default_cache_dir
 from diffcrystal.data.crystal import Crystal
@@ -51,8 +51,7 @@ def check_output_folder(out_dir: str | os.PathLike) -> Path:
     out = Path(out_dir)
     try:
         out.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryFile(dir=out):
-            pass
+        probe_writable(out)
     except OSError as error:
         raise InputError(f"cannot write to output folder {out}: {error.strerror or error}") from None
     return out

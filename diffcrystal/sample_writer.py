@@ -22,12 +22,11 @@ from __future__ import annotations
 
 import csv
 import os
-import tempfile
 import warnings
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from diffcrystal.atomic_write import atomic_write_text
+from diffcrystal.atomic_write import atomic_write_text, probe_writable
 from diffcrystal.data.crystal import Crystal
 from diffcrystal.errors import InputError
 from diffcrystal.metrics.denovo import smact_validity
@@ -374,8 +373,6 @@ def prepare_output_folder(out_dir: Path) -> None:
         raise InputError(f"cannot create output folder {out_dir}: {error.strerror}") from None
     for folder in (out_dir, out_dir / CIF_DIR, out_dir / SYMMETRIZED_DIR):
         try:
-            fd, probe = tempfile.mkstemp(prefix=".write-probe.", dir=folder)
-            os.close(fd)
-            os.unlink(probe)
+            probe_writable(folder)
         except OSError as error:
             raise InputError(f"output folder {folder} is not writable: {error.strerror}") from None

@@ -21,12 +21,11 @@ from __future__ import annotations
 
 import csv
 import io
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Sequence
 
-from diffcrystal.atomic_write import atomic_write_text
+from diffcrystal.atomic_write import atomic_write_text, probe_writable
 from diffcrystal.errors import InputError
 
 SUMMARY_NAME = "summary.csv"
@@ -157,7 +156,7 @@ def check_output_folder(folder: Path) -> None:
     if not existing.is_dir():
         raise InputError(f"cannot create output folder {folder}: {existing} is a file")
     try:
-        tempfile.TemporaryFile(dir=existing).close()
+        probe_writable(existing)
     except OSError as error:
         where = "" if existing == folder else f" (in {existing})"
         raise InputError(f"output folder {folder} is not writable{where}: {error.strerror or error}") from None

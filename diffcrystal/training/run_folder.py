@@ -11,10 +11,9 @@ Lightning's CSV logger deletes ``logs/metrics.csv`` when it starts; on resume,
 from __future__ import annotations
 
 import csv
-import os
-import tempfile
 from pathlib import Path
 
+from diffcrystal.atomic_write import probe_writable
 from diffcrystal.errors import InputError
 
 GENERATOR_NAME = "generator.safetensors"
@@ -28,14 +27,6 @@ METRICS_FILE = Path("logs") / "metrics.csv"
 
 STEP_COLUMN = "step"
 """Column of ``metrics.csv`` holding the optimiser step of a row."""
-
-
-def _probe_writable(folder: Path) -> None:
-    """Create and remove a temporary file in ``folder``; raise ``OSError`` if that fails
-    (a real test: permission bits do not stop root, read-only file systems do)."""
-    handle, name = tempfile.mkstemp(dir=folder, prefix=".diffcrystal-write-test-")
-    os.close(handle)
-    os.unlink(name)
 
 
 def check_run_folder(run_dir: Path, resuming: bool) -> None:
@@ -54,7 +45,7 @@ def check_run_folder(run_dir: Path, resuming: bool) -> None:
         if not folder.is_dir():
             continue
         try:
-            _probe_writable(folder)
+            probe_writable(folder)
         except OSError as error:
             raise InputError(
                 f"cannot write run folder {run_dir}: {folder} is not writable ({error.strerror})"

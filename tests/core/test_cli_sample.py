@@ -142,18 +142,18 @@ def test_output_that_cannot_be_created_fails_before_sampling(tmp_path, tiny_gene
 
 
 def test_output_that_cannot_be_written_fails_before_sampling(tmp_path, tiny_generators, capsys, monkeypatch):
-    import tempfile
+    from diffcrystal import sample_writer
 
     never_sample(monkeypatch)
     out = tmp_path / "out"
-    real_mkstemp = tempfile.mkstemp
+    real_probe = sample_writer.probe_writable
 
-    def read_only_folder(*args, dir=None, **kwargs):  # what a read-only mount answers, even to root
-        if dir is not None and Path(dir) == out:
+    def read_only_folder(folder):  # what a read-only mount answers, even to root
+        if Path(folder) == out:
             raise PermissionError(13, "Permission denied")
-        return real_mkstemp(*args, dir=dir, **kwargs)
+        real_probe(folder)
 
-    monkeypatch.setattr(tempfile, "mkstemp", read_only_folder)
+    monkeypatch.setattr(sample_writer, "probe_writable", read_only_folder)
     assert run_sample(tiny_generators["csp"], out, "--composition", "NaCl", "--n", "1") == 1
     err = capsys.readouterr().err
     assert f"output folder {out} is not writable: Permission denied" in err and len(err.strip().splitlines()) == 1
