@@ -31,6 +31,6 @@ def run(args: argparse.Namespace) -> int:
     result = train(config, out_dir=args.out, resume=args.resume, progress=not args.quiet)
     print(f"trained {result.global_step} steps; generator: {result.generator_path}")
     if result.num_skipped:
-        print(f"skipped {result.num_skipped} data entries that could not be read: "
-              f"{result.run_dir / SKIPPED_NAME}")
+        print(f"skipped {result.num_skipped} data entries (unreadable, or filtered by the "
+              f"config; each with its reason): {result.run_dir / SKIPPED_NAME}")
     return 0

@@ -168,8 +168,14 @@ class DataConfig:
     """Crystals per batch (per device)."""
     num_workers: int = 0
     """DataLoader worker processes (0: load in the main process)."""
+    max_e_above_hull: float | None = None
+    """Keep only structures whose ``e_above_hull`` property (eV/atom, a column of the data)
+    is at most this; the others are listed in the run's skipped.csv (null: keep all)."""
 
     def __post_init__(self) -> None:
+        if self.max_e_above_hull is not None:
+            _require(self.max_e_above_hull >= 0, "data.max_e_above_hull", self.max_e_above_hull,
+                     ">= 0 or null")
         _require(self.batch_size >= 1, "data.batch_size", self.batch_size, ">= 1")
         _require(self.num_workers >= 0, "data.num_workers", self.num_workers, ">= 0")
         _require(0 <= self.val_fraction < 1, "data.val_fraction", self.val_fraction, "in [0, 1)")

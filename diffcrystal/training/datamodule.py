@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass
+from pathlib import Path
 
 import lightning as L
 import torch
@@ -68,6 +69,32 @@ def _load(paths: str | list[str], canonical: bool) -> tuple[list[Crystal], list[
     return [c for r in results for c in r.crystals], [s for r in results for s in r.skipped]
 
 
+def filter_by_e_above_hull(
+    crystals: list[Crystal], max_eV_atom: float | None, source: str
+) -> tuple[list[Crystal], list[SkippedEntry]]:
+    """The crystals with property ``e_above_hull`` <= ``max_eV_atom`` (all when it is None),
+    and one :class:`SkippedEntry` for each of the others. A crystal without the property is
+    an :class:`InputError`: the filter cannot be applied to it."""
+    if max_eV_atom is None:
+        return crystals, []
+    kept, dropped = [], []
+    for crystal in crystals:
+        value = crystal.properties.get("e_above_hull")
+        if value is None:
+            raise InputError(
+                f"data.max_e_above_hull is set but {crystal.label or 'a structure'} of {source} "
+                "has no e_above_hull property"
+            )
+        if value <= max_eV_atom:
+            kept.append(crystal)
+        else:
+            dropped.append(SkippedEntry(
+                f"{source} {crystal.label}",
+                f"e_above_hull {value:.3f} eV/atom > data.max_e_above_hull {max_eV_atom:g}",
+            ))
+    return kept, dropped
+
+
 class CrystalDataModule(L.LightningDataModule):
     """Reads ``config.train`` (and ``config.val``, or holds out ``config.val_fraction`` of the
     training file with a seeded split) and serves torch-geometric batches. ``skipped``: the
@@ -94,6 +121,11 @@ class CrystalDataModule(L.LightningDataModule):
         if self.statistics is not None:
             return
         crystals, self.skipped = _load(self.config.train, self.config.canonical)
+        crystals, unstable = filter_by_e_above_hull(
+            crystals, self.config.max_e_above_hull,
+            ", ".join(Path(source).name for source in _sources(self.config.train)),
+        )
+        self.skipped += unstable
         if self.config.val:
             val, skipped_val = _load(self.config.val, self.config.canonical)
             train = crystals

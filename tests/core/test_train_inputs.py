@@ -221,8 +221,41 @@ def test_unreadable_rows_are_listed_in_the_run_folder(tmp_path, capsys, tiny_dat
     values = make_config(data, max_steps=1)
     assert train_cli(write_config(tmp_path, values), tmp_path / "run") == 0
     out = capsys.readouterr().out
-    assert f"skipped 1 data entries that could not be read: {tmp_path / 'run' / 'skipped.csv'}" in out
+    assert f"skipped 1 data entries (unreadable, or filtered by the config; each with its reason): {tmp_path / 'run' / 'skipped.csv'}" in out
     with open(tmp_path / "run" / "skipped.csv", newline="") as stream:
         (row,) = list(csv.DictReader(stream))
     assert row["source"].startswith("with_flat.extxyz frame 4")
     assert row["reason"].startswith("atoms too close to their own periodic image: 0.01 Å")
+
+
+def test_e_above_hull_filter_lists_the_structures_it_drops(tmp_path, capsys, make_config):
+    """data.max_e_above_hull keeps rows at or below the cut, lists each dropped row with its
+    value in skipped.csv, and is a one-line error for data without the column."""
+    import pandas as pd
+
+    structures = [Structure(Lattice.cubic(a), ["Na", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]])
+                  for a in (3.2, 3.3, 3.4, 3.5, 3.6)]
+    table = pd.DataFrame({
+        "material_id": [f"x-{i}" for i in range(5)],
+        "cif": [s.to(fmt="cif") for s in structures],
+        "e_above_hull": [0.0, 0.08, 0.081, 0.5, 0.01],
+    })
+    data = tmp_path / "hull.csv"
+    table.to_csv(data, index=False)
+    values = make_config(data, max_steps=1)
+    values["data"]["max_e_above_hull"] = 0.08
+    values["data"]["val_fraction"] = 0.0
+    assert train_cli(write_config(tmp_path, values), tmp_path / "run") == 0
+    assert "skipped 2 data entries" in capsys.readouterr().out
+    with open(tmp_path / "run" / "skipped.csv", newline="") as stream:
+        rows = list(csv.DictReader(stream))
+    assert [(row["source"], row["reason"]) for row in rows] == [
+        ("hull.csv x-2", "e_above_hull 0.081 eV/atom > data.max_e_above_hull 0.08"),
+        ("hull.csv x-3", "e_above_hull 0.500 eV/atom > data.max_e_above_hull 0.08"),
+    ]
+
+    table.drop(columns="e_above_hull").to_csv(data, index=False)
+    assert train_cli(write_config(tmp_path, values), tmp_path / "run_no_column") == 1
+    assert one_line_error(capsys) == (
+        "data.max_e_above_hull is set but x-0 of hull.csv has no e_above_hull property"
+    )
