@@ -79,10 +79,14 @@ class Generator:
         num_steps: int,
         generator: torch.Generator,
         progress=None,
+        assignments: list | None = None,
     ) -> list[Crystal | CrystalError]:
         """Generate one crystal per entry of ``num_atoms``.
 
         ``species``: per-crystal atomic numbers (CSP mode; required there, ignored de novo).
+        ``assignments``: per crystal a :class:`~diffcrystal.spacegroup.WyckoffAssignment`
+        (CSP; ``species[i]`` must equal its ``atomic_numbers()``) to sample on its space group
+        through :class:`~diffcrystal.spacegroup.SpaceGroupConstraint`; None: unconstrained.
         Returns a Crystal per request, or the :class:`CrystalError` that made it impossible
         (e.g. a collapsed lattice), so one failure never loses the batch.
         """
@@ -92,6 +96,13 @@ class Generator:
         if self.mode == "csp":
             numbers = torch.as_tensor([z for cell in species for z in cell], dtype=torch.long)
         template = make_template(num_atoms, numbers).to(self.device)
+        constraint = None
+        if assignments is not None:
+            from diffcrystal.spacegroup import SpaceGroupConstraint
+
+            if self.mode != "csp" or [a.atomic_numbers() for a in assignments] != [list(s) for s in species]:
+                raise ValueError("space-group sampling needs a CSP generator and species ordered as the assignments")
+            constraint = SpaceGroupConstraint(assignments, device=self.device)
         result = run_sampler(
             self.joint,
             self.denoiser,
@@ -100,6 +111,7 @@ class Generator:
             generator=generator,
             corrector_steps=self.experiment.sampling.corrector_steps,
             progress=progress,
+            project=constraint,
         )
         lattices = result[keys.LATTICE].double().cpu().numpy()
         frac = result[keys.FRAC_COORDS].double().cpu().numpy()

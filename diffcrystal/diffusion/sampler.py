@@ -10,6 +10,10 @@ The sampler owns no maths: it draws every field from its prior at ``t = T``, the
 2. **predictor**: one denoiser call at time t, then ``process.reverse_step(x_t, t, s)`` for
    every field (lattice DDIM/ancestral, coordinate reverse-diffusion, species posterior).
 
+With a ``project`` hook (e.g. :class:`~diffcrystal.spacegroup.SpaceGroupConstraint`), every
+field is passed through ``project(field_key, value)`` after its prior draw and after each
+corrector and predictor update, so the walk stays on the set the hook projects onto.
+
 Denoiser calls: ``num_steps * (1 + corrector_steps)`` when some field has a corrector
 (``corrector_steps = 0`` gives plain ancestral sampling, ``num_steps`` calls). Everything runs
 under ``torch.no_grad`` and draws randomness only from the given generator.
@@ -86,6 +90,7 @@ def sample(
     corrector_steps: int = 1,
     progress: Callable[[int], None] | None = None,
     dtype: torch.dtype | None = None,
+    project: Callable[[str, torch.Tensor], torch.Tensor] | None = None,
 ):
     """Generate crystals shaped like ``template``.
 
@@ -101,6 +106,8 @@ def sample(
     corrector_steps : Langevin corrector steps per step (each costs one denoiser call).
     progress : called as ``progress(step_index)`` after each step, 0..num_steps-1.
     dtype : float dtype of the sampled lattice and coordinates (default: torch's default).
+    project : ``project(field_key, value) -> value``, applied to every field after its prior
+        draw and after each update (a projection onto constrained states); None: unconstrained.
 
     Returns
     -------
@@ -112,6 +119,7 @@ def sample(
         raise ValueError(f"corrector_steps must be an int >= 0, got {corrector_steps!r}")
     dtype = dtype or torch.get_default_dtype()
     grid = timestep_grid(joint.num_timesteps, num_steps)
+    project = project or (lambda _key, value: value)
     state = copy.copy(template)
     batch_index = _batch_index(template).to(generator.device)  # (N,)
     num_graphs = int(template[keys.NUM_ATOMS].shape[0]) if keys.NUM_ATOMS in template else int(batch_index.max()) + 1
@@ -122,7 +130,7 @@ def sample(
         raise ValueError(f"CSP sampling needs {keys.ATOMIC_NUMBERS!r} in the template")
     for proc in joint.fields.values():
         rows = batch_index.shape[0] if proc.per_atom else num_graphs
-        state[proc.field_key] = proc.sample_prior(rows, generator=generator, dtype=dtype)
+        state[proc.field_key] = project(proc.field_key, proc.sample_prior(rows, generator=generator, dtype=dtype))
     correctors = {name: proc for name, proc in joint.fields.items() if proc.has_corrector}
 
     with torch.no_grad():
@@ -133,15 +141,15 @@ def sample(
                     out = denoiser(state)
                     check_outputs(out, correctors, state)
                     for proc in correctors.values():
-                        state[proc.field_key] = proc.corrector_step(
+                        state[proc.field_key] = project(proc.field_key, proc.corrector_step(
                             state[proc.field_key], t, out[proc.output_key], generator=generator
-                        )
+                        ))
             out = denoiser(state)
             check_outputs(out, joint.fields, state)
             for proc in joint.fields.values():
-                state[proc.field_key] = proc.reverse_step(
+                state[proc.field_key] = project(proc.field_key, proc.reverse_step(
                     state[proc.field_key], t, s, out[proc.output_key], generator=generator
-                )
+                ))
             if progress is not None:
                 progress(step_index)
     del state[keys.TIME]
