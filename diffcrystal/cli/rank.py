@@ -5,8 +5,10 @@ distinct *converged* crystal, lowest energy per atom first, with group size, spa
 potential), ``<out>/ranked_unconverged.csv`` (the same for structures still above ``--fmax`` at
 the step cap, ranked separately), ``<out>/ranking.png`` and ``<out>/overview.png``
 (:mod:`diffcrystal.overview`, with the relaxed energies). With ``--reference`` (a folder of
-known phases as CIFs) they are relaxed with the same potential and each candidate's energy above
-their convex hull is reported.
+known phases as CIFs) or ``--hull DATA`` (a dataset, e.g. ``mp_20/train.csv``: its entries in
+the candidates' chemical systems, with ASE's reference state for a missing element) they are
+relaxed with the same potential (dataset phases once, then from the cache) and each candidate's
+energy above their convex hull and the known phase it matches (or ``novel``) are reported.
 """
 
 from __future__ import annotations
@@ -21,6 +23,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     add_relax_arguments(parser)
     parser.add_argument("--reference", type=Path, default=None,
                         help="folder of known phases (CIFs) for the energy above hull")
+    parser.add_argument("--hull", type=Path, default=None, metavar="DATA",
+                        help="dataset of known phases (CSV, CIF folder, extxyz, ASE db) for the "
+                             "energy above hull; relaxations are cached")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -31,8 +36,11 @@ def run(args: argparse.Namespace) -> int:
     out = default_out(args, "ranked")
     report = relax_and_rank(args.inputs, out, args.potential, settings_from(args),
                             workers=args.workers, reference=args.reference,
-                            progress=not args.no_progress)
+                            progress=not args.no_progress, hull=args.hull)
     print(f"relaxed {status_line(report.results)} (potential {report.potential})")
+    if report.references is not None:
+        print(f"known phases: {status_line(report.references)}"
+              + (f", {report.references_cached} from the relaxation cache" if args.hull else ""))
     print(f"ranked {len(report.entries)} distinct converged crystals: {report.ranked_csv}")
     if report.unconverged:
         print(f"{len(report.unconverged)} distinct crystals not converged in {args.steps} steps, "

@@ -9,9 +9,11 @@
   (:attr:`~diffcrystal.potential.relax.RelaxResult.rankable`). Relaxations stopped at the step
   cap are deduplicated and ranked *separately* (``ranked_unconverged.csv``, with their remaining
   force): their energies are upper bounds, not minima. Exploded or failed ones enter neither.
-- **Energy above hull** (optional): known phases are relaxed with the *same* potential; their
-  energies build a pymatgen ``PhaseDiagram`` (``PDEntry`` of total energies), and each
-  candidate's distance to that hull (eV/atom, negative when below it) is reported.
+- **Energy above hull** (optional): known phases (a folder of CIFs, or the entries of a dataset
+  in the candidates' chemical systems: :mod:`~diffcrystal.potential.hull`) are relaxed with the
+  *same* potential; their energies build a pymatgen ``PhaseDiagram`` per chemical system, and
+  each candidate's distance to that hull (eV/atom, negative when below it) is reported, with the
+  known phase it matches (``matches_known``) or ``novel``.
 
 Energies from different potentials are never compared: every result carries its potential
 label and :func:`rank_results` refuses a mix.
@@ -27,6 +29,7 @@ from typing import Sequence
 from diffcrystal.atomic_write import atomic_write_text
 from diffcrystal.errors import InputError
 from diffcrystal.potential.calculators import DEFAULT_POTENTIAL, potential_label
+from diffcrystal.potential.hull import KnownPhases, chemical_systems, dataset_references
 from diffcrystal.potential.io import (
     SUMMARY_NAME,
     check_not_input,
@@ -43,6 +46,7 @@ from diffcrystal.potential.relax import (
     check_potential,
     relax_many,
 )
+from diffcrystal.potential.relax_cache import relax_cached
 
 MATCHER_LTOL = 0.2
 """StructureMatcher fractional length tolerance (pymatgen default)."""
@@ -67,7 +71,7 @@ SUMMARY_COLUMNS = [
 
 RANKED_COLUMNS = [
     "rank", "id", "formula", "num_atoms", "energy_per_atom_eV", "e_above_hull_eV_atom",
-    "group_size", "group_members", "space_group", "space_group_number", "converged", "steps",
+    "matches_known", "novel", "group_size", "group_members", "space_group", "space_group_number", "converged", "steps",
     "max_force_eV_A", "potential",
 ]
 
@@ -81,11 +85,14 @@ def default_matcher():
 
 @dataclass
 class RankedEntry:
-    """One distinct crystal: its lowest-energy ``best`` result and the ``members`` it stands for."""
+    """One distinct crystal: its lowest-energy ``best`` result and the ``members`` it stands for;
+    against known phases, its ``e_above_hull`` (eV/atom) and the label of the known phase it
+    ``matches_known`` (``''``: novel; ``None``: not compared)."""
 
     best: RelaxResult
     members: list[str] = field(default_factory=list)
     e_above_hull: float = float("nan")
+    matches_known: str | None = None
 
     @property
     def group_size(self) -> int:
@@ -122,40 +129,17 @@ def deduplicate(results: Sequence[RelaxResult], matcher=None, unconverged: bool 
     return entries
 
 
-def hull_energies(entries: Sequence[RankedEntry], references: Sequence[RelaxResult]) -> None:
-    """Set ``e_above_hull`` (eV/atom) of each entry against the hull of ``references``.
+def hull_energies(entries: Sequence[RankedEntry], references: Sequence[RelaxResult], matcher=None) -> None:
+    """Set ``e_above_hull`` (eV/atom) and ``matches_known`` of each entry against the known
+    phases ``references`` (:class:`~diffcrystal.potential.hull.KnownPhases`).
 
-    Raises :class:`InputError` when the references miss an element of a candidate, lack an
-    elemental end member, or were computed with another potential.
+    Raises :class:`InputError` when the references lack a converged elemental phase of a
+    candidate's element, or were computed with another potential.
     """
-    from pymatgen.analysis.phase_diagram import PDEntry, PhaseDiagram
-    from pymatgen.core import Composition
-
-    usable = [r for r in references if r.rankable]
-    if not usable:
-        raise InputError("no reference phase relaxed to convergence; cannot build a convex hull")
-    _single_potential(list(usable) + [e.best for e in entries])
-    reference_entries = [
-        PDEntry(Composition(r.crystal.to_structure().composition), r.energy, name=r.label)
-        for r in usable
-    ]
-    try:
-        diagram = PhaseDiagram(reference_entries)
-    except ValueError as error:
-        raise InputError(f"reference phases do not make a convex hull: {error}") from None
-    elements = set(diagram.elements)
+    known = KnownPhases(references, matcher or default_matcher())
     for entry in entries:
-        composition = Composition(entry.best.crystal.to_structure().composition)
-        missing = set(composition.elements) - elements
-        if missing:
-            unconverged = [r.label for r in references if not r.rankable]
-            raise InputError(
-                f"{entry.best.label}: references have no converged phase with "
-                f"{', '.join(sorted(str(e) for e in missing))}"
-                + (f" (not converged or failed: {', '.join(unconverged)})" if unconverged else "")
-            )
-        candidate = PDEntry(composition, entry.best.energy, name=entry.best.label)
-        entry.e_above_hull = float(diagram.get_e_above_hull(candidate, allow_negative=True))
+        entry.e_above_hull = known.e_above_hull(entry.best)
+        entry.matches_known = known.matching_phase(entry.best)
 
 
 def rank_results(results: Sequence[RelaxResult], references: Sequence[RelaxResult] | None = None,
@@ -166,7 +150,7 @@ def rank_results(results: Sequence[RelaxResult], references: Sequence[RelaxResul
     entries = deduplicate(results, matcher, unconverged)
     entries.sort(key=lambda e: (e.best.energy_per_atom, e.best.label))
     if references is not None:
-        hull_energies(entries, references)
+        hull_energies(entries, references, matcher)
     return entries
 
 
@@ -202,6 +186,8 @@ def ranked_rows(entries: Sequence[RankedEntry]) -> list[dict]:
             "rank": rank, "id": best.label, "formula": best.formula, "num_atoms": best.num_atoms,
             "energy_per_atom_eV": _num(best.energy_per_atom),
             "e_above_hull_eV_atom": _num(entry.e_above_hull),
+            "matches_known": entry.matches_known or "",
+            "novel": "" if entry.matches_known is None else not entry.matches_known,
             "group_size": entry.group_size, "group_members": " ".join(entry.members),
             "space_group": best.space_group, "space_group_number": best.space_group_number,
             "converged": best.converged, "steps": best.steps,
@@ -213,7 +199,9 @@ def ranked_rows(entries: Sequence[RankedEntry]) -> list[dict]:
 def plot_ranking(entries: Sequence[RankedEntry], path: Path, potential: str,
                  unconverged: Sequence[RankedEntry] = ()) -> None:
     """Energy per atom against rank, coloured by space group (matplotlib Agg), atomically; the
-    ``unconverged`` ranking, when given, in a second panel with its own ranks."""
+    ``unconverged`` ranking, when given, in a second panel with its own ranks. Entries compared
+    with known phases show their energy above the hull instead (the hull a dashed line at 0),
+    with a ring round those that match a known phase."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -223,14 +211,25 @@ def plot_ranking(entries: Sequence[RankedEntry], path: Path, potential: str,
     figure, axes_row = plt.subplots(1, len(panels), figsize=(6.4 * len(panels), 4.0), sharey=True,
                                     squeeze=False)
     colours = plt.get_cmap("tab20")
+    against_hull = any(e.matches_known is not None for e in list(entries) + list(unconverged))
+
+    def value(entry: RankedEntry) -> float:  # eV/atom
+        return entry.e_above_hull if against_hull else entry.best.energy_per_atom
+
     for axes, (title, panel) in zip(axes_row[0], panels):
         groups: dict[str, list[tuple[int, float]]] = {}
         for rank, entry in enumerate(panel, start=1):
             name = f"{entry.best.space_group or 'none'} ({entry.best.space_group_number})"
-            groups.setdefault(name, []).append((rank, entry.best.energy_per_atom))
+            groups.setdefault(name, []).append((rank, value(entry)))
         for i, (name, points) in enumerate(sorted(groups.items(), key=lambda kv: kv[1][0][0])):
             ranks, energies = zip(*points)
             axes.scatter(ranks, energies, s=18, color=colours(i % 20), label=name)
+        known = [(rank, value(e)) for rank, e in enumerate(panel, start=1) if e.matches_known]
+        if known:
+            axes.scatter(*zip(*known), s=70, facecolors="none", edgecolors="black",
+                         label="matches a known phase")
+        if against_hull:
+            axes.axhline(0.0, color="black", linewidth=0.8, linestyle="--")
         axes.set_xlabel("rank")
         heading = f"{len(panel)} distinct {title} candidates, potential {potential.split('/')[-1]}"
         if panel is unconverged:
@@ -240,7 +239,8 @@ def plot_ranking(entries: Sequence[RankedEntry], path: Path, potential: str,
         if groups:
             axes.legend(title="space group", fontsize=7, title_fontsize=8, loc="best",
                         ncol=1 + len(groups) // 12)
-    axes_row[0][0].set_ylabel("energy per atom (eV/atom)")
+    axes_row[0][0].set_ylabel("energy above hull of known phases (eV/atom)" if against_hull
+                              else "energy per atom (eV/atom)")
     figure.tight_layout()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -321,7 +321,9 @@ def relax_paths(paths: Sequence[str | Path], out_dir: Path, potential: str = DEF
 @dataclass
 class RankingReport:
     """What :func:`relax_and_rank` did: all results, the converged ranking (``entries``), the
-    separate ranking of structures stopped at the step cap (``unconverged``) and the files."""
+    separate ranking of structures stopped at the step cap (``unconverged``), the relaxed
+    known phases (``references``; ``references_cached`` of them read from the relaxation
+    cache) and the files."""
 
     results: list[RelaxResult]
     entries: list[RankedEntry]
@@ -331,21 +333,26 @@ class RankingReport:
     unconverged_csv: Path
     plot: Path
     potential: str
+    references_cached: int = 0
 
 
 def relax_and_rank(paths: Sequence[str | Path], out_dir: Path, potential: str = DEFAULT_POTENTIAL,
                    settings: RelaxSettings = RelaxSettings(), workers: int = DEFAULT_WORKERS,
-                   reference: str | Path | None = None, progress: bool = True) -> RankingReport:
-    """Relax ``paths`` (and ``reference`` phases) with one potential, deduplicate, rank.
+                   reference: str | Path | None = None, progress: bool = True,
+                   hull: str | Path | None = None) -> RankingReport:
+    """Relax ``paths`` (and known phases) with one potential, deduplicate, rank.
 
-    Writes ``out_dir/relaxed/`` (CIFs + summary), ``out_dir/ranked.csv`` (converged only),
-    ``out_dir/ranked_unconverged.csv`` (stopped at the step cap; header only when none) and
-    ``out_dir/ranking.png`` (and ``out_dir/reference/`` when ``reference`` is given). Inputs,
-    potential and output folders are checked before any relaxation (:class:`InputError`).
+    Known phases: the CIFs of the folder ``reference`` and the entries of the dataset ``hull``
+    in the candidates' chemical systems (:func:`~diffcrystal.potential.hull.dataset_references`,
+    relaxations cached). Writes ``out_dir/relaxed/`` (CIFs + summary), ``out_dir/ranked.csv``
+    (converged only), ``out_dir/ranked_unconverged.csv`` (stopped at the step cap; header only
+    when none) and ``out_dir/ranking.png`` (and ``out_dir/reference/`` with known phases).
+    Inputs, potential, known phases and output folders are checked before any relaxation
+    (:class:`InputError`).
     """
     out_dir = Path(out_dir)
     label = check_potential(potential)
-    all_inputs = list(paths) + ([reference] if reference is not None else [])
+    all_inputs = list(paths) + [p for p in (reference, hull) if p is not None]
     protected = input_paths(all_inputs)
     for target in (out_dir / RANKED_NAME, out_dir / UNCONVERGED_NAME, out_dir / PLOT_NAME,
                    out_dir / RELAXED_FOLDER):
@@ -354,14 +361,22 @@ def relax_and_rank(paths: Sequence[str | Path], out_dir: Path, potential: str = 
         raise InputError(f"--out {out_dir} is an input; choose another folder")
     candidates = read_candidates(paths, include_missing=True)
     reference_candidates = read_candidates([reference]) if reference is not None else None
-    folders = [out_dir, out_dir / RELAXED_FOLDER] + ([out_dir / REFERENCE_FOLDER] if reference else [])
+    hull_candidates = (dataset_references(hull, chemical_systems(a for _, a in candidates), progress)
+                       if hull is not None else None)
+    known = reference is not None or hull is not None
+    folders = [out_dir, out_dir / RELAXED_FOLDER] + ([out_dir / REFERENCE_FOLDER] if known else [])
     for folder in folders:
         check_output_folder(folder)
     results = relax_many(candidates, potential, settings, workers=workers, progress=progress)
-    references = None
+    references: list[RelaxResult] | None = [] if known else None
+    cached = 0
     if reference_candidates is not None:
-        references = relax_many(reference_candidates, potential, settings, workers=workers,
-                                progress=progress)
+        references += relax_many(reference_candidates, potential, settings, workers=workers,
+                                 progress=progress)
+    if hull_candidates is not None:
+        from_hull, cached = relax_cached(hull_candidates, potential, settings, workers=workers,
+                                         progress=progress)
+        references += from_hull
     entries = rank_results(results, references)
     unconverged = rank_results(results, references, unconverged=True)
     write_relaxed(results, out_dir / RELAXED_FOLDER, protected,
@@ -372,4 +387,4 @@ def relax_and_rank(paths: Sequence[str | Path], out_dir: Path, potential: str = 
     write_csv_atomic(out_dir / UNCONVERGED_NAME, ranked_rows(unconverged), RANKED_COLUMNS)
     plot_ranking(entries, out_dir / PLOT_NAME, label, unconverged)
     return RankingReport(results, entries, unconverged, references, out_dir / RANKED_NAME,
-                         out_dir / UNCONVERGED_NAME, out_dir / PLOT_NAME, label)
+                         out_dir / UNCONVERGED_NAME, out_dir / PLOT_NAME, label, cached)

@@ -1,0 +1,154 @@
+"""On-disk cache of relaxations, so known phases are relaxed once per potential and settings.
+
+One entry per relaxed structure: a JSON file (no pickle, so a cache file cannot run code)
+``<cache dir>/relaxed/<key>.json`` written atomically
+(:func:`~diffcrystal.atomic_write.atomic_write_text`). The **key** is the SHA-256 of
+
+- :data:`RELAX_CACHE_VERSION` and the versions of diffcrystal, ASE, pymatgen and numpy,
+- the potential's identity (:func:`potential_identity`: its label and the SHA-256 of its
+  weights, so a retrained model never reads another's energies),
+- the relaxation settings (``fmax``, ``max_steps``, ``optimizer``),
+- the input structure: cell (3, 3) Å, positions (N, 3) Å and atomic numbers (N,), as bytes.
+
+An entry holds the :class:`~diffcrystal.potential.relax.RelaxResult` and the relaxed cell,
+positions and atomic numbers. Outcomes that depend only on those inputs are stored
+(``converged``, ``not_converged``, ``exploded``); ``failed`` ones (a worker that died, a
+structure that could not be read) are not, so they are retried. An unreadable entry is a cache
+miss, never a failure. The cache folder is :func:`~diffcrystal.data.cache.default_cache_dir`
+(``$DIFFCRYSTAL_CACHE`` or ``~/.cache/diffcrystal``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import logging
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from diffcrystal.atomic_write import atomic_write_text
+from diffcrystal.data.cache import HASH_CHUNK_BYTES, default_cache_dir, package_versions
+from diffcrystal.potential.calculators import SEVENNET_CHECKPOINT, potential_label
+from diffcrystal.potential.relax import (
+    DEFAULT_WORKERS,
+    RelaxResult,
+    RelaxSettings,
+    check_potential,
+    relax_many,
+)
+
+logger = logging.getLogger(__name__)
+
+RELAX_CACHE_VERSION = 1
+"""Bump when the meaning of a cached relaxation changes; older entries are then ignored."""
+
+RELAX_CACHE_FOLDER = "relaxed"
+"""Sub-folder of the cache folder holding the relaxation entries."""
+
+CACHED_STATUSES = ("converged", "not_converged", "exploded")
+"""Outcomes that follow from the inputs alone and are stored."""
+
+
+def _file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(HASH_CHUNK_BYTES):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def potential_identity(potential: str) -> str:
+    """``'<label> <weights>'``: the :func:`potential_label` and what fixes its energies — the
+    SHA-256 of SevenNet-0's checkpoint or of a fitted model file, the package version of EMT
+    (parameters in ASE's code) and CHGNet (weights in its wheel)."""
+    label = potential_label(potential)
+    if label == "sevennet-0":
+        from sevenn.util import pretrained_name_to_path
+
+        return f"{label} sha256:{_file_sha256(Path(pretrained_name_to_path(SEVENNET_CHECKPOINT)))}"
+    if label.startswith("nequip:"):
+        return f"{label} sha256:{_file_sha256(Path(label.split(':', 1)[1]))}"
+    package = {"emt": "ase", "chgnet": "chgnet"}[label]
+    return f"{label} {package}=={package_versions((package,))[package]}"
+
+
+class RelaxCache:
+    """Relaxations of one potential with one :class:`RelaxSettings`, stored under ``cache_dir``
+    (default :func:`~diffcrystal.data.cache.default_cache_dir`)."""
+
+    def __init__(self, potential: str, settings: RelaxSettings = RelaxSettings(),
+                 cache_dir: str | Path | None = None):
+        self.potential = check_potential(potential)
+        self.settings = settings
+        self.folder = Path(cache_dir if cache_dir is not None else default_cache_dir()) / RELAX_CACHE_FOLDER
+        self._header = json.dumps({
+            "format": RELAX_CACHE_VERSION, "versions": package_versions(),
+            "potential": potential_identity(potential), "settings": dataclasses.asdict(settings),
+        }, sort_keys=True).encode()
+
+    def key(self, atoms) -> str:
+        """SHA-256 hex key of ``atoms`` (ASE ``Atoms``) under this potential and settings."""
+        digest = hashlib.sha256(self._header)
+        for array, dtype in ((atoms.cell.array, np.float64), (atoms.positions, np.float64),
+                             (atoms.numbers, np.int64)):
+            digest.update(np.ascontiguousarray(array, dtype=dtype).tobytes())
+        return digest.hexdigest()
+
+    def path(self, atoms) -> Path:
+        return self.folder / f"{self.key(atoms)}.json"
+
+    def get(self, label: str, atoms) -> RelaxResult | None:
+        """The stored relaxation of ``atoms`` (relabelled ``label``), or ``None``."""
+        from ase import Atoms
+
+        path = self.path(atoms)
+        if not path.is_file():
+            return None
+        try:
+            entry = json.loads(path.read_text())
+            fields = entry["result"]
+            relaxed = entry["relaxed"]
+            result = RelaxResult(**{**fields, "label": label, "stress": tuple(fields["stress"])})
+            if relaxed is not None:
+                result.atoms = Atoms(numbers=relaxed["numbers"], positions=relaxed["positions"],
+                                     cell=relaxed["cell"], pbc=True)
+        except Exception as error:  # a damaged entry is a miss, never a failure
+            logger.warning("ignoring unreadable relaxation cache file %s: %s", path, error)
+            return None
+        return result
+
+    def put(self, atoms, result: RelaxResult) -> None:
+        """Store the relaxation ``result`` of the input ``atoms`` (when its status is cacheable)."""
+        if result.status not in CACHED_STATUSES:
+            return
+        fields = {f.name: getattr(result, f.name) for f in dataclasses.fields(result)
+                  if f.name not in ("atoms", "label")}
+        fields["stress"] = list(fields["stress"])
+        relaxed = None if result.atoms is None else {
+            "cell": result.atoms.cell.array.tolist(), "positions": result.atoms.positions.tolist(),
+            "numbers": result.atoms.numbers.tolist(),
+        }
+        # NaN energies of exploded results: json writes them as NaN, which json reads back.
+        atomic_write_text(self.path(atoms), json.dumps({"result": fields, "relaxed": relaxed}))
+
+
+def relax_cached(items: Sequence[tuple[str, object]], potential: str,
+                 settings: RelaxSettings = RelaxSettings(), workers: int = DEFAULT_WORKERS,
+                 cache_dir: str | Path | None = None, progress: bool = True,
+                 ) -> tuple[list[RelaxResult], int]:
+    """Relax ``(label, Atoms)`` pairs with :func:`~diffcrystal.potential.relax.relax_many`,
+    reading and storing each through a :class:`RelaxCache`; returns the results in input order
+    and how many came from the cache."""
+    cache = RelaxCache(potential, settings, cache_dir)
+    results: list[RelaxResult | None] = [cache.get(label, atoms) for label, atoms in items]
+    missing = [i for i, r in enumerate(results) if r is None]
+    if missing:
+        fresh = relax_many([items[i] for i in missing], potential, settings, workers=workers,
+                           progress=progress)
+        for i, result in zip(missing, fresh):
+            cache.put(items[i][1], result)
+            results[i] = result
+    return results, len(items) - len(missing)  # type: ignore[return-value]
