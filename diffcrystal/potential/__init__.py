@@ -8,6 +8,10 @@
 - :mod:`~diffcrystal.potential.rank` — StructureMatcher deduplication, ranking by energy per
   atom (converged structures; those stopped at the step cap apart), energy above the hull of
   reference phases, tables and plot.
+- :mod:`~diffcrystal.potential.hull` — known phases of a dataset in the candidates' chemical
+  systems (ASE reference states for missing elements), convex hulls per system, known-or-novel.
+- :mod:`~diffcrystal.potential.relax_cache` — relaxations stored on disk, keyed on potential
+  weights, settings and structure.
 - :mod:`~diffcrystal.potential.fit` — frames, teacher labels, ``nequip-train``/``nequip-compile``.
 - :mod:`~diffcrystal.potential.io` — reading candidates (sample folders, CIFs, extxyz), output
   folder checks made before any work, atomic writes.
