@@ -18,7 +18,9 @@ from diffcrystal.potential.calculators import DEFAULT_POTENTIAL, POTENTIAL_NAMES
 from diffcrystal.potential.relax import (
     DEFAULT_FMAX_EV_A,
     DEFAULT_MAX_STEPS,
+    DEFAULT_ENGINE,
     DEFAULT_WORKERS,
+    ENGINES,
     OPTIMIZERS,
     RelaxSettings,
 )
@@ -34,15 +36,25 @@ def add_relax_arguments(parser: argparse.ArgumentParser) -> None:
                         help="force threshold in eV/Å (default: %(default)s)")
     parser.add_argument("--steps", type=int, default=DEFAULT_MAX_STEPS,
                         help="step cap per structure (default: %(default)s)")
-    parser.add_argument("--optimizer", choices=OPTIMIZERS, default="FIRE")
+    parser.add_argument("--optimizer", choices=OPTIMIZERS, default="FIRE",
+                        help="FIRE (default) or BFGS (needs --engine ase)")
+    parser.add_argument("--engine", choices=ENGINES, default=DEFAULT_ENGINE,
+                        help="batched: all structures at once, one batched potential call per "
+                             "FIRE step; ase: one ASE optimizer per structure over worker "
+                             "processes (default: %(default)s)")
+    parser.add_argument("--prerelax", default=None, metavar="POTENTIAL",
+                        help="relax first with this potential (a fitted student folder or model), "
+                             "then finish with --potential")
     parser.add_argument("--workers", type=int, default=DEFAULT_WORKERS,
-                        help="worker processes (default: %(default)s)")
+                        help="worker processes (ase engine) or torch threads (batched engine) "
+                             "(default: %(default)s)")
     parser.add_argument("--out", type=Path, default=None, help="output folder")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
 
 def settings_from(args: argparse.Namespace) -> RelaxSettings:
-    return RelaxSettings(fmax=args.fmax, max_steps=args.steps, optimizer=args.optimizer)
+    return RelaxSettings(fmax=args.fmax, max_steps=args.steps, optimizer=args.optimizer,
+                         engine=args.engine, prerelax=args.prerelax)
 
 
 def default_out(args: argparse.Namespace, suffix: str) -> Path:

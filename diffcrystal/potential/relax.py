@@ -15,8 +15,12 @@ structure still above ``fmax`` after ``max_steps`` is ``'not_converged'``: its e
 that of a minimum, so :attr:`RelaxResult.rankable` (converged only) keeps it out of the main
 ranking; :mod:`~diffcrystal.potential.rank` ranks such structures separately.
 
-:func:`relax_many` spreads a batch over a process pool (``spawn``), each worker building its
-calculator once; ``workers=1`` relaxes in this process. A potential that cannot be loaded
+:func:`relax_many` runs one of two engines (:data:`ENGINES`): ``batched`` (default) relaxes the
+whole set in this process with one batched potential call per step
+(:mod:`~diffcrystal.potential.batched_relax`, the same FIRE and cell filter in torch);
+``ase`` spreads the structures over a process pool (``spawn``), each worker building its
+calculator once (``workers=1``: in this process). Optionally a fast potential pre-relaxes
+every structure first (``RelaxSettings.prerelax``). A potential that cannot be loaded
 (missing package, bad model file) raises :class:`InputError` before any structure is relaxed.
 """
 
@@ -28,7 +32,7 @@ import multiprocessing
 import os
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Iterable, Literal, Sequence
 
@@ -58,6 +62,14 @@ DEFAULT_WORKERS = 2
 OPTIMIZERS = ("FIRE", "BFGS")
 """ASE optimizers accepted by :class:`RelaxSettings`."""
 
+ENGINES = ("batched", "ase")
+"""How a set is relaxed: ``batched`` — all structures in one process, one batched potential
+call per FIRE step (:mod:`~diffcrystal.potential.batched_relax`); ``ase`` — one ASE optimizer
+per structure over a process pool (the reference)."""
+
+DEFAULT_ENGINE = "batched"
+"""Engine used when none is named (same verdicts as ``ase``; see docs/benchmarks.md)."""
+
 Status = Literal["converged", "not_converged", "exploded", "failed"]
 
 RANKABLE_STATUSES = ("converged",)
@@ -66,11 +78,16 @@ RANKABLE_STATUSES = ("converged",)
 
 @dataclass(frozen=True)
 class RelaxSettings:
-    """How to relax: ``fmax`` (eV/Å), ``max_steps`` and the ``optimizer`` (``FIRE``/``BFGS``)."""
+    """How to relax: ``fmax`` (eV/Å), ``max_steps``, the ``optimizer`` (``FIRE``/``BFGS``; the
+    ``batched`` engine runs FIRE only), the ``engine`` (:data:`ENGINES`) and ``prerelax``: a
+    potential (name or fitted-model path, typically a fast student) that relaxes every structure
+    first, the main potential finishing from its result (``None``: no pre-relaxation)."""
 
     fmax: float = DEFAULT_FMAX_EV_A
     max_steps: int = DEFAULT_MAX_STEPS
     optimizer: Literal["FIRE", "BFGS"] = "FIRE"
+    engine: Literal["batched", "ase"] = DEFAULT_ENGINE
+    prerelax: str | None = None
 
     def __post_init__(self) -> None:
         if not (self.fmax > 0 and math.isfinite(self.fmax)):
@@ -79,6 +96,10 @@ class RelaxSettings:
             raise InputError(f"max_steps must be >= 0, got {self.max_steps}")
         if self.optimizer not in OPTIMIZERS:
             raise InputError(f"unknown optimizer {self.optimizer!r}; valid: {', '.join(OPTIMIZERS)}")
+        if self.engine not in ENGINES:
+            raise InputError(f"unknown engine {self.engine!r}; valid: {', '.join(ENGINES)}")
+        if self.engine == "batched" and self.optimizer != "FIRE":
+            raise InputError(f"the batched engine runs FIRE only; use engine 'ase' for {self.optimizer}")
 
 
 @dataclass
@@ -88,7 +109,9 @@ class RelaxResult:
     ``energy_per_atom`` in eV/atom, ``max_force`` the largest atomic force norm in eV/Å,
     ``stress`` the final Voigt stress (xx, yy, zz, yz, xz, xy) in eV/Å³, ``atoms`` the final
     structure (``None`` when unusable), ``space_group`` / ``space_group_number`` found by spglib
-    after relaxation, ``potential`` the :func:`potential_label` used.
+    after relaxation, ``potential`` the :func:`potential_label` used; after a pre-relaxation,
+    ``prerelax_status`` / ``prerelax_steps`` are its outcome and steps (``steps`` are the main
+    potential's).
     """
 
     label: str
@@ -105,6 +128,8 @@ class RelaxResult:
     space_group_number: int = 0
     reason: str = ""
     atoms: object = None
+    prerelax_status: str = ""
+    prerelax_steps: int = 0
 
     @property
     def rankable(self) -> bool:
@@ -204,23 +229,57 @@ def relax_atoms(atoms, calculator, settings: RelaxSettings = RelaxSettings(), la
         return _relax_atoms(atoms, calculator, settings, label, potential)
 
 
+def prepared_atoms(item, result: RelaxResult):
+    """A copy of ``item`` (ASE ``Atoms``, :class:`Crystal` or :class:`MissingStructure`) as
+    periodic ASE ``Atoms`` ready to relax, or ``None`` with ``result``'s ``status`` and
+    ``reason`` set (missing structure, not periodic, exploded at input). Sets ``num_atoms`` and
+    ``formula``; may raise on unreadable input (the caller records ``'failed'``)."""
+    if isinstance(item, MissingStructure):
+        result.reason = item.reason
+        return None
+    atoms = item.to_atoms() if isinstance(item, Crystal) else item.copy()
+    atoms.calc = None
+    result.num_atoms = len(atoms)
+    result.formula = _reduced_formula(atoms)
+    if len(atoms) == 0 or not all(atoms.pbc):
+        result.reason = "not a periodic structure with atoms"
+        return None
+    reason = explosion_reason(atoms)
+    if reason:
+        result.status, result.reason = "exploded", f"input: {reason}"
+        return None
+    return atoms
+
+
+def record_final(result: RelaxResult, atoms, energy: float, forces, stress, converged: bool,
+                 energies: Sequence[float], settings: RelaxSettings) -> RelaxResult:
+    """Fill ``result`` from the final state of a relaxation that did not explode: ``atoms``
+    (final structure), ``energy`` (eV), ``forces`` (N, 3) eV/Å, Voigt ``stress`` (6,) eV/Å³,
+    whether it ``converged``, and ``energies`` (eV, one per step, step 0 first) for the trend
+    of a capped run. Sets ``status`` and the space group found by spglib."""
+    result.energy_per_atom = float(energy) / len(atoms)
+    result.max_force = float(np.linalg.norm(forces, axis=1).max())
+    result.stress = tuple(float(s) for s in stress)
+    result.converged = bool(converged)
+    result.status = "converged" if converged else "not_converged"
+    if not converged:
+        result.reason = (f"fmax {settings.fmax} eV/Å not reached in {settings.max_steps} steps"
+                         + _energy_trend(energies, len(atoms)))
+    final = atoms.copy()
+    final.calc = None
+    found = space_group(Crystal.from_atoms(final, label=result.label))
+    result.space_group, result.space_group_number = found.symbol, found.number
+    result.atoms = final
+    return result
+
+
 def _relax_atoms(atoms, calculator, settings: RelaxSettings, label: str, potential: str) -> RelaxResult:
     from ase.filters import FrechetCellFilter
 
     result = RelaxResult(label=label, status="failed", potential=potential)
-    if isinstance(atoms, MissingStructure):
-        result.reason = atoms.reason
-        return result
     try:
-        atoms = atoms.to_atoms() if isinstance(atoms, Crystal) else atoms.copy()
-        result.num_atoms = len(atoms)
-        result.formula = _reduced_formula(atoms)
-        if len(atoms) == 0 or not all(atoms.pbc):
-            result.reason = "not a periodic structure with atoms"
-            return result
-        reason = explosion_reason(atoms)
-        if reason:
-            result.status, result.reason = "exploded", f"input: {reason}"
+        atoms = prepared_atoms(atoms, result)
+        if atoms is None:
             return result
         atoms.calc = calculator
         cell_filter = FrechetCellFilter(atoms)
@@ -249,20 +308,7 @@ def _relax_atoms(atoms, calculator, settings: RelaxSettings, label: str, potenti
         if reason:
             result.status, result.reason = "exploded", f"final: {reason}"
             return result
-        result.energy_per_atom = energy / len(atoms)
-        result.max_force = float(np.linalg.norm(forces, axis=1).max())
-        result.stress = tuple(float(s) for s in stress)
-        result.converged = converged
-        result.status = "converged" if converged else "not_converged"
-        if not converged:
-            result.reason = (f"fmax {settings.fmax} eV/Å not reached in {settings.max_steps} steps"
-                             + _energy_trend(energies, len(atoms)))
-        final = atoms.copy()
-        final.calc = None
-        crystal = Crystal.from_atoms(final, label=label)
-        found = space_group(crystal)
-        result.space_group, result.space_group_number = found.symbol, found.number
-        result.atoms = final
+        record_final(result, atoms, energy, forces, stress, converged, energies, settings)
     except Exception as error:  # a bad structure must never stop the batch
         result.status, result.reason = "failed", f"{type(error).__name__}: {error}"
         result.atoms = None
@@ -382,14 +428,46 @@ def relax_many(
     workers : worker processes; 1 relaxes in this process (with ``calculator`` if given).
     threads_per_worker : torch / BLAS threads in each worker process (and in this process while
         relaxing when ``workers=1``).
-    progress : show a tqdm progress bar.
-    """
-    from tqdm.auto import tqdm
+    progress : show a tqdm progress bar (structures finished, and structures per second).
 
+    ``settings.engine`` ``'batched'`` relaxes all structures in this process with
+    ``workers * threads_per_worker`` torch threads and batched potential calls on ``device``;
+    ``'ase'`` spreads one ASE optimizer per structure over ``workers`` processes. With
+    ``settings.prerelax`` every structure is first relaxed with that potential (same engine,
+    ``fmax`` and step cap) and then with ``potential`` from where it ended (from its input when
+    the pre-relaxation left no structure).
+    """
     if workers < 1:
         raise InputError(f"workers must be >= 1, got {workers}")
     label = check_potential(potential)
     items = _labelled(structures)
+    if settings.prerelax is not None:
+        check_potential(settings.prerelax)
+        plain = replace(settings, prerelax=None)
+        first = relax_many(items, settings.prerelax, plain, workers, device, threads_per_worker, progress)
+        starts = [(name, done.atoms if done.atoms is not None else item)
+                  for (name, item), done in zip(items, first)]
+        results = relax_many(starts, potential, plain, workers, device, threads_per_worker, progress,
+                             calculator)
+        for result, done in zip(results, first):
+            result.prerelax_status, result.prerelax_steps = done.status, done.steps
+        return results
+    if settings.engine == "batched":
+        from diffcrystal.potential.batched_relax import batch_evaluator, relax_batched
+
+        calc = calculator if calculator is not None else load_calculator(potential, device=device)
+        return relax_batched(items, batch_evaluator(label, calc), settings, label, progress,
+                             threads=workers * threads_per_worker)
+    return _relax_pool(items, label, potential, settings, workers, device, threads_per_worker,
+                       progress, calculator)
+
+
+def _relax_pool(items, label: str, potential: str, settings: RelaxSettings, workers: int,
+                device: str, threads_per_worker: int, progress: bool, calculator) -> list[RelaxResult]:
+    """The ``ase`` engine of :func:`relax_many`: one ASE optimizer per structure, in this process
+    (``workers=1``) or over a ``spawn`` process pool."""
+    from tqdm.auto import tqdm
+
     results: list[RelaxResult | None] = [None] * len(items)
     bar = tqdm(total=len(items), desc=f"relax ({label.split('/')[-1]})", disable=not progress,
                unit="structure")
