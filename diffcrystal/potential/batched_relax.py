@@ -11,7 +11,8 @@ Degrees of freedom of a structure with ``N`` atoms, original cell ``L0`` (3, 3; 
 
 - ``u = X F⁻ᵀ`` (N, 3): Cartesian positions ``X`` mapped back into the original cell, Å;
 - ``c = N log F`` (3, 3): the matrix log of the deformation, scaled by the cell factor ``N``
-  (ASE's default ``exp_cell_factor``), so ``F = exp(c / N)``.
+  (ASE's default ``exp_cell_factor``), so ``F = exp(c / N)``. (ASE's own variable is
+  ``N log(N F)``, larger by the constant ``N log(N) I``, which FIRE's updates never see.)
 
 Generalised forces (the negative gradient of the energy ``E`` in these variables):
 
