@@ -65,7 +65,8 @@ SUMMARY_COLUMNS = [
     "id", "formula", "num_atoms", "potential", "status", "converged", "steps",
     "energy_per_atom_eV", "max_force_eV_A", "stress_xx_eV_A3", "stress_yy_eV_A3",
     "stress_zz_eV_A3", "stress_yz_eV_A3", "stress_xz_eV_A3", "stress_xy_eV_A3",
-    "space_group_relaxed", "space_group_number_relaxed", "reason", "cif",
+    "space_group_relaxed", "space_group_number_relaxed", "reason", "cif", "prerelax_status",
+    "prerelax_steps",
 ]
 """Columns a relaxation adds to a summary (input summary columns come first)."""
 
@@ -167,6 +168,8 @@ def summary_rows(results: Sequence[RelaxResult], extra: dict[str, dict] | None =
             "max_force_eV_A": _num(r.max_force),
             "space_group_relaxed": r.space_group, "space_group_number_relaxed": r.space_group_number,
             "reason": r.reason, "cif": f"{r.label}.cif" if r.atoms is not None else "",
+            "prerelax_status": r.prerelax_status,
+            "prerelax_steps": r.prerelax_steps if r.prerelax_status else "",
         })
         for name, value in zip(SUMMARY_COLUMNS[9:15], r.stress):
             row[name] = _num(value)
