@@ -36,7 +36,14 @@ from diffcrystal.potential.relax import (
     RelaxSettings,
     relax_many,
 )
-from diffcrystal.sampling import SampleRun, check_options, generate_batches, plan_requests, sample_to_folder
+from diffcrystal.sampling import (
+    SampleRun,
+    check_options,
+    generate_batches,
+    plan_requests,
+    plan_spacegroup_requests,
+    sample_to_folder,
+)
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +69,9 @@ def resolve_device(choice: str | torch.device) -> torch.device:
     return torch.device(choice)
 
 
-def _formula_units(value: int | Sequence[int]) -> list[int]:
+def _formula_units(value: int | Sequence[int] | None) -> list[int] | None:
+    if value is None:
+        return None
     units = [value] if isinstance(value, int) else list(value)
     if not units or not all(isinstance(z, int) and z >= 1 for z in units):
         raise InputError(f"formula units must be integers >= 1, got {value!r}")
@@ -101,11 +110,13 @@ class StructureGenerator:
         n: int = 10,
         *,
         seed: int = 0,
-        formula_units: int | Sequence[int] = 1,
+        formula_units: int | Sequence[int] | None = None,
         steps: int | None = None,
         batch_size: int = 100,
         format: OutputFormat = "pymatgen",
         progress: bool = False,
+        spacegroup: int | None = None,
+        wyckoff: str = "auto",
     ) -> list:
         """Sample ``n`` structures, in memory.
 
@@ -115,10 +126,14 @@ class StructureGenerator:
         n : number of structures.
         seed : random seed; equal seeds (with equal ``steps`` and ``batch_size``) give equal
             structures, the same as ``diffcrystal sample --seed``.
-        formula_units : formula units per cell, or a list cycled through (like ``--formula-units 1,2``).
+        formula_units : formula units per cell, or a list cycled through (like ``--formula-units 1,2``);
+            default 1, or with ``spacegroup`` every Z that fits.
         steps : sampler steps (default :attr:`default_steps`).
         batch_size : structures sampled together.
         format : ``'pymatgen'`` (``Structure``), ``'ase'`` (``Atoms``) or ``'crystal'``.
+        spacegroup : sample on this space group (1..230; CSP), in its conventional cell, with
+            ``wyckoff`` ``'auto'`` or an assignment such as ``'Na:4a,Cl:4b'``, as
+            ``diffcrystal sample --spacegroup``; extra symmetry is broken as there.
 
         Returns
         -------
@@ -132,11 +147,24 @@ class StructureGenerator:
         parsed = parse_composition(composition) if composition is not None else None
         num_steps = self.default_steps if steps is None else steps
         check_options(self.generator, n, num_steps, batch_size)
-        plans = plan_requests(self.generator, n, parsed, _formula_units(formula_units), seed)
+        assignments = None
+        if spacegroup is not None:
+            if parsed is None:
+                raise InputError("spacegroup needs a composition (crystal-structure prediction)")
+            assignments = plan_spacegroup_requests(self.generator, n, parsed, spacegroup, wyckoff,
+                                                   _formula_units(formula_units))
+            plans = [(a.num_atoms, a.atomic_numbers()) for a in assignments]
+        else:
+            plans = plan_requests(self.generator, n, parsed, _formula_units(formula_units) or [1], seed)
         crystals = []
-        for _start, batch in generate_batches(self.generator, plans, num_steps=num_steps,
-                                              batch_size=batch_size, seed=seed, progress=progress):
+        for _start, batch in generate_batches(self.generator, plans, num_steps=num_steps, batch_size=batch_size,
+                                              seed=seed, progress=progress, assignments=assignments):
             crystals.extend(batch)
+        if assignments is not None:
+            from diffcrystal.spacegroup import break_extra_symmetry
+
+            crystals = [break_extra_symmetry(c, a, seed=i)[0] if isinstance(c, Crystal) else c
+                        for i, (c, a) in enumerate(zip(crystals, assignments))]
         failed = [str(c) for c in crystals if not isinstance(c, Crystal)]
         if failed:
             log.warning("%d of %d samples are no crystal (first: %s); returned as None",
@@ -151,14 +179,17 @@ class StructureGenerator:
         n: int = 100,
         *,
         seed: int = 0,
-        formula_units: int | Sequence[int] = 1,
+        formula_units: int | Sequence[int] | None = None,
         steps: int | None = None,
         batch_size: int = 100,
         resume: bool = False,
         progress: bool = True,
+        spacegroup: int | None = None,
+        wyckoff: str = "auto",
     ) -> SampleRun:
         """Sample ``n`` structures into ``out_dir`` as ``diffcrystal sample`` does (CIFs,
-        ``samples.extxyz``, ``summary.csv``, ``run.json``, ``overview.png``)."""
+        ``samples.extxyz``, ``summary.csv``, ``run.json``, ``overview.png``); ``spacegroup``
+        and ``wyckoff`` as in :meth:`sample`."""
         return sample_to_folder(
             self.generator,
             n=n,
@@ -171,6 +202,8 @@ class StructureGenerator:
             resume=resume,
             checkpoint_path=self.checkpoint,
             progress=progress,
+            spacegroup=spacegroup,
+            wyckoff=wyckoff,
         )
 
 

@@ -88,6 +88,9 @@ SUMMARY_COLUMNS = (
     "cif",
     "symmetrized_cif",  # only for valid structures spglib finds above P1
     "cif_problem",  # why a CIF was not kept (it did not read back), else empty
+    "requested_spacegroup",  # --spacegroup number; empty without it
+    "wyckoff",  # the sample's Wyckoff assignment, e.g. 'Na:4a Cl:4b'
+    "symmetry_break_A",  # amplitude (Å) of the symmetric displacement that removed extra symmetry; 0 none
 )
 
 
@@ -115,6 +118,9 @@ class SampleRecord:
     cif: str = ""
     symmetrized_cif: str = ""
     cif_problem: str = ""
+    requested_spacegroup: int = 0
+    wyckoff: str = ""
+    symmetry_break_A: float = 0.0
 
     @classmethod
     def from_row(cls, row: dict[str, str]) -> "SampleRecord":
@@ -127,7 +133,7 @@ class SampleRecord:
             elif kind == "int":
                 values[name] = int(text) if text else 0
             elif kind == "float":
-                values[name] = float(text)
+                values[name] = float(text) if text else 0.0
             else:
                 values[name] = text
         return cls(**values)
@@ -154,6 +160,9 @@ class SampleRecord:
             self.cif,
             self.symmetrized_cif,
             self.cif_problem,
+            self.requested_spacegroup or "",
+            self.wyckoff,
+            f"{self.symmetry_break_A:g}" if self.requested_spacegroup else "",
         ]
 
 
@@ -311,9 +320,15 @@ class SampleWriter:
         crystals: list[Crystal | Exception],
         ids: list[str],
         formula_units: list[int] | None = None,
+        assignments: list | None = None,
+        symmetry_breaks: list[float] | None = None,
     ) -> list[SampleRecord]:
         """Write CIFs (and, for valid structures above P1, symmetrised CIFs), then append the
         batch's summary rows and extxyz frames. ``formula_units``: Z of each request (CSP).
+        ``assignments``: each sample's :class:`~diffcrystal.spacegroup.WyckoffAssignment` when
+        sampled on a space group; its symmetrised CIF is then written (valid or not) in the
+        group's standard setting at spglib's tight tolerance (0.01 Å), and
+        ``symmetry_breaks`` gives the amplitude of each one's symmetry-breaking displacement.
         An exception in place of a crystal (a sample that is no crystal, e.g. a collapsed
         lattice) gets a row with ``valid = False`` and the reason, and no files.
         Returns the batch's records."""
@@ -321,13 +336,18 @@ class SampleWriter:
         from pymatgen.io.cif import CifWriter
 
         units = formula_units or [0] * len(ids)
+        assignments = assignments or [None] * len(ids)
+        breaks = symmetry_breaks or [0.0] * len(ids)
         records = []
         frames = []
-        for crystal, sample_id, z in zip(crystals, ids, units):
+        for crystal, sample_id, z, assignment, amplitude in zip(crystals, ids, units, assignments, breaks):
+            requested = {} if assignment is None else {
+                "requested_spacegroup": assignment.spacegroup, "wyckoff": assignment.label,
+                "symmetry_break_A": amplitude}
             if isinstance(crystal, Exception):
-                records.append(failed_record(sample_id, str(crystal), z))
+                records.append(replace(failed_record(sample_id, str(crystal), z), **requested))
                 continue
-            record = describe(crystal, sample_id, z, self.validity_checks)
+            record = replace(describe(crystal, sample_id, z, self.validity_checks), **requested)
             structure = crystal.to_structure()
             cif_rel = f"{CIF_DIR}/{sample_id}.cif"
             problems = []
@@ -336,7 +356,10 @@ class SampleWriter:
                 problems.append(f"CIF {problem}")
                 cif_rel = ""
             sym_rel = ""
-            refined = symmetrized(crystal) if record.valid and record.spacegroup_number > 1 else None
+            if assignment is not None:
+                refined = symmetrized(crystal, SYMPREC_TIGHT) if record.spacegroup_number_tight > 1 else None
+            else:
+                refined = symmetrized(crystal) if record.valid and record.spacegroup_number > 1 else None
             if refined is not None:
                 sym_rel = f"{SYMMETRIZED_DIR}/{sample_id}.cif"
                 refined_structure = refined.to_structure()

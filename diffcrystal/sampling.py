@@ -55,6 +55,8 @@ RESUME_OPTIONS = {
     "n": "--n",
     "num_steps": "--steps",
     "batch_size": "--batch-size",
+    "spacegroup": "--spacegroup",
+    "wyckoff": "--wyckoff",
 }
 """Fields of ``run.json`` a resumed run must share with the original, and their options."""
 
@@ -144,6 +146,57 @@ def plan_requests(
     return [(int(sizes[i]), None) for i in draws.tolist()]
 
 
+def plan_spacegroup_requests(
+    generator: Generator,
+    n: int,
+    composition: Composition,
+    spacegroup: int,
+    wyckoff: str = "auto",
+    formula_units: list[int] | None = None,
+) -> list:
+    """The :class:`~diffcrystal.spacegroup.WyckoffAssignment` of each of the ``n`` requested
+    crystals on space group ``spacegroup`` (CSP), cycling through the assignments.
+
+    ``wyckoff``: ``'auto'`` (every assignment of the composition that realises the group,
+    :func:`~diffcrystal.spacegroup.enumerate_assignments`, fewest orbits first) or a list such
+    as ``'Na:4a,Cl:4b'``. ``formula_units``: the Z to try; None: every Z whose conventional
+    cell has at most the checkpoint's largest training cell of atoms, or, if none fits, the
+    smallest Z that does (cells up to :data:`MAX_SAMPLE_ATOMS`). :class:`InputError` (one line)
+    when the group cannot host the composition.
+    """
+    from diffcrystal.spacegroup import check_spacegroup, enumerate_assignments, parse_assignment
+
+    if generator.mode != "csp":
+        raise InputError("--spacegroup needs a CSP checkpoint and --composition")
+    spacegroup = check_spacegroup(spacegroup)
+    per_unit = sum(composition.values())
+    if wyckoff != "auto":
+        assignment, z = parse_assignment(wyckoff, spacegroup, composition)
+        if formula_units is not None and z not in formula_units:
+            raise InputError(f"--wyckoff {assignment.label!r} has Z = {z}, not one of --formula-units "
+                             f"{','.join(map(str, formula_units))}")
+        assignments = [assignment]
+    elif formula_units is not None:
+        assignments = enumerate_assignments(composition, spacegroup, formula_units)
+    else:
+        within = list(range(1, max(generator.statistics.max_atoms // per_unit, 1) + 1))
+        try:
+            assignments = enumerate_assignments(composition, spacegroup, within)
+        except InputError:
+            larger = list(range(within[-1] + 1, MAX_SAMPLE_ATOMS // per_unit + 1))
+            assignments = enumerate_assignments(composition, spacegroup, within + larger)
+            smallest = min(a.num_atoms for a in assignments)
+            assignments = [a for a in assignments if a.num_atoms == smallest]
+    largest = max(a.num_atoms for a in assignments)
+    if largest > MAX_SAMPLE_ATOMS:
+        raise InputError(f"--wyckoff {assignments[0].label!r} has {largest} atoms; at most "
+                         f"{MAX_SAMPLE_ATOMS} atoms per cell are supported")
+    if largest > generator.statistics.max_atoms:
+        log.warning("%d atoms per conventional cell is more than the largest training cell (%d atoms); "
+                    "expect poor structures", largest, generator.statistics.max_atoms)
+    return [assignments[i % len(assignments)] for i in range(n)]
+
+
 def check_options(generator: Generator, n: int, num_steps: int, batch_size: int) -> None:
     """Refuse a request the sampler cannot run (:class:`InputError` naming the option)."""
     if n < 1:
@@ -163,8 +216,10 @@ def generate_batches(
     seed: int,
     first_batch: int = 0,
     progress: bool = True,
+    assignments: list | None = None,
 ) -> Iterator[tuple[int, list[Crystal | CrystalError]]]:
-    """Sample ``plans`` (from :func:`plan_requests`) batch by batch, from ``first_batch`` on.
+    """Sample ``plans`` (from :func:`plan_requests`) batch by batch, from ``first_batch`` on;
+    with ``assignments`` (one per plan, :func:`plan_spacegroup_requests`) on their space groups.
 
     Batch ``b`` holds ``plans[b * batch_size:(b + 1) * batch_size]`` and draws its noise from
     :func:`batch_generator` ``(seed, b)``. Yields ``(index of its first plan, crystals)``.
@@ -181,6 +236,7 @@ def generate_batches(
                 num_steps=num_steps,
                 generator=batch_generator(seed, batch_index, generator.device),
                 progress=lambda _step: bar.update(1),
+                assignments=None if assignments is None else assignments[start:start + batch_size],
             )
             yield start, crystals
             bar.set_postfix(done=start + len(batch_plans))
@@ -245,13 +301,15 @@ def sample_to_folder(
     n: int,
     out_dir: str | Path,
     composition: str | Composition | None = None,
-    formula_units: list[int] = (1,),
+    formula_units: list[int] | None = (1,),
     num_steps: int,
     batch_size: int = 100,
     seed: int = 0,
     resume: bool = False,
     checkpoint_path: str | Path | None = None,
     progress: bool = True,
+    spacegroup: int | None = None,
+    wyckoff: str = "auto",
 ) -> SampleRun:
     """Generate ``n`` crystals into ``out_dir`` (CIFs, ``samples.extxyz``, ``summary.csv``,
     ``run.json``, and at the end ``overview.png``). See :class:`~diffcrystal.sample_writer.SampleWriter` for the layout.
@@ -260,17 +318,35 @@ def sample_to_folder(
     ``None`` de novo. ``resume``: continue the run in ``out_dir``, refused (``InputError``
     naming the option) if its ``run.json`` records other options. The output folder is
     created and checked writable before anything is sampled.
+
+    ``spacegroup``: sample every crystal on this space group (1..230) with ``wyckoff``
+    ``'auto'`` or an assignment such as ``'Na:4a,Cl:4b'`` (:func:`plan_spacegroup_requests`;
+    ``formula_units=None`` tries every Z that fits); a sample with more symmetry than the group
+    is displaced within it until spglib finds the group
+    (:func:`~diffcrystal.spacegroup.break_extra_symmetry`, column ``symmetry_break_A``).
     """
     check_options(generator, n, num_steps, batch_size)
     parsed = parse_composition(composition) if isinstance(composition, str) else composition
-    plans = plan_requests(generator, n, parsed, list(formula_units), seed)
+    if spacegroup is None:
+        formula_units = list(formula_units or [1])
+    assignments = None
+    if spacegroup is not None:
+        if parsed is None:
+            raise InputError("--spacegroup needs --composition (crystal-structure prediction)")
+        assignments = plan_spacegroup_requests(generator, n, parsed, spacegroup, wyckoff,
+                                               None if formula_units is None else list(formula_units))
+        plans = [(a.num_atoms, a.atomic_numbers()) for a in assignments]
+    else:
+        plans = plan_requests(generator, n, parsed, formula_units, seed)
     out_dir = Path(out_dir)
     record = {
         "checkpoint": str(checkpoint_path) if checkpoint_path else None,
         "checkpoint_sha256": file_sha256(checkpoint_path) if checkpoint_path else None,
         "mode": generator.mode,
         "composition": composition_label(composition) if composition is not None else None,
-        "formula_units": list(formula_units) if parsed is not None else None,
+        "formula_units": list(formula_units) if parsed is not None and formula_units is not None else None,
+        "spacegroup": spacegroup,
+        "wyckoff": wyckoff if spacegroup is not None else None,
         "n": n,
         "num_steps": num_steps,
         "batch_size": batch_size,
@@ -288,9 +364,18 @@ def sample_to_folder(
     num_batches = -(-n // batch_size)
     first_batch = writer.num_done // batch_size if writer.num_done < n else num_batches
     batches = generate_batches(generator, plans, num_steps=num_steps, batch_size=batch_size, seed=seed,
-                               first_batch=first_batch, progress=progress)
+                               first_batch=first_batch, progress=progress, assignments=assignments)
     for start, crystals in batches:
         stop = start + len(crystals)
-        writer.write_batch(crystals, [f"{i:06d}" for i in range(start, stop)], units[start:stop])
+        batch_assignments = breaks = None
+        if assignments is not None:
+            from diffcrystal.spacegroup import break_extra_symmetry
+
+            batch_assignments = assignments[start:stop]
+            broken = [break_extra_symmetry(c, a, seed=start + i) if isinstance(c, Crystal) else (c, 0.0)
+                      for i, (c, a) in enumerate(zip(crystals, batch_assignments))]
+            crystals, breaks = [c for c, _ in broken], [amplitude for _, amplitude in broken]
+        writer.write_batch(crystals, [f"{i:06d}" for i in range(start, stop)], units[start:stop],
+                           batch_assignments, breaks)
     write_sample_overview(writer.out_dir)
     return SampleRun(writer.out_dir, writer.records, VALIDITY_CHECKS[generator.mode])

@@ -25,8 +25,15 @@ def _formula_units(text: str) -> list[int]:
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--composition", help="formula to predict structures for (CSP), e.g. YBa2Cu3O7; "
                         "without it the de novo generator also picks species and atom counts")
-    parser.add_argument("--formula-units", type=_formula_units, default=[1], metavar="Z",
-                        help="formula units per cell, one or a list such as 1,2 (default: 1)")
+    parser.add_argument("--formula-units", type=_formula_units, metavar="Z",
+                        help="formula units per cell, one or a list such as 1,2 (default: 1; with --spacegroup "
+                        "every Z whose conventional cell fits the checkpoint's largest training cell)")
+    parser.add_argument("--spacegroup", type=int, metavar="N",
+                        help="sample every structure in space group N (1..230), kept on its Wyckoff positions "
+                        "at every step; cells are the group's conventional cell")
+    parser.add_argument("--wyckoff", default="auto", metavar="auto|LIST",
+                        help="with --spacegroup: 'auto' (cycle through every Wyckoff assignment of the composition "
+                        "that realises the group, fewest orbits first) or one assignment such as 'Na:4a,Cl:4b'")
     parser.add_argument("--n", type=int, default=100, help="number of crystals (default: 100)")
     parser.add_argument("--out", type=Path, help="output folder (default: samples/<formula> or samples/denovo)")
     parser.add_argument("--checkpoint", help="generator checkpoint file or bundled model name, e.g. carbon24_csp (default: the bundled one for the mode)")
@@ -65,6 +72,16 @@ def _print_summary(result, composition: str | None) -> None:
               "(column charge_neutral; no validity check here: the composition was given)")
     if result.num_cif_problems:
         print(f"  {result.num_cif_problems} CIFs did not read back and were not kept (column cif_problem)")
+    requested = [r for r in result.records if r.requested_spacegroup]
+    if requested:
+        from diffcrystal.spacegroup import space_group_symbol
+
+        number = requested[0].requested_spacegroup
+        found = sum(r.spacegroup_number_tight == number for r in requested)
+        broken = sum(r.spacegroup_number_tight == number and r.symmetry_break_A > 0 for r in requested)
+        print(f"requested space group {space_group_symbol(number)} ({number}): spglib finds it at 0.01 Å in "
+              f"{found}/{len(requested)} ({broken} after breaking extra symmetry, column symmetry_break_A; "
+              "Wyckoff assignment per sample in column wyckoff)")
     print("space groups (spglib, symprec 0.1 Å):")
     for group, count in result.space_group_counts().most_common(10):
         print(f"  {group:<22} {count}")
@@ -76,6 +93,14 @@ def run(args: argparse.Namespace) -> int:
         raise InputError("--composition is empty: give a formula such as YBa2Cu3O7, "
                          "or leave the option out to sample de novo")
     composition = parse_composition(args.composition) if args.composition is not None else None
+    if args.spacegroup is not None:
+        from diffcrystal.spacegroup import check_spacegroup
+
+        check_spacegroup(args.spacegroup)
+        if composition is None:
+            raise InputError("--spacegroup needs --composition (crystal-structure prediction)")
+    elif args.wyckoff != "auto":
+        raise InputError("--wyckoff needs --spacegroup")
     mode = "csp" if composition is not None else "denovo"
     generator = load_generator(args.checkpoint, mode=mode, device=args.device)
     steps = generator.default_steps if args.steps is None else args.steps
@@ -87,6 +112,8 @@ def run(args: argparse.Namespace) -> int:
         args.composition,
         args.n,
         formula_units=args.formula_units,
+        spacegroup=args.spacegroup,
+        wyckoff=args.wyckoff,
         steps=steps,
         batch_size=args.batch_size,
         seed=args.seed,
