@@ -31,6 +31,16 @@ from diffcrystal.metrics import COVERAGE_CUTOFFS, compute_fingerprints, csp_metr
 from diffcrystal.metrics.fingerprints import cached_fingerprints
 from diffcrystal.metrics.rmse_histogram import RMSE_HISTOGRAM_PNG, write_rmse_histogram
 from diffcrystal.sampling import batch_generator, plan_requests
+from diffcrystal.symmetry import SYMPREC_TIGHT
+
+
+def target_assignment(target: Crystal):
+    """The target's :class:`~diffcrystal.spacegroup.WyckoffAssignment` at spglib 0.01 Å, or for a
+    target without a group every atom on 1a of P1 (no constraint)."""
+    from diffcrystal.spacegroup import Orbit, WyckoffAssignment, assignment_of
+
+    found = assignment_of(target, SYMPREC_TIGHT)
+    return found or WyckoffAssignment(1, tuple(Orbit(int(z), "1a") for z in target.atomic_numbers))
 
 
 @dataclass(frozen=True)
@@ -65,9 +75,11 @@ def generate_for(
     batch_size: int,
     seed: int,
     progress: bool = True,
+    assignments: list | None = None,
 ) -> list[Crystal | None]:
     """Sample one crystal per (atom count, species or None) request; ``None`` marks a
-    sample that is no crystal (collapsed lattice)."""
+    sample that is no crystal (collapsed lattice). ``assignments``: one
+    :class:`~diffcrystal.spacegroup.WyckoffAssignment` per request to sample on its group."""
     out: list[Crystal | None] = []
     batches = range(0, len(requests), batch_size)
     bar = tqdm(total=len(batches) * num_steps, desc="sampling", unit="step", disable=not progress)
@@ -79,6 +91,7 @@ def generate_for(
             num_steps=num_steps,
             generator=batch_generator(seed, index, generator.device),
             progress=lambda _step: bar.update(1),
+            assignments=None if assignments is None else assignments[start : start + batch_size],
         )
         out += [c if isinstance(c, Crystal) else None for c in crystals]
     bar.close()
@@ -104,6 +117,7 @@ def evaluate(
     extra: dict | None = None,
     progress: bool = True,
     cache_dir: str | Path | None = None,
+    spacegroup_from_target: bool = False,
 ) -> EvaluationRun:
     """Sample (or apply a baseline) and score; write ``metrics.json``, ``metrics.md`` and,
     in CSP, ``rmse_histogram.png`` into ``out_dir``.
@@ -118,6 +132,12 @@ def evaluate(
     or more dataset files). ``workers``: processes for reading and matching. ``cache_dir``:
     where the test set's de novo fingerprints are cached (default: the data cache folder,
     :func:`~diffcrystal.data.cache.default_cache_dir`).
+    ``spacegroup_from_target``: CSP given each target's space group and Wyckoff assignment
+    (DiffCSP++'s setting, arXiv:2402.03992), read by spglib at
+    :data:`~diffcrystal.symmetry.SYMPREC_TIGHT` (0.01 Å); each of its k samples is drawn in the
+    group's conventional cell, kept on the group by
+    :class:`~diffcrystal.spacegroup.SpaceGroupConstraint`. A target spglib finds no group
+    for is sampled unconstrained (counted in ``metrics.json``).
     """
     if k < 1 or n < 1:
         raise InputError(f"--k and --n must be at least 1 (got k={k}, n={n})")
@@ -131,6 +151,8 @@ def evaluate(
     elif generator.mode != "csp" and dataset not in COVERAGE_CUTOFFS:
         known = ", ".join(sorted(COVERAGE_CUTOFFS))
         raise InputError(f"de novo coverage needs the dataset's cutoffs: pass --dataset ({known}); got {dataset!r}")
+    if spacegroup_from_target and (baseline is not None or generator.mode != "csp"):
+        raise InputError("--spacegroup-from-target needs a CSP checkpoint (no --baseline)")
     check_output_folder(out_dir)
     loaded = read_crystals(test_path, canonical=primitive_targets, workers=workers, progress=progress)
     targets = loaded.crystals[:limit] if limit else loaded.crystals
@@ -147,6 +169,12 @@ def evaluate(
     started = time.perf_counter()
     if baseline:
         predictions = baseline_predictions(baseline, targets, k, training, seed)
+    elif csp and spacegroup_from_target:
+        assignments = [target_assignment(t) for t in targets for _ in range(k)]
+        requests = [(a.num_atoms, a.atomic_numbers()) for a in assignments]
+        samples = generate_for(generator, requests, num_steps=steps, batch_size=batch_size, seed=seed,
+                               progress=progress, assignments=assignments)
+        predictions = [samples[i * k : (i + 1) * k] for i in range(len(targets))]
     elif csp:
         requests = [(t.num_atoms, t.atomic_numbers.tolist()) for t in targets for _ in range(k)]
         samples = generate_for(generator, requests, num_steps=steps, batch_size=batch_size, seed=seed, progress=progress)
@@ -167,7 +195,14 @@ def evaluate(
             samples, targets, dataset=dataset, test_fingerprints=test_fingerprints, workers=workers, progress=progress
         )
     method = f"baseline {baseline}" if baseline else "model"
-    notes, baseline_record = [], {}
+    notes, baseline_record, constraint_record = [], {}, {}
+    if spacegroup_from_target:
+        unconstrained = sum(target_assignment(t).spacegroup == 1 for t in targets)
+        constraint_record = {"spacegroup_from_target": True, "spacegroup_symprec_A": SYMPREC_TIGHT,
+                           "num_targets_in_p1": unconstrained}
+        notes.append(f"Space group and Wyckoff assignment of each target given (spglib at {SYMPREC_TIGHT} Å); "
+                     f"samples drawn in the conventional cell on that group; {unconstrained} of {len(targets)} "
+                     "targets are P1 (or have no group) and were sampled unconstrained.")
     if baseline:
         unserved = sum(candidates[0] is None for candidates in predictions)
         baseline_record = {"train_data": [str(p) for p in train_data], "num_targets_without_candidates": unserved}
@@ -189,6 +224,7 @@ def evaluate(
         "seed": seed,
         "sampling_seconds": round(elapsed, 1),
         **baseline_record,
+        **constraint_record,
         **(extra or {}),
     }
     title = f"diffcrystal {metrics.task} metrics ({method})"

@@ -38,6 +38,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--primitive-targets", action="store_true",
                         help="CSP: sample each target's primitive cell (fewer atoms) instead of the cell as given "
                         "in the test file (the DiffCSP protocol)")
+    parser.add_argument("--spacegroup-from-target", action="store_true",
+                        help="CSP: give each target's space group and Wyckoff assignment (spglib, 0.01 Å; the "
+                        "DiffCSP++ setting) and keep every sample on that group, in its conventional cell")
     parser.add_argument("--dataset", choices=["perov_5", "carbon_24", "mp_20"],
                         help="de novo coverage cutoffs (default: guessed from --data)")
     parser.add_argument("--out", type=Path,
@@ -101,6 +104,7 @@ def run(args: argparse.Namespace) -> int:
         workers=args.workers,
         dataset=dataset,
         primitive_targets=args.primitive_targets,
+        spacegroup_from_target=args.spacegroup_from_target,
         baseline=args.baseline,
         train_data=train_data,
         extra={

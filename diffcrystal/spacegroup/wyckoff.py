@@ -29,6 +29,7 @@ __all__ = [
     "MAX_ASSIGNMENTS",
     "Orbit",
     "WyckoffAssignment",
+    "assignment_of",
     "check_spacegroup",
     "enumerate_assignments",
     "parse_assignment",
@@ -219,7 +220,7 @@ def enumerate_assignments(
     if not found:
         group = f"space group {spacegroup} ({space_group_symbol(spacegroup)})"
         formula = format_composition(composition)
-        units = ",".join(str(z) for z in formula_units)
+        units = _format_units(formula_units)
         if degenerate:
             raise InputError(f"{group} cannot host {formula} with Z = {units}: every Wyckoff assignment "
                              "that fits forces a higher symmetry")
@@ -227,6 +228,14 @@ def enumerate_assignments(
         raise InputError(f"{group} cannot host {formula} with Z = {units}: no combination of its Wyckoff "
                          f"multiplicities ({', '.join(map(str, sizes))}) gives those atom counts")
     return found
+
+
+def _format_units(formula_units: list[int]) -> str:
+    """``'1..12'`` for a run of consecutive Z, else ``'1,2,4'``."""
+    zs = list(formula_units)
+    if len(zs) > 2 and zs == list(range(zs[0], zs[-1] + 1)):
+        return f"{zs[0]}..{zs[-1]}"
+    return ",".join(str(z) for z in zs)
 
 
 _ENTRY = re.compile(r"^([A-Z][a-z]?):(\d+[a-zA-Z])$")
@@ -261,3 +270,31 @@ def parse_assignment(text: str, spacegroup: int, composition: Composition) -> tu
         raise InputError(f"--wyckoff {assignment.label!r} gives {format_composition(assignment.composition())}, "
                          f"not a whole number of formula units of {format_composition(composition)}")
     return assignment, z
+
+
+def assignment_of(crystal, symprec: float) -> WyckoffAssignment | None:
+    """The Wyckoff assignment of ``crystal`` (a :class:`~diffcrystal.data.crystal.Crystal`) in its
+    space group's conventional cell, read by spglib at ``symprec`` (Å): one orbit per set of
+    symmetry-equivalent atoms, with spglib's Wyckoff letter and pyxtal's multiplicity (which
+    counts the conventional cell, so centred groups have more atoms than a primitive cell).
+    None when spglib finds no symmetry."""
+    import spglib
+
+    from diffcrystal.symmetry import ANGLE_TOLERANCE_DEG, _quiet_spglib
+
+    try:
+        with _quiet_spglib():
+            dataset = spglib.get_symmetry_dataset(
+                (crystal.lattice, crystal.frac_coords, crystal.atomic_numbers),
+                symprec=symprec, angle_tolerance=ANGLE_TOLERANCE_DEG)
+    except spglib.error.SpglibError:
+        return None
+    if dataset is None:
+        return None
+    number = int(dataset.number)
+    by_letter = {label[-1]: label for label in _sites(number)}
+    orbits = []
+    for representative in sorted(set(int(i) for i in dataset.equivalent_atoms)):
+        letter = dataset.wyckoffs[representative]
+        orbits.append(Orbit(int(crystal.atomic_numbers[representative]), by_letter[letter]))
+    return WyckoffAssignment(number, tuple(orbits))
