@@ -1,4 +1,4 @@
-"""Benchmark relax-and-rank and per-call cost of potentials; prints one JSON object.
+"""Benchmark relax-and-rank with each engine on the same candidates; prints one JSON object.
 
 Candidates: ``--n`` copies of YBa2Cu3O7 (13 atoms, Pmmm; Jorgensen et al., PRB 41, 1863 (1990)
 coordinates rounded) — rattled (Gaussian, ``--rattle`` Å), strained (symmetric, entries up to
@@ -6,15 +6,20 @@ coordinates rounded) — rattled (Gaussian, ``--rattle`` Å), strained (symmetri
 oxygen moved to the a axis, so the batch holds several distinct crystals.
 
     python scripts/benchmark_relax.py --n 100 --workers 2 --potential sevennet-0 \
-        [--student runs/student] [--calls 20] [--out bench/]
+        [--engines batched ase] [--prerelax runs/student] [--calls 20] [--out bench/]
 
-``wall_s`` times :func:`diffcrystal.potential.relax_and_rank` end to end (reading CIFs,
-process start-up, model loading in each worker, relaxing, deduplicating, writing).
-``worker_cpu_s`` is the CPU time the worker processes used; on a shared machine
-``wall_s_if_cores_dedicated = worker_cpu_s / workers`` estimates the wall time with the cores
-to oneself. ``per_call_ms`` times single energy+forces+stress calls, after one warm-up call, on the first
+For each engine (``--engines``; and ``batched`` with ``--prerelax STUDENT`` when given),
+``runs.<name>.wall_s`` times :func:`diffcrystal.potential.relax_and_rank` end to end (reading
+CIFs, process start-up and model loading, relaxing, deduplicating, writing) and ``cpu_s`` the
+CPU time of this process and its workers together; on a shared machine
+``cpu_s / workers`` estimates the wall time with the cores to oneself. ``comparison`` gives
+the ASE / batched ratios, whether every structure got the same verdict, and the largest
+energy (meV/atom) and lattice-length (%) differences between the engines (and between the
+pre-relaxed and plain batched runs, with whether the converged ranking changed).
+``per_call_ms`` times single energy+forces+stress calls, after one warm-up call, on the first
 ``--calls`` candidates, in this process with 1 torch thread: median wall and CPU time (CPU
-time is the fairer number on a shared machine).
+time is the fairer number on a shared machine); ``batched_call_ms_per_structure`` one batched
+SevenNet-0 call on the same candidates, per structure.
 """
 
 from __future__ import annotations
@@ -87,12 +92,78 @@ def per_call_ms(potential: str, structures: list) -> dict:
             "cpu_ms": round(1e3 * float(np.median(cpu_times)), 1)}
 
 
+def batched_call_ms(structures: list) -> dict:
+    """CPU and wall ms per structure of one batched SevenNet-0 call on ``structures`` (after a
+    warm-up call), 1 torch thread."""
+    import torch
+
+    from diffcrystal.potential import load_calculator
+    from diffcrystal.potential.batched_relax import SevenNetBatchEvaluator
+
+    torch.set_num_threads(1)
+    evaluator = SevenNetBatchEvaluator(load_calculator("sevennet-0"))
+    evaluator(structures)
+    start, cpu_start = time.perf_counter(), time.process_time()
+    evaluator(structures)
+    n = len(structures)
+    return {"structures": n, "max_atoms_per_call": evaluator.max_atoms,
+            "wall_ms": round(1e3 * (time.perf_counter() - start) / n, 1),
+            "cpu_ms": round(1e3 * (time.process_time() - cpu_start) / n, 1)}
+
+
+def cpu_seconds() -> float:
+    """User + system CPU time of this process and its finished children, s."""
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
+def relax_run(inputs: Path, out: Path, potential: str, settings, workers: int):
+    """Relax and rank ``inputs`` once; (report dict, RankingReport)."""
+    from diffcrystal.potential import relax_and_rank
+
+    cpu_before, start = cpu_seconds(), time.perf_counter()
+    ranking = relax_and_rank([inputs], out, potential, settings, workers=workers, progress=False)
+    wall = time.perf_counter() - start
+    cpu = cpu_seconds() - cpu_before
+    statuses: dict = {}
+    for result in ranking.results:
+        statuses[result.status] = statuses.get(result.status, 0) + 1
+    report = {"wall_s": round(wall, 1), "cpu_s": round(cpu, 1),
+              "wall_s_if_cores_dedicated": round(cpu / workers, 1),
+              "structures_per_s": round(len(ranking.results) / wall, 3),
+              "load_average_1min_after": round(os.getloadavg()[0], 2),
+              "statuses": statuses,
+              "mean_steps": round(float(np.mean([r.steps for r in ranking.results])), 1),
+              "distinct": len(ranking.entries),
+              "lowest_energy_per_atom_eV": (round(ranking.entries[0].best.energy_per_atom, 4)
+                                            if ranking.entries else None),
+              "ranked_csv": str(ranking.ranked_csv)}
+    if settings.prerelax:
+        report["mean_prerelax_steps"] = round(float(np.mean([r.prerelax_steps for r in ranking.results])), 1)
+    return report, ranking
+
+
+def compare(first, second) -> dict:
+    """Agreement of two rankings of the same candidates (RankingReport each)."""
+    same_verdict = all(a.status == b.status for a, b in zip(first.results, second.results))
+    both = [(a, b) for a, b in zip(first.results, second.results) if a.atoms is not None and b.atoms is not None]
+    energy = max((abs(a.energy_per_atom - b.energy_per_atom) for a, b in both), default=float("nan"))
+    lattice = max((float(np.max(np.abs(a.atoms.cell.cellpar()[:3] / b.atoms.cell.cellpar()[:3] - 1)))
+                   for a, b in both), default=float("nan"))
+    return {"same_verdicts": same_verdict,
+            "max_energy_difference_meV_atom": round(1e3 * energy, 4) if both else None,
+            "max_lattice_difference_percent": round(100 * lattice, 4) if both else None,
+            "same_ranking": [e.best.label for e in first.entries] == [e.best.label for e in second.entries]}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=100)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--potential", default="sevennet-0")
-    parser.add_argument("--student", default=None, help="fitted model (path) to time per call")
+    parser.add_argument("--engines", nargs="+", default=["batched", "ase"], choices=["batched", "ase"])
+    parser.add_argument("--prerelax", default=None, help="student (fitted model folder) for a "
+                        "batched run pre-relaxed with it; also timed per call")
     parser.add_argument("--calls", type=int, default=20)
     parser.add_argument("--steps", type=int, default=500)
     parser.add_argument("--fmax", type=float, default=0.02)
@@ -105,7 +176,7 @@ def main() -> None:
 
     from ase.io import write
 
-    from diffcrystal.potential import RelaxSettings, relax_and_rank
+    from diffcrystal.potential import RelaxSettings
     from diffcrystal.potential.relax import available_cores
 
     structures = candidates(args.n, args.rattle, args.strain, args.seed)
@@ -118,33 +189,35 @@ def main() -> None:
         inputs.mkdir(parents=True, exist_ok=True)
         for i, atoms in enumerate(structures):
             write(inputs / f"ybco-{i:03d}.cif", atoms)
-        children_before = resource.getrusage(resource.RUSAGE_CHILDREN)
-        start = time.perf_counter()
-        ranking = relax_and_rank([inputs], out / "ranked", args.potential,
-                                 RelaxSettings(fmax=args.fmax, max_steps=args.steps),
-                                 workers=args.workers, progress=False)
-        report["wall_s"] = round(time.perf_counter() - start, 1)
-        children = resource.getrusage(resource.RUSAGE_CHILDREN)
-        worker_cpu = (children.ru_utime - children_before.ru_utime
-                      + children.ru_stime - children_before.ru_stime)
-        report["worker_cpu_s"] = round(worker_cpu, 1)
-        # What the batch would take with the cores to itself (the machine here is shared):
-        # all worker CPU time spread evenly over ``workers`` cores.
-        report["wall_s_if_cores_dedicated"] = round(worker_cpu / args.workers, 1)
-        report["load_average_1min_after"] = round(os.getloadavg()[0], 2)
-        statuses: dict = {}
-        for result in ranking.results:
-            statuses[result.status] = statuses.get(result.status, 0) + 1
-        report["statuses"] = statuses
-        report["mean_steps"] = round(float(np.mean([r.steps for r in ranking.results])), 1)
-        report["distinct"] = len(ranking.entries)
-        report["lowest_energy_per_atom_eV"] = (
-            round(ranking.entries[0].best.energy_per_atom, 4) if ranking.entries else None)
-        report["ranked_csv"] = str(ranking.ranked_csv)
+        runs = [(engine, RelaxSettings(fmax=args.fmax, max_steps=args.steps, engine=engine))
+                for engine in args.engines]
+        if args.prerelax:
+            runs.append(("batched_prerelax", RelaxSettings(fmax=args.fmax, max_steps=args.steps,
+                                                           engine="batched", prerelax=args.prerelax)))
+        report["runs"], rankings = {}, {}
+        for name, settings in runs:
+            report["runs"][name], rankings[name] = relax_run(inputs, out / name, args.potential,
+                                                             settings, args.workers)
+        comparison = {}
+        if "batched" in rankings and "ase" in rankings:
+            ase, batched = report["runs"]["ase"], report["runs"]["batched"]
+            comparison["ase_vs_batched"] = {
+                "wall_ratio": round(ase["wall_s"] / batched["wall_s"], 2),
+                "cpu_ratio": round(ase["cpu_s"] / batched["cpu_s"], 2),
+                **compare(rankings["ase"], rankings["batched"])}
+        if "batched_prerelax" in rankings and "batched" in rankings:
+            plain, chained = report["runs"]["batched"], report["runs"]["batched_prerelax"]
+            comparison["prerelax_vs_batched"] = {
+                "wall_saved_s": round(plain["wall_s"] - chained["wall_s"], 1),
+                "cpu_saved_s": round(plain["cpu_s"] - chained["cpu_s"], 1),
+                **compare(rankings["batched"], rankings["batched_prerelax"])}
+        report["comparison"] = comparison
     sample = structures[: args.calls]
     report["per_call_ms"] = {args.potential: per_call_ms(args.potential, sample)}
-    if args.student:
-        report["per_call_ms"][args.student] = per_call_ms(args.student, sample)
+    if args.prerelax:
+        report["per_call_ms"][args.prerelax] = per_call_ms(args.prerelax, sample)
+    if args.potential == "sevennet-0":
+        report["batched_call_ms_per_structure"] = batched_call_ms(sample)
     print(json.dumps(report, indent=2))
 
 

@@ -4,7 +4,9 @@
   (``sevennet-0`` default, ``chgnet``, ``emt``) or fitted-model path; nequip's global torch
   state is kept out of the caller.
 - :mod:`~diffcrystal.potential.relax` — FIRE/BFGS on a FrechetCellFilter with explosion checks;
-  :func:`relax_many` over a process pool.
+  :func:`relax_many` with the batched engine or over a process pool.
+- :mod:`~diffcrystal.potential.batched_relax` — the same FIRE and cell filter over a batch in
+  torch, one batched potential call per step.
 - :mod:`~diffcrystal.potential.rank` — StructureMatcher deduplication, ranking by energy per
   atom (converged structures; those stopped at the step cap apart), energy above the hull of
   reference phases, tables and plot.

@@ -68,7 +68,8 @@ call per FIRE step (:mod:`~diffcrystal.potential.batched_relax`); ``ase`` — on
 per structure over a process pool (the reference)."""
 
 DEFAULT_ENGINE = "batched"
-"""Engine used when none is named (same verdicts as ``ase``; see docs/benchmarks.md)."""
+"""Engine for FIRE when none is named (same verdicts as ``ase``; see docs/benchmarks.md);
+BFGS runs on ``ase``."""
 
 Status = Literal["converged", "not_converged", "exploded", "failed"]
 
@@ -79,14 +80,15 @@ RANKABLE_STATUSES = ("converged",)
 @dataclass(frozen=True)
 class RelaxSettings:
     """How to relax: ``fmax`` (eV/Å), ``max_steps``, the ``optimizer`` (``FIRE``/``BFGS``; the
-    ``batched`` engine runs FIRE only), the ``engine`` (:data:`ENGINES`) and ``prerelax``: a
+    ``batched`` engine runs FIRE only), the ``engine`` (:data:`ENGINES`; ``None``:
+    :data:`DEFAULT_ENGINE` for FIRE, ``ase`` for BFGS) and ``prerelax``: a
     potential (name or fitted-model path, typically a fast student) that relaxes every structure
     first, the main potential finishing from its result (``None``: no pre-relaxation)."""
 
     fmax: float = DEFAULT_FMAX_EV_A
     max_steps: int = DEFAULT_MAX_STEPS
     optimizer: Literal["FIRE", "BFGS"] = "FIRE"
-    engine: Literal["batched", "ase"] = DEFAULT_ENGINE
+    engine: Literal["batched", "ase"] | None = None
     prerelax: str | None = None
 
     def __post_init__(self) -> None:
@@ -96,6 +98,8 @@ class RelaxSettings:
             raise InputError(f"max_steps must be >= 0, got {self.max_steps}")
         if self.optimizer not in OPTIMIZERS:
             raise InputError(f"unknown optimizer {self.optimizer!r}; valid: {', '.join(OPTIMIZERS)}")
+        if self.engine is None:
+            object.__setattr__(self, "engine", DEFAULT_ENGINE if self.optimizer == "FIRE" else "ase")
         if self.engine not in ENGINES:
             raise InputError(f"unknown engine {self.engine!r}; valid: {', '.join(ENGINES)}")
         if self.engine == "batched" and self.optimizer != "FIRE":

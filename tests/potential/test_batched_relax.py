@@ -165,13 +165,13 @@ def test_prerelax_then_finish():
 
 def test_settings_and_cli_reject_bad_engine_options(tmp_path, capsys):
     with pytest.raises(InputError, match="FIRE only"):
-        RelaxSettings(optimizer="BFGS")
+        RelaxSettings(optimizer="BFGS", engine="batched")
     with pytest.raises(InputError, match="engine"):
         RelaxSettings(engine="gpu")
-    assert RelaxSettings(optimizer="BFGS", engine="ase").engine == "ase"
+    assert RelaxSettings(optimizer="BFGS").engine == "ase" and RelaxSettings().engine == "batched"
     (tmp_path / "cu.cif").write_text("")
     code = main(["relax", str(tmp_path / "cu.cif"), "--potential", "emt", "--optimizer", "BFGS",
-                 "--out", str(tmp_path / "out")])
+                 "--engine", "batched", "--out", str(tmp_path / "out")])
     assert code == 1
     message = capsys.readouterr().err.strip()
     assert "FIRE only" in message and "\n" not in message
