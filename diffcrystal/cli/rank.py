@@ -26,6 +26,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--hull", type=Path, default=None, metavar="DATA",
                         help="dataset of known phases (CSV, CIF folder, extxyz, ASE db) for the "
                              "energy above hull; relaxations are cached")
+    parser.add_argument("--hull-max-e-above-hull", type=float, default=None, metavar="EV",
+                        help="leave out --hull entries whose own e_above_hull column exceeds EV "
+                             "eV/atom (they are counted in the output; default: keep all)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -36,11 +39,15 @@ def run(args: argparse.Namespace) -> int:
     out = default_out(args, "ranked")
     report = relax_and_rank(args.inputs, out, args.potential, settings_from(args),
                             workers=args.workers, reference=args.reference,
-                            progress=not args.no_progress, hull=args.hull)
+                            progress=not args.no_progress, hull=args.hull,
+                            hull_max_e_above_hull=args.hull_max_e_above_hull)
     print(f"relaxed {status_line(report.results)} (potential {report.potential})")
     if report.references is not None:
         print(f"known phases: {status_line(report.references)}"
               + (f", {report.references_cached} from the relaxation cache" if args.hull else ""))
+    if report.references_left_out:
+        print(f"left out {len(report.references_left_out)} --hull entries above "
+              f"{args.hull_max_e_above_hull} eV/atom e_above_hull: {' '.join(report.references_left_out)}")
     print(f"ranked {len(report.entries)} distinct converged crystals: {report.ranked_csv}")
     if report.unconverged:
         print(f"{len(report.unconverged)} distinct crystals not converged in {args.steps} steps, "

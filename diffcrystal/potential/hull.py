@@ -8,12 +8,16 @@ by its ``material_id``. An element of some S_i with no elemental entry (mp_20 ha
 Fe, La, Ni and 15 others) gets ASE's reference state, ``ase.build.bulk(symbol)`` (e.g. hcp Y),
 labelled ``ase-bulk-<symbol>``; one ASE cannot build either (molecular H, N, O, F, Cl, I;
 tetragonal Pa) is an :class:`~diffcrystal.errors.InputError` naming it, never a silent zero.
+Optionally entries far above the dataset's own hull (its ``e_above_hull`` column) are left out
+and listed, to save relaxations (``--hull-max-e-above-hull``).
 They are relaxed like the candidates (same potential and settings), once:
 :func:`~diffcrystal.potential.relax_cache.relax_cached` keeps each relaxation on disk.
 
 **Hull** (:class:`KnownPhases`): one pymatgen ``PhaseDiagram`` per chemical system S of a
-candidate, of ``ComputedEntry(composition, E)`` (E the total energy in eV) of the *converged*
-references with elements in S. A candidate of composition x with total energy E on N atoms is
+candidate, of ``PDEntry(composition, E)`` (E the total energy in eV) of the *converged*
+references with elements in S (``PDEntry``, not ``ComputedEntry``: importing the latter loads
+pymatgen's compatibility schemes: 30 s against 15 s for the phase diagram alone, measured on
+the loaded 2-core machine; and no correction scheme applies to a potential's energies). A candidate of composition x with total energy E on N atoms is
 
     ΔE_hull = E/N − Σ_k c_k E_k/N_k   (eV/atom),
 
@@ -39,6 +43,10 @@ from diffcrystal.potential.relax import RelaxResult
 ASE_REFERENCE_PREFIX = "ase-bulk-"
 """Label prefix of an elemental reference built by ``ase.build.bulk``."""
 
+E_ABOVE_HULL_PROPERTY = "e_above_hull"
+"""Dataset property (eV/atom, the dataset's own hull, e.g. DFT in mp_20) that
+``max_e_above_hull`` of :func:`dataset_references` reads."""
+
 
 def chemical_systems(structures: Iterable) -> set[frozenset[str]]:
     """The distinct element sets of ``structures`` (ASE ``Atoms``; missing ones are ignored)."""
@@ -61,28 +69,41 @@ def elemental_reference(symbol: str):
         ) from None
 
 
-def dataset_references(dataset: str | Path, systems: Iterable[frozenset[str]],
-                       progress: bool = True) -> list[tuple[str, object]]:
+def dataset_references(dataset: str | Path, systems: Iterable[frozenset[str]], progress: bool = True,
+                       max_e_above_hull: float | None = None) -> tuple[list[tuple[str, object]], list[str]]:
     """``(label, Atoms)`` of every ``dataset`` entry whose elements are a subset of one of
     ``systems``, then ASE's reference state of each element that has no elemental entry
-    (see the module docstring). Raises :class:`InputError` before anything is relaxed."""
+    (see the module docstring); and the labels of the entries left out because their
+    :data:`E_ABOVE_HULL_PROPERTY` exceeds ``max_e_above_hull`` (eV/atom; ``None`` keeps all).
+    Raises :class:`InputError` before anything is relaxed."""
     from diffcrystal.data.readers import read_crystals
 
+    if max_e_above_hull is not None and not max_e_above_hull >= 0:
+        raise InputError(f"the e_above_hull cut must be >= 0 eV/atom, got {max_e_above_hull}")
     systems = [frozenset(s) for s in systems]
     if not systems:
         raise InputError("no candidate structure to build a hull for")
     crystals = read_crystals(dataset, progress=progress).crystals
-    items, elemental = [], set()
+    items, left_out, elemental = [], [], set()
     for crystal in crystals:
         atoms = crystal.to_atoms()
         elements = set(atoms.get_chemical_symbols())
-        if any(elements <= system for system in systems):
-            items.append((crystal.label, atoms))
-            if len(elements) == 1:
-                elemental |= elements
+        if not any(elements <= system for system in systems):
+            continue
+        if max_e_above_hull is not None:
+            value = crystal.properties.get(E_ABOVE_HULL_PROPERTY)
+            if value is None:
+                raise InputError(f"{Path(dataset).name}: {crystal.label} has no {E_ABOVE_HULL_PROPERTY} "
+                                 f"property to compare with the cut {max_e_above_hull} eV/atom")
+            if value > max_e_above_hull:
+                left_out.append(crystal.label)
+                continue
+        items.append((crystal.label, atoms))
+        if len(elements) == 1:
+            elemental |= elements
     for symbol in sorted(set().union(*systems) - elemental):
         items.append((f"{ASE_REFERENCE_PREFIX}{symbol}", elemental_reference(symbol)))
-    return items
+    return items, left_out
 
 
 class KnownPhases:
@@ -116,9 +137,8 @@ class KnownPhases:
 
     def diagram(self, system: frozenset[str]):
         """The ``PhaseDiagram`` of the converged references with elements in ``system``."""
-        from pymatgen.analysis.phase_diagram import PhaseDiagram
+        from pymatgen.analysis.phase_diagram import PDEntry, PhaseDiagram
         from pymatgen.core import Composition
-        from pymatgen.entries.computed_entries import ComputedEntry
 
         if system in self._diagrams:
             return self._diagrams[system]
@@ -128,7 +148,7 @@ class KnownPhases:
                 continue
             composition = Composition(result.atoms.get_chemical_formula())
             if {str(e) for e in composition.elements} <= system:
-                entries.append(ComputedEntry(composition, result.energy, entry_id=result.label))
+                entries.append(PDEntry(composition, result.energy, name=result.label))
                 if len(composition.elements) == 1:
                     elemental.add(str(composition.elements[0]))
         missing = sorted(system - elemental)
@@ -148,13 +168,13 @@ class KnownPhases:
     def e_above_hull(self, result: RelaxResult) -> float:
         """ΔE_hull of ``result`` in eV/atom (module docstring), against the hull of its own
         chemical system."""
+        from pymatgen.analysis.phase_diagram import PDEntry
         from pymatgen.core import Composition
-        from pymatgen.entries.computed_entries import ComputedEntry
 
         self._check_potential(result)
         composition = Composition(result.atoms.get_chemical_formula())
         system = frozenset(str(e) for e in composition.elements)
-        candidate = ComputedEntry(composition, result.energy, entry_id=result.label)
+        candidate = PDEntry(composition, result.energy, name=result.label)
         return float(self.diagram(system).get_e_above_hull(candidate, allow_negative=True))
 
     def matching_phase(self, result: RelaxResult) -> str:

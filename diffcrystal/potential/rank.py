@@ -326,7 +326,8 @@ class RankingReport:
     """What :func:`relax_and_rank` did: all results, the converged ranking (``entries``), the
     separate ranking of structures stopped at the step cap (``unconverged``), the relaxed
     known phases (``references``; ``references_cached`` of them read from the relaxation
-    cache) and the files."""
+    cache; ``references_left_out``: dataset entries above the ``e_above_hull`` cut) and the
+    files."""
 
     results: list[RelaxResult]
     entries: list[RankedEntry]
@@ -337,17 +338,20 @@ class RankingReport:
     plot: Path
     potential: str
     references_cached: int = 0
+    references_left_out: list[str] = field(default_factory=list)
 
 
 def relax_and_rank(paths: Sequence[str | Path], out_dir: Path, potential: str = DEFAULT_POTENTIAL,
                    settings: RelaxSettings = RelaxSettings(), workers: int = DEFAULT_WORKERS,
                    reference: str | Path | None = None, progress: bool = True,
-                   hull: str | Path | None = None) -> RankingReport:
+                   hull: str | Path | None = None,
+                   hull_max_e_above_hull: float | None = None) -> RankingReport:
     """Relax ``paths`` (and known phases) with one potential, deduplicate, rank.
 
     Known phases: the CIFs of the folder ``reference`` and the entries of the dataset ``hull``
     in the candidates' chemical systems (:func:`~diffcrystal.potential.hull.dataset_references`,
-    relaxations cached). Writes ``out_dir/relaxed/`` (CIFs + summary), ``out_dir/ranked.csv``
+    relaxations cached; entries whose own ``e_above_hull`` exceeds ``hull_max_e_above_hull``
+    eV/atom left out and listed in the report). Writes ``out_dir/relaxed/`` (CIFs + summary), ``out_dir/ranked.csv``
     (converged only), ``out_dir/ranked_unconverged.csv`` (stopped at the step cap; header only
     when none) and ``out_dir/ranking.png`` (and ``out_dir/reference/`` with known phases).
     Inputs, potential, known phases and output folders are checked before any relaxation
@@ -362,10 +366,13 @@ def relax_and_rank(paths: Sequence[str | Path], out_dir: Path, potential: str = 
         check_not_input(target, protected)
     if out_dir.resolve() in {Path(p).resolve() for p in all_inputs}:
         raise InputError(f"--out {out_dir} is an input; choose another folder")
+    if hull_max_e_above_hull is not None and hull is None:
+        raise InputError("an e_above_hull cut for the hull dataset needs a hull dataset (--hull)")
     candidates = read_candidates(paths, include_missing=True)
     reference_candidates = read_candidates([reference]) if reference is not None else None
-    hull_candidates = (dataset_references(hull, chemical_systems(a for _, a in candidates), progress)
-                       if hull is not None else None)
+    hull_candidates, left_out = (
+        dataset_references(hull, chemical_systems(a for _, a in candidates), progress,
+                           hull_max_e_above_hull) if hull is not None else (None, []))
     known = reference is not None or hull is not None
     folders = [out_dir, out_dir / RELAXED_FOLDER] + ([out_dir / REFERENCE_FOLDER] if known else [])
     for folder in folders:
@@ -390,4 +397,4 @@ def relax_and_rank(paths: Sequence[str | Path], out_dir: Path, potential: str = 
     write_csv_atomic(out_dir / UNCONVERGED_NAME, ranked_rows(unconverged), RANKED_COLUMNS)
     plot_ranking(entries, out_dir / PLOT_NAME, label, unconverged)
     return RankingReport(results, entries, unconverged, references, out_dir / RANKED_NAME,
-                         out_dir / UNCONVERGED_NAME, out_dir / PLOT_NAME, label, cached)
+                         out_dir / UNCONVERGED_NAME, out_dir / PLOT_NAME, label, cached, left_out)

@@ -7,14 +7,16 @@ One entry per relaxed structure: a JSON file (no pickle, so a cache file cannot 
 - :data:`RELAX_CACHE_VERSION` and the versions of diffcrystal, ASE, pymatgen and numpy,
 - the potential's identity (:func:`potential_identity`: its label and the SHA-256 of its
   weights, so a retrained model never reads another's energies),
-- the relaxation settings (``fmax``, ``max_steps``, ``optimizer``),
+- the relaxation settings (:class:`~diffcrystal.potential.relax.RelaxSettings`: ``fmax``,
+  ``max_steps``, optimizer, engine, and a pre-relaxing potential by its identity),
 - the input structure: cell (3, 3) Å, positions (N, 3) Å and atomic numbers (N,), as bytes.
 
 An entry holds the :class:`~diffcrystal.potential.relax.RelaxResult` and the relaxed cell,
 positions and atomic numbers. Outcomes that depend only on those inputs are stored
 (``converged``, ``not_converged``, ``exploded``); ``failed`` ones (a worker that died, a
 structure that could not be read) are not, so they are retried. An unreadable entry is a cache
-miss, never a failure. The cache folder is :func:`~diffcrystal.data.cache.default_cache_dir`
+miss, never a failure. Entries are written when :func:`relax_cached`'s batch has finished (an
+interrupted batch stores nothing). The cache folder is :func:`~diffcrystal.data.cache.default_cache_dir`
 (``$DIFFCRYSTAL_CACHE`` or ``~/.cache/diffcrystal``).
 """
 
@@ -86,8 +88,16 @@ class RelaxCache:
         self.folder = Path(cache_dir if cache_dir is not None else default_cache_dir()) / RELAX_CACHE_FOLDER
         self._header = json.dumps({
             "format": RELAX_CACHE_VERSION, "versions": package_versions(),
-            "potential": potential_identity(potential), "settings": dataclasses.asdict(settings),
+            "potential": potential_identity(potential), "settings": self._settings_identity(settings),
         }, sort_keys=True).encode()
+
+    @staticmethod
+    def _settings_identity(settings: RelaxSettings) -> dict:
+        """The settings as a dict, a pre-relaxing potential by its :func:`potential_identity`."""
+        fields = dataclasses.asdict(settings)
+        if fields.get("prerelax") is not None:
+            fields["prerelax"] = potential_identity(fields["prerelax"])
+        return fields
 
     def key(self, atoms) -> str:
         """SHA-256 hex key of ``atoms`` (ASE ``Atoms``) under this potential and settings."""

@@ -102,12 +102,34 @@ def test_dataset_references_select_the_system_and_add_missing_elements(tmp_path)
         "cu": bulk("Cu", "fcc", a=3.6), "cu3au": cu3au_l12(), "pt": bulk("Pt", "fcc", a=3.9),
         "cupt": Atoms("CuPt", scaled_positions=[[0, 0, 0], [0.5, 0.5, 0.5]], cell=np.eye(3) * 3, pbc=True),
     })
-    items = dataset_references(dataset, [frozenset({"Cu", "Au"})], progress=False)
+    items, left_out = dataset_references(dataset, [frozenset({"Cu", "Au"})], progress=False)
+    assert left_out == []
     labels = [label for label, _ in items]
     assert labels == ["cu", "cu3au", f"{ASE_REFERENCE_PREFIX}Au"]  # Pt phases are outside Cu-Au
     gold = dict(items)[f"{ASE_REFERENCE_PREFIX}Au"]
     assert set(gold.get_chemical_symbols()) == {"Au"}
     assert gold.get_volume() / len(gold) == pytest.approx(4.08 ** 3 / 4, rel=1e-6)  # ASE's fcc Au, a = 4.08 Å
+
+
+def test_e_above_hull_cut_leaves_out_and_lists_entries(tmp_path):
+    dataset = tmp_path / "known.csv"
+    with open(dataset, "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["material_id", "cif", "e_above_hull"])
+        for name, atoms, e_hull in (("cu", bulk("Cu", "fcc", a=3.6), 0.0),
+                                    ("cu-bcc", bulk("Cu", "bcc", a=2.9), 0.04),
+                                    ("au-hcp", bulk("Au", "hcp", a=2.9), 0.5)):
+            writer.writerow([name, cif_text(atoms), e_hull])
+    items, left_out = dataset_references(dataset, [frozenset({"Cu", "Au"})], progress=False,
+                                         max_e_above_hull=0.04)
+    # the only Au phase is cut, so ASE's reference state stands in for it
+    assert [label for label, _ in items] == ["cu", "cu-bcc", f"{ASE_REFERENCE_PREFIX}Au"]
+    assert left_out == ["au-hcp"]
+    with pytest.raises(InputError, match=">= 0"):
+        dataset_references(dataset, [frozenset({"Cu"})], progress=False, max_e_above_hull=-0.1)
+    plain = write_dataset(tmp_path / "plain.csv", {"cu": bulk("Cu", "fcc", a=3.6)})
+    with pytest.raises(InputError, match="cu has no e_above_hull"):
+        dataset_references(plain, [frozenset({"Cu"})], progress=False, max_e_above_hull=0.1)
 
 
 def test_missing_elemental_phase_ase_cannot_build_is_a_clear_error(tmp_path):
