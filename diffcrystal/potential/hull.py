@@ -15,9 +15,10 @@ They are relaxed like the candidates (same potential and settings), once:
 
 **Hull** (:class:`KnownPhases`): one pymatgen ``PhaseDiagram`` per chemical system S of a
 candidate, of ``PDEntry(composition, E)`` (E the total energy in eV) of the *converged*
-references with elements in S (``PDEntry``, not ``ComputedEntry``: importing the latter loads
-pymatgen's compatibility schemes: 30 s against 15 s for the phase diagram alone, measured on
-the loaded 2-core machine; and no correction scheme applies to a potential's energies). A candidate of composition x with total energy E on N atoms is
+references with elements in S. (``PDEntry``, not ``ComputedEntry``: importing the latter
+loads pymatgen's compatibility schemes, 30 s against 15 s for the phase diagram alone on the
+loaded 2-core machine, and no correction scheme applies to a potential's energies.) A
+candidate of composition x with total energy E on N atoms is
 
     ΔE_hull = E/N − Σ_k c_k E_k/N_k   (eV/atom),
 
