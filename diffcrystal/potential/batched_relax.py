@@ -70,11 +70,11 @@ FIRE_A_START = 0.1
 FIRE_F_A = 0.99
 """Decay factor of the mixing parameter (ASE default ``fa``)."""
 
-DEFAULT_MAX_ATOMS_PER_CALL = {"cpu": 512, "cuda": 65536}
-"""Atoms per batched SevenNet-0 call, by device type. On CPU, larger batches cost more per
-structure (cache; measured 234 ms for one 13-atom YBa2Cu3O7 cell, 422 ms each in a batch of 32,
-one thread on the loaded 2-core machine), so the batch is split into chunks; on a GPU one call
-takes the whole set."""
+DEFAULT_MAX_ATOMS_PER_CALL = {"cpu": 64, "cuda": 65536}
+"""Atoms per batched SevenNet-0 call, by device type. On CPU a larger batch costs more per
+structure (cache): 16 YBa2Cu3O7 cells (13 atoms) in chunks of 13 / 52 / 208 atoms took 233 /
+229 / 281 ms of CPU per cell (best of 3, one thread, loaded 2-core machine), so CPU calls take a
+few cells each; on a GPU one call takes the whole set."""
 
 
 # ---------------------------------------------------------------------- potentials
@@ -112,7 +112,7 @@ class SevenNetBatchEvaluator:
     def __init__(self, calculator, max_atoms_per_call: int | None = None):
         self.calculator = calculator
         device_type = calculator.device.type
-        self.max_atoms = max_atoms_per_call or DEFAULT_MAX_ATOMS_PER_CALL.get(device_type, 512)
+        self.max_atoms = max_atoms_per_call or DEFAULT_MAX_ATOMS_PER_CALL.get(device_type, DEFAULT_MAX_ATOMS_PER_CALL["cpu"])
 
     def _graph(self, atoms):
         from sevenn.atom_graph_data import AtomGraphData
