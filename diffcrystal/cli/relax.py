@@ -46,8 +46,7 @@ def add_relax_arguments(parser: argparse.ArgumentParser) -> None:
                         help="relax first with this potential (a fitted student folder or model), "
                              "then finish with --potential")
     parser.add_argument("--workers", type=int, default=DEFAULT_WORKERS,
-                        help="worker processes (ase engine) or torch threads (batched engine) "
-                             "(default: %(default)s)")
+                        help="worker processes (default: %(default)s)")
     parser.add_argument("--out", type=Path, default=None, help="output folder")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 

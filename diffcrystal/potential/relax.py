@@ -387,6 +387,17 @@ def _relax_in_worker(index: int, label: str, atoms, settings: RelaxSettings):
                               threads=None)
 
 
+def _relax_batch_in_worker(indices: list[int], items: list, settings: RelaxSettings):
+    """Relax ``items`` together with the batched engine in a worker; (indices, results)."""
+    from diffcrystal.potential.batched_relax import batch_evaluator, relax_batched
+
+    if "error" in _WORKER:
+        raise InputError(_WORKER["error"])
+    evaluator = batch_evaluator(_WORKER["potential"], _WORKER["calculator"])
+    return indices, relax_batched(items, evaluator, settings, _WORKER["potential"], progress=False,
+                                  threads=None)
+
+
 def _labelled(structures: Iterable) -> list[tuple[str, object]]:
     out = []
     for i, item in enumerate(structures):
@@ -434,9 +445,10 @@ def relax_many(
         relaxing when ``workers=1``).
     progress : show a tqdm progress bar (structures finished, and structures per second).
 
-    ``settings.engine`` ``'batched'`` relaxes all structures in this process with
-    ``workers * threads_per_worker`` torch threads and batched potential calls on ``device``;
-    ``'ase'`` spreads one ASE optimizer per structure over ``workers`` processes. With
+    ``settings.engine`` ``'batched'`` relaxes the structures together with batched potential
+    calls: all of them in this process with ``workers=1`` or on a GPU ``device``, else in batches
+    of :data:`CPU_BATCH_STRUCTURES` over ``workers`` processes; ``'ase'`` spreads one ASE
+    optimizer per structure over ``workers`` processes. With
     ``settings.prerelax`` every structure is first relaxed with that potential (same engine,
     ``fmax`` and step cap) and then with ``potential`` from where it ended (from its input when
     the pre-relaxation left no structure).
@@ -456,25 +468,40 @@ def relax_many(
         for result, done in zip(results, first):
             result.prerelax_status, result.prerelax_steps = done.status, done.steps
         return results
-    if settings.engine == "batched":
+    batched = settings.engine == "batched"
+    if batched and (workers == 1 or len(items) <= 1 or device != "cpu"):
         from diffcrystal.potential.batched_relax import batch_evaluator, relax_batched
 
         calc = calculator if calculator is not None else load_calculator(potential, device=device)
         return relax_batched(items, batch_evaluator(label, calc), settings, label, progress,
-                             threads=workers * threads_per_worker)
+                             threads=threads_per_worker)
     return _relax_pool(items, label, potential, settings, workers, device, threads_per_worker,
                        progress, calculator)
 
 
+CPU_BATCH_STRUCTURES = 8
+"""Structures per batched relaxation a CPU worker process takes at a time: on CPU a batched
+call saves nothing per structure (:data:`~diffcrystal.potential.batched_relax.DEFAULT_MAX_ATOMS_PER_CALL`),
+so ``workers`` processes share the set in small batches (the cores in use without the
+synchronisation cost of multi-threaded torch on a busy machine, and a progress bar that moves)."""
+
+
 def _relax_pool(items, label: str, potential: str, settings: RelaxSettings, workers: int,
                 device: str, threads_per_worker: int, progress: bool, calculator) -> list[RelaxResult]:
-    """The ``ase`` engine of :func:`relax_many`: one ASE optimizer per structure, in this process
-    (``workers=1``) or over a ``spawn`` process pool."""
+    """:func:`relax_many` in this process (``workers=1``, ``ase`` engine) or over a ``spawn``
+    process pool: one ASE optimizer per structure (``ase``) or batched relaxations of
+    :data:`CPU_BATCH_STRUCTURES` structures (``batched``) per task."""
     from tqdm.auto import tqdm
 
     results: list[RelaxResult | None] = [None] * len(items)
-    bar = tqdm(total=len(items), desc=f"relax ({label.split('/')[-1]})", disable=not progress,
-               unit="structure")
+    bar = tqdm(total=len(items), desc=f"relax {settings.engine} ({label.split('/')[-1]})",
+               disable=not progress, unit="structure")
+    if settings.engine == "batched":
+        size = CPU_BATCH_STRUCTURES
+        tasks = [(_relax_batch_in_worker, list(range(start, min(start + size, len(items)))),
+                  items[start:start + size], settings) for start in range(0, len(items), size)]
+    else:
+        tasks = [(_relax_in_worker, i, name, atoms, settings) for i, (name, atoms) in enumerate(items)]
     if workers == 1 or len(items) <= 1:
         calc = calculator if calculator is not None else load_calculator(potential, device=device)
         for i, (name, atoms) in enumerate(items):
@@ -489,15 +516,15 @@ def _relax_pool(items, label: str, potential: str, settings: RelaxSettings, work
                 initializer=_init_worker,
                 initargs=(potential, device, threads_per_worker),
             ) as pool:
-                futures = [
-                    pool.submit(_relax_in_worker, i, name, atoms, settings)
-                    for i, (name, atoms) in enumerate(items)
-                ]
+                futures = [pool.submit(*task) for task in tasks]
                 try:
                     for future in as_completed(futures):
-                        i, result = future.result()
-                        results[i] = result
-                        bar.update()
+                        indices, done = future.result()
+                        if isinstance(indices, int):
+                            indices, done = [indices], [done]
+                        for i, result in zip(indices, done):
+                            results[i] = result
+                        bar.update(len(indices))
                 except InputError:  # the potential did not load: stop at the first report
                     pool.shutdown(wait=True, cancel_futures=True)
                     bar.close()
