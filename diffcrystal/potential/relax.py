@@ -480,7 +480,8 @@ def relax_many(
 
 
 CPU_BATCH_STRUCTURES = 8
-"""Structures per batched relaxation a CPU worker process takes at a time: on CPU a batched
+"""Most structures per batched relaxation a CPU worker process takes at a time (fewer when
+that leaves a worker idle): on CPU a batched
 call saves nothing per structure (:data:`~diffcrystal.potential.batched_relax.DEFAULT_MAX_ATOMS_PER_CALL`),
 so ``workers`` processes share the set in small batches (the cores in use without the
 synchronisation cost of multi-threaded torch on a busy machine, and a progress bar that moves)."""
@@ -497,7 +498,7 @@ def _relax_pool(items, label: str, potential: str, settings: RelaxSettings, work
     bar = tqdm(total=len(items), desc=f"relax {settings.engine} ({label.split('/')[-1]})",
                disable=not progress, unit="structure")
     if settings.engine == "batched":
-        size = CPU_BATCH_STRUCTURES
+        size = max(1, min(CPU_BATCH_STRUCTURES, math.ceil(len(items) / workers)))
         tasks = [(_relax_batch_in_worker, list(range(start, min(start + size, len(items)))),
                   items[start:start + size], settings) for start in range(0, len(items), size)]
     else:
