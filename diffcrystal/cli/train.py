@@ -16,6 +16,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-epochs", type=int, help="override train.max_epochs")
     parser.add_argument("--max-steps", type=int, help="override train.max_steps")
     parser.add_argument("--out", type=Path, help="run folder (default: runs/<config name>)")
+    parser.add_argument("--init-from", help="start from this generator's weights (file or bundled name), overriding train.init_from")
     parser.add_argument("--resume", type=Path, help="Lightning checkpoint to resume from (checkpoints/last.ckpt)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
@@ -24,7 +25,7 @@ def run(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     if args.data:
         config.data.train = args.data[0] if len(args.data) == 1 else args.data
-    overrides = {"max_epochs": args.max_epochs, "max_steps": args.max_steps}
+    overrides = {"max_epochs": args.max_epochs, "max_steps": args.max_steps, "init_from": args.init_from}
     overrides = {key: value for key, value in overrides.items() if value is not None}
     # replace() runs the range checks of TrainConfig on the overridden values too.
     config.train = dataclasses.replace(config.train, **overrides)

@@ -206,6 +206,9 @@ class TrainConfig:
     log_every_n_steps: int = 20
     num_threads: int | None = None
     """CPU threads for torch (None: torch's default)."""
+    init_from: str | None = None
+    """Generator checkpoint (file or bundled name) whose shared denoiser tensors start a new
+    run: fine-tuning, or a de novo model warm-started from a CSP one. Ignored on --resume."""
 
     def __post_init__(self) -> None:
         for name in ("max_epochs", "max_steps"):

@@ -35,6 +35,7 @@ from diffcrystal.checkpoint import save_checkpoint
 from diffcrystal.errors import InputError
 from diffcrystal.training.config import ExperimentConfig
 from diffcrystal.training.datamodule import CrystalDataModule
+from diffcrystal.training.init_weights import read_initial_weights
 from diffcrystal.training.module import DiffusionModule
 from diffcrystal.training.resume import check_resume
 from diffcrystal.training.run_folder import (
@@ -148,6 +149,9 @@ def train(
     run_dir = Path(out_dir or Path("runs") / config.name)
     resume_step = check_resume(resume, config) if resume is not None else 0
     check_run_folder(run_dir, resuming=resume is not None)
+    initial = None
+    if train_cfg.init_from and resume is None:  # Lightning restores every weight on resume
+        initial = read_initial_weights(train_cfg.init_from, config.model)
     if train_cfg.num_threads:
         torch.set_num_threads(train_cfg.num_threads)
     torch.set_float32_matmul_precision(train_cfg.matmul_precision)
@@ -156,6 +160,10 @@ def train(
     datamodule = CrystalDataModule(config.data, seed=train_cfg.seed)
     datamodule.setup("fit")
     module = DiffusionModule(config.to_dict(), datamodule.statistics.to_dict())
+    if initial is not None:
+        initial.apply(module.denoiser)
+        if progress:
+            print(initial.summary())
 
     ema = EMAWeightAveraging(decay=train_cfg.ema_decay)
     checkpoints = ModelCheckpoint(

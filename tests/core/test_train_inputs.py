@@ -259,3 +259,48 @@ def test_e_above_hull_filter_lists_the_structures_it_drops(tmp_path, capsys, mak
     assert one_line_error(capsys) == (
         "data.max_e_above_hull is set but x-0 of hull.csv has no e_above_hull property"
     )
+
+
+def test_init_from_warm_starts_de_novo_from_a_csp_generator(tmp_path, capsys, tiny_data, tiny_generators,
+                                                             make_config):
+    """train.init_from copies every tensor a CSP generator shares with a de novo model (all but
+    the species head), leaves the species head fresh, and is recorded in the run's config."""
+    from diffcrystal.checkpoint import load_checkpoint
+    from diffcrystal.models import Denoiser
+    from diffcrystal.training.init_weights import read_initial_weights
+
+    config = ExperimentConfig.from_dict(make_config(tiny_data, "denovo"))
+    source, _ = load_checkpoint(tiny_generators["csp"])
+    initial = read_initial_weights(str(tiny_generators["csp"]), config.model)
+    model = Denoiser(config.model)
+    initial.apply(model)
+    state = model.state_dict()
+    assert set(initial.tensors) == set(source) and all(torch.equal(state[k], v) for k, v in source.items())
+    assert initial.fresh and all(name.startswith("species_head.") for name in initial.fresh)
+    assert set(state) == set(source) | set(initial.fresh)
+
+    values = make_config(tiny_data, "denovo", max_steps=1)
+    values["train"]["init_from"] = str(tiny_generators["csp"])
+    assert train_cli(write_config(tmp_path, values), tmp_path / "run") == 0
+    run_config = yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())
+    assert run_config["train"]["init_from"] == str(tiny_generators["csp"])
+
+
+def test_bad_init_from_is_one_line_and_writes_nothing(tmp_path, capsys, tiny_data, tiny_generators, make_config):
+    values = make_config(tiny_data, "csp")
+    values["model"]["num_scalars"] = 2 * values["model"]["num_scalars"]
+    config = write_config(tmp_path, values)
+    assert train_cli(config, tmp_path / "run", "--init-from", tiny_generators["csp"]) == 1
+    error = one_line_error(capsys)
+    assert error.startswith(f"train.init_from: {tiny_generators['csp']} has ") and "model sections" in error
+
+    # a de novo checkpoint into a CSP model would drop its species head: refused
+    config = write_config(tmp_path, make_config(tiny_data, "csp"))
+    assert train_cli(config, tmp_path / "run", "--init-from", tiny_generators["denovo"]) == 1
+    assert "tensors this model lacks (first: species_head." in one_line_error(capsys)
+
+    broken = tmp_path / "broken.safetensors"
+    broken.write_bytes(b"not a checkpoint")
+    assert train_cli(config, tmp_path / "run", "--init-from", broken) == 1
+    assert one_line_error(capsys).startswith(f"train.init_from: corrupt or unreadable checkpoint {broken}")
+    assert not (tmp_path / "run").exists()
