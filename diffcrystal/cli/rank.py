@@ -16,7 +16,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from diffcrystal.cli.relax import add_relax_arguments, default_out, settings_from, status_line
+from diffcrystal.cli.relax import add_relax_arguments, default_out, device_from, settings_from, status_line
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -40,7 +40,8 @@ def run(args: argparse.Namespace) -> int:
     report = relax_and_rank(args.inputs, out, args.potential, settings_from(args),
                             workers=args.workers, reference=args.reference,
                             progress=not args.no_progress, hull=args.hull,
-                            hull_max_e_above_hull=args.hull_max_e_above_hull)
+                            hull_max_e_above_hull=args.hull_max_e_above_hull,
+                            device=device_from(args))
     print(f"relaxed {status_line(report.results)} (potential {report.potential})")
     if report.references is not None:
         print(f"known phases: {status_line(report.references)}"

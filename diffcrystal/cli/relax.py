@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from diffcrystal.api import DEVICES, resolve_device
 from diffcrystal.potential.calculators import DEFAULT_POTENTIAL, POTENTIAL_NAMES
 from diffcrystal.potential.relax import (
     DEFAULT_FMAX_EV_A,
@@ -47,8 +48,16 @@ def add_relax_arguments(parser: argparse.ArgumentParser) -> None:
                              "then finish with --potential")
     parser.add_argument("--workers", type=int, default=DEFAULT_WORKERS,
                         help="worker processes (default: %(default)s)")
+    parser.add_argument("--device", choices=DEVICES, default="auto",
+                        help="where the potential runs: auto (CUDA when available), cpu or cuda; "
+                             "on a GPU all structures share one process (default: %(default)s)")
     parser.add_argument("--out", type=Path, default=None, help="output folder")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+
+
+def device_from(args: argparse.Namespace) -> str:
+    """The torch device name ``--device`` resolves to (one-line error for cuda without one)."""
+    return str(resolve_device(args.device))
 
 
 def settings_from(args: argparse.Namespace) -> RelaxSettings:
@@ -88,6 +97,7 @@ def run(args: argparse.Namespace) -> int:
 
     out = default_out(args, "relaxed")
     results = relax_paths(args.inputs, out, args.potential, settings_from(args),
-                          workers=args.workers, progress=not args.no_progress)
+                          workers=args.workers, progress=not args.no_progress,
+                          device=device_from(args))
     print(f"relaxed {status_line(results)}; wrote {out}")
     return 0

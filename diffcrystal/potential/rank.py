@@ -304,7 +304,7 @@ def _input_summaries(paths: Sequence[str | Path], out_dir: Path) -> dict[str, di
 
 def relax_paths(paths: Sequence[str | Path], out_dir: Path, potential: str = DEFAULT_POTENTIAL,
                 settings: RelaxSettings = RelaxSettings(), workers: int = DEFAULT_WORKERS,
-                progress: bool = True) -> list[RelaxResult]:
+                progress: bool = True, device: str = "cpu") -> list[RelaxResult]:
     """``diffcrystal relax``: read ``paths``, relax, write CIFs and the extended summary.
 
     Inputs, potential and output folder are checked before any relaxation (:class:`InputError`).
@@ -316,7 +316,8 @@ def relax_paths(paths: Sequence[str | Path], out_dir: Path, potential: str = DEF
     check_potential(potential)
     candidates = read_candidates(paths, include_missing=True)
     check_output_folder(Path(out_dir))
-    results = relax_many(candidates, potential, settings, workers=workers, progress=progress)
+    results = relax_many(candidates, potential, settings, workers=workers, device=device,
+                         progress=progress)
     write_relaxed(results, Path(out_dir), protected, _input_summaries(paths, Path(out_dir)))
     return results
 
@@ -345,7 +346,8 @@ def relax_and_rank(paths: Sequence[str | Path], out_dir: Path, potential: str = 
                    settings: RelaxSettings = RelaxSettings(), workers: int = DEFAULT_WORKERS,
                    reference: str | Path | None = None, progress: bool = True,
                    hull: str | Path | None = None,
-                   hull_max_e_above_hull: float | None = None) -> RankingReport:
+                   hull_max_e_above_hull: float | None = None,
+                   device: str = "cpu") -> RankingReport:
     """Relax ``paths`` (and known phases) with one potential, deduplicate, rank.
 
     Known phases: the CIFs of the folder ``reference`` and the entries of the dataset ``hull``
@@ -377,15 +379,16 @@ def relax_and_rank(paths: Sequence[str | Path], out_dir: Path, potential: str = 
     folders = [out_dir, out_dir / RELAXED_FOLDER] + ([out_dir / REFERENCE_FOLDER] if known else [])
     for folder in folders:
         check_output_folder(folder)
-    results = relax_many(candidates, potential, settings, workers=workers, progress=progress)
+    results = relax_many(candidates, potential, settings, workers=workers, device=device,
+                         progress=progress)
     references: list[RelaxResult] | None = [] if known else None
     cached = 0
     if reference_candidates is not None:
         references += relax_many(reference_candidates, potential, settings, workers=workers,
-                                 progress=progress)
+                                 device=device, progress=progress)
     if hull_candidates is not None:
         from_hull, cached = relax_cached(hull_candidates, potential, settings, workers=workers,
-                                         progress=progress)
+                                         progress=progress, device=device)
         references += from_hull
     entries = rank_results(results, references)
     unconverged = rank_results(results, references, unconverged=True)

@@ -148,7 +148,7 @@ class RelaxCache:
 def relax_cached(items: Sequence[tuple[str, object]], potential: str,
                  settings: RelaxSettings = RelaxSettings(), workers: int = DEFAULT_WORKERS,
                  cache_dir: str | Path | None = None, progress: bool = True,
-                 ) -> tuple[list[RelaxResult], int]:
+                 device: str = "cpu") -> tuple[list[RelaxResult], int]:
     """Relax ``(label, Atoms)`` pairs with :func:`~diffcrystal.potential.relax.relax_many`,
     reading and storing each through a :class:`RelaxCache`; returns the results in input order
     and how many came from the cache."""
@@ -157,7 +157,7 @@ def relax_cached(items: Sequence[tuple[str, object]], potential: str,
     missing = [i for i, r in enumerate(results) if r is None]
     if missing:
         fresh = relax_many([items[i] for i in missing], potential, settings, workers=workers,
-                           progress=progress)
+                           device=device, progress=progress)
         for i, result in zip(missing, fresh):
             cache.put(items[i][1], result)
             results[i] = result

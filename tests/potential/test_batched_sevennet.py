@@ -68,3 +68,19 @@ def test_batched_agrees_with_ase_on_20_ybco(sevennet):
         np.testing.assert_allclose(new.atoms.cell.cellpar()[:3], ref.atoms.cell.cellpar()[:3],
                                    rtol=LATTICE_TOLERANCE)
     assert sum(r.status == "converged" for r in batched) >= AGREEMENT_STRUCTURES // 2
+
+
+@pytest.mark.skipif(not __import__("torch").cuda.is_available(), reason="needs a CUDA device")
+def test_batched_relaxation_on_cuda_matches_cpu(sevennet):
+    """The batched engine with SevenNet-0 on a GPU follows the CPU run: same verdicts, energies
+    within the engines' agreement tolerance."""
+    from diffcrystal.potential import RelaxSettings, load_calculator, relax_many
+
+    items = ybco_candidates(4)
+    settings = RelaxSettings(engine="batched", max_steps=30)
+    on_cpu = relax_many(items, "sevennet-0", settings, workers=1, progress=False, calculator=sevennet)
+    on_cuda = relax_many(items, "sevennet-0", settings, workers=1, device="cuda", progress=False,
+                         calculator=load_calculator("sevennet-0", device="cuda"))
+    for cpu, cuda in zip(on_cpu, on_cuda):
+        assert cuda.status == cpu.status, cpu.label
+        assert abs(cuda.energy_per_atom - cpu.energy_per_atom) < ENERGY_TOLERANCE_EV_ATOM, cpu.label

@@ -105,6 +105,19 @@ def test_cli_errors_are_one_line(sample_folder, tmp_path, capsys):
     assert "input" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("command", ["relax", "rank"])
+def test_cuda_without_a_gpu_is_one_line_before_any_work(command, sample_folder, tmp_path, capsys):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a CUDA device")
+    out = tmp_path / "o"
+    assert main([command, str(sample_folder), "--potential", "emt", "--device", "cuda", "--out", str(out)]) == 1
+    assert capsys.readouterr().err.strip() == (
+        f"diffcrystal {command}: error: --device cuda requested but no CUDA device is available")
+    assert not out.exists()
+
+
 def test_potential_frames_and_label(sample_folder, tmp_path):
     frames = tmp_path / "frames.extxyz"
     assert main(["potential", "frames", str(sample_folder / "cu.cif"), "--copies", "3", "--out", str(frames)]) == 0
