@@ -36,7 +36,7 @@ def test_readme_command_with_bundled_checkpoint(tmp_path):
 
 
 def test_bundled_csp_model_reproduces_training_structures(shared_data, tmp_path):
-    """Sampled with the compositions of training perovskites, the trained model gives back
+    """Sampled with the compositions of training perovskites, the perovskite/carbon model gives back
     those structures (StructureMatcher, DiffCSP tolerances) for most of them within 5 tries."""
     import torch
     from pymatgen.analysis.structure_matcher import StructureMatcher
@@ -44,7 +44,7 @@ def test_bundled_csp_model_reproduces_training_structures(shared_data, tmp_path)
     from diffcrystal.data.readers import read_crystals
     from diffcrystal.generator import Generator
 
-    generator = Generator.from_checkpoint(bundled_checkpoint("csp"))
+    generator = Generator.from_checkpoint(bundled_checkpoint("perov5_carbon24_csp"))
     import pandas as pd
 
     first_rows = tmp_path / "train_head.csv"  # parse 10 rows, not the whole file
@@ -68,16 +68,24 @@ def test_bundled_csp_model_reproduces_training_structures(shared_data, tmp_path)
     assert matched >= 7, matched
 
 
-SMALL_AND_LARGE = {"LiBO2N": 7.68, "CsBaO2S": 34.04}
-"""Two 5-atom perovskites of ``perov_5/train.csv`` with about the smallest and the largest
-volume per atom in it (Å³/atom, read from the file)."""
+SMALL_AND_LARGE = {
+    # Two 5-atom perovskites of ``perov_5/train.csv`` with about the smallest and the largest
+    # volume per atom in it (Å³/atom, read from the file).
+    "perov_5": {"LiBO2N": 7.68, "CsBaO2S": 34.04},
+    # Two 2-atom alkali halides of ``mp_20/train.csv``: rock-salt NaCl (mp-22862) and
+    # CsCl-type RbI (mp-23302).
+    "mp_20": {"NaCl": 23.05, "RbI": 43.86},
+}
+"""Per training set, two compositions with the same atom count and very different volumes."""
 
 
-@pytest.mark.parametrize("name", ["csp", "perov5_csp"])
-def test_csp_model_uses_the_composition(name):
+@pytest.mark.parametrize(("name", "data"), [("csp", "mp_20"), ("mp20_csp", "mp_20"),
+                                            ("perov5_carbon24_csp", "perov_5"), ("perov5_csp", "perov_5")])
+def test_csp_model_uses_the_composition(name, data):
     """With the same seed (the same noise for every atom), two compositions with the same atom
     count get different structures: a composition-blind model would return identical cells.
-    Each composition's median volume per atom lands within 25 % of its training value."""
+    Each composition's median volume per atom lands within 25 % of its training value (the two
+    ranges do not overlap)."""
     import numpy as np
     import torch
     from pymatgen.core import Composition
@@ -87,14 +95,16 @@ def test_csp_model_uses_the_composition(name):
     generator = Generator.from_checkpoint(bundled_checkpoint(name))
     n = 10
     medians = {}
-    for formula, volume in SMALL_AND_LARGE.items():
+    (small, _), (large, _) = SMALL_AND_LARGE[data].items()
+    for formula, volume in SMALL_AND_LARGE[data].items():
         species = [el.Z for el, count in Composition(formula).items() for _ in range(int(count))]
-        samples = generator.sample([5] * n, [species] * n, num_steps=100, generator=torch.Generator().manual_seed(0))
+        samples = generator.sample([len(species)] * n, [species] * n, num_steps=100,
+                                   generator=torch.Generator().manual_seed(0))
         crystals = [s for s in samples if not isinstance(s, Exception)]
         assert len(crystals) >= n // 2, formula
         medians[formula] = float(np.median([abs(np.linalg.det(c.lattice)) / c.num_atoms for c in crystals]))
         assert abs(medians[formula] / volume - 1) < 0.25, medians
-    assert medians["CsBaO2S"] > 2 * medians["LiBO2N"], medians
+    assert medians[large] > medians[small], medians
 
 
 def test_mp20_model_samples_rock_salt_for_nacl():
