@@ -129,7 +129,8 @@ def evaluate(
     CSP samples that many atoms; by default each keeps its cell as given (DiffCSP's protocol:
     CDVAE files are only Niggli-reduced, which keeps the atom count). ``baseline``: 'prototype'
     or 'train' (:mod:`diffcrystal.baselines`), whose geometry comes from ``train_data`` (one
-    or more dataset files). ``workers``: processes for reading and matching. ``cache_dir``:
+    or more dataset files); de novo, ``train_data`` gives the unique and novel shares
+    (:mod:`~diffcrystal.metrics.novelty`). ``workers``: processes for reading and matching. ``cache_dir``:
     where the test set's de novo fingerprints are cached (default: the data cache folder,
     :func:`~diffcrystal.data.cache.default_cache_dir`).
     ``spacegroup_from_target``: CSP given each target's space group and Wyckoff assignment
@@ -191,8 +192,11 @@ def evaluate(
             cache_dir or default_cache_dir(),
             lambda crystals: compute_fingerprints(crystals, workers=workers, progress=progress),
         )
+        training = [crystal for path in train_data
+                    for crystal in read_crystals(path, workers=workers, progress=progress).crystals]
         metrics = denovo_metrics(
-            samples, targets, dataset=dataset, test_fingerprints=test_fingerprints, workers=workers, progress=progress
+            samples, targets, dataset=dataset, test_fingerprints=test_fingerprints, workers=workers,
+            progress=progress, train=training or None,
         )
     method = f"baseline {baseline}" if baseline else "model"
     notes, baseline_record, constraint_record = [], {}, {}
@@ -225,6 +229,7 @@ def evaluate(
         "sampling_seconds": round(elapsed, 1),
         **baseline_record,
         **constraint_record,
+        **({"novelty_train_data": [str(p) for p in train_data]} if not csp and train_data else {}),
         **(extra or {}),
     }
     title = f"diffcrystal {metrics.task} metrics ({method})"

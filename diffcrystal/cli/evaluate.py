@@ -26,8 +26,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         "(cubic ABX3 perovskite, A/B placed at random) or 'train' (a random training structure's "
                         "geometry with the target's species); needs no checkpoint")
     parser.add_argument("--train-data", type=Path, nargs="+",
-                        help="--baseline: training set(s) the geometry comes from (default: the --checkpoint's "
-                        "training data, when given)")
+                        help="--baseline: training set(s) the geometry comes from; de novo: the training set(s) "
+                        "the novel share is measured against (default: the --checkpoint's training data)")
     parser.add_argument("--k", type=int, default=20, help="CSP: samples per test composition (default: 20)")
     parser.add_argument("--n", type=int, default=1000, help="de novo: number of samples (default: 1000)")
     parser.add_argument("--steps", type=int, help="sampler steps (default: the checkpoint's)")
@@ -90,6 +90,11 @@ def run(args: argparse.Namespace) -> int:
         from diffcrystal.generator import Generator
 
         generator = Generator.from_checkpoint(checkpoint, device="cuda" if torch.cuda.is_available() else "cpu")
+        if generator.mode == "denovo" and not train_data:  # novelty against the model's own data
+            try:
+                train_data = checkpoint_train_data(checkpoint)
+            except InputError as error:
+                print(f"no novelty figures: {error}", file=sys.stderr)
     dataset = args.dataset or next((d for d in ("perov_5", "carbon_24", "mp_20") if d in str(args.data)), None)
     result = evaluate(
         generator,

@@ -20,6 +20,8 @@ used by DiffCSP, FlowMM and MatterGen's benchmarks:
 - **Property distances**: 1-D Wasserstein (earth mover's) distances between the density
   (g/cm³) and the number of distinct elements of valid generated crystals (a random subset of
   :data:`N_PROPERTY_SAMPLES` when there are more) and of all test crystals.
+- **Unique and novel** shares of the valid generated crystals, when training crystals are
+  given (:mod:`diffcrystal.metrics.novelty`; not part of CDVAE's protocol).
 
 Differences from CDVAE, on purpose: CDVAE also calls a crystal invalid when its CrystalNN
 fingerprint fails; here that is counted separately (``n_fingerprint_failed``). CDVAE stops
@@ -40,6 +42,7 @@ from scipy.spatial.distance import cdist
 from scipy.stats import wasserstein_distance
 
 from diffcrystal.data.crystal import Crystal
+from diffcrystal.metrics.novelty import NoveltyResult, uniqueness_and_novelty
 from diffcrystal.metrics._parallel import DEFAULT_START_METHOD, parallel_map
 from diffcrystal.metrics.csp import PROTOCOL_MAX_VOLUME_PER_ATOM_A3
 from diffcrystal.metrics.fingerprints import Fingerprints, fingerprint_or_error, stack_fingerprints
@@ -407,6 +410,8 @@ class DeNovoMetrics:
     n_property_test: int
     dataset: str | None
     per_structure: tuple[CrystalRecord, ...] = field(repr=False)
+    novelty: NoveltyResult | None = None
+    """Unique and novel counts of the valid generated crystals (``None``: no training data)."""
 
     task = "denovo"
 
@@ -442,6 +447,8 @@ class DeNovoMetrics:
         }
         if self.coverage is not None:
             out.update(self.coverage.to_dict())
+        if self.novelty is not None:
+            out.update(self.novelty.to_dict())
         return out
 
     def settings(self) -> dict[str, Any]:
@@ -485,6 +492,14 @@ class DeNovoMetrics:
             ("Wasserstein density (g/cm³)", num(self.wdist_density), sets),
             ("Wasserstein #elements", num(self.wdist_num_elems), sets),
         ]
+        nov = self.novelty
+        if nov is not None:
+            among = f"of {nov.n_considered} valid generated"
+            rows += [
+                ("unique", pct(nov._percent(nov.n_unique)), f"{nov.n_unique} distinct {among}"),
+                ("novel", pct(nov._percent(nov.n_novel)), f"{nov.n_novel} {among}; none of {nov.n_train} training crystals matches"),
+                ("unique and novel", pct(nov._percent(nov.n_unique_and_novel)), f"{nov.n_unique_and_novel} {among}"),
+            ]
         return rows
 
 
@@ -512,6 +527,7 @@ def denovo_metrics(
     min_distance_A: float = MIN_DISTANCE_A,
     max_volume_per_atom_A3: float = PROTOCOL_MAX_VOLUME_PER_ATOM_A3,
     start_method: str = DEFAULT_START_METHOD,
+    train: Sequence[Crystal] | None = None,
 ) -> DeNovoMetrics:
     """Validity, coverage and property Wasserstein distances of generated crystals.
 
@@ -526,6 +542,8 @@ def denovo_metrics(
     n_property_samples : draw at most this many valid generated crystals (seeded by ``seed``)
         for the Wasserstein distances; ``None``: all of them.
     workers, progress, start_method : parallelism and progress bar.
+    train : training crystals; when given, the unique and novel shares of the valid generated
+        crystals (:mod:`diffcrystal.metrics.novelty`).
     min_distance_A, max_volume_per_atom_A3 : structural-validity thresholds (Å, Å³/atom).
     """
     if not test:
@@ -570,6 +588,10 @@ def denovo_metrics(
             n_generated=len(generated),
         )
 
+    novelty = None
+    if train is not None:
+        valid_crystals = [c for c, r in zip(generated, records) if r.valid and c is not None]
+        novelty = uniqueness_and_novelty(valid_crystals, train)
     valid = [r for r in records if r.valid]
     if n_property_samples is not None and len(valid) > n_property_samples:
         rng = np.random.default_rng(seed)
@@ -588,6 +610,7 @@ def denovo_metrics(
         n_property_test=len(test_records),
         dataset=dataset,
         per_structure=records,
+        novelty=novelty,
     )
 
 

@@ -256,3 +256,23 @@ def test_evaluate_samples_the_target_cell_as_given_or_primitive(tmp_path, tiny_g
     assert main(args + (["--primitive-targets"] if primitive else [])) == 0
     extra = json.loads((out / "metrics.json").read_text())["extra"]
     assert extra["primitive_targets"] is primitive and extra["num_target_atoms"] == atoms
+
+
+def test_denovo_evaluation_reports_unique_and_novel_shares(tmp_path, tiny_data, tiny_generators, capsys):
+    """`evaluate` of a de novo checkpoint measures novelty against the checkpoint's own
+    training data by default, and the counts agree with the valid share."""
+    import json
+
+    from diffcrystal.cli.main import main
+
+    out = tmp_path / "eval"
+    assert main(["evaluate", "--checkpoint", str(tiny_generators["denovo"]), "--data", str(tiny_data),
+                 "--n", "6", "--dataset", "mp_20", "--workers", "1", "--quiet", "--out", str(out)]) == 0
+    record = json.loads((out / "metrics.json").read_text())
+    summary = record["summary"]
+    assert summary["n_considered_for_novelty"] == summary["n_valid"]
+    assert summary["n_train_for_novelty"] == 4
+    assert 0 <= summary["n_unique_and_novel"] <= min(summary["n_unique"], summary["n_novel"])
+    assert summary["n_unique"] <= summary["n_valid"]
+    assert record["extra"]["novelty_train_data"] == [str(tiny_data)]
+    assert "| unique and novel |" in capsys.readouterr().out

@@ -244,3 +244,30 @@ def test_fingerprint_cache_is_keyed_on_content_and_survives_a_corrupt_file(tmp_p
     assert calls == [2, 2, 2]
     np.testing.assert_array_equal(recomputed.structure, first.structure)
     assert Fingerprints.load(entry).ok.all()  # rewritten whole
+
+
+def test_uniqueness_and_novelty_against_pairwise_matching():
+    """Rock-salt NaCl twice (one strained 2 %), CsCl-type NaCl and rock-salt KCl against a
+    training set holding rock-salt NaCl: 3 distinct, 2 novel, both novel ones distinct; the
+    same counts as an all-pairs StructureMatcher reference."""
+    from pymatgen.analysis.structure_matcher import StructureMatcher
+    from pymatgen.core import Lattice, Structure
+
+    from diffcrystal.metrics.novelty import uniqueness_and_novelty
+
+    def fcc(a, species):
+        return Structure(Lattice.from_parameters(a / 2**0.5, a / 2**0.5, a / 2**0.5, 60, 60, 60),
+                         species, [[0, 0, 0], [0.5, 0.5, 0.5]])
+
+    cscl = Structure(Lattice.cubic(3.3), ["Na", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]])
+    generated = [fcc(5.64, ["Na", "Cl"]), fcc(5.75, ["Na", "Cl"]), cscl, fcc(6.29, ["K", "Cl"])]
+    train = [fcc(5.60, ["Na", "Cl"])]
+    result = uniqueness_and_novelty([Crystal.from_structure(s) for s in generated],
+                                    [Crystal.from_structure(s) for s in train])
+
+    matcher = StructureMatcher()
+    novel = [not any(matcher.fit(g, t) for t in train) for g in generated]
+    first = [not any(matcher.fit(g, h) for h in generated[:i]) for i, g in enumerate(generated)]
+    assert (result.n_considered, result.n_unique, result.n_novel, result.n_unique_and_novel) == (
+        4, sum(first), sum(novel), sum(f and n for f, n in zip(first, novel))) == (4, 3, 2, 2)
+    assert result.to_dict()["unique_percent"] == 75.0
