@@ -34,10 +34,6 @@ from pymatgen.io.ase import AseAtomsAdaptor
 from diffcrystal.cli.main import main as diffcrystal
 from diffcrystal.potential import RelaxSettings, relax_and_rank, relax_many
 
-FORMULA_UNITS = {"YBa2Cu3O7": 1, "LiCoO2": 1, "TiO2": 2, "GaAs": 1, "ZnO": 2, "NaCl": 1, "Si": 2, "CaF2": 1}
-"""Formula units of each built-in structure's primitive cell (the cell CSP samples)."""
-
-
 def _known_structures_module():
     path = Path(__file__).resolve().parent / "match_known_structure.py"
     spec = importlib.util.spec_from_file_location(path.stem, path)
@@ -46,9 +42,18 @@ def _known_structures_module():
     return module
 
 
+def formula_units(formula: str, reference) -> int:
+    """Formula units in the reference's primitive cell (the cell CSP samples)."""
+    from pymatgen.core import Composition
+
+    return reference.num_atoms // int(Composition(formula).num_atoms)
+
+
 def rank_one(formula: str, args: argparse.Namespace, work: Path, known) -> dict:
+    reference = known.reference_crystal(formula)
+    z = formula_units(formula, reference)
     samples = work / formula / "samples"
-    command = ["sample", "--composition", formula, "--formula-units", str(FORMULA_UNITS[formula]),
+    command = ["sample", "--composition", formula, "--formula-units", str(z),
                "--n", str(args.n), "--seed", str(args.seed), "--out", str(samples), "--quiet"]
     if args.checkpoint:
         command += ["--checkpoint", args.checkpoint]
@@ -60,8 +65,7 @@ def rank_one(formula: str, args: argparse.Namespace, work: Path, known) -> dict:
     started = time.perf_counter()
     report = relax_and_rank([samples], work / formula / "ranked", args.potential, settings,
                             workers=args.workers, progress=False)
-    reference_atoms = known.reference_crystal(formula).to_atoms()
-    (experimental,) = relax_many([("experimental", reference_atoms)], args.potential, settings,
+    (experimental,) = relax_many([("experimental", reference.to_atoms())], args.potential, settings,
                                  workers=1, progress=False)
     seconds = time.perf_counter() - started
     if experimental.atoms is None or not experimental.converged:
@@ -74,7 +78,7 @@ def rank_one(formula: str, args: argparse.Namespace, work: Path, known) -> dict:
     top = report.entries[0].best if report.entries else None
     return {
         "formula": formula,
-        "formula_units": FORMULA_UNITS[formula],
+        "formula_units": z,
         "samples": args.n,
         "matched_before": before["n_matched"],
         "converged": sum(r.status == "converged" for r in report.results),
@@ -97,7 +101,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
     known = _known_structures_module()
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--checkpoint", default=None, help="generator (default: the bundled CSP one)")
-    parser.add_argument("--formulas", nargs="+", default=list(FORMULA_UNITS), choices=list(FORMULA_UNITS))
+    parser.add_argument("--formulas", nargs="+", default=list(known.KNOWN_STRUCTURES),
+                        choices=list(known.KNOWN_STRUCTURES))
     parser.add_argument("--n", type=int, default=20, help="samples per structure")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--potential", default="sevennet-0")

@@ -496,9 +496,9 @@ class DeNovoMetrics:
         if nov is not None:
             among = f"of {nov.n_considered} valid generated"
             rows += [
-                ("unique", pct(nov._percent(nov.n_unique)), f"{nov.n_unique} distinct {among}"),
-                ("novel", pct(nov._percent(nov.n_novel)), f"{nov.n_novel} {among}; none of {nov.n_train} training crystals matches"),
-                ("unique and novel", pct(nov._percent(nov.n_unique_and_novel)), f"{nov.n_unique_and_novel} {among}"),
+                ("unique", pct(nov.percent(nov.n_unique)), f"{nov.n_unique} distinct {among}"),
+                ("novel", pct(nov.percent(nov.n_novel)), f"{nov.n_novel} {among}; none of {nov.n_train} training crystals matches"),
+                ("unique and novel", pct(nov.percent(nov.n_unique_and_novel)), f"{nov.n_unique_and_novel} {among}"),
             ]
         return rows
 

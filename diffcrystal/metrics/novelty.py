@@ -33,29 +33,21 @@ class NoveltyResult:
     n_unique_and_novel: int
     n_train: int
 
-    def _percent(self, count: int) -> float | None:
+    def percent(self, count: int) -> float | None:
+        """``count`` as a percentage of the crystals considered."""
         return 100.0 * count / self.n_considered if self.n_considered else None
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "n_considered_for_novelty": self.n_considered,
             "n_unique": self.n_unique,
-            "unique_percent": self._percent(self.n_unique),
+            "unique_percent": self.percent(self.n_unique),
             "n_novel": self.n_novel,
-            "novel_percent": self._percent(self.n_novel),
+            "novel_percent": self.percent(self.n_novel),
             "n_unique_and_novel": self.n_unique_and_novel,
-            "unique_and_novel_percent": self._percent(self.n_unique_and_novel),
+            "unique_and_novel_percent": self.percent(self.n_unique_and_novel),
             "n_train_for_novelty": self.n_train,
         }
-
-
-def _reduced_formula(crystal: Crystal) -> str:
-    from pymatgen.core import Composition, Element
-
-    counts: dict[str, int] = defaultdict(int)
-    for z in crystal.atomic_numbers.tolist():
-        counts[Element.from_Z(int(z)).symbol] += 1
-    return Composition(counts).reduced_formula
 
 
 def uniqueness_and_novelty(generated: Sequence[Crystal], train: Sequence[Crystal], matcher=None) -> NoveltyResult:
@@ -65,7 +57,7 @@ def uniqueness_and_novelty(generated: Sequence[Crystal], train: Sequence[Crystal
     matcher = matcher or StructureMatcher()
     train_by_formula: dict[str, list[Crystal]] = defaultdict(list)
     for crystal in train:
-        train_by_formula[_reduced_formula(crystal)].append(crystal)
+        train_by_formula[crystal.formula].append(crystal)
     train_structures: dict[str, list] = {}
 
     def known(formula: str) -> list:
@@ -76,7 +68,7 @@ def uniqueness_and_novelty(generated: Sequence[Crystal], train: Sequence[Crystal
     representatives: dict[str, list] = defaultdict(list)
     n_novel = n_unique_and_novel = 0
     for crystal in generated:
-        formula = _reduced_formula(crystal)
+        formula = crystal.formula
         structure = crystal.to_structure()
         novel = not any(matcher.fit(structure, other) for other in known(formula))
         n_novel += novel
