@@ -22,6 +22,14 @@ a model's samples.
     structure has that atom count, the target's k candidates are missing (``None``): it is
     counted unmatched and reported, never dropped.
 
+``analogue``
+    The nearest chemical analogue of the target in the training data
+    (:mod:`diffcrystal.analogues`: same formula type, nearest elements on Pettifor's Mendeleev
+    scale, the target's atom count first), its lattice and coordinates carrying the target's
+    species; the k candidates are the k nearest analogues of distinct structure types (space
+    group and Wyckoff sites), repeated in order when fewer exist. A target whose formula type
+    no training structure has gets missing candidates (``None``), counted unmatched.
+
 Randomness: target ``i`` draws from ``numpy.random.default_rng([seed, i])``, so its
 candidates do not depend on the other targets (nor on ``--limit``).
 """
@@ -34,11 +42,12 @@ from typing import Literal
 
 import numpy as np
 
+from diffcrystal.analogues import AnalogueLibrary
 from diffcrystal.data.crystal import Crystal
 from diffcrystal.errors import InputError
 
-BaselineName = Literal["prototype", "train"]
-BASELINES: tuple[BaselineName, ...] = ("prototype", "train")
+BaselineName = Literal["prototype", "train", "analogue"]
+BASELINES: tuple[BaselineName, ...] = ("prototype", "train", "analogue")
 """The trivial CSP baselines (see the module docstring)."""
 
 PEROVSKITE_A_SITE = (0.0, 0.0, 0.0)
@@ -56,9 +65,10 @@ PEROVSKITE_FORMULA_ATOMS = 5
 
 @dataclass(frozen=True)
 class TrainingGeometries:
-    """Training structures by atom count, the source of both baselines' geometry, with each
-    structure's volume per atom (Å³) alongside."""
+    """Training structures in file order (``crystals``) and by atom count, the source of the
+    baselines' geometry, with each structure's volume per atom (Å³) alongside."""
 
+    crystals: tuple[Crystal, ...]
     by_num_atoms: dict[int, tuple[Crystal, ...]]
     volumes_per_atom: dict[int, np.ndarray]
 
@@ -70,6 +80,7 @@ class TrainingGeometries:
         for crystal in crystals:
             groups.setdefault(crystal.num_atoms, []).append(crystal)
         return cls(
+            tuple(crystals),
             {n: tuple(group) for n, group in sorted(groups.items())},
             {n: np.array([c.volume / n for c in group]) for n, group in sorted(groups.items())},
         )
@@ -143,6 +154,17 @@ def train_candidates(
     ]
 
 
+def analogue_candidates(target: Crystal, k: int, library: AnalogueLibrary) -> list[Crystal | None]:
+    """``k`` substituted nearest analogues of ``target`` of distinct structure types (cycled
+    when fewer); ``k`` times ``None`` when the training data have none of its formula type."""
+    elements, counts = np.unique(target.atomic_numbers, return_counts=True)
+    composition = {int(z): int(c) for z, c in zip(elements, counts)}
+    found = library.distinct_analogues(composition, k, target.num_atoms)
+    if not found:
+        return [None] * k
+    return [found[i % len(found)].substituted() for i in range(k)]
+
+
 def baseline_predictions(
     name: BaselineName, targets: Sequence[Crystal], k: int, training: TrainingGeometries, seed: int
 ) -> list[list[Crystal | None]]:
@@ -150,9 +172,12 @@ def baseline_predictions(
     if name not in BASELINES:
         raise InputError(f"unknown baseline {name!r}; choose one of {', '.join(BASELINES)}")
     out = []
+    library = AnalogueLibrary(training.crystals) if name == "analogue" else None
     for index, target in enumerate(targets):
         rng = np.random.default_rng([seed, index])
-        if name == "prototype":
+        if library is not None:
+            out.append(analogue_candidates(target, k, library))
+        elif name == "prototype":
             out.append(prototype_candidates(target, index, k, training, rng))
         else:
             out.append(train_candidates(target, k, training, rng))

@@ -18,8 +18,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 from tqdm.auto import tqdm
 
+from diffcrystal.analogues import AnalogueLibrary
 from diffcrystal.atomic_write import probe_writable
 from diffcrystal.baselines import BASELINES, BaselineName, TrainingGeometries, baseline_predictions
 from diffcrystal.data.cache import default_cache_dir
@@ -32,6 +34,19 @@ from diffcrystal.metrics.fingerprints import cached_fingerprints
 from diffcrystal.metrics.rmse_histogram import RMSE_HISTOGRAM_PNG, write_rmse_histogram
 from diffcrystal.sampling import batch_generator, plan_requests
 from diffcrystal.symmetry import SYMPREC_TIGHT
+
+
+def analogue_assignments(target: Crystal, k: int, library: AnalogueLibrary) -> list:
+    """``k`` Wyckoff assignments for ``target``: those of its nearest analogues of distinct
+    structure types with its species (cycled when fewer); when it has none, every atom on 1a
+    of P1 (no constraint)."""
+    from diffcrystal.spacegroup import Orbit, WyckoffAssignment
+
+    elements, counts = np.unique(target.atomic_numbers, return_counts=True)
+    found = library.distinct_analogues({int(z): int(c) for z, c in zip(elements, counts)}, k, target.num_atoms)
+    if not found:
+        return [WyckoffAssignment(1, tuple(Orbit(int(z), "1a") for z in target.atomic_numbers))] * k
+    return [found[i % len(found)].assignment() for i in range(k)]
 
 
 def target_assignment(target: Crystal):
@@ -118,6 +133,7 @@ def evaluate(
     progress: bool = True,
     cache_dir: str | Path | None = None,
     spacegroup_from_target: bool = False,
+    spacegroup_from_analogues: bool = False,
 ) -> EvaluationRun:
     """Sample (or apply a baseline) and score; write ``metrics.json``, ``metrics.md`` and,
     in CSP, ``rmse_histogram.png`` into ``out_dir``.
@@ -139,6 +155,11 @@ def evaluate(
     group's conventional cell, kept on the group by
     :class:`~diffcrystal.spacegroup.SpaceGroupConstraint`. A target spglib finds no group
     for is sampled unconstrained (counted in ``metrics.json``).
+    ``spacegroup_from_analogues``: the same, but each target's group and Wyckoff assignment
+    come from its nearest chemical analogues in ``train_data`` (:mod:`diffcrystal.analogues`;
+    the k nearest of distinct structure types, cycled when fewer), so nothing of the target
+    but its composition and atom count is used; a target without an analogue of its formula
+    type is sampled unconstrained (counted).
     """
     if k < 1 or n < 1:
         raise InputError(f"--k and --n must be at least 1 (got k={k}, n={n})")
@@ -152,8 +173,14 @@ def evaluate(
     elif generator.mode != "csp" and dataset not in COVERAGE_CUTOFFS:
         known = ", ".join(sorted(COVERAGE_CUTOFFS))
         raise InputError(f"de novo coverage needs the dataset's cutoffs: pass --dataset ({known}); got {dataset!r}")
-    if spacegroup_from_target and (baseline is not None or generator.mode != "csp"):
-        raise InputError("--spacegroup-from-target needs a CSP checkpoint (no --baseline)")
+    for flag, used in (("--spacegroup-from-target", spacegroup_from_target),
+                       ("--spacegroup-from-analogues", spacegroup_from_analogues)):
+        if used and (baseline is not None or generator.mode != "csp"):
+            raise InputError(f"{flag} needs a CSP checkpoint (no --baseline)")
+    if spacegroup_from_target and spacegroup_from_analogues:
+        raise InputError("choose one of --spacegroup-from-target and --spacegroup-from-analogues")
+    if spacegroup_from_analogues and not train_data:
+        raise InputError("--spacegroup-from-analogues needs training structures: pass --train-data PATH")
     check_output_folder(out_dir)
     loaded = read_crystals(test_path, canonical=primitive_targets, workers=workers, progress=progress)
     targets = loaded.crystals[:limit] if limit else loaded.crystals
@@ -161,7 +188,7 @@ def evaluate(
         raise InputError(f"no test structures in {test_path}")
     csp = baseline is not None or generator.mode == "csp"
     steps = None if baseline else (num_steps or generator.experiment.sampling.num_steps)
-    if baseline:
+    if baseline or spacegroup_from_analogues:
         training = TrainingGeometries.from_crystals([
             crystal
             for path in train_data
@@ -170,8 +197,12 @@ def evaluate(
     started = time.perf_counter()
     if baseline:
         predictions = baseline_predictions(baseline, targets, k, training, seed)
-    elif csp and spacegroup_from_target:
-        assignments = [target_assignment(t) for t in targets for _ in range(k)]
+    elif csp and (spacegroup_from_target or spacegroup_from_analogues):
+        if spacegroup_from_target:
+            assignments = [target_assignment(t) for t in targets for _ in range(k)]
+        else:
+            library = AnalogueLibrary(training.crystals)
+            assignments = [a for t in targets for a in analogue_assignments(t, k, library)]
         requests = [(a.num_atoms, a.atomic_numbers()) for a in assignments]
         samples = generate_for(generator, requests, num_steps=steps, batch_size=batch_size, seed=seed,
                                progress=progress, assignments=assignments)
@@ -200,6 +231,14 @@ def evaluate(
         )
     method = f"baseline {baseline}" if baseline else "model"
     notes, baseline_record, constraint_record = [], {}, {}
+    if spacegroup_from_analogues:
+        unconstrained = sum(assignments[i * k].spacegroup == 1 for i in range(len(targets)))
+        constraint_record = {"spacegroup_from_analogues": True, "spacegroup_symprec_A": SYMPREC_TIGHT,
+                             "analogue_train_data": [str(p) for p in train_data],
+                             "num_targets_in_p1": unconstrained}
+        notes.append(f"Space group and Wyckoff assignment of each target's nearest chemical analogues in "
+                     f"{', '.join(str(p) for p in train_data)} (spglib at {SYMPREC_TIGHT} Å); {unconstrained} of "
+                     f"{len(targets)} targets have no analogue or a P1 one and were sampled unconstrained.")
     if spacegroup_from_target:
         unconstrained = sum(target_assignment(t).spacegroup == 1 for t in targets)
         constraint_record = {"spacegroup_from_target": True, "spacegroup_symprec_A": SYMPREC_TIGHT,

@@ -23,8 +23,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", type=Path, required=True, help="test set (CDVAE CSV, CIF folder, extxyz, ASE db)")
     parser.add_argument("--baseline", choices=BASELINES,
                         help="CSP: instead of sampling a model, make the k candidates by a trivial rule: 'prototype' "
-                        "(cubic ABX3 perovskite, A/B placed at random) or 'train' (a random training structure's "
-                        "geometry with the target's species); needs no checkpoint")
+                        "(cubic ABX3 perovskite, A/B placed at random), 'train' (a random training structure's "
+                        "geometry with the target's species) or 'analogue' (the nearest training structure of the "
+                        "same formula type on Pettifor's scale, species substituted); needs no checkpoint")
     parser.add_argument("--train-data", type=Path, nargs="+",
                         help="--baseline: training set(s) the geometry comes from; de novo: the training set(s) "
                         "the novel share is measured against (default: the --checkpoint's training data)")
@@ -41,6 +42,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--spacegroup-from-target", action="store_true",
                         help="CSP: give each target's space group and Wyckoff assignment (spglib, 0.01 Å; the "
                         "DiffCSP++ setting) and keep every sample on that group, in its conventional cell")
+    parser.add_argument("--spacegroup-from-analogues", action="store_true",
+                        help="CSP: take each target's space group and Wyckoff assignment from its nearest chemical "
+                        "analogues in the training data (same formula type, nearest on Pettifor's scale; "
+                        "--train-data, default the checkpoint's) and keep every sample on that group")
     parser.add_argument("--dataset", choices=["perov_5", "carbon_24", "mp_20"],
                         help="de novo coverage cutoffs (default: guessed from --data)")
     parser.add_argument("--out", type=Path,
@@ -78,7 +83,7 @@ def run(args: argparse.Namespace) -> int:
     out = args.out or default_out(method, args.data)
     check_output_folder(out)
     train_data = args.train_data or []
-    if args.baseline and not train_data:
+    if (args.baseline or args.spacegroup_from_analogues) and not train_data:
         if checkpoint is None:
             raise InputError(f"--baseline {args.baseline} needs training structures: pass --train-data PATH "
                              "(or a --checkpoint whose training data are recorded)")
@@ -110,6 +115,7 @@ def run(args: argparse.Namespace) -> int:
         dataset=dataset,
         primitive_targets=args.primitive_targets,
         spacegroup_from_target=args.spacegroup_from_target,
+        spacegroup_from_analogues=args.spacegroup_from_analogues,
         baseline=args.baseline,
         train_data=train_data,
         extra={

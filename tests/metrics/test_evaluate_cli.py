@@ -6,9 +6,11 @@ import importlib.util
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from diffcrystal.cli.main import main
+from diffcrystal.data.crystal import Crystal
 
 _spec = importlib.util.spec_from_file_location("_structures", Path(__file__).with_name("_structures.py"))
 S = importlib.util.module_from_spec(_spec)
@@ -125,3 +127,30 @@ def test_default_output_folder_is_named_after_the_method_and_data(tmp_path, pero
     out = tmp_path / "evaluation" / f"baseline-prototype_{tmp_path.name}_test"
     assert sorted(p.name for p in out.iterdir()) == ["metrics.json", "metrics.md", "rmse_histogram.png"]
     assert f"details in evaluation/baseline-prototype_{tmp_path.name}_test/metrics.json" in capsys.readouterr().out
+
+
+def test_model_sampled_on_the_groups_of_analogues(tmp_path, capsys):
+    # KBr rock salt: its nearest analogue is NaCl rock salt (Fm-3m, Na 4a, Cl 4b: no free
+    # parameter, so any sample on it is rock salt), then CsCl (Pm-3m), never rock salt.
+    kbr = S.rotated_permuted_shifted(
+        Crystal(S.rocksalt(6.6).lattice, S.rocksalt().frac_coords, [S.K] * 4 + [35] * 4), seed=1)
+    caesium_chloride = Crystal(np.eye(3) * 4.1, [[0, 0, 0], [0.5, 0.5, 0.5]], [55, S.CL])
+    test = write_extxyz(tmp_path / "test.extxyz", [kbr, S.perovskite()])
+    train = write_extxyz(tmp_path / "train.extxyz", [caesium_chloride, S.rocksalt()])
+    out = tmp_path / "eval"
+    assert evaluate("--checkpoint", "mp20_csp", "--spacegroup-from-analogues", "--data", str(test),
+                    "--train-data", str(train), "--k", "2", "--steps", "20", "--out", str(out)) == 0
+    data = json.loads((out / "metrics.json").read_text())
+    assert data["extra"]["spacegroup_from_analogues"] is True
+    assert data["extra"]["num_targets_in_p1"] == 1  # SrTiO3 has no analogue of its formula type
+    assert [c["status"] for c in data["per_target"][0]["candidates"]] == ["match", "no_match"]
+    assert "1 of 2 targets have no analogue or a P1 one" in capsys.readouterr().out
+
+
+def test_analogue_groups_are_refused_with_a_baseline(tmp_path, perovskite_files, capsys):
+    test, train = perovskite_files
+    assert evaluate("--baseline", "train", "--spacegroup-from-analogues", "--data", str(test),
+                    "--train-data", str(train), "--out", str(tmp_path / "o")) == 1
+    err = capsys.readouterr().err
+    assert "--spacegroup-from-analogues needs a CSP checkpoint (no --baseline)" in err
+    assert len(err.strip().splitlines()) == 1
