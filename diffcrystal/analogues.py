@@ -25,19 +25,27 @@ target's species (the constraint under which a model samples with ``--spacegroup
 
 from __future__ import annotations
 
+import gzip
+import json
 import math
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import cache
+from pathlib import Path
 
 import numpy as np
 
+from diffcrystal.atomic_write import atomic_write_bytes
 from diffcrystal.data.composition import Composition
 from diffcrystal.data.crystal import Crystal
 from diffcrystal.errors import InputError
 from diffcrystal.symmetry import SYMPREC_TIGHT
 
-__all__ = ["Analogue", "AnalogueLibrary", "formula_type", "mendeleev_number"]
+__all__ = ["TABLE_FORMAT", "Analogue", "AnalogueLibrary", "Template", "formula_type", "mendeleev_number"]
+
+TABLE_FORMAT = "diffcrystal-analogue-table-1"
+"""Version tag of :meth:`AnalogueLibrary.write_table` files."""
 
 
 @cache
@@ -73,22 +81,42 @@ def _composition_of(crystal: Crystal) -> Composition:
 
 
 @dataclass(frozen=True)
-class Analogue:
-    """A training crystal ``template`` whose element ``species_map[z]`` takes the place of its
-    element ``z``, at Mendeleev distance ``distance`` from the target."""
+class Template:
+    """One known crystal as a template: its ``label``, ``composition`` (cell counts),
+    ``num_atoms``, energy above the hull (eV/atom; ``inf`` when unknown) and its geometry
+    ``crystal`` (None in a table, which keeps only the Wyckoff assignment)."""
 
-    template: Crystal
+    label: str
+    composition: Composition
+    num_atoms: int
+    e_above_hull: float = math.inf
+    crystal: Crystal | None = None
+
+    @classmethod
+    def of(cls, crystal: Crystal) -> "Template":
+        e_hull = crystal.properties.get("e_above_hull")
+        stability = float(e_hull) if e_hull is not None and np.isfinite(e_hull) else math.inf
+        return cls(crystal.label, _composition_of(crystal), crystal.num_atoms, stability, crystal)
+
+
+@dataclass(frozen=True)
+class Analogue:
+    """Template ``index`` of ``library``, whose element ``species_map[z]`` takes the place of
+    its element ``z``, at Mendeleev distance ``distance`` from the target."""
+
+    template: Template
     species_map: dict[int, int]
     distance: float
     library: "AnalogueLibrary" = field(repr=False, compare=False)
     index: int = 0
-    """Position of the template in the library's crystals."""
 
     def substituted(self) -> Crystal:
         """The template's lattice and coordinates carrying the target's species."""
-        species = np.array([self.species_map[int(z)] for z in self.template.atomic_numbers])
-        return Crystal(self.template.lattice, self.template.frac_coords, species,
-                       label=f"{self.template.label} as analogue")
+        crystal = self.template.crystal
+        if crystal is None:
+            raise InputError(f"template {self.template.label} comes from a table without geometry")
+        species = np.array([self.species_map[int(z)] for z in crystal.atomic_numbers])
+        return Crystal(crystal.lattice, crystal.frac_coords, species, label=f"{crystal.label} as analogue")
 
     def assignment(self):
         """The template's :class:`~diffcrystal.spacegroup.WyckoffAssignment` (spglib at
@@ -102,36 +130,41 @@ class Analogue:
 
 
 class AnalogueLibrary:
-    """Training crystals indexed by formula type (see the module docstring)."""
+    """Templates indexed by formula type (see the module docstring). ``assignments``: the
+    templates' Wyckoff assignments when known (a table); otherwise each is read from its
+    crystal by spglib when first needed."""
 
-    def __init__(self, crystals: Sequence[Crystal]):
-        if not crystals:
+    def __init__(self, templates: Sequence[Template], assignments: Sequence | None = None):
+        if not templates:
             raise InputError("the training data hold no structures to take analogues from")
-        self.crystals = tuple(crystals)
+        self.templates = tuple(templates)
         self._by_type: dict[tuple[int, ...], list[int]] = {}
         self._paired: list[tuple[tuple[int, ...], np.ndarray, np.ndarray]] = []
-        for index, crystal in enumerate(self.crystals):
-            counts = _composition_of(crystal)
-            self._paired.append(_paired_order(counts))
-            self._by_type.setdefault(formula_type(counts), []).append(index)
-        self._assignments: dict[int, object] = {}
+        for index, template in enumerate(self.templates):
+            self._paired.append(_paired_order(template.composition))
+            self._by_type.setdefault(formula_type(template.composition), []).append(index)
+        self._assignments: dict[int, object] = dict(enumerate(assignments)) if assignments is not None else {}
+
+    @classmethod
+    def from_crystals(cls, crystals: Sequence[Crystal]) -> "AnalogueLibrary":
+        return cls([Template.of(c) for c in crystals])
 
     def __len__(self) -> int:
-        return len(self.crystals)
+        return len(self.templates)
 
     def assignment(self, index: int):
-        """Wyckoff assignment of training crystal ``index`` (computed once, then kept)."""
+        """Wyckoff assignment of template ``index`` (read once, then kept)."""
         if index not in self._assignments:
             from diffcrystal.spacegroup import Orbit, WyckoffAssignment, assignment_of
 
-            crystal = self.crystals[index]
+            crystal = self.templates[index].crystal
             self._assignments[index] = assignment_of(crystal, SYMPREC_TIGHT) or WyckoffAssignment(
                 1, tuple(Orbit(int(z), "1a") for z in crystal.atomic_numbers))
         return self._assignments[index]
 
     def analogues(self, composition: Composition, num_atoms: int | None = None) -> list[Analogue]:
-        """Every training crystal of ``composition``'s formula type, nearest first (order in the
-        module docstring); ``num_atoms``: the target cell's atom count (None: not used)."""
+        """Every template of ``composition``'s formula type, nearest first (order in the module
+        docstring); ``num_atoms``: the target cell's atom count (None: not used)."""
         if not composition or min(composition.values()) < 1:
             raise InputError(f"composition must have positive counts, got {composition}")
         elements, reduced, numbers = _paired_order(composition)
@@ -139,11 +172,9 @@ class AnalogueLibrary:
         for index in self._by_type.get(formula_type(composition), ()):
             template_elements, _, template_numbers = self._paired[index]
             distance = float(np.sum(reduced * np.abs(numbers - template_numbers)) / reduced.sum())
-            crystal = self.crystals[index]
-            e_hull = crystal.properties.get("e_above_hull")
-            stability = float(e_hull) if e_hull is not None and np.isfinite(e_hull) else math.inf
-            key = (num_atoms is not None and crystal.num_atoms != num_atoms, distance, stability, index)
-            found.append((key, Analogue(crystal, dict(zip(template_elements, elements)), distance, self, index)))
+            template = self.templates[index]
+            key = (num_atoms is not None and template.num_atoms != num_atoms, distance, template.e_above_hull, index)
+            found.append((key, Analogue(template, dict(zip(template_elements, elements)), distance, self, index)))
         return [analogue for _, analogue in sorted(found, key=lambda pair: pair[0])]
 
     def distinct_analogues(self, composition: Composition, k: int, num_atoms: int | None = None) -> list[Analogue]:
@@ -159,3 +190,41 @@ class AnalogueLibrary:
                 if len(chosen) == k:
                     break
         return chosen
+
+    # ------------------------------------------------------------------ table files
+    def write_table(self, path: str | os.PathLike, source: str, progress: bool = True) -> Path:
+        """Save every template's label, composition, atom count, energy above the hull and
+        Wyckoff assignment (no geometry) as gzipped JSON, atomically; ``source`` names the data."""
+        from tqdm.auto import tqdm
+
+        rows = []
+        for index in tqdm(range(len(self)), desc="symmetry of templates", unit="crystal", disable=not progress):
+            template, assignment = self.templates[index], self.assignment(index)
+            rows.append([template.label, [[z, c] for z, c in template.composition.items()], template.num_atoms,
+                         None if math.isinf(template.e_above_hull) else template.e_above_hull,
+                         assignment.spacegroup, [[o.atomic_number, o.site] for o in assignment.orbits]])
+        payload = {"format": TABLE_FORMAT, "source": source, "symprec_A": SYMPREC_TIGHT, "templates": rows}
+        path = Path(path)
+        atomic_write_bytes(path, gzip.compress(json.dumps(payload, separators=(",", ":")).encode(), mtime=0))
+        return path
+
+    @classmethod
+    def from_table(cls, path: str | os.PathLike) -> "AnalogueLibrary":
+        """A library read from :meth:`write_table`'s file; :class:`InputError` (one line) when
+        the file is missing, corrupt or of another format."""
+        from diffcrystal.spacegroup import Orbit, WyckoffAssignment
+
+        try:
+            payload = json.loads(gzip.decompress(Path(path).read_bytes()))
+            if payload.get("format") != TABLE_FORMAT:
+                raise ValueError(f"format {payload.get('format')!r}, expected {TABLE_FORMAT!r}")
+            templates, assignments = [], []
+            for label, composition, num_atoms, e_hull, spacegroup, orbits in payload["templates"]:
+                templates.append(Template(str(label), {int(z): int(c) for z, c in composition}, int(num_atoms),
+                                          math.inf if e_hull is None else float(e_hull)))
+                assignments.append(WyckoffAssignment(int(spacegroup), tuple(Orbit(int(z), str(site))
+                                                                            for z, site in orbits)))
+        except (OSError, EOFError, gzip.BadGzipFile, ValueError, KeyError, TypeError, AttributeError) as error:
+            raise InputError(f"cannot read analogue table {path}: {type(error).__name__}: {error}") from None
+        return cls(templates, assignments)
+

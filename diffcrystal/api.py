@@ -186,10 +186,12 @@ class StructureGenerator:
         progress: bool = True,
         spacegroup: int | None = None,
         wyckoff: str = "auto",
+        analogue_table: str | Path | None = None,
     ) -> SampleRun:
         """Sample ``n`` structures into ``out_dir`` as ``diffcrystal sample`` does (CIFs,
         ``samples.extxyz``, ``summary.csv``, ``run.json``, ``overview.png``); ``spacegroup``
-        and ``wyckoff`` as in :meth:`sample`."""
+        and ``wyckoff`` as in :meth:`sample`; ``analogue_table``: sample on the groups of the
+        composition's nearest chemical analogues in that table (:mod:`diffcrystal.analogues`)."""
         return sample_to_folder(
             self.generator,
             n=n,
@@ -204,6 +206,7 @@ class StructureGenerator:
             progress=progress,
             spacegroup=spacegroup,
             wyckoff=wyckoff,
+            analogue_table=analogue_table,
         )
 
 

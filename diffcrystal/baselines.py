@@ -172,7 +172,7 @@ def baseline_predictions(
     if name not in BASELINES:
         raise InputError(f"unknown baseline {name!r}; choose one of {', '.join(BASELINES)}")
     out = []
-    library = AnalogueLibrary(training.crystals) if name == "analogue" else None
+    library = AnalogueLibrary.from_crystals(training.crystals) if name == "analogue" else None
     for index, target in enumerate(targets):
         rng = np.random.default_rng([seed, index])
         if library is not None:

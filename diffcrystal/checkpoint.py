@@ -164,6 +164,23 @@ def bundled_checkpoint(name: str, directory: Path = BUNDLED_DIR) -> Path:
     return path
 
 
+def bundled_analogue_table(checkpoint: str | Path, directory: Path = BUNDLED_DIR) -> Path | None:
+    """The analogue table (:mod:`diffcrystal.analogues`) shipped with a bundled ``checkpoint``
+    (its manifest entry's ``analogues``: ``{"file", "sha256"}``, hash checked), or None."""
+    checkpoint = Path(checkpoint).resolve()
+    if checkpoint.parent != directory.resolve() or not (directory / MANIFEST_NAME).is_file():
+        return None
+    for entry in _read_manifest(directory)["models"].values():
+        if entry.get("file") == checkpoint.name and entry.get("analogues"):
+            table = directory / entry["analogues"]["file"]
+            if not table.is_file():
+                raise CheckpointError(f"bundled analogue table missing: {table}")
+            if file_sha256(table) != entry["analogues"]["sha256"]:
+                raise CheckpointError(f"corrupt bundled analogue table {table}: its SHA-256 does not match the manifest")
+            return table
+    return None
+
+
 def resolve_checkpoint(spec: str | Path | None, mode: str, directory: Path = BUNDLED_DIR) -> Path:
     """The checkpoint a ``--checkpoint`` argument names: an existing file, else a bundled
     model's name; ``None`` gives the bundled default for ``mode``."""

@@ -201,7 +201,7 @@ def evaluate(
         if spacegroup_from_target:
             assignments = [target_assignment(t) for t in targets for _ in range(k)]
         else:
-            library = AnalogueLibrary(training.crystals)
+            library = AnalogueLibrary.from_crystals(training.crystals)
             assignments = [a for t in targets for a in analogue_assignments(t, k, library)]
         requests = [(a.num_atoms, a.atomic_numbers()) for a in assignments]
         samples = generate_for(generator, requests, num_steps=steps, batch_size=batch_size, seed=seed,

@@ -57,6 +57,7 @@ RESUME_OPTIONS = {
     "batch_size": "--batch-size",
     "spacegroup": "--spacegroup",
     "wyckoff": "--wyckoff",
+    "analogue_table_sha256": "--analogues",
 }
 """Fields of ``run.json`` a resumed run must share with the original, and their options."""
 
@@ -197,6 +198,27 @@ def plan_spacegroup_requests(
     return [assignments[i % len(assignments)] for i in range(n)]
 
 
+def plan_analogue_requests(generator: Generator, n: int, composition: Composition, library) -> tuple[list, list]:
+    """The Wyckoff assignments of the ``n`` requested crystals on the groups of the
+    composition's nearest chemical analogues in ``library`` (an
+    :class:`~diffcrystal.analogues.AnalogueLibrary`): up to ``n`` analogues of distinct
+    structure type, nearest first, cycled. Returns ``(assignments, analogues used)``;
+    :class:`InputError` (one line) when the library has no analogue of the formula type."""
+    from diffcrystal.analogues import formula_type
+
+    if generator.mode != "csp":
+        raise InputError("--analogues needs a CSP checkpoint and --composition")
+    found = library.distinct_analogues(composition, n)
+    if not found:
+        kind = "".join(f"{chr(ord('A') + i)}{c if c > 1 else ''}" for i, c in enumerate(formula_type(composition)))
+        raise InputError(f"no analogue of {format_composition(composition)}: the table holds no {kind} compound")
+    assignments = [found[i % len(found)].assignment() for i in range(n)]
+    largest = max(a.num_atoms for a in assignments)
+    if largest > MAX_SAMPLE_ATOMS:
+        raise InputError(f"an analogue's conventional cell has {largest} atoms; at most {MAX_SAMPLE_ATOMS} are supported")
+    return assignments, found
+
+
 def check_options(generator: Generator, n: int, num_steps: int, batch_size: int) -> None:
     """Refuse a request the sampler cannot run (:class:`InputError` naming the option)."""
     if n < 1:
@@ -310,6 +332,7 @@ def sample_to_folder(
     progress: bool = True,
     spacegroup: int | None = None,
     wyckoff: str = "auto",
+    analogue_table: str | Path | None = None,
 ) -> SampleRun:
     """Generate ``n`` crystals into ``out_dir`` (CIFs, ``samples.extxyz``, ``summary.csv``,
     ``run.json``, and at the end ``overview.png``). See :class:`~diffcrystal.sample_writer.SampleWriter` for the layout.
@@ -324,13 +347,26 @@ def sample_to_folder(
     ``formula_units=None`` tries every Z that fits); a sample with more symmetry than the group
     is displaced within it until spglib finds the group
     (:func:`~diffcrystal.spacegroup.break_extra_symmetry`, column ``symmetry_break_A``).
+
+    ``analogue_table``: instead of one group, sample on the groups and Wyckoff assignments of
+    the composition's nearest chemical analogues in this table
+    (:meth:`~diffcrystal.analogues.AnalogueLibrary.from_table`; :func:`plan_analogue_requests`);
+    ``run.json`` lists the analogues used.
     """
     check_options(generator, n, num_steps, batch_size)
     parsed = parse_composition(composition) if isinstance(composition, str) else composition
     if spacegroup is None:
         formula_units = list(formula_units or [1])
-    assignments = None
-    if spacegroup is not None:
+    assignments = used_analogues = None
+    if analogue_table is not None:
+        from diffcrystal.analogues import AnalogueLibrary
+
+        if parsed is None or spacegroup is not None:
+            raise InputError("--analogues needs --composition and no --spacegroup")
+        assignments, used_analogues = plan_analogue_requests(
+            generator, n, parsed, AnalogueLibrary.from_table(analogue_table))
+        plans = [(a.num_atoms, a.atomic_numbers()) for a in assignments]
+    elif spacegroup is not None:
         if parsed is None:
             raise InputError("--spacegroup needs --composition (crystal-structure prediction)")
         assignments = plan_spacegroup_requests(generator, n, parsed, spacegroup, wyckoff,
@@ -347,6 +383,12 @@ def sample_to_folder(
         "formula_units": list(formula_units) if parsed is not None and formula_units is not None else None,
         "spacegroup": spacegroup,
         "wyckoff": wyckoff if spacegroup is not None else None,
+        "analogue_table": str(analogue_table) if analogue_table is not None else None,
+        "analogue_table_sha256": file_sha256(analogue_table) if analogue_table is not None else None,
+        "analogues": None if used_analogues is None else [
+            {"template": a.template.label, "formula": format_composition(a.template.composition),
+             "spacegroup": a.assignment().spacegroup, "wyckoff": a.assignment().label,
+             "mendeleev_distance": round(a.distance, 4)} for a in used_analogues],
         "n": n,
         "num_steps": num_steps,
         "batch_size": batch_size,

@@ -50,6 +50,9 @@ def main(argv: list[str] | None = None) -> None:
     if earlier.get("data") == experiment["data"]["train"] and "training_summary" in earlier:
         # same training data: its summary (scripts/summarize_training_data.py) still holds
         manifest["models"][name]["training_summary"] = earlier["training_summary"]
+    if earlier.get("data") == experiment["data"]["train"] and "analogues" in earlier:
+        # same training data: its analogue table (scripts/build_analogue_table.py) still holds
+        manifest["models"][name]["analogues"] = earlier["analogues"]
     if args.default or args.mode not in manifest["defaults"]:
         manifest["defaults"][args.mode] = name
     manifest_path.write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")

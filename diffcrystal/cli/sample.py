@@ -34,6 +34,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--wyckoff", default="auto", metavar="auto|LIST",
                         help="with --spacegroup: 'auto' (cycle through every Wyckoff assignment of the composition "
                         "that realises the group, fewest orbits first) or one assignment such as 'Na:4a,Cl:4b'")
+    parser.add_argument("--analogues", nargs="?", const="bundled", metavar="TABLE",
+                        help="sample on the space groups and Wyckoff assignments of the composition's nearest "
+                        "chemical analogues (known crystals of the same formula type with the nearest elements on "
+                        "Pettifor's scale), cycling from the nearest; TABLE: a file from "
+                        "scripts/build_analogue_table.py (default: the one shipped with the checkpoint)")
     parser.add_argument("--n", type=int, default=100, help="number of crystals (default: 100)")
     parser.add_argument("--out", type=Path, help="output folder (default: samples/<formula> or samples/denovo)")
     parser.add_argument("--checkpoint", help="generator checkpoint file or bundled model name, e.g. carbon24_csp (default: the bundled one for the mode)")
@@ -76,15 +81,48 @@ def _print_summary(result, composition: str | None) -> None:
     if requested:
         from diffcrystal.spacegroup import space_group_symbol
 
-        number = requested[0].requested_spacegroup
-        found = sum(r.spacegroup_number_tight == number for r in requested)
-        broken = sum(r.spacegroup_number_tight == number and r.symmetry_break_A > 0 for r in requested)
-        print(f"requested space group {space_group_symbol(number)} ({number}): spglib finds it at 0.01 Å in "
-              f"{found}/{len(requested)} ({broken} after breaking extra symmetry, column symmetry_break_A; "
-              "Wyckoff assignment per sample in column wyckoff)")
+        for number in dict.fromkeys(r.requested_spacegroup for r in requested):
+            group = [r for r in requested if r.requested_spacegroup == number]
+            found = sum(r.spacegroup_number_tight == number for r in group)
+            broken = sum(r.spacegroup_number_tight == number and r.symmetry_break_A > 0 for r in group)
+            print(f"requested space group {space_group_symbol(number)} ({number}): spglib finds it at 0.01 Å in "
+                  f"{found}/{len(group)} ({broken} after breaking extra symmetry, column symmetry_break_A; "
+                  "Wyckoff assignment per sample in column wyckoff)")
     print("space groups (spglib, symprec 0.1 Å):")
     for group, count in result.space_group_counts().most_common(10):
         print(f"  {group:<22} {count}")
+
+
+def _print_analogues(out_dir: Path) -> None:
+    """The analogues a run sampled on, from its ``run.json``."""
+    import json
+
+    from diffcrystal.sampling import RUN_RECORD_NAME
+
+    record = json.loads((out_dir / RUN_RECORD_NAME).read_text())
+    print(f"analogues (nearest first, from {record['analogue_table']}):")
+    for entry in record["analogues"][:10]:
+        print(f"  {entry['template']:<12} {entry['formula']:<14} Mendeleev distance {entry['mendeleev_distance']:<6g} "
+              f"-> {entry['wyckoff']} (space group {entry['spacegroup']})")
+    if len(record["analogues"]) > 10:
+        print(f"  ... {len(record['analogues']) - 10} more in run.json")
+
+
+def _analogue_table(option: str | None, checkpoint: Path) -> Path | None:
+    """The table ``--analogues`` names: its file, or with no value the checkpoint's bundled one."""
+    from diffcrystal.checkpoint import bundled_analogue_table
+
+    if option is None:
+        return None
+    if option != "bundled":
+        if not Path(option).is_file():
+            raise InputError(f"--analogues: no such table file {option}")
+        return Path(option)
+    table = bundled_analogue_table(checkpoint)
+    if table is None:
+        raise InputError(f"{checkpoint.name} ships no analogue table: pass --analogues TABLE "
+                         "(build one with scripts/build_analogue_table.py)")
+    return table
 
 
 def run(args: argparse.Namespace) -> int:
@@ -101,8 +139,11 @@ def run(args: argparse.Namespace) -> int:
             raise InputError("--spacegroup needs --composition (crystal-structure prediction)")
     elif args.wyckoff != "auto":
         raise InputError("--wyckoff needs --spacegroup")
+    if args.analogues is not None and (composition is None or args.spacegroup is not None):
+        raise InputError("--analogues needs --composition and no --spacegroup")
     mode = "csp" if composition is not None else "denovo"
     generator = load_generator(args.checkpoint, mode=mode, device=args.device)
+    analogue_table = _analogue_table(args.analogues, generator.checkpoint)
     steps = generator.default_steps if args.steps is None else args.steps
     name = "".join(ch for ch in args.composition if ch.isalnum()) if composition is not None else "denovo"
     out_dir = args.out or _fresh_folder(Path("samples") / name, args.resume)
@@ -114,6 +155,7 @@ def run(args: argparse.Namespace) -> int:
         formula_units=args.formula_units,
         spacegroup=args.spacegroup,
         wyckoff=args.wyckoff,
+        analogue_table=analogue_table,
         steps=steps,
         batch_size=args.batch_size,
         seed=args.seed,
@@ -123,6 +165,8 @@ def run(args: argparse.Namespace) -> int:
     elapsed = time.perf_counter() - started
     total = len(result.records)
     print(f"\n{total} structures in {elapsed:.1f} s ({steps} steps, {generator.mode} checkpoint {generator.checkpoint})")
+    if analogue_table is not None:
+        _print_analogues(result.out_dir)
     _print_summary(result, args.composition)
     print(f"files: {result.out_dir}/summary.csv, {result.out_dir}/cif/, {result.out_dir}/samples.extxyz, "
           f"{result.out_dir}/overview.png")

@@ -67,7 +67,7 @@ def test_pairing_distance_equals_the_brute_force_minimum_over_bijections():
         target = dict(zip(rng.choice(elements, len(kind), replace=False).tolist(), kind))
         template = dict(zip(rng.choice(elements, len(kind), replace=False).tolist(), rng.permutation(kind).tolist()))
         z = int(rng.integers(1, 3))
-        library = AnalogueLibrary([random_crystal({e: c * z for e, c in template.items()}, rng)])
+        library = AnalogueLibrary.from_crystals([random_crystal({e: c * z for e, c in template.items()}, rng)])
         (analogue,) = library.analogues(target)
         assert analogue.distance == pytest.approx(brute_force_distance(target, template))
         # the pairing preserves counts: the substituted template has the target's reduced formula
@@ -80,7 +80,7 @@ def test_pairing_distance_equals_the_brute_force_minimum_over_bijections():
 
 
 def test_other_formula_types_are_no_analogues():
-    library = AnalogueLibrary([S.perovskite(), S.rocksalt()])
+    library = AnalogueLibrary.from_crystals([S.perovskite(), S.rocksalt()])
     assert library.analogues({S.K: 1, S.CL: 1})[0].template.num_atoms == 8
     assert len(library.analogues({S.K: 1, S.CL: 1})) == 1
     assert library.analogues({S.K: 1, S.CL: 2}) == []
@@ -91,7 +91,7 @@ def test_order_is_atom_count_then_distance_then_stability():
     kcl_unstable = with_species(S.rocksalt(5.9), {S.NA: S.K}, e_above_hull=0.05)
     kcl_stable = with_species(S.rocksalt(6.0), {S.NA: S.K}, e_above_hull=0.0)
     rbcl_two_atoms = caesium_chloride(species=(RB, S.CL))  # distance 0 to RbCl but 2 atoms
-    library = AnalogueLibrary([nacl, kcl_unstable, kcl_stable, rbcl_two_atoms])
+    library = AnalogueLibrary.from_crystals([nacl, kcl_unstable, kcl_stable, rbcl_two_atoms])
     target = {RB: 4, S.CL: 4}
     order = [a.index for a in library.analogues(target, num_atoms=8)]
     # K (Mendeleev 10) is 1 from Rb (9), Na (11) is 2; the two K templates in order of stability
@@ -101,7 +101,7 @@ def test_order_is_atom_count_then_distance_then_stability():
 
 
 def test_analogue_assignment_is_the_templates_with_the_target_species():
-    library = AnalogueLibrary([S.rocksalt()])
+    library = AnalogueLibrary.from_crystals([S.rocksalt()])
     (analogue,) = library.analogues({S.K: 1, BR: 1})
     own = assignment_of(S.rocksalt(), 0.01)
     mapped = analogue.assignment()
@@ -111,7 +111,7 @@ def test_analogue_assignment_is_the_templates_with_the_target_species():
 
 
 def test_distinct_analogues_skip_templates_of_a_structure_type_already_taken():
-    library = AnalogueLibrary([S.rocksalt(5.6), S.rocksalt(5.7), caesium_chloride(), S.rocksalt(6.0)])
+    library = AnalogueLibrary.from_crystals([S.rocksalt(5.6), S.rocksalt(5.7), caesium_chloride(), S.rocksalt(6.0)])
     chosen = library.distinct_analogues({S.K: 1, S.CL: 1}, k=5)
     assert sorted(a.assignment().spacegroup for a in chosen) == [221, 225]
     assert len(chosen) == 2

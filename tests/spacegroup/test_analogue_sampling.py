@@ -1,0 +1,105 @@
+"""`diffcrystal sample --analogues`: sampling on the groups of a composition's nearest chemical
+analogues, from a table file and from the table shipped with the default model."""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import json
+
+import numpy as np
+import pytest
+
+from diffcrystal.analogues import AnalogueLibrary
+from diffcrystal.cli.main import main
+from diffcrystal.data.crystal import Crystal
+from diffcrystal.errors import InputError
+from diffcrystal.symmetry import SYMPREC_TIGHT
+
+NA, CL, CS = 11, 17, 55
+STEPS = "10"
+
+
+def rock_salt(a: float = 5.64) -> Crystal:
+    fcc = np.array([[0, 0, 0], [0.5, 0.5, 0], [0.5, 0, 0.5], [0, 0.5, 0.5]])
+    return Crystal(np.eye(3) * a, np.vstack([fcc, fcc + [0.5, 0, 0]]), [NA] * 4 + [CL] * 4, label="rocksalt-NaCl")
+
+
+def caesium_chloride() -> Crystal:
+    return Crystal(np.eye(3) * 4.1, [[0, 0, 0], [0.5, 0.5, 0.5]], [CS, CL], label="B2-CsCl",
+                   properties={"e_above_hull": 0.0})
+
+
+@pytest.fixture
+def table(tmp_path):
+    library = AnalogueLibrary.from_crystals([caesium_chloride(), rock_salt()])
+    return library.write_table(tmp_path / "table.json.gz", source="two hand-made crystals", progress=False)
+
+
+def test_table_round_trip_keeps_order_distances_and_assignments(table):
+    from_crystals = AnalogueLibrary.from_crystals([caesium_chloride(), rock_salt()])
+    from_table = AnalogueLibrary.from_table(table)
+    for composition in ({19: 1, 35: 1}, {NA: 2, CL: 2}):
+        expected = from_crystals.analogues(composition)
+        found = from_table.analogues(composition)
+        assert [a.template.label for a in found] == [a.template.label for a in expected]
+        assert [a.distance for a in found] == [a.distance for a in expected]
+        assert [a.assignment() for a in found] == [a.assignment() for a in expected]
+    with pytest.raises(InputError, match="without geometry"):
+        from_table.analogues({NA: 1, CL: 1})[0].substituted()
+
+
+@pytest.mark.parametrize("content, message", [
+    (b"not gzip", "BadGzipFile"),
+    (gzip.compress(b'{"format": "other"}'), "format 'other'"),
+    (gzip.compress(b'{"format": "diffcrystal-analogue-table-1", "templates": [[1, 2]]}'), "ValueError"),
+])
+def test_corrupt_table_is_a_one_line_error(tmp_path, content, message):
+    path = tmp_path / "bad.json.gz"
+    path.write_bytes(content)
+    with pytest.raises(InputError, match=message) as error:
+        AnalogueLibrary.from_table(path)
+    assert "\n" not in str(error.value) and str(path) in str(error.value)
+
+
+def test_samples_cycle_over_the_analogues_groups_nearest_first(tmp_path, table, capsys):
+    from pymatgen.io.cif import CifParser
+
+    out = tmp_path / "kbr"
+    assert main(["sample", "--composition", "KBr", "--analogues", str(table), "--checkpoint", "mp20_csp",
+                 "--n", "4", "--steps", STEPS, "--out", str(out), "--quiet"]) == 0
+    record = json.loads((out / "run.json").read_text())
+    # K (Mendeleev 10) is nearer to Na (11) than to Cs (8): rock salt first, B2 second
+    assert [a["template"] for a in record["analogues"]] == ["rocksalt-NaCl", "B2-CsCl"]
+    assert [a["mendeleev_distance"] for a in record["analogues"]] == [pytest.approx(1.0), pytest.approx(1.5)]
+    with open(out / "summary.csv", newline="") as stream:
+        rows = list(csv.DictReader(stream))
+    assert [r["requested_spacegroup"] for r in rows] == ["225", "221", "225", "221"]
+    for row in rows:
+        structure = CifParser(out / row["cif"]).parse_structures(primitive=False)[0]
+        assert structure.get_space_group_info(symprec=SYMPREC_TIGHT)[1] == int(row["requested_spacegroup"])
+        assert sorted({site.specie.symbol for site in structure}) == ["Br", "K"]
+    printed = capsys.readouterr().out
+    assert "rocksalt-NaCl" in printed and "requested space group Fm-3m (225): spglib finds it at 0.01 Å in 2/2" in printed
+
+
+@pytest.mark.parametrize("arguments, message", [
+    (["--composition", "NaCl3"], "no analogue of NaCl3: the table holds no AB3 compound"),
+    (["--composition", "NaCl", "--spacegroup", "225"], "--analogues needs --composition and no --spacegroup"),
+    ([], "--analogues needs --composition and no --spacegroup"),
+])
+def test_bad_analogue_requests_are_one_line_and_write_nothing(tmp_path, table, capsys, arguments, message):
+    out = tmp_path / "never"
+    assert main(["sample", "--analogues", str(table), "--n", "2", "--steps", "2", "--out", str(out), "--quiet",
+                 *arguments]) == 1
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1
+    assert not out.exists()
+
+
+def test_default_model_ships_a_table_whose_nearest_nacl_analogue_is_rock_salt(tmp_path):
+    out = tmp_path / "nacl"
+    assert main(["sample", "--composition", "NaCl", "--analogues", "--n", "1", "--steps", "2",
+                 "--out", str(out), "--quiet"]) == 0
+    (first,) = json.loads((out / "run.json").read_text())["analogues"]
+    assert (first["formula"], first["spacegroup"], first["mendeleev_distance"]) == ("NaCl", 225, 0)
