@@ -16,7 +16,7 @@ from diffcrystal.diffusion import JointDiffusion, build_joint_diffusion, make_te
 from diffcrystal.diffusion import sample as run_sampler
 from diffcrystal.models import Denoiser
 from diffcrystal.training.config import ExperimentConfig
-from diffcrystal.training.datamodule import DataStatistics
+from diffcrystal.data.statistics import DataStatistics
 
 
 class Generator:

@@ -14,7 +14,7 @@ Columns of ``summary.csv`` are :data:`SUMMARY_COLUMNS`. Each sample gets three s
 checks (:data:`CHECKS`): ``structure_valid`` (distances and cell volume,
 :func:`~diffcrystal.symmetry.structural_validity`), ``density_plausible`` (volume per atom
 against the elements' van der Waals volumes, :func:`~diffcrystal.symmetry.density_plausibility`)
-and ``charge_neutral`` (SMACT, :func:`~diffcrystal.metrics.denovo.smact_validity`); ``valid``
+and ``charge_neutral`` (SMACT, :func:`~diffcrystal.charge_neutrality.smact_validity`); ``valid``
 is the conjunction of the checks the run uses (``validity_checks``).
 """
 
@@ -29,7 +29,7 @@ from pathlib import Path
 from diffcrystal.atomic_write import atomic_write_text, probe_writable
 from diffcrystal.data.crystal import Crystal
 from diffcrystal.errors import InputError
-from diffcrystal.metrics.denovo import smact_validity
+from diffcrystal.charge_neutrality import smact_validity
 from diffcrystal.symmetry import (
     MAX_VDW_VOLUME_RATIO,
     MAX_VOLUME_PER_ATOM_A3,

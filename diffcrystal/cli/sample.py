@@ -62,7 +62,7 @@ def _fresh_folder(default: Path, resume: bool) -> Path:
 
 def _print_summary(result, composition: str | None) -> None:
     """Validity (the checks used, failures per check, per Z), space groups of a finished run."""
-    from diffcrystal.metrics.denovo import smact_validity
+    from diffcrystal.charge_neutrality import smact_validity
     from diffcrystal.sample_writer import CHECK_COLUMNS, CHECKS
 
     used = result.validity_checks

@@ -8,7 +8,7 @@ Each head states how its output transforms when space is rotated by an orthogona
 from __future__ import annotations
 
 import torch
-from e3nn import io, o3
+from e3nn import o3
 from torch import Tensor, nn
 
 from diffcrystal import MAX_ATOMIC_NUMBER
@@ -86,7 +86,6 @@ class LatticeNoiseHead(nn.Module):
     ) -> None:
         super().__init__()
         self.num_scalars = num_scalars
-        cartesian = io.CartesianTensor("ij=ji")  # irreps 1x0e + 1x2e (not kept: it cannot be deep-copied, which EMA needs)
         irreps_sym = o3.Irreps("1x0e+1x2e")
         self.linear_sym = o3.Linear(irreps_in, irreps_sym)
         irreps_small = o3.Irreps(
@@ -97,7 +96,7 @@ class LatticeNoiseHead(nn.Module):
         self.invariant = scalar_mlp(num_scalars + context_dim, hidden, 9)
         self.gain = scalar_mlp(context_dim, hidden, 1)
         self.register_buffer(
-            "change_of_basis", cartesian.reduced_tensor_products().change_of_basis, persistent=False
+            "change_of_basis", o3.ReducedTensorProducts("ij=ji", i="1o").change_of_basis, persistent=False
         )
 
     def forward(

@@ -101,6 +101,12 @@ class PairwiseEdgeNetwork(nn.Module):
         return torch.nn.functional.silu(self.hidden(torch.nn.functional.silu(z)))
 
 
+def _mean_over_receivers(values: Tensor, receivers: Tensor, inv_degree: Tensor) -> Tensor:
+    """Mean of edge ``values`` (E, D) over each receiver's incoming edges: (N, D)."""
+    total = torch.zeros(inv_degree.shape[0], values.shape[1], dtype=values.dtype, device=values.device)
+    return total.index_add_(0, receivers, values) * inv_degree
+
+
 class InteractionBlock(nn.Module):
     """One gated, equivariant message-passing update (NequIP / SEGNN style).
 
@@ -239,16 +245,12 @@ class InteractionBlock(nn.Module):
             hidden = self.pair(x[:, : self.num_in_scalars], edge_emb, context, senders, receivers, edge_graph)
             weights = self.radial(hidden)  # (E, weight_numel)
         messages = self.tp(x[senders], edge_sh, weights)  # (E, mid.dim)
-        if self.invariant is not None:
-            messages = torch.cat([messages, self.invariant(hidden)], dim=-1)  # (E, mid.dim + S)
-        agg = torch.zeros(
-            x.shape[0], messages.shape[1], dtype=messages.dtype, device=messages.device
-        ).index_add_(0, receivers, messages) * inv_degree  # (N, mid.dim [+ S])
         # irreps_mid sorted but not simplified: same layout as the simplified irreps
-        pre = self.linear_msg(agg[:, : self.irreps_mid.dim]) + self.linear_self(x)  # (N, gate_in.dim)
+        agg = _mean_over_receivers(messages, receivers, inv_degree)  # (N, mid.dim)
+        pre = self.linear_msg(agg) + self.linear_self(x)  # (N, gate_in.dim)
         if self.invariant is not None:
-            scalars = pre[:, : self.num_gate_scalars] + agg[:, self.irreps_mid.dim :]
-            pre = torch.cat([scalars, pre[:, self.num_gate_scalars :]], dim=-1)
+            invariant = _mean_over_receivers(self.invariant(hidden), receivers, inv_degree)  # (N, S)
+            pre = torch.cat([pre[:, : self.num_gate_scalars] + invariant, pre[:, self.num_gate_scalars :]], dim=-1)
         return self.gate(pre)
 
     def __repr__(self) -> str:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections import Counter
-from dataclasses import dataclass
 from pathlib import Path
 
 import lightning as L
@@ -13,49 +11,9 @@ from torch_geometric.loader import DataLoader
 from diffcrystal.data.crystal import Crystal
 from diffcrystal.data.graph import crystal_to_data
 from diffcrystal.data.readers import SkippedEntry, read_crystals
+from diffcrystal.data.statistics import DataStatistics
 from diffcrystal.errors import InputError
 from diffcrystal.training.config import DataConfig
-
-
-@dataclass(frozen=True)
-class DataStatistics:
-    """What a generator learned its data from; saved in the checkpoint.
-
-    ``species``: atomic numbers seen in training; ``num_atoms_histogram``: {atoms per cell:
-    count} (de novo sampling draws sizes from it); ``max_atoms``: the largest cell seen.
-    """
-
-    species: tuple[int, ...]
-    num_atoms_histogram: dict[int, int]
-    num_structures: int
-    source: str
-
-    @property
-    def max_atoms(self) -> int:
-        return max(self.num_atoms_histogram)
-
-    @classmethod
-    def from_crystals(cls, crystals: list[Crystal], source: str) -> "DataStatistics":
-        species = sorted({int(z) for c in crystals for z in c.atomic_numbers})
-        sizes = Counter(c.num_atoms for c in crystals)
-        return cls(tuple(species), dict(sorted(sizes.items())), len(crystals), source)
-
-    def to_dict(self) -> dict:
-        return {
-            "species": list(self.species),
-            "num_atoms_histogram": {str(k): v for k, v in self.num_atoms_histogram.items()},
-            "num_structures": self.num_structures,
-            "source": self.source,
-        }
-
-    @classmethod
-    def from_dict(cls, values: dict) -> "DataStatistics":
-        return cls(
-            species=tuple(int(z) for z in values["species"]),
-            num_atoms_histogram={int(k): int(v) for k, v in values["num_atoms_histogram"].items()},
-            num_structures=int(values["num_structures"]),
-            source=str(values["source"]),
-        )
 
 
 def _sources(paths: str | list[str]) -> list[str]:

@@ -61,7 +61,7 @@ def test_neutral_assignments_equal_the_brute_force_product():
     order, for 400 random compositions of 1-5 elements with real SMACT state lists."""
     import itertools
 
-    from diffcrystal.metrics.denovo import _smact_element, neutral_assignments
+    from diffcrystal.charge_neutrality import _smact_element, neutral_assignments
 
     rng = np.random.default_rng(0)
     lists = [_smact_element(z)[1] for z in range(1, 84)]
@@ -79,7 +79,7 @@ def test_smact_validity_of_a_six_element_composition_matches_the_brute_force():
     neutral choices few; the answer matches the brute force."""
     import itertools
 
-    from diffcrystal.metrics.denovo import _electronegativity_ok, _smact_element
+    from diffcrystal.charge_neutrality import _electronegativity_ok, _smact_element
 
     numbers = [56, 56, 39, 29, 29, 29, 8, 8, 8, 8, 8, 8, 8, 25, 24, 23]
     elements, counts = np.unique(numbers, return_counts=True)
@@ -92,7 +92,7 @@ def test_smact_validity_of_a_six_element_composition_matches_the_brute_force():
 
 
 def test_electronegativity_test_rejects_reversed_ions():
-    from diffcrystal.metrics.denovo import _electronegativity_ok
+    from diffcrystal.charge_neutrality import _electronegativity_ok
 
     # cation (+1) more electronegative than anion (-1): rejected
     assert not _electronegativity_ok([1, -1], [3.0, 1.0])
