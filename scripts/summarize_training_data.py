@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-from pathlib import Path
 
 from diffcrystal.atomic_write import atomic_write_text
 from diffcrystal.checkpoint import BUNDLED_DIR, MANIFEST_NAME

@@ -28,7 +28,7 @@ from typing import Sequence
 
 from diffcrystal.atomic_write import atomic_write_text
 from diffcrystal.errors import InputError
-from diffcrystal.potential.calculators import DEFAULT_POTENTIAL, potential_label
+from diffcrystal.potential.calculators import DEFAULT_POTENTIAL
 from diffcrystal.potential.hull import KnownPhases, chemical_systems, dataset_references
 from diffcrystal.potential.io import (
     SUMMARY_NAME,
