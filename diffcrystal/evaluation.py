@@ -23,7 +23,13 @@ from tqdm.auto import tqdm
 
 from diffcrystal.analogues import AnalogueLibrary
 from diffcrystal.atomic_write import probe_writable
-from diffcrystal.baselines import BASELINES, BaselineName, TrainingGeometries, baseline_predictions
+from diffcrystal.baselines import (
+    BASELINES,
+    BaselineName,
+    TrainingGeometries,
+    analogue_candidates,
+    baseline_predictions,
+)
 from diffcrystal.data.cache import default_cache_dir
 from diffcrystal.data.crystal import Crystal
 from diffcrystal.data.readers import read_crystals
@@ -91,22 +97,28 @@ def generate_for(
     seed: int,
     progress: bool = True,
     assignments: list | None = None,
+    initial: list[Crystal] | None = None,
+    start: int | None = None,
 ) -> list[Crystal | None]:
     """Sample one crystal per (atom count, species or None) request; ``None`` marks a
     sample that is no crystal (collapsed lattice). ``assignments``: one
-    :class:`~diffcrystal.spacegroup.WyckoffAssignment` per request to sample on its group."""
+    :class:`~diffcrystal.spacegroup.WyckoffAssignment` per request to sample on its group;
+    ``initial`` and ``start``: one starting structure per request, denoised from timestep
+    ``start`` (:meth:`~diffcrystal.generator.Generator.sample`)."""
     out: list[Crystal | None] = []
     batches = range(0, len(requests), batch_size)
     bar = tqdm(total=len(batches) * num_steps, desc="sampling", unit="step", disable=not progress)
-    for index, start in enumerate(batches):
-        chunk = requests[start : start + batch_size]
+    for index, first in enumerate(batches):
+        chunk = requests[first : first + batch_size]
         crystals = generator.sample(
             [n for n, _ in chunk],
             [s for _, s in chunk] if generator.mode == "csp" else None,
             num_steps=num_steps,
             generator=batch_generator(seed, index, generator.device),
             progress=lambda _step: bar.update(1),
-            assignments=None if assignments is None else assignments[start : start + batch_size],
+            assignments=None if assignments is None else assignments[first : first + batch_size],
+            initial=None if initial is None else initial[first : first + batch_size],
+            start=start,
         )
         out += [c if isinstance(c, Crystal) else None for c in crystals]
     bar.close()
@@ -134,6 +146,7 @@ def evaluate(
     cache_dir: str | Path | None = None,
     spacegroup_from_target: bool = False,
     spacegroup_from_analogues: bool = False,
+    refine_analogues: int | None = None,
 ) -> EvaluationRun:
     """Sample (or apply a baseline) and score; write ``metrics.json``, ``metrics.md`` and,
     in CSP, ``rmse_histogram.png`` into ``out_dir``.
@@ -160,6 +173,11 @@ def evaluate(
     the k nearest of distinct structure types, cycled when fewer), so nothing of the target
     but its composition and atom count is used; a target without an analogue of its formula
     type is sampled unconstrained (counted).
+    ``refine_analogues``: CSP starting from each target's nearest analogues in ``train_data``
+    (the k nearest of distinct structure types, species substituted: the ``analogue``
+    baseline's candidates), noised to this timestep and denoised by the model (SDEdit) with
+    the stride of the full walk (``num_steps * start / T`` steps); a target without an
+    analogue is sampled from the prior (counted).
     """
     if k < 1 or n < 1:
         raise InputError(f"--k and --n must be at least 1 (got k={k}, n={n})")
@@ -177,10 +195,17 @@ def evaluate(
                        ("--spacegroup-from-analogues", spacegroup_from_analogues)):
         if used and (baseline is not None or generator.mode != "csp"):
             raise InputError(f"{flag} needs a CSP checkpoint (no --baseline)")
-    if spacegroup_from_target and spacegroup_from_analogues:
-        raise InputError("choose one of --spacegroup-from-target and --spacegroup-from-analogues")
-    if spacegroup_from_analogues and not train_data:
-        raise InputError("--spacegroup-from-analogues needs training structures: pass --train-data PATH")
+    refining = refine_analogues is not None
+    if refining and (baseline is not None or generator.mode != "csp"):
+        raise InputError("--refine-analogues needs a CSP checkpoint (no --baseline)")
+    if sum((spacegroup_from_target, spacegroup_from_analogues, refining)) > 1:
+        raise InputError("choose one of --spacegroup-from-target, --spacegroup-from-analogues and --refine-analogues")
+    if refining and not 1 <= refine_analogues <= generator.joint.num_timesteps:
+        raise InputError(f"--refine-analogues takes a timestep in 1..{generator.joint.num_timesteps}, "
+                         f"got {refine_analogues}")
+    if (spacegroup_from_analogues or refining) and not train_data:
+        flag = "--spacegroup-from-analogues" if spacegroup_from_analogues else "--refine-analogues"
+        raise InputError(f"{flag} needs training structures: pass --train-data PATH")
     check_output_folder(out_dir)
     loaded = read_crystals(test_path, canonical=primitive_targets, workers=workers, progress=progress)
     targets = loaded.crystals[:limit] if limit else loaded.crystals
@@ -188,7 +213,7 @@ def evaluate(
         raise InputError(f"no test structures in {test_path}")
     csp = baseline is not None or generator.mode == "csp"
     steps = None if baseline else (num_steps or generator.experiment.sampling.num_steps)
-    if baseline or spacegroup_from_analogues:
+    if baseline or spacegroup_from_analogues or refining:
         training = TrainingGeometries.from_crystals([
             crystal
             for path in train_data
@@ -207,6 +232,19 @@ def evaluate(
         samples = generate_for(generator, requests, num_steps=steps, batch_size=batch_size, seed=seed,
                                progress=progress, assignments=assignments)
         predictions = [samples[i * k : (i + 1) * k] for i in range(len(targets))]
+    elif csp and refining:
+        library = AnalogueLibrary.from_crystals(training.crystals)
+        starts = [analogue_candidates(t, k, library) for t in targets]
+        without = [i for i, found in enumerate(starts) if found[0] is None]
+        seeded = [c for found in starts if found[0] is not None for c in found]
+        refine_steps = max(1, round(steps * refine_analogues / generator.joint.num_timesteps))  # same stride
+        refined = iter(generate_for(generator, [(c.num_atoms, c.atomic_numbers.tolist()) for c in seeded],
+                                    num_steps=refine_steps, batch_size=batch_size, seed=seed, progress=progress,
+                                    initial=seeded, start=refine_analogues))
+        unseeded = iter(generate_for(generator, [(targets[i].num_atoms, targets[i].atomic_numbers.tolist())
+                                                 for i in without for _ in range(k)],
+                                     num_steps=steps, batch_size=batch_size, seed=seed + 1, progress=progress))
+        predictions = [[next(unseeded if found[0] is None else refined) for _ in range(k)] for found in starts]
     elif csp:
         requests = [(t.num_atoms, t.atomic_numbers.tolist()) for t in targets for _ in range(k)]
         samples = generate_for(generator, requests, num_steps=steps, batch_size=batch_size, seed=seed, progress=progress)
@@ -239,6 +277,14 @@ def evaluate(
         notes.append(f"Space group and Wyckoff assignment of each target's nearest chemical analogues in "
                      f"{', '.join(str(p) for p in train_data)} (spglib at {SYMPREC_TIGHT} Å); {unconstrained} of "
                      f"{len(targets)} targets have no analogue or a P1 one and were sampled unconstrained.")
+    if refining:
+        constraint_record = {"refine_analogues_from_timestep": refine_analogues, "refine_steps": refine_steps,
+                             "analogue_train_data": [str(p) for p in train_data],
+                             "num_targets_without_analogue": len(without)}
+        notes.append(f"Each sample starts from one of the target's nearest chemical analogues in "
+                     f"{', '.join(str(p) for p in train_data)} (species substituted), noised to t = "
+                     f"{refine_analogues} of {generator.joint.num_timesteps} and denoised by the model; "
+                     f"{len(without)} of {len(targets)} targets have no analogue and were sampled from the prior.")
     if spacegroup_from_target:
         unconstrained = sum(target_assignment(t).spacegroup == 1 for t in targets)
         constraint_record = {"spacegroup_from_target": True, "spacegroup_symprec_A": SYMPREC_TIGHT,

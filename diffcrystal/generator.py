@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import torch
 from diffcrystal.checkpoint import CheckpointError, load_checkpoint
 from diffcrystal.data import keys
@@ -80,6 +81,8 @@ class Generator:
         generator: torch.Generator,
         progress=None,
         assignments: list | None = None,
+        initial: list[Crystal] | None = None,
+        start: int | None = None,
     ) -> list[Crystal | CrystalError]:
         """Generate one crystal per entry of ``num_atoms``.
 
@@ -87,6 +90,9 @@ class Generator:
         ``assignments``: per crystal a :class:`~diffcrystal.spacegroup.WyckoffAssignment`
         (CSP; ``species[i]`` must equal its ``atomic_numbers()``) to sample on its space group
         through :class:`~diffcrystal.spacegroup.SpaceGroupConstraint`; None: unconstrained.
+        ``initial`` and ``start``: per crystal a starting structure (atom count and species as
+        requested) noised to timestep ``start`` and denoised from there (SDEdit; see
+        :func:`~diffcrystal.diffusion.sample`); None: from the prior.
         Returns a Crystal per request, or the :class:`CrystalError` that made it impossible
         (e.g. a collapsed lattice), so one failure never loses the batch.
         """
@@ -95,7 +101,17 @@ class Generator:
         numbers = None
         if self.mode == "csp":
             numbers = torch.as_tensor([z for cell in species for z in cell], dtype=torch.long)
-        template = make_template(num_atoms, numbers).to(self.device)
+        template = make_template(num_atoms, numbers)
+        if (initial is None) != (start is None):
+            raise ValueError("initial structures and a start timestep go together")
+        if initial is not None:
+            if [c.num_atoms for c in initial] != list(num_atoms) or (
+                    numbers is not None and [z for c in initial for z in c.atomic_numbers] != numbers.tolist()):
+                raise ValueError("initial structures must have the requested atom counts and species")
+            dtype = torch.get_default_dtype()
+            template[keys.LATTICE] = torch.as_tensor(np.stack([c.lattice for c in initial]), dtype=dtype)
+            template[keys.FRAC_COORDS] = torch.as_tensor(np.concatenate([c.frac_coords for c in initial]), dtype=dtype)
+        template = template.to(self.device)
         constraint = None
         if assignments is not None:
             from diffcrystal.spacegroup import SpaceGroupConstraint
@@ -112,6 +128,7 @@ class Generator:
             corrector_steps=self.experiment.sampling.corrector_steps,
             progress=progress,
             project=constraint,
+            start=start,
         )
         lattices = result[keys.LATTICE].double().cpu().numpy()
         frac = result[keys.FRAC_COORDS].double().cpu().numpy()

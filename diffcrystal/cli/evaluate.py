@@ -46,6 +46,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="CSP: take each target's space group and Wyckoff assignment from its nearest chemical "
                         "analogues in the training data (same formula type, nearest on Pettifor's scale; "
                         "--train-data, default the checkpoint's) and keep every sample on that group")
+    parser.add_argument("--refine-analogues", type=int, metavar="T0",
+                        help="CSP: start each sample from one of the target's nearest chemical analogues (species "
+                        "substituted, as --baseline analogue), noised to timestep T0 and denoised by the model")
     parser.add_argument("--dataset", choices=["perov_5", "carbon_24", "mp_20"],
                         help="de novo coverage cutoffs (default: guessed from --data)")
     parser.add_argument("--out", type=Path,
@@ -83,7 +86,7 @@ def run(args: argparse.Namespace) -> int:
     out = args.out or default_out(method, args.data)
     check_output_folder(out)
     train_data = args.train_data or []
-    if (args.baseline or args.spacegroup_from_analogues) and not train_data:
+    if (args.baseline or args.spacegroup_from_analogues or args.refine_analogues is not None) and not train_data:
         if checkpoint is None:
             raise InputError(f"--baseline {args.baseline} needs training structures: pass --train-data PATH "
                              "(or a --checkpoint whose training data are recorded)")
@@ -116,6 +119,7 @@ def run(args: argparse.Namespace) -> int:
         primitive_targets=args.primitive_targets,
         spacegroup_from_target=args.spacegroup_from_target,
         spacegroup_from_analogues=args.spacegroup_from_analogues,
+        refine_analogues=args.refine_analogues,
         baseline=args.baseline,
         train_data=train_data,
         extra={

@@ -10,6 +10,11 @@ The sampler owns no maths: it draws every field from its prior at ``t = T``, the
 2. **predictor**: one denoiser call at time t, then ``process.reverse_step(x_t, t, s)`` for
    every field (lattice DDIM/ancestral, coordinate reverse-diffusion, species posterior).
 
+With ``start = t0 < T`` the walk begins at t0 from the template's own fields noised to t0 by
+each process's forward marginal (SDEdit, Meng et al. arXiv:2108.01073): the result keeps the
+template's coarse structure and lets the denoiser rework its details; the grid then runs
+``t0 > ... > 0`` in ``num_steps`` steps.
+
 With a ``project`` hook (e.g. :class:`~diffcrystal.spacegroup.SpaceGroupConstraint`), every
 field is passed through ``project(field_key, value)`` after its prior draw and after each
 corrector and predictor update, so the walk stays on the set the hook projects onto.
@@ -91,6 +96,7 @@ def sample(
     progress: Callable[[int], None] | None = None,
     dtype: torch.dtype | None = None,
     project: Callable[[str, torch.Tensor], torch.Tensor] | None = None,
+    start: int | None = None,
 ):
     """Generate crystals shaped like ``template``.
 
@@ -108,6 +114,8 @@ def sample(
     dtype : float dtype of the sampled lattice and coordinates (default: torch's default).
     project : ``project(field_key, value) -> value``, applied to every field after its prior
         draw and after each update (a projection onto constrained states); None: unconstrained.
+    start : timestep 1..T to start from, noising the template's own fields (every diffused
+        field must then be in the template); None: from the prior at T.
 
     Returns
     -------
@@ -118,7 +126,10 @@ def sample(
     if not isinstance(corrector_steps, int) or corrector_steps < 0:
         raise ValueError(f"corrector_steps must be an int >= 0, got {corrector_steps!r}")
     dtype = dtype or torch.get_default_dtype()
-    grid = timestep_grid(joint.num_timesteps, num_steps)
+    if start is not None and (isinstance(start, bool) or not isinstance(start, int)
+                              or not 1 <= start <= joint.num_timesteps):
+        raise ValueError(f"start must be an int timestep in 1..{joint.num_timesteps}, got {start!r}")
+    grid = timestep_grid(start or joint.num_timesteps, num_steps)
     project = project or (lambda _key, value: value)
     state = copy.copy(template)
     batch_index = _batch_index(template).to(generator.device)  # (N,)
@@ -130,7 +141,15 @@ def sample(
         raise ValueError(f"CSP sampling needs {keys.ATOMIC_NUMBERS!r} in the template")
     for proc in joint.fields.values():
         rows = batch_index.shape[0] if proc.per_atom else num_graphs
-        state[proc.field_key] = project(proc.field_key, proc.sample_prior(rows, generator=generator, dtype=dtype))
+        if start is None:
+            value = proc.sample_prior(rows, generator=generator, dtype=dtype)
+        elif proc.field_key not in template:
+            raise ValueError(f"starting at t={start} needs {proc.field_key!r} in the template")
+        else:
+            clean = template[proc.field_key].to(device=generator.device, dtype=dtype)
+            times = torch.full((rows,), start, dtype=torch.long, device=generator.device)
+            value = proc.noise(clean, times, generator=generator)[0]
+        state[proc.field_key] = project(proc.field_key, value)
     correctors = {name: proc for name, proc in joint.fields.items() if proc.has_corrector}
 
     with torch.no_grad():

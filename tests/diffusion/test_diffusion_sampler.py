@@ -34,14 +34,14 @@ def lattice_only_run(num_steps, scale=1.0, n=4000, seed=0):
     return joint, out[keys.LATTICE]
 
 
-def predicted_sampler_moments(joint, num_steps, scale):
+def predicted_sampler_moments(joint, num_steps, scale, start=1000, m=0.0, v=1.0):
     """Independent derivation: with the exact eps of Gaussian data, each ancestral step is
     affine-Gaussian, x_s = a x_t + b + sqrt(beta_tilde) z, with the DDPM posterior (eq. 7) of
-    the respaced chain; propagate mean and variance from the N(0, 1) prior."""
+    the respaced chain; propagate mean ``m`` and variance ``v`` (of the N(0, 1) prior by
+    default) from timestep ``start``."""
     ab = joint.fields["lattice"].schedule.alpha_bars.tolist()
     mu, var = MEAN_A / scale, (STD_A / scale) ** 2
-    m, v = 0.0, 1.0
-    grid = timestep_grid(1000, num_steps)
+    grid = timestep_grid(start, num_steps)
     for t, s in zip(grid[:-1], grid[1:]):
         c = math.sqrt(1 - ab[t]) / (ab[t] * var + 1 - ab[t])  # eps_hat = c (x - sqrt(ab_t) mu)
         x0_a = (1 - math.sqrt(1 - ab[t]) * c) / math.sqrt(ab[t])  # x0_hat = x0_a x + x0_b
@@ -172,3 +172,55 @@ def test_timestep_grid_is_strictly_decreasing_for_all_step_counts():
         grid = timestep_grid(1000, k)
         assert grid[0] == 1000 and grid[-1] == 0 and len(grid) == k + 1
         assert all(a > b for a, b in zip(grid, grid[1:]))
+
+
+def test_a_walk_started_from_a_noised_template_follows_the_affine_gaussian_propagation():
+    # SDEdit start: L_t0 = sqrt(ab) L_template + sqrt(1 - ab) eps, then the usual steps
+    n, t0, steps, value = 4000, 300, 30, 5.0
+    joint = JointDiffusion({"lattice": LatticeDiffusion(CosineBetaSchedule(1000))})
+    den = ExactToyDenoiser(joint, lattice_mean_A=MEAN_A, lattice_std_A=STD_A)
+    template = make_template([1] * n, torch.ones(n, dtype=torch.long))
+    template[keys.LATTICE] = torch.full((n, 3, 3), value, dtype=torch.float64)
+    out = sample(joint, den, template, num_steps=steps, generator=torch.Generator().manual_seed(0),
+                 dtype=torch.float64, start=t0)[keys.LATTICE]
+    ab = float(joint.fields["lattice"].schedule.alpha_bars[t0])
+    mean, std = predicted_sampler_moments(joint, steps, 1.0, start=t0, m=math.sqrt(ab) * value, v=1 - ab)
+    assert abs(mean - MEAN_A) > 0.3  # the start still shows: not the data mean
+    assert abs(float(out.mean()) - mean) < 0.01
+    assert abs(float(out.std()) / std - 1) < 0.02
+
+
+def test_a_started_coordinate_walk_without_a_score_keeps_the_forward_noise():
+    # zero score, no corrector, one step t0 -> 0: F = F_template + sigma_t0 eps (mod 1)
+    n, t0 = 3000, 200
+    coords = CoordDiffusion(ExponentialSigmaSchedule(1000))
+    joint = JointDiffusion({"coords": coords})
+    template = make_template([1] * n, torch.ones(n, dtype=torch.long))
+    start = torch.rand(n, 3, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    template[keys.FRAC_COORDS] = start
+
+    def no_score(batch):
+        return {keys.COORD_SCORE: torch.zeros_like(batch[keys.FRAC_COORDS])}
+
+    out = sample(joint, no_score, template, num_steps=1, corrector_steps=0,
+                 generator=torch.Generator().manual_seed(2), dtype=torch.float64, start=t0)[keys.FRAC_COORDS]
+    shift = torch.remainder(out - start + 0.5, 1.0) - 0.5
+    sigma = float(coords.schedule.sigmas[t0])
+    assert abs(float(shift.std()) / sigma - 1) < 0.03 and abs(float(shift.mean())) < 3 * sigma / math.sqrt(3 * n)
+
+
+@pytest.mark.parametrize("start, message", [(0, "start must be an int timestep"), (1001, "start must be"),
+                                            (True, "start must be")])
+def test_a_start_outside_the_time_axis_is_refused(start, message):
+    joint = JointDiffusion({"lattice": LatticeDiffusion(CosineBetaSchedule(1000))})
+    template = make_template([1], torch.ones(1, dtype=torch.long))
+    template[keys.LATTICE] = torch.eye(3)[None]
+    with pytest.raises(ValueError, match=message):
+        sample(joint, ExactToyDenoiser(joint), template, num_steps=1, generator=torch.Generator(), start=start)
+
+
+def test_a_start_needs_the_fields_in_the_template():
+    joint = JointDiffusion({"lattice": LatticeDiffusion(CosineBetaSchedule(1000))})
+    template = make_template([1], torch.ones(1, dtype=torch.long))
+    with pytest.raises(ValueError, match="needs 'lattice' in the template"):
+        sample(joint, ExactToyDenoiser(joint), template, num_steps=1, generator=torch.Generator(), start=10)

@@ -154,3 +154,34 @@ def test_analogue_groups_are_refused_with_a_baseline(tmp_path, perovskite_files,
     err = capsys.readouterr().err
     assert "--spacegroup-from-analogues needs a CSP checkpoint (no --baseline)" in err
     assert len(err.strip().splitlines()) == 1
+
+
+def test_model_refines_the_nearest_analogue_from_a_low_noise_level(tmp_path, capsys):
+    # KBr rock salt from NaCl rock salt noised to t = 1 (0.005 fractional): still rock salt
+    kbr = S.rotated_permuted_shifted(Crystal(S.rocksalt(6.6).lattice, S.rocksalt().frac_coords, [S.K] * 4 + [35] * 4),
+                                     seed=2)
+    test = write_extxyz(tmp_path / "test.extxyz", [kbr, S.perovskite()])
+    train = write_extxyz(tmp_path / "train.extxyz", [S.rocksalt()])
+    out = tmp_path / "eval"
+    assert evaluate("--checkpoint", "mp20_csp", "--refine-analogues", "1", "--data", str(test),
+                    "--train-data", str(train), "--k", "1", "--steps", "20", "--out", str(out)) == 0
+    data = json.loads((out / "metrics.json").read_text())
+    extra = data["extra"]
+    assert (extra["refine_analogues_from_timestep"], extra["refine_steps"]) == (1, 1)
+    assert extra["num_targets_without_analogue"] == 1  # SrTiO3: sampled from the prior
+    first = data["per_target"][0]["candidates"][0]
+    assert first["status"] == "match" and first["rms"] < 0.05
+    assert "1 of 2 targets have no analogue and were sampled from the prior" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("arguments, message", [
+    (["--refine-analogues", "0"], "--refine-analogues takes a timestep in 1..1000, got 0"),
+    (["--refine-analogues", "10", "--spacegroup-from-analogues"], "choose one of"),
+])
+def test_bad_refinement_requests_are_one_line_errors(tmp_path, perovskite_files, capsys, arguments, message):
+    test, train = perovskite_files
+    assert evaluate("--checkpoint", "mp20_csp", "--data", str(test), "--train-data", str(train),
+                    "--out", str(tmp_path / "o"), *arguments) == 1
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "o" / "metrics.json").exists()
