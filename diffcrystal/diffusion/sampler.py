@@ -31,12 +31,28 @@ from typing import Callable, Sequence
 
 import numpy as np
 import torch
-from torch_geometric.data import Batch, Data
 
 from diffcrystal.data import keys
 from diffcrystal.diffusion.joint import Denoiser, JointDiffusion, check_outputs
 
-__all__ = ["make_template", "sample", "timestep_grid"]
+__all__ = ["SamplingBatch", "make_template", "sample", "timestep_grid"]
+
+
+class SamplingBatch(dict):
+    """B crystals as ``{batch key: tensor}`` plus ``num_graphs``: the part of a torch-geometric
+    ``Batch`` that the sampler, the denoiser and the training loss read (``batch[key]``,
+    ``key in batch``, ``batch.get``, ``batch.num_graphs``), without importing torch-geometric,
+    which costs seconds at every sampling start."""
+
+    def __init__(self, fields: dict[str, torch.Tensor], num_graphs: int):
+        super().__init__(fields)
+        self.num_graphs = int(num_graphs)
+
+    def __copy__(self) -> "SamplingBatch":
+        return SamplingBatch(self, self.num_graphs)
+
+    def to(self, device) -> "SamplingBatch":
+        return SamplingBatch({key: value.to(device) for key, value in self.items()}, self.num_graphs)
 
 
 def timestep_grid(num_timesteps: int, num_steps: int) -> list[int]:
@@ -52,7 +68,7 @@ def timestep_grid(num_timesteps: int, num_steps: int) -> list[int]:
     return grid
 
 
-def make_template(num_atoms: Sequence[int] | torch.Tensor, atomic_numbers: torch.Tensor | None = None) -> Batch:
+def make_template(num_atoms: Sequence[int] | torch.Tensor, atomic_numbers: torch.Tensor | None = None) -> SamplingBatch:
     """A sampling template: B crystals with ``num_atoms[i]`` atoms each.
 
     ``atomic_numbers``: (N,) long, concatenated per crystal (CSP mode); None for de novo.
@@ -64,19 +80,15 @@ def make_template(num_atoms: Sequence[int] | torch.Tensor, atomic_numbers: torch
         raise ValueError(f"num_atoms must be a non-empty list of positive ints, got {counts}")
     if atomic_numbers is not None and atomic_numbers.shape != (sum(counts),):
         raise ValueError(f"atomic_numbers must have shape ({sum(counts)},), got {tuple(atomic_numbers.shape)}")
-    data, start = [], 0
-    for n in counts:
-        d = Data(num_nodes=n)
-        d[keys.NUM_ATOMS] = torch.tensor([n])
-        if atomic_numbers is not None:
-            d[keys.ATOMIC_NUMBERS] = atomic_numbers[start : start + n].long()
-        data.append(d)
-        start += n
-    return Batch.from_data_list(data)
+    sizes = torch.tensor(counts, dtype=torch.long)  # (B,)
+    fields = {keys.NUM_ATOMS: sizes, keys.BATCH: torch.repeat_interleave(torch.arange(len(counts)), sizes)}
+    if atomic_numbers is not None:
+        fields[keys.ATOMIC_NUMBERS] = atomic_numbers.long()
+    return SamplingBatch(fields, len(counts))
 
 
 def _batch_index(template) -> torch.Tensor:
-    index = getattr(template, keys.BATCH, None)
+    index = template.get(keys.BATCH)
     if index is not None:
         return index
     if keys.NUM_ATOMS not in template:
