@@ -21,6 +21,9 @@ training crystals:
 An :class:`Analogue` gives the template with the target's species substituted (the geometry
 of the ``analogue`` baseline) and the template's space group and Wyckoff assignment with the
 target's species (the constraint under which a model samples with ``--spacegroup-from-analogues``).
+A library is built from crystals (:meth:`AnalogueLibrary.from_crystals`, geometry kept) or read
+from a table file that holds only the assignments (:meth:`AnalogueLibrary.write_table` /
+:meth:`AnalogueLibrary.from_table`, gzipped JSON: what a checkpoint ships).
 """
 
 from __future__ import annotations
