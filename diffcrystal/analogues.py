@@ -180,11 +180,15 @@ class AnalogueLibrary:
             found.append((key, Analogue(template, dict(zip(template_elements, elements)), distance, self, index)))
         return [analogue for _, analogue in sorted(found, key=lambda pair: pair[0])]
 
-    def distinct_analogues(self, composition: Composition, k: int, num_atoms: int | None = None) -> list[Analogue]:
+    def distinct_analogues(self, composition: Composition, k: int, num_atoms: int | None = None,
+                           max_distance: float | None = None) -> list[Analogue]:
         """The first ``k`` analogues of pairwise different structure type (space group and
-        Wyckoff sites with the target's species); fewer when the data hold fewer."""
+        Wyckoff sites with the target's species) within Mendeleev distance ``max_distance``
+        (None: any); fewer when the data hold fewer."""
         chosen, seen = [], set()
         for analogue in self.analogues(composition, num_atoms):
+            if max_distance is not None and analogue.distance > max_distance:
+                continue
             assignment = analogue.assignment()
             kind = (assignment.spacegroup, tuple(sorted((o.atomic_number, o.site) for o in assignment.orbits)))
             if kind not in seen:

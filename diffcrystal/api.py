@@ -187,11 +187,13 @@ class StructureGenerator:
         spacegroup: int | None = None,
         wyckoff: str = "auto",
         analogue_table: str | Path | None = None,
+        max_analogue_distance: float | None = None,
     ) -> SampleRun:
         """Sample ``n`` structures into ``out_dir`` as ``diffcrystal sample`` does (CIFs,
         ``samples.extxyz``, ``summary.csv``, ``run.json``, ``overview.png``); ``spacegroup``
         and ``wyckoff`` as in :meth:`sample`; ``analogue_table``: sample on the groups of the
-        composition's nearest chemical analogues in that table (:mod:`diffcrystal.analogues`)."""
+        composition's nearest chemical analogues in that table (:mod:`diffcrystal.analogues`),
+        those within ``max_analogue_distance`` Mendeleev units when given."""
         return sample_to_folder(
             self.generator,
             n=n,
@@ -207,6 +209,7 @@ class StructureGenerator:
             spacegroup=spacegroup,
             wyckoff=wyckoff,
             analogue_table=analogue_table,
+            max_analogue_distance=max_analogue_distance,
         )
 
 

@@ -58,6 +58,7 @@ RESUME_OPTIONS = {
     "spacegroup": "--spacegroup",
     "wyckoff": "--wyckoff",
     "analogue_table_sha256": "--analogues",
+    "max_analogue_distance": "--max-analogue-distance",
 }
 """Fields of ``run.json`` a resumed run must share with the original, and their options."""
 
@@ -198,19 +199,25 @@ def plan_spacegroup_requests(
     return [assignments[i % len(assignments)] for i in range(n)]
 
 
-def plan_analogue_requests(generator: Generator, n: int, composition: Composition, library) -> tuple[list, list]:
+def plan_analogue_requests(generator: Generator, n: int, composition: Composition, library,
+                           max_distance: float | None = None) -> tuple[list, list]:
     """The Wyckoff assignments of the ``n`` requested crystals on the groups of the
     composition's nearest chemical analogues in ``library`` (an
     :class:`~diffcrystal.analogues.AnalogueLibrary`): up to ``n`` analogues of distinct
-    structure type, nearest first, cycled. Returns ``(assignments, analogues used)``;
-    :class:`InputError` (one line) when the library has no analogue of the formula type."""
+    structure type within Mendeleev distance ``max_distance`` (None: any), nearest first,
+    cycled. Returns ``(assignments, analogues used)``; :class:`InputError` (one line) when the
+    library has no analogue of the formula type, or none that near."""
     from diffcrystal.analogues import formula_type
 
     if generator.mode != "csp":
         raise InputError("--analogues needs a CSP checkpoint and --composition")
-    found = library.distinct_analogues(composition, n)
+    found = library.distinct_analogues(composition, n, max_distance=max_distance)
     if not found:
         kind = "".join(f"{chr(ord('A') + i)}{c if c > 1 else ''}" for i, c in enumerate(formula_type(composition)))
+        nearest = library.analogues(composition)
+        if nearest:
+            raise InputError(f"no analogue of {format_composition(composition)} within Mendeleev distance "
+                             f"{max_distance:g}: the nearest, {nearest[0].template.label}, is at {nearest[0].distance:.3g}")
         raise InputError(f"no analogue of {format_composition(composition)}: the table holds no {kind} compound")
     assignments = [found[i % len(found)].assignment() for i in range(n)]
     largest = max(a.num_atoms for a in assignments)
@@ -333,6 +340,7 @@ def sample_to_folder(
     spacegroup: int | None = None,
     wyckoff: str = "auto",
     analogue_table: str | Path | None = None,
+    max_analogue_distance: float | None = None,
 ) -> SampleRun:
     """Generate ``n`` crystals into ``out_dir`` (CIFs, ``samples.extxyz``, ``summary.csv``,
     ``run.json``, and at the end ``overview.png``). See :class:`~diffcrystal.sample_writer.SampleWriter` for the layout.
@@ -351,7 +359,8 @@ def sample_to_folder(
     ``analogue_table``: instead of one group, sample on the groups and Wyckoff assignments of
     the composition's nearest chemical analogues in this table
     (:meth:`~diffcrystal.analogues.AnalogueLibrary.from_table`; :func:`plan_analogue_requests`);
-    ``run.json`` lists the analogues used.
+    ``run.json`` lists the analogues used. ``max_analogue_distance``: only analogues within this
+    Mendeleev distance (None: any).
     """
     check_options(generator, n, num_steps, batch_size)
     parsed = parse_composition(composition) if isinstance(composition, str) else composition
@@ -364,7 +373,7 @@ def sample_to_folder(
         if parsed is None or spacegroup is not None:
             raise InputError("--analogues needs --composition and no --spacegroup")
         assignments, used_analogues = plan_analogue_requests(
-            generator, n, parsed, AnalogueLibrary.from_table(analogue_table))
+            generator, n, parsed, AnalogueLibrary.from_table(analogue_table), max_analogue_distance)
         plans = [(a.num_atoms, a.atomic_numbers()) for a in assignments]
     elif spacegroup is not None:
         if parsed is None:
@@ -385,6 +394,7 @@ def sample_to_folder(
         "wyckoff": wyckoff if spacegroup is not None else None,
         "analogue_table": str(analogue_table) if analogue_table is not None else None,
         "analogue_table_sha256": file_sha256(analogue_table) if analogue_table is not None else None,
+        "max_analogue_distance": max_analogue_distance,
         "analogues": None if used_analogues is None else [
             {"template": a.template.label, "formula": format_composition(a.template.composition),
              "spacegroup": a.assignment().spacegroup, "wyckoff": a.assignment().label,

@@ -39,6 +39,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         "chemical analogues (known crystals of the same formula type with the nearest elements on "
                         "Pettifor's scale), cycling from the nearest; TABLE: a file from "
                         "scripts/build_analogue_table.py (default: the one shipped with the checkpoint)")
+    parser.add_argument("--max-analogue-distance", type=float, metavar="D",
+                        help="with --analogues: only analogues within Mendeleev distance D per formula atom "
+                        "(same elements 0, neighbours in a group ~1-3; default: any)")
     parser.add_argument("--n", type=int, default=100, help="number of crystals (default: 100)")
     parser.add_argument("--out", type=Path, help="output folder (default: samples/<formula> or samples/denovo)")
     parser.add_argument("--checkpoint", help="generator checkpoint file or bundled model name, e.g. carbon24_csp (default: the bundled one for the mode)")
@@ -141,6 +144,9 @@ def run(args: argparse.Namespace) -> int:
         raise InputError("--wyckoff needs --spacegroup")
     if args.analogues is not None and (composition is None or args.spacegroup is not None):
         raise InputError("--analogues needs --composition and no --spacegroup")
+    if args.max_analogue_distance is not None and (args.analogues is None or not args.max_analogue_distance >= 0):
+        raise InputError(f"--max-analogue-distance needs --analogues and a distance >= 0, "
+                         f"got {args.max_analogue_distance}")
     mode = "csp" if composition is not None else "denovo"
     generator = load_generator(args.checkpoint, mode=mode, device=args.device)
     analogue_table = _analogue_table(args.analogues, generator.checkpoint)
@@ -156,6 +162,7 @@ def run(args: argparse.Namespace) -> int:
         spacegroup=args.spacegroup,
         wyckoff=args.wyckoff,
         analogue_table=analogue_table,
+        max_analogue_distance=args.max_analogue_distance,
         steps=steps,
         batch_size=args.batch_size,
         seed=args.seed,

@@ -97,6 +97,32 @@ def test_bad_analogue_requests_are_one_line_and_write_nothing(tmp_path, table, c
     assert not out.exists()
 
 
+def test_a_distance_cutoff_keeps_only_the_near_analogues(tmp_path, table):
+    out = tmp_path / "kbr"
+    assert main(["sample", "--composition", "KBr", "--analogues", str(table), "--max-analogue-distance", "1.2",
+                 "--checkpoint", "mp20_csp", "--n", "3", "--steps", "2", "--out", str(out), "--quiet"]) == 0
+    record = json.loads((out / "run.json").read_text())
+    assert [a["template"] for a in record["analogues"]] == ["rocksalt-NaCl"]  # CsCl is at 1.5
+    with open(out / "summary.csv", newline="") as stream:
+        assert [r["requested_spacegroup"] for r in csv.DictReader(stream)] == ["225"] * 3
+
+
+@pytest.mark.parametrize("arguments, message", [
+    (["--analogues", "TABLE", "--max-analogue-distance", "0.5"],
+     "no analogue of KBr within Mendeleev distance 0.5: the nearest, rocksalt-NaCl, is at 1"),
+    (["--max-analogue-distance", "2"], "--max-analogue-distance needs --analogues and a distance >= 0, got 2.0"),
+    (["--analogues", "TABLE", "--max-analogue-distance", "nan"], "a distance >= 0, got nan"),
+])
+def test_bad_distance_cutoffs_are_one_line_and_write_nothing(tmp_path, table, capsys, arguments, message):
+    out = tmp_path / "never"
+    arguments = [str(table) if a == "TABLE" else a for a in arguments]
+    assert main(["sample", "--composition", "KBr", "--checkpoint", "mp20_csp", "--n", "2", "--steps", "2",
+                 "--out", str(out), "--quiet", *arguments]) == 1
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1
+    assert not out.exists()
+
+
 def test_default_model_ships_a_table_whose_nearest_nacl_analogue_is_rock_salt(tmp_path):
     out = tmp_path / "nacl"
     assert main(["sample", "--composition", "NaCl", "--analogues", "--n", "1", "--steps", "2",
