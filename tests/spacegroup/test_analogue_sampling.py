@@ -129,3 +129,25 @@ def test_default_model_ships_a_table_whose_nearest_nacl_analogue_is_rock_salt(tm
                  "--out", str(out), "--quiet"]) == 0
     (first,) = json.loads((out / "run.json").read_text())["analogues"]
     assert (first["formula"], first["spacegroup"], first["mendeleev_distance"]) == ("NaCl", 225, 0)
+
+
+@pytest.mark.parametrize("damage, message", [("edit", "corrupt bundled analogue table"),
+                                             ("delete", "bundled analogue table missing")])
+def test_a_damaged_bundled_table_is_refused(tmp_path, table, damage, message):
+    from diffcrystal.checkpoint import CheckpointError, bundled_analogue_table, file_sha256
+
+    shipped = tmp_path / "bundle"
+    shipped.mkdir()
+    (shipped / "model.safetensors").write_bytes(b"weights")
+    copy = shipped / "table.json.gz"
+    copy.write_bytes(table.read_bytes())
+    manifest = {"defaults": {}, "models": {"model": {"file": "model.safetensors", "sha256": "-", "mode": "csp",
+                                                     "analogues": {"file": copy.name, "sha256": file_sha256(copy)}}}}
+    (shipped / "manifest.json").write_text(json.dumps(manifest))
+    assert bundled_analogue_table(shipped / "model.safetensors", shipped) == copy
+    if damage == "edit":
+        copy.write_bytes(copy.read_bytes() + b"\0")
+    else:
+        copy.unlink()
+    with pytest.raises(CheckpointError, match=message):
+        bundled_analogue_table(shipped / "model.safetensors", shipped)
