@@ -78,11 +78,6 @@ def _paired_order(counts: Composition) -> tuple[tuple[int, ...], np.ndarray, np.
     return elements, reduced, numbers
 
 
-def _composition_of(crystal: Crystal) -> Composition:
-    elements, counts = np.unique(crystal.atomic_numbers, return_counts=True)
-    return {int(z): int(c) for z, c in zip(elements, counts)}
-
-
 @dataclass(frozen=True)
 class Template:
     """One known crystal as a template: its ``label``, ``composition`` (cell counts),
@@ -99,7 +94,7 @@ class Template:
     def of(cls, crystal: Crystal) -> "Template":
         e_hull = crystal.properties.get("e_above_hull")
         stability = float(e_hull) if e_hull is not None and np.isfinite(e_hull) else math.inf
-        return cls(crystal.label, _composition_of(crystal), crystal.num_atoms, stability, crystal)
+        return cls(crystal.label, crystal.composition, crystal.num_atoms, stability, crystal)
 
 
 @dataclass(frozen=True)
@@ -158,11 +153,11 @@ class AnalogueLibrary:
     def assignment(self, index: int):
         """Wyckoff assignment of template ``index`` (read once, then kept)."""
         if index not in self._assignments:
-            from diffcrystal.spacegroup import Orbit, WyckoffAssignment, assignment_of
+            from diffcrystal.spacegroup import WyckoffAssignment, assignment_of
 
             crystal = self.templates[index].crystal
-            self._assignments[index] = assignment_of(crystal, SYMPREC_TIGHT) or WyckoffAssignment(
-                1, tuple(Orbit(int(z), "1a") for z in crystal.atomic_numbers))
+            self._assignments[index] = (assignment_of(crystal, SYMPREC_TIGHT)
+                                        or WyckoffAssignment.p1(crystal.atomic_numbers))
         return self._assignments[index]
 
     def analogues(self, composition: Composition, num_atoms: int | None = None) -> list[Analogue]:
@@ -197,6 +192,13 @@ class AnalogueLibrary:
                 if len(chosen) == k:
                     break
         return chosen
+
+    def candidates_for(self, target: Crystal, k: int) -> list[Analogue]:
+        """``k`` analogues for a CSP target cell: the nearest of distinct structure types with
+        its atom count first (:meth:`distinct_analogues`), repeated in order when fewer exist;
+        empty when the data hold none of its formula type."""
+        found = self.distinct_analogues(target.composition, k, target.num_atoms)
+        return [found[i % len(found)] for i in range(k)] if found else []
 
     # ------------------------------------------------------------------ table files
     def write_table(self, path: str | os.PathLike, source: str, progress: bool = True) -> Path:

@@ -157,12 +157,7 @@ def train_candidates(
 def analogue_candidates(target: Crystal, k: int, library: AnalogueLibrary) -> list[Crystal | None]:
     """``k`` substituted nearest analogues of ``target`` of distinct structure types (cycled
     when fewer); ``k`` times ``None`` when the training data have none of its formula type."""
-    elements, counts = np.unique(target.atomic_numbers, return_counts=True)
-    composition = {int(z): int(c) for z, c in zip(elements, counts)}
-    found = library.distinct_analogues(composition, k, target.num_atoms)
-    if not found:
-        return [None] * k
-    return [found[i % len(found)].substituted() for i in range(k)]
+    return [a.substituted() for a in library.candidates_for(target, k)] or [None] * k
 
 
 def baseline_predictions(

@@ -18,7 +18,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 from tqdm.auto import tqdm
 
 from diffcrystal.analogues import AnalogueLibrary
@@ -46,22 +45,18 @@ def analogue_assignments(target: Crystal, k: int, library: AnalogueLibrary) -> l
     """``k`` Wyckoff assignments for ``target``: those of its nearest analogues of distinct
     structure types with its species (cycled when fewer); when it has none, every atom on 1a
     of P1 (no constraint)."""
-    from diffcrystal.spacegroup import Orbit, WyckoffAssignment
+    from diffcrystal.spacegroup import WyckoffAssignment
 
-    elements, counts = np.unique(target.atomic_numbers, return_counts=True)
-    found = library.distinct_analogues({int(z): int(c) for z, c in zip(elements, counts)}, k, target.num_atoms)
-    if not found:
-        return [WyckoffAssignment(1, tuple(Orbit(int(z), "1a") for z in target.atomic_numbers))] * k
-    return [found[i % len(found)].assignment() for i in range(k)]
+    found = library.candidates_for(target, k)
+    return [a.assignment() for a in found] or [WyckoffAssignment.p1(target.atomic_numbers)] * k
 
 
 def target_assignment(target: Crystal):
     """The target's :class:`~diffcrystal.spacegroup.WyckoffAssignment` at spglib 0.01 Å, or for a
     target without a group every atom on 1a of P1 (no constraint)."""
-    from diffcrystal.spacegroup import Orbit, WyckoffAssignment, assignment_of
+    from diffcrystal.spacegroup import WyckoffAssignment, assignment_of
 
-    found = assignment_of(target, SYMPREC_TIGHT)
-    return found or WyckoffAssignment(1, tuple(Orbit(int(z), "1a") for z in target.atomic_numbers))
+    return assignment_of(target, SYMPREC_TIGHT) or WyckoffAssignment.p1(target.atomic_numbers)
 
 
 @dataclass(frozen=True)
@@ -191,21 +186,20 @@ def evaluate(
     elif generator.mode != "csp" and dataset not in COVERAGE_CUTOFFS:
         known = ", ".join(sorted(COVERAGE_CUTOFFS))
         raise InputError(f"de novo coverage needs the dataset's cutoffs: pass --dataset ({known}); got {dataset!r}")
-    for flag, used in (("--spacegroup-from-target", spacegroup_from_target),
-                       ("--spacegroup-from-analogues", spacegroup_from_analogues)):
-        if used and (baseline is not None or generator.mode != "csp"):
-            raise InputError(f"{flag} needs a CSP checkpoint (no --baseline)")
     refining = refine_analogues is not None
-    if refining and (baseline is not None or generator.mode != "csp"):
-        raise InputError("--refine-analogues needs a CSP checkpoint (no --baseline)")
-    if sum((spacegroup_from_target, spacegroup_from_analogues, refining)) > 1:
-        raise InputError("choose one of --spacegroup-from-target, --spacegroup-from-analogues and --refine-analogues")
+    modes = {"--spacegroup-from-target": spacegroup_from_target,
+             "--spacegroup-from-analogues": spacegroup_from_analogues, "--refine-analogues": refining}
+    chosen = [flag for flag, used in modes.items() if used]
+    if len(chosen) > 1:
+        raise InputError(f"choose one of {', '.join(modes)}")
+    if chosen and (baseline is not None or generator.mode != "csp"):
+        raise InputError(f"{chosen[0]} needs a CSP checkpoint (no --baseline)")
     if refining and not 1 <= refine_analogues <= generator.joint.num_timesteps:
         raise InputError(f"--refine-analogues takes a timestep in 1..{generator.joint.num_timesteps}, "
                          f"got {refine_analogues}")
-    if (spacegroup_from_analogues or refining) and not train_data:
-        flag = "--spacegroup-from-analogues" if spacegroup_from_analogues else "--refine-analogues"
-        raise InputError(f"{flag} needs training structures: pass --train-data PATH")
+    from_analogues = spacegroup_from_analogues or refining
+    if from_analogues and not train_data:
+        raise InputError(f"{chosen[0]} needs training structures: pass --train-data PATH")
     check_output_folder(out_dir)
     loaded = read_crystals(test_path, canonical=primitive_targets, workers=workers, progress=progress)
     targets = loaded.crystals[:limit] if limit else loaded.crystals
@@ -213,27 +207,26 @@ def evaluate(
         raise InputError(f"no test structures in {test_path}")
     csp = baseline is not None or generator.mode == "csp"
     steps = None if baseline else (num_steps or generator.experiment.sampling.num_steps)
-    if baseline or spacegroup_from_analogues or refining:
-        training = TrainingGeometries.from_crystals([
-            crystal
-            for path in train_data
-            for crystal in read_crystals(path, canonical=primitive_targets, workers=workers, progress=progress).crystals
-        ])
+    train_crystals = [
+        crystal
+        for path in (train_data if baseline or from_analogues or not csp else ())
+        for crystal in read_crystals(path, canonical=primitive_targets, workers=workers, progress=progress).crystals
+    ]
+    library = AnalogueLibrary.from_crystals(train_crystals) if from_analogues else None
     started = time.perf_counter()
     if baseline:
+        training = TrainingGeometries.from_crystals(train_crystals)
         predictions = baseline_predictions(baseline, targets, k, training, seed)
     elif csp and (spacegroup_from_target or spacegroup_from_analogues):
         if spacegroup_from_target:
             assignments = [target_assignment(t) for t in targets for _ in range(k)]
         else:
-            library = AnalogueLibrary.from_crystals(training.crystals)
             assignments = [a for t in targets for a in analogue_assignments(t, k, library)]
         requests = [(a.num_atoms, a.atomic_numbers()) for a in assignments]
         samples = generate_for(generator, requests, num_steps=steps, batch_size=batch_size, seed=seed,
                                progress=progress, assignments=assignments)
         predictions = [samples[i * k : (i + 1) * k] for i in range(len(targets))]
     elif csp and refining:
-        library = AnalogueLibrary.from_crystals(training.crystals)
         starts = [analogue_candidates(t, k, library) for t in targets]
         without = [i for i, found in enumerate(starts) if found[0] is None]
         seeded = [c for found in starts if found[0] is not None for c in found]
@@ -261,11 +254,9 @@ def evaluate(
             cache_dir or default_cache_dir(),
             lambda crystals: compute_fingerprints(crystals, workers=workers, progress=progress),
         )
-        training = [crystal for path in train_data
-                    for crystal in read_crystals(path, workers=workers, progress=progress).crystals]
         metrics = denovo_metrics(
             samples, targets, dataset=dataset, test_fingerprints=test_fingerprints, workers=workers,
-            progress=progress, train=training or None,
+            progress=progress, train=train_crystals or None,
         )
     method = f"baseline {baseline}" if baseline else "model"
     notes, baseline_record, constraint_record = [], {}, {}

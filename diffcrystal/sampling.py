@@ -397,8 +397,9 @@ def sample_to_folder(
         "max_analogue_distance": max_analogue_distance,
         "analogues": None if used_analogues is None else [
             {"template": a.template.label, "formula": format_composition(a.template.composition),
-             "spacegroup": a.assignment().spacegroup, "wyckoff": a.assignment().label,
-             "mendeleev_distance": round(a.distance, 4)} for a in used_analogues],
+             "spacegroup": assignment.spacegroup, "wyckoff": assignment.label,
+             "mendeleev_distance": round(a.distance, 4)}
+            for a, assignment in ((a, a.assignment()) for a in used_analogues)],
         "n": n,
         "num_steps": num_steps,
         "batch_size": batch_size,

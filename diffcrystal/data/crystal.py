@@ -119,6 +119,12 @@ class Crystal:
         return self.frac_coords @ self.lattice
 
     @property
+    def composition(self) -> dict[int, int]:
+        """``{atomic number: atoms in the cell}``, ascending (a :mod:`~diffcrystal.data.composition`)."""
+        elements, counts = np.unique(self.atomic_numbers, return_counts=True)
+        return {int(z): int(c) for z, c in zip(elements, counts)}
+
+    @property
     def formula(self) -> str:
         """Reduced formula as pymatgen writes it (e.g. ``'SrTiO3'``)."""
         from pymatgen.core import Composition

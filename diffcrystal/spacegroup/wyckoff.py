@@ -110,6 +110,11 @@ class WyckoffAssignment:
     def num_atoms(self) -> int:
         return sum(o.multiplicity for o in self.orbits)
 
+    @classmethod
+    def p1(cls, atomic_numbers) -> "WyckoffAssignment":
+        """Every atom on 1a of P1: no constraint."""
+        return cls(1, tuple(Orbit(int(z), "1a") for z in atomic_numbers))
+
     def atomic_numbers(self) -> list[int]:
         """(N,) species per atom, orbit by orbit."""
         return [o.atomic_number for o in self.orbits for _ in range(o.multiplicity)]
