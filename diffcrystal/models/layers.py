@@ -12,6 +12,8 @@ from e3nn import nn as enn
 from e3nn import o3
 from torch import Tensor, nn
 
+from diffcrystal.models.tensor_product import depthwise_tensor_product
+
 NORM_EPS = 1e-6
 """Added to mean squares before the square root in :class:`EquivariantLayerNorm`."""
 
@@ -116,7 +118,7 @@ class InteractionBlock(nn.Module):
         q_i = 1/deg(i) * sum_j  W_q z_ij                                        (invariant messages)
         y_i = Gate( Linear_msg(m_i) + Linear_self(x_i) [+ Linear_inv(q_i)] )    (update)
 
-    where ``TP`` is a depthwise ("uvu") e3nn tensor product of the sender features with the
+    where ``TP`` is a depthwise ("uvu") e3nn tensor product (:mod:`.tensor_product`) of the sender features with the
     spherical harmonics of the Cartesian edge vector, its path weights ``w`` produced per edge
     by an MLP of invariant edge features ``z_ij``, and ``Gate`` the e3nn gated nonlinearity
     (SiLU on scalars, sigmoid gates on l > 0 channels). The block returns ``y`` (the caller
@@ -193,10 +195,7 @@ class InteractionBlock(nn.Module):
         irreps_mid = o3.Irreps(mid)
         irreps_mid_sorted, perm, _ = irreps_mid.sort()
         instructions = [(i1, i2, perm[i_out], mode, w) for i1, i2, i_out, mode, w in instructions]
-        self.tp = o3.TensorProduct(
-            self.irreps_tp_in, self.irreps_sh, irreps_mid_sorted, instructions,
-            shared_weights=False, internal_weights=False,
-        )
+        self.tp = depthwise_tensor_product(self.irreps_tp_in, self.irreps_sh, irreps_mid_sorted, instructions)
         self.num_in_scalars = sum(mul for mul, ir in self.irreps_in if ir.l == 0)
         if pairwise:
             self.pair = PairwiseEdgeNetwork(self.num_in_scalars, edge_dim, context_dim, radial_hidden)
