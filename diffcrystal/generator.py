@@ -15,9 +15,20 @@ from diffcrystal.data import keys
 from diffcrystal.data.crystal import Crystal, CrystalError
 from diffcrystal.diffusion import JointDiffusion, build_joint_diffusion, make_template
 from diffcrystal.diffusion import sample as run_sampler
+from diffcrystal.experts import EXPERT_CONFIG_KEY, LowNoiseRouter, split_expert_tensors
 from diffcrystal.models import Denoiser
 from diffcrystal.training.config import ExperimentConfig
 from diffcrystal.data.statistics import DataStatistics
+
+
+def _load_denoiser(experiment: ExperimentConfig, tensors: dict[str, torch.Tensor], path) -> Denoiser:
+    denoiser = Denoiser(experiment.model)
+    try:
+        denoiser.load_state_dict(tensors)
+    except RuntimeError as error:
+        first = str(error).splitlines()[0]
+        raise CheckpointError(f"checkpoint {path} does not fit its model config: {first}") from None
+    return denoiser
 
 
 class Generator:
@@ -25,7 +36,8 @@ class Generator:
 
     Parameters
     ----------
-    denoiser : the network (weights loaded, eval mode).
+    denoiser : the network (weights loaded, eval mode), or a
+        :class:`~diffcrystal.experts.LowNoiseRouter` of two.
     joint : the joint diffusion it was trained under.
     experiment : the experiment config it was trained with.
     statistics : species and atom counts of its training data.
@@ -62,13 +74,23 @@ class Generator:
             statistics = DataStatistics.from_dict(config["statistics"])
         except (KeyError, ValueError, TypeError) as error:
             raise CheckpointError(f"checkpoint {path} has an unreadable config: {error}") from None
-        denoiser = Denoiser(experiment.model)
-        try:
-            denoiser.load_state_dict(tensors)
-        except RuntimeError as error:
-            first = str(error).splitlines()[0]
-            raise CheckpointError(f"checkpoint {path} does not fit its model config: {first}") from None
+        base_tensors, expert_tensors = split_expert_tensors(tensors)
+        denoiser = _load_denoiser(experiment, base_tensors, path)
         joint = build_joint_diffusion(experiment.diffusion)
+        expert_record = config.get(EXPERT_CONFIG_KEY)
+        if (expert_record is None) != (not expert_tensors):
+            raise CheckpointError(f"checkpoint {path} has low-noise expert weights or config, not both")
+        if expert_record is not None:
+            try:
+                expert_experiment = ExperimentConfig.from_dict(expert_record["experiment"])
+                max_timestep = int(expert_record["max_timestep"])
+            except (KeyError, ValueError, TypeError) as error:
+                raise CheckpointError(f"checkpoint {path} has an unreadable low-noise expert config: {error}") from None
+            expert = _load_denoiser(expert_experiment, expert_tensors, path)
+            try:
+                denoiser = LowNoiseRouter(denoiser, expert, max_timestep, joint.num_timesteps)
+            except ValueError as error:
+                raise CheckpointError(f"checkpoint {path}: low-noise expert: {error}") from None
         return cls(denoiser.to(device), joint, experiment, statistics, config.get("training"))
 
     @torch.no_grad()

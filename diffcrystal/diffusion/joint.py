@@ -102,9 +102,17 @@ class JointDiffusion:
     fields : field name -> process; all must have the same ``num_timesteps`` and distinct
         ``field_key``. Stored sorted by name (stable order, stable random streams).
     loss_weights : field name -> weight of its loss in the total; missing names weigh 1.
+    train_timesteps : ``(t_min, t_max)``, the training timesteps (inclusive); None: 1..T.
+        A narrower range trains an expert for those noise levels (e.g. ``(1, 300)``, the
+        low-noise end where atoms are placed precisely; eDiff-I, arXiv:2211.01324).
     """
 
-    def __init__(self, fields: Mapping[str, Corruption], loss_weights: Mapping[str, float] | None = None):
+    def __init__(
+        self,
+        fields: Mapping[str, Corruption],
+        loss_weights: Mapping[str, float] | None = None,
+        train_timesteps: tuple[int, int] | None = None,
+    ):
         if not fields:
             raise ValueError("JointDiffusion needs at least one field")
         steps = {name: proc.num_timesteps for name, proc in fields.items()}
@@ -120,6 +128,12 @@ class JointDiffusion:
         self.fields: dict[str, Corruption] = {name: fields[name] for name in sorted(fields)}
         self.loss_weights: dict[str, float] = {name: float(loss_weights.get(name, 1.0)) for name in self.fields}
         self.num_timesteps: int = next(iter(steps.values()))
+        if train_timesteps is not None:
+            low, high = (int(t) for t in train_timesteps)
+            if not 1 <= low <= high <= self.num_timesteps:
+                raise ValueError(f"train_timesteps must satisfy 1 <= t_min <= t_max <= {self.num_timesteps}, got {train_timesteps}")
+            train_timesteps = (low, high)
+        self.train_timesteps: tuple[int, int] = train_timesteps or (1, self.num_timesteps)
 
     def __repr__(self) -> str:
         inner = ",\n  ".join(f"{n}: {p!r} (weight {self.loss_weights[n]})" for n, p in self.fields.items())
@@ -129,15 +143,17 @@ class JointDiffusion:
         """A copy with ``fields[name]`` replaced, e.g. a species process restricted to elements."""
         if name not in self.fields:
             raise ValueError(f"unknown field {name!r}; fields are {sorted(self.fields)}")
-        return JointDiffusion({**self.fields, name: process}, self.loss_weights)
+        return JointDiffusion({**self.fields, name: process}, self.loss_weights, self.train_timesteps)
 
     def time_input(self, t: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
         """The denoiser's time input ``t / T`` (B,) in (0, 1]."""
         return t.to(dtype) / self.num_timesteps
 
     def sample_timesteps(self, num_graphs: int, *, generator: torch.Generator) -> torch.Tensor:
-        """``t ~ U{1..T}`` per crystal: (B,) long on ``generator.device``."""
-        return torch.randint(1, self.num_timesteps + 1, (num_graphs,), generator=generator, device=generator.device)
+        """``t ~ U{t_min..t_max}`` per crystal (``train_timesteps``, default 1..T): (B,) long on
+        ``generator.device``."""
+        low, high = self.train_timesteps
+        return torch.randint(low, high + 1, (num_graphs,), generator=generator, device=generator.device)
 
     def training_loss(self, denoiser: Denoiser, batch, generator: torch.Generator) -> dict[str, torch.Tensor]:
         """Loss of ``denoiser`` on a clean ``batch`` (torch-geometric Batch of B crystals).
@@ -228,6 +244,8 @@ class DiffusionConfig:
     species_loss_weight: float = 1.0
     """Weight of the D3PM species loss (DiffCSP's 20 is for its continuous one-hot type loss, a
     different quantity; not transferred)."""
+    train_timesteps: list[int] | None = None
+    """``[t_min, t_max]``: train on these timesteps only (a noise-level expert); None: 1..T."""
 
     def __post_init__(self) -> None:
         if self.mode not in get_args(DiffusionMode):
@@ -235,6 +253,11 @@ class DiffusionConfig:
         for name in ("lattice_loss_weight", "coord_loss_weight", "species_loss_weight"):
             if not getattr(self, name) >= 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if self.train_timesteps is not None:
+            if len(self.train_timesteps) != 2 or not 1 <= self.train_timesteps[0] <= self.train_timesteps[1] <= self.num_timesteps:
+                raise ValueError(f"train_timesteps must be [t_min, t_max] with 1 <= t_min <= t_max <= {self.num_timesteps}, "
+                                 f"got {self.train_timesteps}")
+            self.train_timesteps = [int(t) for t in self.train_timesteps]
 
     @classmethod
     def for_dataset(cls, dataset: str, **overrides: Any) -> "DiffusionConfig":
@@ -280,4 +303,5 @@ def build_joint_diffusion(config: DiffusionConfig) -> JointDiffusion:
             MaskSchedule(T, kind=config.species_mask_schedule), loss_weighting=config.species_loss_weighting
         )
         weights[FIELD_SPECIES] = config.species_loss_weight
-    return JointDiffusion(fields, weights)
+    train_timesteps = tuple(config.train_timesteps) if config.train_timesteps is not None else None
+    return JointDiffusion(fields, weights, train_timesteps)

@@ -17,6 +17,7 @@ import torch
 
 from diffcrystal.checkpoint import CheckpointError, load_checkpoint, resolve_checkpoint
 from diffcrystal.errors import InputError
+from diffcrystal.experts import split_expert_tensors
 from diffcrystal.models import Denoiser, DenoiserConfig
 
 
@@ -47,7 +48,7 @@ def read_initial_weights(spec: str | Path, model_config: DenoiserConfig) -> Init
     """
     try:
         path = resolve_checkpoint(str(spec), mode="csp")
-        tensors, _ = load_checkpoint(path)
+        tensors, _ = split_expert_tensors(load_checkpoint(path)[0])  # a low-noise expert is not used
     except CheckpointError as error:
         raise InputError(f"train.init_from: {error}") from None
     own = Denoiser(model_config).state_dict()
