@@ -12,7 +12,7 @@ from e3nn import nn as enn
 from e3nn import o3
 from torch import Tensor, nn
 
-from diffcrystal.models.tensor_product import depthwise_tensor_product
+from diffcrystal.models.tensor_product import DepthwiseTensorProduct, depthwise_tensor_product
 
 NORM_EPS = 1e-6
 """Added to mean squares before the square root in :class:`EquivariantLayerNorm`."""
@@ -243,9 +243,14 @@ class InteractionBlock(nn.Module):
         else:
             hidden = self.pair(x[:, : self.num_in_scalars], edge_emb, context, senders, receivers, edge_graph)
             weights = self.radial(hidden)  # (E, weight_numel)
-        messages = self.tp(x[senders], edge_sh, weights)  # (E, mid.dim)
         # irreps_mid sorted but not simplified: same layout as the simplified irreps
-        agg = _mean_over_receivers(messages, receivers, inv_degree)  # (N, mid.dim)
+        def mean_over_receivers(values: Tensor) -> Tensor:
+            return _mean_over_receivers(values, receivers, inv_degree)
+
+        if isinstance(self.tp, DepthwiseTensorProduct):  # aggregates block by block, skipping an (E, mid.dim) copy
+            agg = self.tp(x[senders], edge_sh, weights, reduce=mean_over_receivers)  # (N, mid.dim)
+        else:
+            agg = mean_over_receivers(self.tp(x[senders], edge_sh, weights))  # (N, mid.dim)
         pre = self.linear_msg(agg) + self.linear_self(x)  # (N, gate_in.dim)
         if self.invariant is not None:
             invariant = _mean_over_receivers(self.invariant(hidden), receivers, inv_degree)  # (N, S)

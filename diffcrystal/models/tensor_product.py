@@ -24,6 +24,8 @@ l <= 1 and each harmonic has multiplicity 1, and e3nn's module otherwise.
 
 from __future__ import annotations
 
+from typing import Callable
+
 import torch
 from e3nn import o3
 from torch import Tensor, nn
@@ -101,7 +103,10 @@ class DepthwiseTensorProduct(nn.Module):
         self.register_buffer("weight", reference.weight)
         self.register_buffer("output_mask", reference.output_mask)
 
-    def forward(self, x1: Tensor, x2: Tensor, weight: Tensor) -> Tensor:
+    def forward(self, x1: Tensor, x2: Tensor, weight: Tensor, reduce: Callable[[Tensor], Tensor] | None = None) -> Tensor:
+        """``reduce``: a map linear along dim 0, e.g. the mean over each receiver's edges
+        ((E, D) -> (N, D)), applied to each output block before they are concatenated: the
+        result is ``reduce(forward(x1, x2, weight))`` without the (E, irreps_out.dim) copy."""
         num_edges = x1.shape[0]
         blocks: list[Tensor | None] = [None] * len(self.irreps_out)
         for kind, s1, s2, sw, i_out, mul, constant in self._paths:
@@ -124,6 +129,8 @@ class DepthwiseTensorProduct(nn.Module):
             if block is None:
                 sl = self._out_slices[i]
                 blocks[i] = x1.new_zeros(num_edges, sl.stop - sl.start)
+        if reduce is not None:
+            blocks = [reduce(block) for block in blocks]
         return torch.cat(blocks, dim=-1)
 
     def __repr__(self) -> str:
