@@ -22,6 +22,7 @@ from typing import Literal, Sequence
 
 import torch
 
+from diffcrystal.analogues import DEFAULT_MAX_ANALOGUE_DISTANCE
 from diffcrystal.checkpoint import resolve_checkpoint
 from diffcrystal.data.composition import parse_composition
 from diffcrystal.data.crystal import Crystal
@@ -187,13 +188,13 @@ class StructureGenerator:
         spacegroup: int | None = None,
         wyckoff: str = "auto",
         analogue_table: str | Path | None = None,
-        max_analogue_distance: float | None = None,
+        max_analogue_distance: float | None = DEFAULT_MAX_ANALOGUE_DISTANCE,
     ) -> SampleRun:
         """Sample ``n`` structures into ``out_dir`` as ``diffcrystal sample`` does (CIFs,
         ``samples.extxyz``, ``summary.csv``, ``run.json``, ``overview.png``); ``spacegroup``
         and ``wyckoff`` as in :meth:`sample`; ``analogue_table``: sample on the groups of the
         composition's nearest chemical analogues in that table (:mod:`diffcrystal.analogues`),
-        those within ``max_analogue_distance`` Mendeleev units when given."""
+        those within ``max_analogue_distance`` Mendeleev units (None: any)."""
         return sample_to_folder(
             self.generator,
             n=n,

@@ -20,6 +20,7 @@ import torch
 from pymatgen.core import Element
 from tqdm.auto import tqdm
 
+from diffcrystal.analogues import DEFAULT_MAX_ANALOGUE_DISTANCE
 from diffcrystal.atomic_write import atomic_write_text
 from diffcrystal.checkpoint import file_sha256
 from diffcrystal.data.composition import (
@@ -217,7 +218,8 @@ def plan_analogue_requests(generator: Generator, n: int, composition: Compositio
         nearest = library.analogues(composition)
         if nearest:
             raise InputError(f"no analogue of {format_composition(composition)} within Mendeleev distance "
-                             f"{max_distance:g}: the nearest, {nearest[0].template.label}, is at {nearest[0].distance:.3g}")
+                             f"{max_distance:g}: the nearest, {nearest[0].template.label}, is at {nearest[0].distance:.3g} "
+                             f"(--max-analogue-distance sets the limit)")
         raise InputError(f"no analogue of {format_composition(composition)}: the table holds no {kind} compound")
     assignments = [found[i % len(found)].assignment() for i in range(n)]
     largest = max(a.num_atoms for a in assignments)
@@ -340,7 +342,7 @@ def sample_to_folder(
     spacegroup: int | None = None,
     wyckoff: str = "auto",
     analogue_table: str | Path | None = None,
-    max_analogue_distance: float | None = None,
+    max_analogue_distance: float | None = DEFAULT_MAX_ANALOGUE_DISTANCE,
 ) -> SampleRun:
     """Generate ``n`` crystals into ``out_dir`` (CIFs, ``samples.extxyz``, ``summary.csv``,
     ``run.json``, and at the end ``overview.png``). See :class:`~diffcrystal.sample_writer.SampleWriter` for the layout.
@@ -360,7 +362,8 @@ def sample_to_folder(
     the composition's nearest chemical analogues in this table
     (:meth:`~diffcrystal.analogues.AnalogueLibrary.from_table`; :func:`plan_analogue_requests`);
     ``run.json`` lists the analogues used. ``max_analogue_distance``: only analogues within this
-    Mendeleev distance (None: any).
+    Mendeleev distance (default :data:`~diffcrystal.analogues.DEFAULT_MAX_ANALOGUE_DISTANCE`;
+    None: any).
     """
     check_options(generator, n, num_steps, batch_size)
     parsed = parse_composition(composition) if isinstance(composition, str) else composition

@@ -8,6 +8,7 @@ milliseconds (all threads; robust to other jobs on a shared machine), parameter 
     python scripts/benchmark_denoiser.py --threads 2 --batch-size 100 --atoms 13 --repeats 20
     python scripts/benchmark_denoiser.py --threads 2 --batch-size 128 --atoms 5 --train
     python scripts/benchmark_denoiser.py --config l_max=2 --config num_layers=4
+    python scripts/benchmark_denoiser.py --checkpoint mp20_csp   # a trained generator's network
 """
 
 from __future__ import annotations
@@ -78,13 +79,26 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--train", action="store_true", help="time forward + backward instead")
     parser.add_argument("--config", action="append", default=[], metavar="KEY=VALUE",
                         help="DenoiserConfig field override (repeatable)")
+    parser.add_argument("--checkpoint", metavar="FILE|NAME",
+                        help="time this generator's network (its config and weights) instead")
     args = parser.parse_args(argv)
 
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     dtype = getattr(torch, args.dtype)
-    config = DenoiserConfig.from_dict(parse_config_overrides(args.config))
-    model = Denoiser(config).to(device=device, dtype=dtype)
+    if args.checkpoint:
+        if args.config:
+            parser.error("--config and --checkpoint exclude each other")
+        from diffcrystal.checkpoint import resolve_checkpoint
+        from diffcrystal.generator import Generator
+
+        generator = Generator.from_checkpoint(resolve_checkpoint(args.checkpoint, mode="csp"))
+        model, config = generator.denoiser, generator.experiment.model
+        # a low-noise expert is a second copy of the network; each sampling call runs one of them
+        model = getattr(model, "base", model).to(device=device, dtype=dtype)
+    else:
+        config = DenoiserConfig.from_dict(parse_config_overrides(args.config))
+        model = Denoiser(config).to(device=device, dtype=dtype)
     batch = synthetic_batch(args.batch_size, args.atoms, device, dtype)
 
     def call() -> None:
@@ -126,6 +140,7 @@ def main(argv: list[str] | None = None) -> dict:
         "dtype": args.dtype,
         "threads": torch.get_num_threads(),
         "config": config.to_dict(),
+        "checkpoint": args.checkpoint,
     }
     print(json.dumps(result))
     return result

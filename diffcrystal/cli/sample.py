@@ -7,6 +7,7 @@ import logging
 import time
 from pathlib import Path
 
+from diffcrystal.analogues import DEFAULT_MAX_ANALOGUE_DISTANCE
 from diffcrystal.api import load_generator
 from diffcrystal.data.composition import parse_composition, to_atomic_numbers
 from diffcrystal.errors import InputError
@@ -41,7 +42,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         "scripts/build_analogue_table.py (default: the one shipped with the checkpoint)")
     parser.add_argument("--max-analogue-distance", type=float, metavar="D",
                         help="with --analogues: only analogues within Mendeleev distance D per formula atom "
-                        "(same elements 0, neighbours in a group ~1-3; default: any)")
+                        "(same elements 0, neighbours in a group ~1-3; default: 8, beyond which an analogue's "
+                        "structure rarely holds on MP-20; 'inf': any)")
     parser.add_argument("--n", type=int, default=100, help="number of crystals (default: 100)")
     parser.add_argument("--out", type=Path, help="output folder (default: samples/<formula> or samples/denovo)")
     parser.add_argument("--checkpoint", help="generator checkpoint file or bundled model name, e.g. carbon24_csp (default: the bundled one for the mode)")
@@ -162,7 +164,8 @@ def run(args: argparse.Namespace) -> int:
         spacegroup=args.spacegroup,
         wyckoff=args.wyckoff,
         analogue_table=analogue_table,
-        max_analogue_distance=args.max_analogue_distance,
+        max_analogue_distance=(DEFAULT_MAX_ANALOGUE_DISTANCE if args.max_analogue_distance is None
+                               else args.max_analogue_distance),
         steps=steps,
         batch_size=args.batch_size,
         seed=args.seed,

@@ -151,3 +151,21 @@ def test_a_damaged_bundled_table_is_refused(tmp_path, table, damage, message):
         copy.unlink()
     with pytest.raises(CheckpointError, match=message):
         bundled_analogue_table(shipped / "model.safetensors", shipped)
+
+
+def test_far_analogues_are_left_out_by_default(tmp_path, table, capsys):
+    """The default cutoff (DEFAULT_MAX_ANALOGUE_DISTANCE) refuses analogues an MP-20 target
+    would hardly ever share its structure with; 'inf' takes them anyway."""
+    from diffcrystal.analogues import DEFAULT_MAX_ANALOGUE_DISTANCE
+
+    nearest = AnalogueLibrary.from_table(table).analogues({6: 1, 8: 1})[0]  # CO against NaCl / CsCl
+    assert nearest.distance > DEFAULT_MAX_ANALOGUE_DISTANCE
+    common = ["sample", "--composition", "CO", "--analogues", str(table), "--checkpoint", "mp20_csp",
+              "--n", "2", "--steps", "2", "--quiet"]
+    assert main([*common, "--out", str(tmp_path / "never")]) == 1
+    err = capsys.readouterr().err
+    assert f"within Mendeleev distance {DEFAULT_MAX_ANALOGUE_DISTANCE:g}" in err and err.count("\n") == 1
+    assert not (tmp_path / "never").exists()
+    assert main([*common, "--max-analogue-distance", "inf", "--out", str(tmp_path / "co")]) == 0
+    record = json.loads((tmp_path / "co" / "run.json").read_text())
+    assert record["analogues"][0]["mendeleev_distance"] == pytest.approx(nearest.distance, abs=1e-4)
