@@ -1,8 +1,6 @@
 """Copy a trained generator into ``checkpoints/`` and register it in the manifest.
 
     python scripts/bundle_checkpoint.py runs/perov5_csp/generator.safetensors --mode csp [--default]
-    python scripts/bundle_checkpoint.py runs/mp20_csp/generator.safetensors --mode csp \
-        --low-noise-expert runs/mp20_csp_low_noise/generator.safetensors
 
 The file is first loaded (format and weight hash checked), then copied to
 ``checkpoints/<config name>.safetensors``; ``checkpoints/manifest.json`` records it under
@@ -19,7 +17,6 @@ import shutil
 from pathlib import Path
 
 from diffcrystal.checkpoint import BUNDLED_DIR, MANIFEST_NAME, file_sha256, load_checkpoint
-from diffcrystal.experts import attach_low_noise_expert
 
 MAX_BUNDLED_MB = 20
 
@@ -29,33 +26,17 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("generator", type=Path, help="generator.safetensors of a training run")
     parser.add_argument("--mode", choices=["csp", "denovo"], required=True)
     parser.add_argument("--default", action="store_true", help="make it the default model of its mode")
-    parser.add_argument("--low-noise-expert", type=Path, metavar="GENERATOR",
-                        help="a copy of the generator fine-tuned on the last timesteps (diffcrystal.experts); "
-                             "bundled in the same file")
     args = parser.parse_args(argv)
 
-    source = args.generator
-    if args.low_noise_expert is not None:
-        source = BUNDLED_DIR / f".{args.generator.name}.with_expert.tmp"
-        attach_low_noise_expert(args.generator, args.low_noise_expert, source)
-    try:
-        bundle(source, args.mode, args.default)
-    finally:
-        if source != args.generator:
-            source.unlink(missing_ok=True)
-
-
-def bundle(generator: Path, mode: str, default: bool) -> None:
-    """Copy ``generator`` into ``checkpoints/`` and register it (see the module doc)."""
-    _, config = load_checkpoint(generator)
+    _, config = load_checkpoint(args.generator)
     experiment = config["experiment"]
-    if experiment["diffusion"]["mode"] != mode:
-        raise SystemExit(f"{generator} is a {experiment['diffusion']['mode']} generator, not {mode}")
-    size_mb = generator.stat().st_size / 1e6
+    if experiment["diffusion"]["mode"] != args.mode:
+        raise SystemExit(f"{args.generator} is a {experiment['diffusion']['mode']} generator, not {args.mode}")
+    size_mb = args.generator.stat().st_size / 1e6
     if size_mb > MAX_BUNDLED_MB:
-        raise SystemExit(f"{generator} is {size_mb:.1f} MB; bundled checkpoints stay under {MAX_BUNDLED_MB} MB")
+        raise SystemExit(f"{args.generator} is {size_mb:.1f} MB; bundled checkpoints stay under {MAX_BUNDLED_MB} MB")
     target = BUNDLED_DIR / f"{experiment['name']}.safetensors"
-    shutil.copyfile(generator, target)
+    shutil.copyfile(args.generator, target)
     manifest_path = BUNDLED_DIR / MANIFEST_NAME
     manifest = json.loads(manifest_path.read_text()) if manifest_path.exists() else {"models": {}, "defaults": {}}
     name = experiment["name"]
@@ -63,7 +44,7 @@ def bundle(generator: Path, mode: str, default: bool) -> None:
     manifest["models"][name] = {
         "file": target.name,
         "sha256": file_sha256(target),
-        "mode": mode,
+        "mode": args.mode,
         "data": experiment["data"]["train"],
     }
     if earlier.get("data") == experiment["data"]["train"] and "training_summary" in earlier:
@@ -72,8 +53,8 @@ def bundle(generator: Path, mode: str, default: bool) -> None:
     if earlier.get("data") == experiment["data"]["train"] and "analogues" in earlier:
         # same training data: its analogue table (scripts/build_analogue_table.py) still holds
         manifest["models"][name]["analogues"] = earlier["analogues"]
-    if default or mode not in manifest["defaults"]:
-        manifest["defaults"][mode] = name
+    if args.default or args.mode not in manifest["defaults"]:
+        manifest["defaults"][args.mode] = name
     manifest_path.write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
     facts = {
         "file": target.name,
@@ -83,8 +64,6 @@ def bundle(generator: Path, mode: str, default: bool) -> None:
         "structures": config["statistics"]["num_structures"],
         "training": config["training"],
     }
-    if "low_noise_expert" in config:
-        facts["low_noise_expert"] = {key: config["low_noise_expert"][key] for key in ("max_timestep", "training")}
     print(json.dumps(facts, indent=2))
 
 
