@@ -397,7 +397,7 @@ def sample_to_folder(
         "wyckoff": wyckoff if spacegroup is not None else None,
         "analogue_table": str(analogue_table) if analogue_table is not None else None,
         "analogue_table_sha256": file_sha256(analogue_table) if analogue_table is not None else None,
-        "max_analogue_distance": max_analogue_distance,
+        "max_analogue_distance": max_analogue_distance if analogue_table is not None else None,
         "analogues": None if used_analogues is None else [
             {"template": a.template.label, "formula": format_composition(a.template.composition),
              "spacegroup": assignment.spacegroup, "wyckoff": assignment.label,
