@@ -55,12 +55,14 @@ Format = Literal["csv", "cif", "cif_dir", "extxyz", "ase_db"]
 
 SUFFIX_FORMATS: dict[str, Format] = {
     ".csv": "csv",
+    ".csv.gz": "csv",
     ".cif": "cif",
     ".extxyz": "extxyz",
     ".xyz": "extxyz",
     ".db": "ase_db",
 }
-"""File suffix (lower case) -> format; a folder is read as ``'cif_dir'``."""
+"""File suffix (lower case) -> format; a folder is read as ``'cif_dir'``. A gzipped CSV
+(``.csv.gz``, what pandas reads directly) is a fifth of the size, e.g. to carry MP-20."""
 
 CIF_COLUMN = "cif"
 """Column holding the CIF text in a CDVAE-style CSV."""
@@ -183,7 +185,8 @@ def detect_format(path: str | os.PathLike) -> Format:
         raise InputError(f"no such file or folder: {path}")
     if path.is_dir():
         return "cif_dir"
-    fmt = SUFFIX_FORMATS.get(path.suffix.lower())
+    suffix = "".join(path.suffixes[-2:]) if path.suffix.lower() == ".gz" else path.suffix
+    fmt = SUFFIX_FORMATS.get(suffix.lower())
     if fmt is None:
         raise InputError(
             f"cannot tell the format of {path.name}: expected a folder of .cif files or a file "

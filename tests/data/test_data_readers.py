@@ -78,6 +78,23 @@ def test_csv_properties_and_labels(tmp_path):
     assert result.skipped == [] and not result.from_cache
 
 
+def test_gzipped_csv_reads_as_the_csv(tmp_path):
+    import gzip
+
+    plain = write_csv(tmp_path / "good.csv", [good_cif(), good_cif()], extra={"energy": [1.5, 2.5]})
+    packed = tmp_path / "good.csv.gz"
+    packed.write_bytes(gzip.compress(plain.read_bytes()))
+    expected, found = read(plain), read(packed)
+    assert [c.label for c in found.crystals] == [c.label for c in expected.crystals]
+    assert [c.properties for c in found.crystals] == [c.properties for c in expected.crystals]
+    for a, b in zip(found.crystals, expected.crystals):
+        np.testing.assert_array_equal(a.lattice, b.lattice)
+        np.testing.assert_array_equal(a.frac_coords, b.frac_coords)
+    with pytest.raises(InputError, match="cannot tell the format"):
+        (tmp_path / "good.json.gz").write_bytes(b"")
+        read(tmp_path / "good.json.gz")
+
+
 def test_csv_multiline_quoted_cif(tmp_path):
     """A CIF cell holding a comma and quotes survives the CSV round trip."""
     cif = good_cif().replace("data_CsCl", "data_CsCl\n# a comment, with \"quotes\"")
