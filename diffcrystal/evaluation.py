@@ -207,10 +207,12 @@ def evaluate(
         raise InputError(f"no test structures in {test_path}")
     csp = baseline is not None or generator.mode == "csp"
     steps = None if baseline else (num_steps or generator.experiment.sampling.num_steps)
+    # CSP geometries in the targets' cells; de novo novelty against the canonical cells the model trained on
     train_crystals = [
         crystal
         for path in (train_data if baseline or from_analogues or not csp else ())
-        for crystal in read_crystals(path, canonical=primitive_targets, workers=workers, progress=progress).crystals
+        for crystal in read_crystals(path, canonical=primitive_targets or not csp, workers=workers,
+                                     progress=progress).crystals
     ]
     library = AnalogueLibrary.from_crystals(train_crystals) if from_analogues else None
     started = time.perf_counter()

@@ -27,7 +27,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 from dataclasses import dataclass
-from typing import Any, Callable, Literal, Mapping, get_args
+from typing import Any, Callable, Literal, Mapping, Sequence, get_args
 
 import torch
 
@@ -94,6 +94,13 @@ def check_outputs(out: Mapping[str, torch.Tensor], fields: Mapping[str, Corrupti
             )
 
 
+def checked_window(window, num_timesteps: int) -> tuple[int, int]:
+    """``(t_min, t_max)`` of a training-timestep window, checked: ``1 <= t_min <= t_max <= T``."""
+    if len(window) != 2 or not 1 <= window[0] <= window[1] <= num_timesteps:
+        raise ValueError(f"train_timesteps must be [t_min, t_max] with 1 <= t_min <= t_max <= {num_timesteps}, got {window}")
+    return int(window[0]), int(window[1])
+
+
 class JointDiffusion:
     """Independent corruption of several crystal fields on a shared time axis 1..T.
 
@@ -102,7 +109,8 @@ class JointDiffusion:
     fields : field name -> process; all must have the same ``num_timesteps`` and distinct
         ``field_key``. Stored sorted by name (stable order, stable random streams).
     loss_weights : field name -> weight of its loss in the total; missing names weigh 1.
-    train_timesteps : ``(t_min, t_max)``, the training timesteps (inclusive); None: 1..T.
+    train_timesteps : ``(t_min, t_max)``, the training timesteps (inclusive; :func:`checked_window`);
+        None: 1..T.
         A narrower range trains an expert for those noise levels (e.g. ``(1, 300)``, the
         low-noise end where atoms are placed precisely; eDiff-I, arXiv:2211.01324).
     """
@@ -111,7 +119,7 @@ class JointDiffusion:
         self,
         fields: Mapping[str, Corruption],
         loss_weights: Mapping[str, float] | None = None,
-        train_timesteps: tuple[int, int] | None = None,
+        train_timesteps: Sequence[int] | None = None,
     ):
         if not fields:
             raise ValueError("JointDiffusion needs at least one field")
@@ -128,12 +136,9 @@ class JointDiffusion:
         self.fields: dict[str, Corruption] = {name: fields[name] for name in sorted(fields)}
         self.loss_weights: dict[str, float] = {name: float(loss_weights.get(name, 1.0)) for name in self.fields}
         self.num_timesteps: int = next(iter(steps.values()))
-        if train_timesteps is not None:
-            low, high = (int(t) for t in train_timesteps)
-            if not 1 <= low <= high <= self.num_timesteps:
-                raise ValueError(f"train_timesteps must satisfy 1 <= t_min <= t_max <= {self.num_timesteps}, got {train_timesteps}")
-            train_timesteps = (low, high)
-        self.train_timesteps: tuple[int, int] = train_timesteps or (1, self.num_timesteps)
+        self.train_timesteps: tuple[int, int] = (
+            (1, self.num_timesteps) if train_timesteps is None else checked_window(train_timesteps, self.num_timesteps)
+        )
 
     def __repr__(self) -> str:
         inner = ",\n  ".join(f"{n}: {p!r} (weight {self.loss_weights[n]})" for n, p in self.fields.items())
@@ -254,10 +259,7 @@ class DiffusionConfig:
             if not getattr(self, name) >= 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
         if self.train_timesteps is not None:
-            if len(self.train_timesteps) != 2 or not 1 <= self.train_timesteps[0] <= self.train_timesteps[1] <= self.num_timesteps:
-                raise ValueError(f"train_timesteps must be [t_min, t_max] with 1 <= t_min <= t_max <= {self.num_timesteps}, "
-                                 f"got {self.train_timesteps}")
-            self.train_timesteps = [int(t) for t in self.train_timesteps]
+            self.train_timesteps = list(checked_window(self.train_timesteps, self.num_timesteps))
 
     @classmethod
     def for_dataset(cls, dataset: str, **overrides: Any) -> "DiffusionConfig":
@@ -303,5 +305,4 @@ def build_joint_diffusion(config: DiffusionConfig) -> JointDiffusion:
             MaskSchedule(T, kind=config.species_mask_schedule), loss_weighting=config.species_loss_weighting
         )
         weights[FIELD_SPECIES] = config.species_loss_weight
-    train_timesteps = tuple(config.train_timesteps) if config.train_timesteps is not None else None
-    return JointDiffusion(fields, weights, train_timesteps)
+    return JointDiffusion(fields, weights, config.train_timesteps)

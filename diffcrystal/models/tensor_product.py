@@ -87,16 +87,15 @@ class DepthwiseTensorProduct(nn.Module):
                 f"got {self.irreps_in1} x {self.irreps_in2} -> {self.irreps_out}"
             )
         slices1, slices2, slices_out = self.irreps_in1.slices(), self.irreps_in2.slices(), self.irreps_out.slices()
-        self._paths = []  # (kind, in1 slice, in2 slice, weight slice, i_out, mul, constant)
+        self._paths = []  # (kind, in1 slice, in2 slice, weight slice, i_out, mul, output width, constant)
         weight_start = 0
         for ins in reference.instructions:
             mul, ir1 = self.irreps_in1[ins.i_in1]
             l2, l3 = self.irreps_in2[ins.i_in2].ir.l, self.irreps_out[ins.i_out].ir.l
             kind = _KINDS[(ir1.l, l2, l3)]
             constant = ins.path_weight * _pattern_constant(kind, ir1.l, l2, l3)
-            self._paths.append(
-                (kind, slices1[ins.i_in1], slices2[ins.i_in2], slice(weight_start, weight_start + mul), ins.i_out, mul, constant)
-            )
+            self._paths.append((kind, slices1[ins.i_in1], slices2[ins.i_in2], slice(weight_start, weight_start + mul),
+                                ins.i_out, mul, mul * (2 * l3 + 1), constant))
             weight_start += mul
         self._out_slices = slices_out
         # e3nn's buffers, kept so state dicts load into either module
@@ -109,7 +108,7 @@ class DepthwiseTensorProduct(nn.Module):
         result is ``reduce(forward(x1, x2, weight))`` without the (E, irreps_out.dim) copy."""
         num_edges = x1.shape[0]
         blocks: list[Tensor | None] = [None] * len(self.irreps_out)
-        for kind, s1, s2, sw, i_out, mul, constant in self._paths:
+        for kind, s1, s2, sw, i_out, mul, width, constant in self._paths:
             w = weight[:, sw]  # (E, mul)
             y = x2[:, s2]  # (E, 1) or (E, 3)
             if kind == "scalar":
@@ -123,7 +122,7 @@ class DepthwiseTensorProduct(nn.Module):
             else:  # cross
                 vec = x1[:, s1].reshape(num_edges, mul, 3)
                 out = (constant * w)[:, :, None] * torch.linalg.cross(vec, y[:, None, :].expand_as(vec), dim=-1)
-            out = out.reshape(num_edges, mul * (3 if kind in ("scale_vector", "vector_scale", "cross") else 1))
+            out = out.reshape(num_edges, width)
             blocks[i_out] = out if blocks[i_out] is None else blocks[i_out] + out
         for i, block in enumerate(blocks):
             if block is None:
