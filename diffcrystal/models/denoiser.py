@@ -64,7 +64,7 @@ from diffcrystal.models.embedding import (
     lattice_invariants,
     lattice_length_scale,
 )
-from diffcrystal.models.graph import edge_geometry, fully_connected_edges
+from diffcrystal.models.graph import ReceiverMean, edge_geometry, fully_connected_edges
 from diffcrystal.models.heads import CoordScoreHead, LatticeNoiseHead, SpeciesHead
 from diffcrystal.models.layers import EquivariantLayerNorm, InteractionBlock
 
@@ -156,7 +156,7 @@ class Denoiser(nn.Module):
             ],
             dim=-1,
         )  # (B, context_dim)
-        x = self.node_init(torch.cat([self.species_embedding(species), context[node_batch]], dim=-1))  # (N, C)
+        x = self.node_init(torch.cat([self.species_embedding(species), context.index_select(0, node_batch)], dim=-1))  # (N, C)
 
         # 2. graph
         senders, receivers = fully_connected_edges(node_batch, num_graphs)
@@ -169,13 +169,12 @@ class Denoiser(nn.Module):
         if c.self_image_edges:
             edge_features.append(is_image[:, None])
         edge_emb = self.edge_embedding(torch.cat(edge_features, dim=-1))  # (E, edge_hidden)
-        edge_graph = node_batch[receivers]  # (E,)
-        degree = torch.bincount(receivers, minlength=frac.shape[0]).clamp(min=1)  # (N,)
-        inv_degree = (1.0 / degree.to(lattice.dtype))[:, None]  # (N, 1)
+        edge_graph = node_batch.index_select(0, receivers)  # (E,)
+        receiver_mean = ReceiverMean(receivers, frac.shape[0], lattice.dtype)
 
         # 3. interactions
         for i, (norm, layer) in enumerate(zip(self.norms, self.layers)):
-            update = layer(norm(x), edge_sh, edge_emb, senders, receivers, inv_degree, context, edge_graph)
+            update = layer(norm(x), edge_sh, edge_emb, senders, receivers, receiver_mean, context, edge_graph)
             x = update if i == 0 else x + update  # (N, hidden.dim)
         x = self.final_norm(x)
 

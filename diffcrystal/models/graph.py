@@ -59,6 +59,38 @@ def fully_connected_edges(batch: Tensor, num_graphs: int) -> tuple[Tensor, Tenso
     return senders[keep], receivers[keep]
 
 
+class ReceiverMean:
+    """Mean of per-edge values over each receiver's incoming edges: (E, D) -> (N, D).
+
+        m_i = 1 / max(deg(i), 1) * sum_{e : receiver(e) = i} v_e
+
+    Built once per graph and applied to every message tensor of the forward pass. When the
+    edges are sorted by receiver and every receiver has the same degree d (a batch of
+    equally sized crystals from :func:`fully_connected_edges`, the usual sampling case), the
+    rows are exactly ``receiver = repeat_interleave(arange(N), d)`` and the sum is a dense
+    reduction over a (N, d, D) view; otherwise it is a scatter-add. Both give the same sums.
+
+    ``receivers``: (E,) long; ``num_nodes``: N; ``dtype``: float dtype of the values.
+    """
+
+    def __init__(self, receivers: Tensor, num_nodes: int, dtype: torch.dtype):
+        degree = torch.bincount(receivers, minlength=num_nodes)  # (N,)
+        self.receivers = receivers
+        self.num_nodes = num_nodes
+        self.inv_degree = (1.0 / degree.clamp(min=1).to(dtype))[:, None]  # (N, 1)
+        d = receivers.shape[0] // max(num_nodes, 1)
+        dense = d > 0 and bool((degree == d).all()) and bool((receivers[1:] >= receivers[:-1]).all())
+        self.uniform_degree = d if dense else None
+        """d when the dense reduction applies, else None."""
+
+    def __call__(self, values: Tensor) -> Tensor:
+        if self.uniform_degree is not None:
+            total = values.reshape(self.num_nodes, self.uniform_degree, values.shape[1]).sum(dim=1)
+        else:
+            total = values.new_zeros(self.num_nodes, values.shape[1]).index_add_(0, self.receivers, values)
+        return total * self.inv_degree
+
+
 def edge_geometry(
     frac_coords: Tensor,
     lattice: Tensor,
@@ -84,7 +116,7 @@ def edge_geometry(
     cart_vec : (E', 3) Å, r_ij = d_ij @ L.
     is_image : (E',) float, 1 for self-image edges, 0 for pair edges.
     """
-    frac_diff = wrap_frac_difference(frac_coords[senders] - frac_coords[receivers])  # (E, 3)
+    frac_diff = wrap_frac_difference(frac_coords.index_select(0, senders) - frac_coords.index_select(0, receivers))  # (E, 3)
     is_image = torch.zeros_like(frac_diff[:, 0])  # (E,)
     if self_image_edges:
         num_atoms = frac_coords.shape[0]
@@ -94,6 +126,6 @@ def edge_geometry(
         receivers = torch.cat([receivers, atoms])
         frac_diff = torch.cat([frac_diff, eye.repeat(num_atoms, 1)])  # (E + 3N, 3)
         is_image = torch.cat([is_image, torch.ones_like(atoms, dtype=frac_diff.dtype)])
-    edge_lattice = lattice[batch[receivers]]  # (E', 3, 3)
+    edge_lattice = lattice.index_select(0, batch.index_select(0, receivers))  # (E', 3, 3)
     cart_vec = torch.einsum("ei,eij->ej", frac_diff, edge_lattice)  # (E', 3) Å
     return senders, receivers, frac_diff, cart_vec, is_image

@@ -12,6 +12,7 @@ from e3nn import nn as enn
 from e3nn import o3
 from torch import Tensor, nn
 
+from diffcrystal.models.graph import ReceiverMean
 from diffcrystal.models.tensor_product import DepthwiseTensorProduct, depthwise_tensor_product
 
 NORM_EPS = 1e-6
@@ -95,18 +96,12 @@ class PairwiseEdgeNetwork(nn.Module):
         """``scalars``: (N, C); ``edge_emb``: (E, edge_dim); ``context``: (B, context_dim);
         ``edge_graph``: (E,) crystal of each edge -> (E, hidden)."""
         z = (
-            self.receiver(scalars)[receivers]
-            + self.sender(scalars)[senders]
+            self.receiver(scalars).index_select(0, receivers)
+            + self.sender(scalars).index_select(0, senders)
             + self.edge(edge_emb)
-            + self.context(context)[edge_graph]
+            + self.context(context).index_select(0, edge_graph)
         )
         return torch.nn.functional.silu(self.hidden(torch.nn.functional.silu(z)))
-
-
-def _mean_over_receivers(values: Tensor, receivers: Tensor, inv_degree: Tensor) -> Tensor:
-    """Mean of edge ``values`` (E, D) over each receiver's incoming edges: (N, D)."""
-    total = torch.zeros(inv_degree.shape[0], values.shape[1], dtype=values.dtype, device=values.device)
-    return total.index_add_(0, receivers, values) * inv_degree
 
 
 class InteractionBlock(nn.Module):
@@ -219,7 +214,7 @@ class InteractionBlock(nn.Module):
         edge_emb: Tensor,
         senders: Tensor,
         receivers: Tensor,
-        inv_degree: Tensor,
+        receiver_mean: ReceiverMean,
         context: Tensor | None = None,
         edge_graph: Tensor | None = None,
     ) -> Tensor:
@@ -230,7 +225,7 @@ class InteractionBlock(nn.Module):
         edge_sh : (E, irreps_sh.dim) spherical harmonics of r_ij.
         edge_emb : (E, edge_dim) invariant edge embedding.
         senders, receivers : (E,) long.
-        inv_degree : (N, 1) 1 / max(deg, 1) of each receiver.
+        receiver_mean : the mean over each receiver's incoming edges, (E, D) -> (N, D).
         context : (B, context_dim) per-crystal invariants (needed when ``pairwise``).
         edge_graph : (E,) long, crystal of each edge (needed when ``pairwise``).
 
@@ -244,16 +239,13 @@ class InteractionBlock(nn.Module):
             hidden = self.pair(x[:, : self.num_in_scalars], edge_emb, context, senders, receivers, edge_graph)
             weights = self.radial(hidden)  # (E, weight_numel)
         # irreps_mid sorted but not simplified: same layout as the simplified irreps
-        def mean_over_receivers(values: Tensor) -> Tensor:
-            return _mean_over_receivers(values, receivers, inv_degree)
-
         if isinstance(self.tp, DepthwiseTensorProduct):  # aggregates block by block, skipping an (E, mid.dim) copy
-            agg = self.tp(x[senders], edge_sh, weights, reduce=mean_over_receivers)  # (N, mid.dim)
+            agg = self.tp(x.index_select(0, senders), edge_sh, weights, reduce=receiver_mean)  # (N, mid.dim)
         else:
-            agg = mean_over_receivers(self.tp(x[senders], edge_sh, weights))  # (N, mid.dim)
+            agg = receiver_mean(self.tp(x.index_select(0, senders), edge_sh, weights))  # (N, mid.dim)
         pre = self.linear_msg(agg) + self.linear_self(x)  # (N, gate_in.dim)
         if self.invariant is not None:
-            invariant = _mean_over_receivers(self.invariant(hidden), receivers, inv_degree)  # (N, S)
+            invariant = receiver_mean(self.invariant(hidden))  # (N, S)
             pre = torch.cat([pre[:, : self.num_gate_scalars] + invariant, pre[:, self.num_gate_scalars :]], dim=-1)
         return self.gate(pre)
 

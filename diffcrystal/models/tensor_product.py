@@ -118,7 +118,9 @@ class DepthwiseTensorProduct(nn.Module):
             elif kind == "vector_scale":
                 out = ((constant * y) * w)[:, :, None] * x1[:, s1].reshape(num_edges, mul, 3)
             elif kind == "dot":
-                out = (constant * w) * torch.einsum("eui,ei->eu", x1[:, s1].reshape(num_edges, mul, 3), y)
+                vec = x1[:, s1].reshape(num_edges, mul, 3)  # three products: faster than a batched (mul, 3) @ (3,)
+                dot = vec[:, :, 0] * y[:, 0:1] + vec[:, :, 1] * y[:, 1:2] + vec[:, :, 2] * y[:, 2:3]  # (E, mul)
+                out = (constant * w) * dot
             else:  # cross
                 vec = x1[:, s1].reshape(num_edges, mul, 3)
                 out = (constant * w)[:, :, None] * torch.linalg.cross(vec, y[:, None, :].expand_as(vec), dim=-1)

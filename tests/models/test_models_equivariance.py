@@ -238,6 +238,7 @@ def test_messages_see_the_receiver_only_when_pairwise(pairwise):
     """With the self-interaction switched off, a receiver's update is made of messages alone.
     Radial weights make those messages blind to the receiver's own features; pairwise weights
     must not be (the point of DESIGN.md's 'every message must see both atoms')."""
+    from diffcrystal.models.graph import ReceiverMean
     from diffcrystal.models.layers import InteractionBlock
 
     torch.manual_seed(0)
@@ -250,11 +251,10 @@ def test_messages_see_the_receiver_only_when_pairwise(pairwise):
     vectors = torch.randn(6, 3, dtype=torch.float64)
     edge_sh = o3.spherical_harmonics("0e+1o", vectors, normalize=True, normalization="component")
     edge_emb, context = torch.randn(6, 5, dtype=torch.float64), torch.randn(1, 3, dtype=torch.float64)
-    inv_degree = torch.full((3, 1), 0.5, dtype=torch.float64)
     x = torch.randn(3, irreps.dim, dtype=torch.float64)
     x_changed = x.clone()
     x_changed[0, :8] += 1.0  # receiver 0's scalars only
-    args = (edge_sh, edge_emb, senders, receivers, inv_degree, context, torch.zeros(6, dtype=torch.long))
+    args = (edge_sh, edge_emb, senders, receivers, ReceiverMean(receivers, 3, torch.float64), context, torch.zeros(6, dtype=torch.long))
     with torch.no_grad():
         y, y_changed = block(x, *args), block(x_changed, *args)
     change = float((y[0] - y_changed[0]).abs().max())
