@@ -128,6 +128,7 @@ def evaluate(
     k: int = 20,
     n: int = 1000,
     limit: int | None = None,
+    offset: int = 0,
     num_steps: int | None = None,
     batch_size: int = 500,
     seed: int = 0,
@@ -147,7 +148,9 @@ def evaluate(
     in CSP, ``rmse_histogram.png`` into ``out_dir``.
 
     ``generator``: the model (``None`` with a ``baseline``). ``limit``: use only the first
-    ``limit`` test structures (CSP) or test references (de novo). ``dataset``: name for the
+    ``limit`` test structures (CSP) or test references (de novo) after skipping the first
+    ``offset``; chunks of one test set scored this way merge with
+    :func:`~diffcrystal.metrics.merge_csp_metrics` (``scripts/merge_csp_metrics.py``). ``dataset``: name for the
     coverage cutoffs ('perov_5', 'carbon_24', 'mp_20'). ``primitive_targets``: reduce the
     test structures (and a baseline's training structures) to their primitive cells, so that
     CSP samples that many atoms; by default each keeps its cell as given (DiffCSP's protocol:
@@ -176,6 +179,8 @@ def evaluate(
     """
     if k < 1 or n < 1:
         raise InputError(f"--k and --n must be at least 1 (got k={k}, n={n})")
+    if offset < 0 or (limit is not None and limit < 1):
+        raise InputError(f"--offset must be >= 0 and --limit >= 1 (got offset={offset}, limit={limit})")
     if baseline is not None:
         if baseline not in BASELINES:
             raise InputError(f"unknown baseline {baseline!r}; choose one of {', '.join(BASELINES)}")
@@ -202,9 +207,10 @@ def evaluate(
         raise InputError(f"{chosen[0]} needs training structures: pass --train-data PATH")
     check_output_folder(out_dir)
     loaded = read_crystals(test_path, canonical=primitive_targets, workers=workers, progress=progress)
-    targets = loaded.crystals[:limit] if limit else loaded.crystals
+    targets = loaded.crystals[offset : offset + limit if limit else None]
     if not targets:
-        raise InputError(f"no test structures in {test_path}")
+        raise InputError(f"no test structures in {test_path} after skipping the first {offset}"
+                         if offset else f"no test structures in {test_path}")
     csp = baseline is not None or generator.mode == "csp"
     steps = None if baseline else (num_steps or generator.experiment.sampling.num_steps)
     # CSP geometries in the targets' cells; de novo novelty against the canonical cells the model trained on
@@ -297,6 +303,7 @@ def evaluate(
         "method": method,
         "test_data": str(test_path),
         "num_test_structures": len(targets),
+        "test_offset": offset,
         "primitive_targets": primitive_targets,
         "num_target_atoms": sum(t.num_atoms for t in targets),
         "skipped_test_rows": len(loaded.skipped),

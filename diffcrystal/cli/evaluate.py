@@ -32,7 +32,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--k", type=int, default=20, help="CSP: samples per test composition (default: 20)")
     parser.add_argument("--n", type=int, default=1000, help="de novo: number of samples (default: 1000)")
     parser.add_argument("--steps", type=int, help="sampler steps (default: the checkpoint's)")
-    parser.add_argument("--limit", type=int, help="use only the first M test structures")
+    parser.add_argument("--limit", type=int, help="use only the first M test structures (after --offset)")
+    parser.add_argument("--offset", type=int, default=0,
+                        help="skip the first M test structures: score a test set in chunks, then merge "
+                             "their metrics.json with scripts/merge_csp_metrics.py")
     parser.add_argument("--batch-size", type=int, default=500, help="crystals sampled together (default: 500)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--workers", type=int, default=2, help="processes for reading and structure matching")
@@ -111,6 +114,7 @@ def run(args: argparse.Namespace) -> int:
         k=args.k,
         n=args.n,
         limit=args.limit,
+        offset=args.offset,
         num_steps=args.steps,
         batch_size=args.batch_size,
         seed=args.seed,

@@ -25,6 +25,7 @@ from diffcrystal.metrics.csp import (
     PairResult,
     TargetResult,
     csp_metrics,
+    merge_csp_metrics,
 )
 from diffcrystal.metrics.denovo import (
     COVERAGE_CUTOFFS,
@@ -64,6 +65,7 @@ __all__ = [
     "compute_fingerprints",
     "coverage",
     "csp_metrics",
+    "merge_csp_metrics",
     "cutoffs_for",
     "denovo_metrics",
     "sample_diversity",

@@ -119,6 +119,17 @@ class TargetResult:
         index = self.best_index
         return None if index is None else self.candidates[index].rms
 
+    @classmethod
+    def from_dict(cls, entry: dict[str, Any]) -> "TargetResult":
+        """Inverse of :meth:`to_dict` (the derived fields are recomputed, not read)."""
+        return cls(
+            label=entry["label"],
+            candidates=tuple(
+                PairResult(c["status"], rms=c["rms"], max_dist=c["max_dist"], reason=c.get("reason", ""))
+                for c in entry["candidates"]
+            ),
+        )
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "label": self.label,
@@ -172,6 +183,53 @@ class CSPMetrics:
     diversity: DiversityResult | None = None
 
     task = "csp"
+
+    @classmethod
+    def from_results(
+        cls, per_target: Sequence[TargetResult], *, stol: float, angle_tol: float, ltol: float,
+        diversity: DiversityResult | None = None,
+    ) -> "CSPMetrics":
+        """Counts and mean RMSEs of the given per-target results (every target with the same k)."""
+        per_target = tuple(per_target)
+        if not per_target:
+            raise ValueError("no targets to evaluate")
+        k = len(per_target[0].candidates)
+        if any(len(t.candidates) != k for t in per_target):
+            raise ValueError(f"every target needs the same number of candidates (k={k})")
+        statuses = [c.status for t in per_target for c in t.candidates]
+        return cls(
+            n_targets=len(per_target),
+            k=k,
+            n_matched_at_1=sum(t.matched_at_1 for t in per_target),
+            n_matched_at_k=sum(t.matched_at_k for t in per_target),
+            rmse_at_1=_mean([t.candidates[0].rms for t in per_target if t.matched_at_1]),
+            rmse_at_k=_mean([t.best_rms for t in per_target if t.matched_at_k]),
+            n_candidates=len(statuses),
+            n_invalid=statuses.count("invalid"),
+            n_missing=statuses.count("missing"),
+            n_errors=statuses.count("error"),
+            stol=stol,
+            angle_tol=angle_tol,
+            ltol=ltol,
+            per_target=per_target,
+            diversity=diversity,
+        )
+
+    @classmethod
+    def from_dict(cls, payload: dict[str, Any]) -> "CSPMetrics":
+        """Rebuild from :meth:`to_dict` output (a ``metrics.json``); summary figures are recomputed
+        from the per-target detail."""
+        if payload.get("task") != cls.task:
+            raise ValueError(f"not CSP metrics (task {payload.get('task')!r})")
+        settings = payload["settings"]
+        per_target = [TargetResult.from_dict(entry) for entry in payload["per_target"]]
+        diversity = None
+        if "diversity_per_target" in payload:
+            summary = payload["summary"]
+            diversity = DiversityResult(summary["k"], tuple(payload["diversity_per_target"]),
+                                        summary["diversity_n_errors"])
+        return cls.from_results(per_target, stol=settings["stol"], angle_tol=settings["angle_tol_deg"],
+                                ltol=settings["ltol"], diversity=diversity)
 
     def rmse_values(self, at: Literal["1", "k"]) -> list[float]:
         """Normalised RMS of every matched target: of its first candidate (``at='1'``) or its
@@ -385,27 +443,39 @@ def csp_metrics(
         )
         for index, target in enumerate(targets)
     )
-    statuses = [r.status for r in results]
     diversity = None
     if measure_diversity and k > 1:
         diversity = sample_diversity(
             predictions, stol=stol, angle_tol=angle_tol, ltol=ltol, workers=workers, progress=progress,
             start_method=start_method,
         )
-    return CSPMetrics(
-        n_targets=len(targets),
-        k=k,
-        n_matched_at_1=sum(t.matched_at_1 for t in per_target),
-        n_matched_at_k=sum(t.matched_at_k for t in per_target),
-        rmse_at_1=_mean([t.candidates[0].rms for t in per_target if t.matched_at_1]),
-        rmse_at_k=_mean([t.best_rms for t in per_target if t.matched_at_k]),
-        n_candidates=len(results),
-        n_invalid=statuses.count("invalid"),
-        n_missing=statuses.count("missing"),
-        n_errors=statuses.count("error"),
-        stol=stol,
-        angle_tol=angle_tol,
-        ltol=ltol,
-        per_target=per_target,
-        diversity=diversity,
+    return CSPMetrics.from_results(per_target, stol=stol, angle_tol=angle_tol, ltol=ltol, diversity=diversity)
+
+
+def merge_csp_metrics(parts: Sequence[CSPMetrics]) -> CSPMetrics:
+    """One :class:`CSPMetrics` over the targets of all ``parts``, in order, as if they had been
+    scored together: for an evaluation run in chunks of the test set (``evaluate --offset``).
+
+    The parts must share k and the matcher tolerances. Diversity is kept only when every part
+    measured it.
+    """
+    if not parts:
+        raise ValueError("nothing to merge")
+    first = parts[0]
+    for part in parts[1:]:
+        if (part.k, part.stol, part.angle_tol, part.ltol) != (first.k, first.stol, first.angle_tol, first.ltol):
+            raise ValueError(
+                f"cannot merge k={part.k}, tolerances ({part.stol}, {part.angle_tol}, {part.ltol}) with "
+                f"k={first.k}, tolerances ({first.stol}, {first.angle_tol}, {first.ltol})"
+            )
+    diversity = None
+    if all(part.diversity is not None for part in parts):
+        diversity = DiversityResult(
+            first.k,
+            tuple(d for part in parts for d in part.diversity.distinct),
+            sum(part.diversity.n_errors for part in parts),
+        )
+    return CSPMetrics.from_results(
+        [t for part in parts for t in part.per_target], stol=first.stol, angle_tol=first.angle_tol,
+        ltol=first.ltol, diversity=diversity,
     )

@@ -185,3 +185,47 @@ def test_bad_refinement_requests_are_one_line_errors(tmp_path, perovskite_files,
     err = capsys.readouterr().err
     assert message in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "o" / "metrics.json").exists()
+
+
+def _merge_script():
+    spec = importlib.util.spec_from_file_location(
+        "merge_csp_metrics", Path(__file__).parents[2] / "scripts" / "merge_csp_metrics.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_chunks_of_a_test_set_merge_to_the_whole_run(tmp_path, capsys):
+    """`evaluate --offset M --limit L` scores test structures M+1..M+L; the merge script joins
+    chunks into the run over all of them, and refuses chunks that overlap or differ."""
+    targets = [S.perovskite(a=a) for a in (3.9, 4.0, 4.1, 4.2, 4.3)] + [S.rocksalt()]
+    test = write_extxyz(tmp_path / "test.extxyz", targets)
+    train = write_extxyz(tmp_path / "train.extxyz", [S.perovskite(a=4.0), S.rocksalt(), S.generic_three()])
+    common = ["--baseline", "train", "--data", str(test), "--train-data", str(train), "--k", "3"]
+    assert evaluate(*common, "--out", str(tmp_path / "whole")) == 0
+    assert evaluate(*common, "--limit", "2", "--out", str(tmp_path / "a")) == 0
+    assert evaluate(*common, "--offset", "2", "--out", str(tmp_path / "b")) == 0
+    chunk_b = json.loads((tmp_path / "b" / "metrics.json").read_text())
+    assert chunk_b["extra"]["test_offset"] == 2 and chunk_b["summary"]["n_targets"] == 4
+    capsys.readouterr()
+
+    merge = _merge_script()
+    chunks = [str(tmp_path / name / "metrics.json") for name in ("b", "a")]  # any order
+    assert merge.main([*chunks, "--out", str(tmp_path / "merged")]) == 0
+    merged = json.loads((tmp_path / "merged" / "metrics.json").read_text())
+    whole = json.loads((tmp_path / "whole" / "metrics.json").read_text())
+    # per-target labels and counts agree; the baseline draws its geometry per chunk with the same seed
+    assert [t["label"] for t in merged["per_target"]] == [t["label"] for t in whole["per_target"]]
+    assert merged["summary"]["n_targets"] == 6 and merged["extra"]["num_test_structures"] == 6
+    assert merged["extra"]["merged_from"] == [chunks[1], chunks[0]]
+    assert merged["extra"]["num_target_atoms"] == whole["extra"]["num_target_atoms"]
+    assert (tmp_path / "merged" / "rmse_histogram.png").read_bytes().startswith(b"\x89PNG")
+
+    assert merge.main([chunks[1], chunks[1], "--out", str(tmp_path / "bad")]) == 2
+    assert "overlap between" in capsys.readouterr().err
+    assert evaluate(*common[:-1], "2", "--offset", "2", "--out", str(tmp_path / "k2")) == 0
+    capsys.readouterr()
+    assert merge.main([chunks[1], str(tmp_path / "k2" / "metrics.json"), "--out", str(tmp_path / "bad")]) == 2
+    assert "k is 2, but" in capsys.readouterr().err
+    assert evaluate(*common, "--offset", "6", "--out", str(tmp_path / "empty")) != 0
+    assert "after skipping the first 6" in capsys.readouterr().err

@@ -235,3 +235,28 @@ def test_diversity_grouping_error_is_counted_not_raised(monkeypatch):
     result = run([[a, a]], [a], measure_diversity=True)
     assert result.diversity.n_errors == 1 and result.diversity.mean_distinct is None
     assert "1 grouping errors" in result.diversity.table_rows()[0][2]
+
+
+def test_chunks_merge_to_the_metrics_of_one_run():
+    """Scoring a test set in chunks and merging gives what scoring it at once gives, including
+    the precise shares, the RMSEs and the diversity; a metrics.json round-trips through from_dict."""
+    from diffcrystal.metrics import CSPMetrics, merge_csp_metrics
+
+    a, nacl = S.perovskite(), S.rocksalt()
+    targets = [S.generic_three(a=4.0), a, nacl, S.generic_three(a=4.3)]
+    predictions = [
+        [displaced_to_rms(targets[0], 0.03), displaced_to_rms(targets[0], 0.2)],
+        [S.strained(a, 1.5), S.rotated_permuted_shifted(a, 1)],
+        [None, nacl],
+        [displaced_to_rms(targets[3], 0.12), displaced_to_rms(targets[3], 0.07)],
+    ]
+    whole = run(predictions, targets, measure_diversity=True)
+    chunks = [run(predictions[:1], targets[:1], measure_diversity=True),
+              run(predictions[1:], targets[1:], measure_diversity=True)]
+    merged = merge_csp_metrics(chunks)
+    assert merged.summary() == whole.summary()
+    assert merged.to_dict() == whole.to_dict()
+    assert CSPMetrics.from_dict(whole.to_dict()).to_dict() == whole.to_dict()
+    with pytest.raises(ValueError, match="cannot merge k=1"):
+        merge_csp_metrics([whole, run([[a]], [a])])
+    assert merge_csp_metrics([whole, run(predictions, targets)]).diversity is None  # one part without it
