@@ -72,11 +72,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         ordered = order_chunks([(path, *read_chunk(path)) for path in args.chunks])
+        merged = merge_csp_metrics([metrics for _, metrics, _ in ordered])  # k and matcher tolerances
         out = check_output_folder(args.out)
-    except InputError as error:
+    except (InputError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    merged = merge_csp_metrics([metrics for _, metrics, _ in ordered])
     first = ordered[0][2]
     record = {
         **{key: first[key] for key in PROTOCOL_KEYS if key in first},
