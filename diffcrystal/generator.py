@@ -6,6 +6,8 @@ cells (atom counts and, in CSP mode, their species) into :class:`Crystal` object
 
 from __future__ import annotations
 
+import dataclasses
+import math
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +21,7 @@ from diffcrystal.experts import EXPERT_CONFIG_KEY, LowNoiseRouter, split_expert_
 from diffcrystal.models import Denoiser
 from diffcrystal.training.config import ExperimentConfig
 from diffcrystal.data.statistics import DataStatistics
+from diffcrystal.errors import InputError
 
 
 def _load_denoiser(experiment: ExperimentConfig, tensors: dict[str, torch.Tensor], path) -> Denoiser:
@@ -65,6 +68,20 @@ class Generator:
     @property
     def device(self) -> torch.device:
         return next(self.denoiser.parameters()).device
+
+    @property
+    def corrector_step_lr(self) -> float:
+        """Langevin corrector ``step_lr`` of the coordinates (step ``step_lr (sigma_t / sigma_min)^2``)."""
+        return self.experiment.diffusion.corrector_step_lr
+
+    def set_corrector_step_lr(self, step_lr: float) -> None:
+        """Sample with another corrector ``step_lr`` than the checkpoint's (the weights are
+        unchanged: the corrector is a sampling-time setting)."""
+        if not (math.isfinite(step_lr) and step_lr >= 0):
+            raise InputError(f"corrector step_lr must be a finite number >= 0, got {step_lr}")
+        diffusion = dataclasses.replace(self.experiment.diffusion, corrector_step_lr=float(step_lr))
+        self.experiment = dataclasses.replace(self.experiment, diffusion=diffusion)
+        self.joint = build_joint_diffusion(diffusion)
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, device: str | torch.device = "cpu") -> "Generator":

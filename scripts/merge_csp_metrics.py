@@ -8,7 +8,7 @@ analogues' space groups) can run a chunk per session with ``diffcrystal evaluate
         --out benchmarks/mp20_csp_k20_200_sganalogue
 
 The chunks must come from the same protocol (method, checkpoint hash, test file, k, sampler
-steps, space-group mode, matcher tolerances) and together cover one contiguous range of test
+steps and corrector step, space-group mode, matcher tolerances) and together cover one contiguous range of test
 structures without overlap; anything else stops with a one-line error. Writes
 ``metrics.json``, ``metrics.md`` and ``rmse_histogram.png`` into ``--out`` and prints the table.
 Summary figures are recomputed from the per-target detail (match rates, RMSEs, precise shares,
@@ -30,7 +30,7 @@ from diffcrystal.metrics.rmse_histogram import RMSE_HISTOGRAM_PNG, write_rmse_hi
 PROTOCOL_KEYS = (
     "method", "test_data", "primitive_targets", "num_steps", "k", "checkpoint_sha256", "train_data",
     "spacegroup_from_target", "spacegroup_from_analogues", "analogue_train_data",
-    "refine_analogues_from_timestep",
+    "refine_analogues_from_timestep", "corrector_step_lr",
 )
 """Keys of a run's ``extra`` record that must agree between chunks."""
 

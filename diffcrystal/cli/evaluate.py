@@ -32,6 +32,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--k", type=int, default=20, help="CSP: samples per test composition (default: 20)")
     parser.add_argument("--n", type=int, default=1000, help="de novo: number of samples (default: 1000)")
     parser.add_argument("--steps", type=int, help="sampler steps (default: the checkpoint's)")
+    parser.add_argument("--corrector-step-lr", type=float, metavar="LR",
+                        help="Langevin corrector step_lr of the coordinates (default: the checkpoint's; "
+                        "recorded in metrics.json when given)")
     parser.add_argument("--limit", type=int, help="use only the first M test structures (after --offset)")
     parser.add_argument("--offset", type=int, default=0,
                         help="skip the first M test structures: score a test set in chunks, then merge "
@@ -94,6 +97,8 @@ def run(args: argparse.Namespace) -> int:
             raise InputError(f"--baseline {args.baseline} needs training structures: pass --train-data PATH "
                              "(or a --checkpoint whose training data are recorded)")
         train_data = checkpoint_train_data(checkpoint)
+    if args.corrector_step_lr is not None and args.baseline is not None:
+        raise InputError("--corrector-step-lr is a sampler setting; a --baseline samples nothing")
     generator = None
     if args.baseline is None:
         import torch
@@ -101,6 +106,8 @@ def run(args: argparse.Namespace) -> int:
         from diffcrystal.generator import Generator
 
         generator = Generator.from_checkpoint(checkpoint, device="cuda" if torch.cuda.is_available() else "cpu")
+        if args.corrector_step_lr is not None:
+            generator.set_corrector_step_lr(args.corrector_step_lr)
         if generator.mode == "denovo" and not train_data:  # novelty against the model's own data
             try:
                 train_data = checkpoint_train_data(checkpoint)
@@ -130,6 +137,7 @@ def run(args: argparse.Namespace) -> int:
             "command": "diffcrystal " + shlex.join(sys.argv[1:]),
             "checkpoint": None if checkpoint is None else str(checkpoint),
             "checkpoint_sha256": None if checkpoint is None else file_sha256(checkpoint),
+            **({} if args.corrector_step_lr is None else {"corrector_step_lr": args.corrector_step_lr}),
         },
         progress=not args.quiet,
     )

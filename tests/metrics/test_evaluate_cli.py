@@ -229,3 +229,44 @@ def test_chunks_of_a_test_set_merge_to_the_whole_run(tmp_path, capsys):
     assert "k is 2, but" in capsys.readouterr().err
     assert evaluate(*common, "--offset", "6", "--out", str(tmp_path / "empty")) != 0
     assert "after skipping the first 6" in capsys.readouterr().err
+
+
+def test_corrector_step_lr_reaches_the_sampler_and_the_record(tmp_path, perovskite_files, monkeypatch):
+    import diffcrystal.generator
+
+    test, _ = perovskite_files
+    seen = []
+    original = diffcrystal.generator.run_sampler
+
+    def spy(joint, *args, **kwargs):
+        seen.append(joint.fields["coords"].corrector_step_lr)
+        return original(joint, *args, **kwargs)
+
+    monkeypatch.setattr(diffcrystal.generator, "run_sampler", spy)
+    out = tmp_path / "eval"
+    assert evaluate("--checkpoint", "perov5_csp", "--data", str(test), "--k", "1", "--steps", "2",
+                    "--corrector-step-lr", "5e-6", "--out", str(out)) == 0
+    assert seen and all(lr == 5e-6 for lr in seen)
+    assert json.loads((out / "metrics.json").read_text())["extra"]["corrector_step_lr"] == 5e-6
+    seen.clear()
+    assert evaluate("--checkpoint", "perov5_csp", "--data", str(test), "--k", "1", "--steps", "2",
+                    "--out", str(tmp_path / "default")) == 0
+    assert seen and all(lr == 5e-7 for lr in seen)  # the checkpoint's own value
+    assert "corrector_step_lr" not in json.loads((tmp_path / "default" / "metrics.json").read_text())["extra"]
+
+
+@pytest.mark.parametrize("value", ["-1e-6", "nan"])
+def test_corrector_step_lr_must_be_a_finite_non_negative_number(tmp_path, perovskite_files, capsys, value):
+    test, _ = perovskite_files
+    assert evaluate("--checkpoint", "perov5_csp", "--data", str(test), "--k", "1",
+                    f"--corrector-step-lr={value}", "--out", str(tmp_path / "o")) == 1
+    err = capsys.readouterr().err
+    assert "corrector step_lr must be a finite number >= 0" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "o" / "metrics.json").exists()
+
+
+def test_corrector_step_lr_with_a_baseline_is_refused(tmp_path, perovskite_files, capsys):
+    test, train = perovskite_files
+    assert evaluate("--baseline", "prototype", "--data", str(test), "--train-data", str(train),
+                    "--corrector-step-lr", "1e-6", "--out", str(tmp_path / "o")) == 1
+    assert "a --baseline samples nothing" in capsys.readouterr().err
