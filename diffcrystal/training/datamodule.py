@@ -53,6 +53,24 @@ def filter_by_e_above_hull(
     return kept, dropped
 
 
+def load_split(config: DataConfig, seed: int) -> tuple[list[Crystal], list[Crystal], list[SkippedEntry]]:
+    """(train, validation, skipped) as training sees them: ``config.train`` read and filtered
+    by ``max_e_above_hull``; validation is ``config.val`` or, without it, a held-out
+    ``val_fraction`` of the training crystals drawn by ``torch.randperm`` seeded with ``seed``
+    (the train config's seed), so the same held-out set can be rebuilt after training."""
+    crystals, skipped = _load(config.train, config.canonical)
+    crystals, unstable = filter_by_e_above_hull(
+        crystals, config.max_e_above_hull, ", ".join(Path(source).name for source in _sources(config.train)),
+    )
+    skipped += unstable
+    if config.val:
+        val, skipped_val = _load(config.val, config.canonical)
+        return crystals, val, list(dict.fromkeys(skipped + skipped_val))  # val may be train
+    order = torch.randperm(len(crystals), generator=torch.Generator().manual_seed(seed))
+    num_val = max(1, round(config.val_fraction * len(crystals))) if len(crystals) > 1 else 0
+    return [crystals[i] for i in order[num_val:].tolist()], [crystals[i] for i in order[:num_val].tolist()], skipped
+
+
 class CrystalDataModule(L.LightningDataModule):
     """Reads ``config.train`` (and ``config.val``, or holds out ``config.val_fraction`` of the
     training file with a seeded split) and serves torch-geometric batches. ``skipped``: the
@@ -78,21 +96,7 @@ class CrystalDataModule(L.LightningDataModule):
     def setup(self, stage: str | None = None) -> None:
         if self.statistics is not None:
             return
-        crystals, self.skipped = _load(self.config.train, self.config.canonical)
-        crystals, unstable = filter_by_e_above_hull(
-            crystals, self.config.max_e_above_hull,
-            ", ".join(Path(source).name for source in _sources(self.config.train)),
-        )
-        self.skipped += unstable
-        if self.config.val:
-            val, skipped_val = _load(self.config.val, self.config.canonical)
-            train = crystals
-            self.skipped = list(dict.fromkeys(self.skipped + skipped_val))  # val may be train
-        else:
-            order = torch.randperm(len(crystals), generator=torch.Generator().manual_seed(self.seed))
-            num_val = max(1, round(self.config.val_fraction * len(crystals))) if len(crystals) > 1 else 0
-            val = [crystals[i] for i in order[:num_val].tolist()]
-            train = [crystals[i] for i in order[num_val:].tolist()]
+        train, val, self.skipped = load_split(self.config, self.seed)
         if not train:
             raise InputError(f"no training structures left in {self.config.train}")
         self.statistics = DataStatistics.from_crystals(train, ", ".join(_sources(self.config.train)))
