@@ -1,11 +1,14 @@
 """Copy a trained generator into ``checkpoints/`` and register it in the manifest.
 
-    python scripts/bundle_checkpoint.py runs/perov5_csp/generator.safetensors --mode csp [--default]
+    python scripts/bundle_checkpoint.py runs/perov5_csp/generator.safetensors --mode csp [--default] \
+        [--corrector-step-lr 5e-6]
 
 The file is first loaded (format and weight hash checked), then copied to
 ``checkpoints/<config name>.safetensors``; ``checkpoints/manifest.json`` records it under
 that name with its SHA-256 (checked before every use) and, with ``--default``, makes it the
-model used when no ``--checkpoint`` is given for its mode. Prints the model-card facts (data,
+model used when no ``--checkpoint`` is given for its mode. ``--corrector-step-lr`` replaces the
+sampler's Langevin corrector step recorded in the config (a sampling-time setting, e.g. one
+tuned with ``scripts/tune_corrector.py``); the weights are unchanged. Prints the model-card facts (data,
 steps, wall time, hardware, hash) for ``checkpoints/README.md``.
 """
 
@@ -13,10 +16,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import shutil
 from pathlib import Path
 
-from diffcrystal.checkpoint import BUNDLED_DIR, MANIFEST_NAME, file_sha256, load_checkpoint
+from diffcrystal.checkpoint import BUNDLED_DIR, MANIFEST_NAME, file_sha256, load_checkpoint, save_checkpoint
 
 MAX_BUNDLED_MB = 20
 
@@ -26,9 +30,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("generator", type=Path, help="generator.safetensors of a training run")
     parser.add_argument("--mode", choices=["csp", "denovo"], required=True)
     parser.add_argument("--default", action="store_true", help="make it the default model of its mode")
+    parser.add_argument("--corrector-step-lr", type=float, metavar="LR",
+                        help="record this Langevin corrector step_lr as the sampler default (weights unchanged)")
     args = parser.parse_args(argv)
 
-    _, config = load_checkpoint(args.generator)
+    tensors, config = load_checkpoint(args.generator)
     experiment = config["experiment"]
     if experiment["diffusion"]["mode"] != args.mode:
         raise SystemExit(f"{args.generator} is a {experiment['diffusion']['mode']} generator, not {args.mode}")
@@ -36,7 +42,13 @@ def main(argv: list[str] | None = None) -> None:
     if size_mb > MAX_BUNDLED_MB:
         raise SystemExit(f"{args.generator} is {size_mb:.1f} MB; bundled checkpoints stay under {MAX_BUNDLED_MB} MB")
     target = BUNDLED_DIR / f"{experiment['name']}.safetensors"
-    shutil.copyfile(args.generator, target)
+    if args.corrector_step_lr is None:
+        shutil.copyfile(args.generator, target)
+    else:
+        if not (math.isfinite(args.corrector_step_lr) and args.corrector_step_lr >= 0):
+            raise SystemExit(f"--corrector-step-lr must be a finite number >= 0, got {args.corrector_step_lr}")
+        experiment["diffusion"]["corrector_step_lr"] = args.corrector_step_lr
+        save_checkpoint(target, tensors, config)
     manifest_path = BUNDLED_DIR / MANIFEST_NAME
     manifest = json.loads(manifest_path.read_text()) if manifest_path.exists() else {"models": {}, "defaults": {}}
     name = experiment["name"]

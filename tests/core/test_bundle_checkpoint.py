@@ -1,0 +1,55 @@
+"""scripts/bundle_checkpoint.py: copy into the bundle folder, manifest, tuned corrector step."""
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+
+def _script(monkeypatch, folder: Path):
+    path = Path(__file__).resolve().parents[2] / "scripts" / "bundle_checkpoint.py"
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    monkeypatch.setattr(module, "BUNDLED_DIR", folder)  # never the repository's checkpoints/
+    return module
+
+
+def test_bundle_copies_and_registers(tmp_path, monkeypatch, tiny_generators):
+    from diffcrystal.checkpoint import file_sha256
+
+    source = tiny_generators["csp"]
+    _script(monkeypatch, tmp_path).main([str(source), "--mode", "csp"])
+    manifest = json.loads((tmp_path / "manifest.json").read_text())
+    (name, entry), = manifest["models"].items()
+    assert (tmp_path / entry["file"]).read_bytes() == source.read_bytes()
+    assert entry["sha256"] == file_sha256(source) and manifest["defaults"]["csp"] == name
+
+
+def test_bundle_records_a_tuned_corrector_step_and_keeps_the_weights(tmp_path, monkeypatch, tiny_generators):
+    from diffcrystal.checkpoint import file_sha256, load_checkpoint
+    from diffcrystal.generator import Generator
+
+    source = tiny_generators["csp"]
+    _script(monkeypatch, tmp_path).main([str(source), "--mode", "csp", "--corrector-step-lr", "5e-6"])
+    entry = next(iter(json.loads((tmp_path / "manifest.json").read_text())["models"].values()))
+    bundled = tmp_path / entry["file"]
+    assert entry["sha256"] == file_sha256(bundled)
+    assert Generator.from_checkpoint(bundled).corrector_step_lr == 5e-6
+    assert Generator.from_checkpoint(source).corrector_step_lr != 5e-6
+    original, tuned = load_checkpoint(source), load_checkpoint(bundled)
+    assert original[0].keys() == tuned[0].keys()
+    assert all(torch.equal(original[0][key], tuned[0][key]) for key in original[0])
+    original[1]["experiment"]["diffusion"]["corrector_step_lr"] = 5e-6
+    assert tuned[1] == original[1]  # nothing else in the config changed
+
+
+def test_bundle_refuses_a_wrong_mode_or_a_negative_step(tmp_path, monkeypatch, tiny_generators):
+    script = _script(monkeypatch, tmp_path)
+    with pytest.raises(SystemExit, match="is a csp generator, not denovo"):
+        script.main([str(tiny_generators["csp"]), "--mode", "denovo"])
+    with pytest.raises(SystemExit, match="must be a finite number >= 0"):
+        script.main([str(tiny_generators["csp"]), "--mode", "csp", "--corrector-step-lr=-1"])
+    assert not (tmp_path / "manifest.json").exists()
