@@ -9,8 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from diffcrystal.checkpoint import resolve_checkpoint
 from diffcrystal.cli.main import main
 from diffcrystal.data.crystal import Crystal
+from diffcrystal.generator import Generator
 
 _spec = importlib.util.spec_from_file_location("_structures", Path(__file__).with_name("_structures.py"))
 S = importlib.util.module_from_spec(_spec)
@@ -243,15 +245,17 @@ def test_corrector_step_lr_reaches_the_sampler_and_the_record(tmp_path, perovski
         return original(joint, *args, **kwargs)
 
     monkeypatch.setattr(diffcrystal.generator, "run_sampler", spy)
+    recorded = Generator.from_checkpoint(resolve_checkpoint("perov5_csp", "csp")).corrector_step_lr
+    override = 3 * recorded
     out = tmp_path / "eval"
     assert evaluate("--checkpoint", "perov5_csp", "--data", str(test), "--k", "1", "--steps", "2",
-                    "--corrector-step-lr", "5e-6", "--out", str(out)) == 0
-    assert seen and all(lr == 5e-6 for lr in seen)
-    assert json.loads((out / "metrics.json").read_text())["extra"]["corrector_step_lr"] == 5e-6
+                    "--corrector-step-lr", repr(override), "--out", str(out)) == 0
+    assert seen and all(lr == override for lr in seen)
+    assert json.loads((out / "metrics.json").read_text())["extra"]["corrector_step_lr"] == override
     seen.clear()
     assert evaluate("--checkpoint", "perov5_csp", "--data", str(test), "--k", "1", "--steps", "2",
                     "--out", str(tmp_path / "default")) == 0
-    assert seen and all(lr == 5e-7 for lr in seen)  # the checkpoint's own value
+    assert seen and all(lr == recorded for lr in seen)  # the checkpoint's own value
     assert "corrector_step_lr" not in json.loads((tmp_path / "default" / "metrics.json").read_text())["extra"]
 
 
