@@ -1,18 +1,16 @@
 """scripts/bundle_checkpoint.py: copy into the bundle folder, manifest, tuned corrector step."""
 
-import importlib.util
 import json
 from pathlib import Path
 
 import pytest
 import torch
 
+from tests.script_loading import load_script
+
 
 def _script(monkeypatch, folder: Path):
-    path = Path(__file__).resolve().parents[2] / "scripts" / "bundle_checkpoint.py"
-    spec = importlib.util.spec_from_file_location(path.stem, path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = load_script("bundle_checkpoint")
     monkeypatch.setattr(module, "BUNDLED_DIR", folder)  # never the repository's checkpoints/
     return module
 

@@ -111,19 +111,13 @@ def test_mp20_model_samples_rock_salt_for_nacl():
     """The MP-20 model has seen the periodic table: among 20 NaCl samples (seed 0) at least
     one is rock salt within RMSE 0.1 (DiffCSP's matcher), which the perovskite/carbon models
     do not manage (docs/benchmarks.md, section "MP-20 CSP")."""
-    import importlib.util
-    from pathlib import Path
-
     import torch
 
     from diffcrystal.generator import Generator
     from diffcrystal.metrics import csp_metrics
+    from tests.script_loading import load_script
 
-    script = Path(__file__).resolve().parents[2] / "scripts" / "match_known_structure.py"
-    spec = importlib.util.spec_from_file_location(script.stem, script)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    rock_salt = module.reference_crystal("NaCl")
+    rock_salt = load_script("match_known_structure").reference_crystal("NaCl")
 
     generator = Generator.from_checkpoint(bundled_checkpoint("mp20_csp"))
     samples = generator.sample([2] * 20, [[11, 17]] * 20, num_steps=100, generator=torch.Generator().manual_seed(0))

@@ -1,18 +1,14 @@
 """The held-out split rebuilt after training, and scripts/tune_corrector.py on it."""
 
-import importlib.util
 import json
-from pathlib import Path
 
 import numpy as np
 
+from tests.script_loading import load_script
+
 
 def _script():
-    path = Path(__file__).resolve().parents[2] / "scripts" / "tune_corrector.py"
-    spec = importlib.util.spec_from_file_location(path.stem, path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("tune_corrector")
 
 
 def test_load_split_rebuilds_the_validation_set_training_held_out(tiny_data):

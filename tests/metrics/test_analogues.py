@@ -3,9 +3,7 @@ against structures whose answer is known."""
 
 from __future__ import annotations
 
-import importlib.util
 import itertools
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -17,9 +15,8 @@ from diffcrystal.data.crystal import Crystal
 from diffcrystal.metrics import csp_metrics
 from diffcrystal.spacegroup import assignment_of
 
-_spec = importlib.util.spec_from_file_location("_structures", Path(__file__).with_name("_structures.py"))
-S = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(S)
+from tests.metrics import _structures as S
+
 
 BR, CS, RB, LI, F, I_ = 35, 55, 37, 3, 9, 53
 

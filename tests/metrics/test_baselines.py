@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,9 +11,7 @@ from diffcrystal.data.crystal import Crystal
 from diffcrystal.errors import InputError
 from diffcrystal.metrics import csp_metrics
 
-_spec = importlib.util.spec_from_file_location("_structures", Path(__file__).with_name("_structures.py"))
-S = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(S)
+from tests.metrics import _structures as S
 
 
 def score(predictions, targets):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
@@ -14,9 +13,8 @@ from diffcrystal.cli.main import main
 from diffcrystal.data.crystal import Crystal
 from diffcrystal.generator import Generator
 
-_spec = importlib.util.spec_from_file_location("_structures", Path(__file__).with_name("_structures.py"))
-S = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(S)
+from tests.metrics import _structures as S
+from tests.script_loading import load_script
 
 
 def write_extxyz(path: Path, crystals) -> Path:
@@ -190,11 +188,7 @@ def test_bad_refinement_requests_are_one_line_errors(tmp_path, perovskite_files,
 
 
 def _merge_script():
-    spec = importlib.util.spec_from_file_location(
-        "merge_csp_metrics", Path(__file__).parents[2] / "scripts" / "merge_csp_metrics.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("merge_csp_metrics")
 
 
 def test_chunks_of_a_test_set_merge_to_the_whole_run(tmp_path, capsys):

@@ -1,26 +1,15 @@
 """scripts/match_known_structure.py: the built-in YBa2Cu3O7 and the sample count."""
 
-import importlib.util
 import json
-from pathlib import Path
 
 from ase.io import write
 
-
-
-def _load(path: Path):
-    """A module from its file (tests and scripts are not packages)."""
-    spec = importlib.util.spec_from_file_location(path.stem, path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-S = _load(Path(__file__).with_name("_structures.py"))
+from tests.metrics import _structures as S
+from tests.script_loading import load_script
 
 
 def _script():
-    return _load(Path(__file__).resolve().parents[2] / "scripts" / "match_known_structure.py")
+    return load_script("match_known_structure")
 
 
 def test_builtin_ybco_is_the_pmmm_13_atom_cell():

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import importlib.util
 import math
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,9 +11,7 @@ from diffcrystal.data.crystal import Crystal
 from diffcrystal.metrics import csp_metrics
 from diffcrystal.metrics.csp import MATCHER_ANGLE_TOL_DEG, MATCHER_LTOL, MATCHER_STOL
 
-_spec = importlib.util.spec_from_file_location("_structures", Path(__file__).with_name("_structures.py"))
-S = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(S)
+from tests.metrics import _structures as S
 
 
 def expected_single_displacement_rms(crystal: Crystal, delta_A: float) -> tuple[float, float]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import numpy as np
@@ -12,9 +11,7 @@ import pytest
 from diffcrystal.data.crystal import Crystal
 from diffcrystal.metrics import Fingerprints, compute_fingerprints, csp_metrics, denovo_metrics
 
-_spec = importlib.util.spec_from_file_location("_structures", Path(__file__).with_name("_structures.py"))
-S = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(S)
+from tests.metrics import _structures as S
 
 
 def read_crystals(csv: Path, n: int) -> list[Crystal]:

@@ -2,18 +2,14 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-from pathlib import Path
 
 import pytest
 
 from diffcrystal.metrics import csp_metrics, denovo_metrics, write_metrics
 from diffcrystal.atomic_write import atomic_write_text
 
-_spec = importlib.util.spec_from_file_location("_structures", Path(__file__).with_name("_structures.py"))
-S = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(S)
+from tests.metrics import _structures as S
 
 
 def test_write_csp_metrics(tmp_path):

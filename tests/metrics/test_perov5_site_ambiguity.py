@@ -1,8 +1,6 @@
 """scripts/perov5_site_ambiguity.py: A/B sites, the categories against training data, the ceiling."""
 
-import importlib.util
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -10,17 +8,11 @@ from ase.io import write
 
 from diffcrystal.data.crystal import Crystal
 
-
-def _load(path: Path):
-    """A module from its file (tests and scripts are not packages)."""
-    spec = importlib.util.spec_from_file_location(path.stem, path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from tests.metrics import _structures as S
+from tests.script_loading import load_script
 
 
-S = _load(Path(__file__).with_name("_structures.py"))
-SCRIPT = _load(Path(__file__).resolve().parents[2] / "scripts" / "perov5_site_ambiguity.py")
+SCRIPT = load_script("perov5_site_ambiguity")
 BA, ZR, N = 56, 40, 7
 
 
