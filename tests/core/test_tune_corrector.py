@@ -7,10 +7,6 @@ import numpy as np
 from tests.script_loading import load_script
 
 
-def _script():
-    return load_script("tune_corrector")
-
-
 def test_load_split_rebuilds_the_validation_set_training_held_out(tiny_data):
     from diffcrystal.data.graph import crystal_to_data
     from diffcrystal.training.config import DataConfig
@@ -30,7 +26,7 @@ def test_load_split_rebuilds_the_validation_set_training_held_out(tiny_data):
 
 def test_tune_corrector_samples_each_value_on_the_validation_structures(tmp_path, tiny_generators, capsys):
     out = tmp_path / "tune"
-    assert _script().main(["--checkpoint", str(tiny_generators["csp"]), "--values", "5e-7", "5e-6",
+    assert load_script("tune_corrector").main(["--checkpoint", str(tiny_generators["csp"]), "--values", "5e-7", "5e-6",
                            "--k", "2", "--steps", "2", "--out", str(out)]) == 0
     summary = json.loads((out / "summary.json").read_text())
     assert list(summary["by_step_lr"]) == ["5e-07", "5e-06"] and summary["k"] == 2 and summary["num_steps"] == 2
@@ -48,6 +44,6 @@ def test_tune_corrector_samples_each_value_on_the_validation_structures(tmp_path
 
 
 def test_tune_corrector_refuses_a_denovo_checkpoint(tmp_path, tiny_generators, capsys):
-    assert _script().main(["--checkpoint", str(tiny_generators["denovo"]), "--values", "1e-6",
+    assert load_script("tune_corrector").main(["--checkpoint", str(tiny_generators["denovo"]), "--values", "1e-6",
                            "--out", str(tmp_path / "o")]) == 1
     assert "the corrector is tuned for CSP" in capsys.readouterr().err

@@ -17,7 +17,6 @@ from diffcrystal.spacegroup import assignment_of
 
 from tests.metrics import _structures as S
 
-
 BR, CS, RB, LI, F, I_ = 35, 55, 37, 3, 9, 53
 
 

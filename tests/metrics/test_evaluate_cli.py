@@ -187,10 +187,6 @@ def test_bad_refinement_requests_are_one_line_errors(tmp_path, perovskite_files,
     assert not (tmp_path / "o" / "metrics.json").exists()
 
 
-def _merge_script():
-    return load_script("merge_csp_metrics")
-
-
 def test_chunks_of_a_test_set_merge_to_the_whole_run(tmp_path, capsys):
     """`evaluate --offset M --limit L` scores test structures M+1..M+L; the merge script joins
     chunks into the run over all of them, and refuses chunks that overlap or differ."""
@@ -205,7 +201,7 @@ def test_chunks_of_a_test_set_merge_to_the_whole_run(tmp_path, capsys):
     assert chunk_b["extra"]["test_offset"] == 2 and chunk_b["summary"]["n_targets"] == 4
     capsys.readouterr()
 
-    merge = _merge_script()
+    merge = load_script("merge_csp_metrics")
     chunks = [str(tmp_path / name / "metrics.json") for name in ("b", "a")]  # any order
     assert merge.main([*chunks, "--out", str(tmp_path / "merged")]) == 0
     merged = json.loads((tmp_path / "merged" / "metrics.json").read_text())

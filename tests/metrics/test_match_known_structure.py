@@ -8,21 +8,17 @@ from tests.metrics import _structures as S
 from tests.script_loading import load_script
 
 
-def _script():
-    return load_script("match_known_structure")
-
-
 def test_builtin_ybco_is_the_pmmm_13_atom_cell():
     from diffcrystal.symmetry import space_group
 
-    ybco = _script().reference_crystal("YBa2Cu3O7")
+    ybco = load_script("match_known_structure").reference_crystal("YBa2Cu3O7")
     assert ybco.num_atoms == 13
     assert sorted(ybco.atomic_numbers.tolist()) == sorted([39] + [56] * 2 + [29] * 3 + [8] * 7)
     assert space_group(ybco, symprec=0.01).number == 47  # Pmmm
 
 
 def test_counts_the_samples_that_match_the_reference(tmp_path):
-    script = _script()
+    script = load_script("match_known_structure")
     ybco = script.reference_crystal("YBa2Cu3O7")
     moved = S.rotated_permuted_shifted(ybco, seed=3)  # the same crystal
     write(tmp_path / "samples.extxyz", [moved.to_atoms(), S.overlapping(ybco).to_atoms(), S.rocksalt().to_atoms()])
@@ -41,7 +37,7 @@ def test_builtin_experimental_structures_have_their_space_group_and_cell():
 
     from diffcrystal.symmetry import space_group
 
-    script = _script()
+    script = load_script("match_known_structure")
     assert set(script.KNOWN_STRUCTURES) == set(PRIMITIVE_ATOMS) == set(script.EXPECTED_SPACE_GROUPS)
     for name, expected in script.EXPECTED_SPACE_GROUPS.items():
         crystal = script.reference_crystal(name)

@@ -11,7 +11,6 @@ from diffcrystal.data.crystal import Crystal
 from tests.metrics import _structures as S
 from tests.script_loading import load_script
 
-
 SCRIPT = load_script("perov5_site_ambiguity")
 BA, ZR, N = 56, 40, 7
 
