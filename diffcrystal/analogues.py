@@ -21,9 +21,11 @@ training crystals:
 An :class:`Analogue` gives the template with the target's species substituted (the geometry
 of the ``analogue`` baseline) and the template's space group and Wyckoff assignment with the
 target's species (the constraint under which a model samples with ``--spacegroup-from-analogues``).
-A library is built from crystals (:meth:`AnalogueLibrary.from_crystals`, geometry kept) or read
-from a table file that holds only the assignments (:meth:`AnalogueLibrary.write_table` /
-:meth:`AnalogueLibrary.from_table`, gzipped JSON: what a checkpoint ships).
+A library is built from crystals (:meth:`AnalogueLibrary.from_crystals`) or read from a table
+file (:meth:`AnalogueLibrary.write_table` / :meth:`AnalogueLibrary.from_table`, gzipped JSON:
+what a checkpoint ships). A table of format 2 keeps each template's geometry (lattice rows in
+Å, fractional coordinates, atomic numbers), so the substituted templates themselves are
+candidates (``diffcrystal predict``); format 1 tables hold only the assignments.
 """
 
 from __future__ import annotations
@@ -45,10 +47,19 @@ from diffcrystal.data.crystal import Crystal
 from diffcrystal.errors import InputError
 from diffcrystal.symmetry import SYMPREC_TIGHT
 
-__all__ = ["DEFAULT_MAX_ANALOGUE_DISTANCE", "TABLE_FORMAT", "Analogue", "AnalogueLibrary", "Template", "formula_type", "mendeleev_number"]
+__all__ = ["ASSIGNMENT_TABLE_FORMAT", "DEFAULT_MAX_ANALOGUE_DISTANCE", "TABLE_FORMAT", "Analogue", "AnalogueLibrary", "Template", "formula_type", "mendeleev_number"]
 
-TABLE_FORMAT = "diffcrystal-analogue-table-1"
-"""Version tag of :meth:`AnalogueLibrary.write_table` files."""
+TABLE_FORMAT = "diffcrystal-analogue-table-2"
+"""Version tag of :meth:`AnalogueLibrary.write_table` files (with geometry)."""
+
+ASSIGNMENT_TABLE_FORMAT = "diffcrystal-analogue-table-1"
+"""Version tag of the earlier tables, which hold the Wyckoff assignments but no geometry."""
+
+LATTICE_DECIMALS = 6
+"""Decimals of a template's lattice entries (Å) in a table file."""
+
+FRAC_DECIMALS = 7
+"""Decimals of a template's fractional coordinates in a table file."""
 
 DEFAULT_MAX_ANALOGUE_DISTANCE = 8.0
 """Farthest analogue ``sample --analogues`` uses unless told otherwise (Mendeleev units).
@@ -157,6 +168,15 @@ class AnalogueLibrary:
     def __len__(self) -> int:
         return len(self.templates)
 
+    def without(self, labels) -> "AnalogueLibrary":
+        """This library less the templates whose label is in ``labels`` (e.g. a validation
+        target held out of its own analogues); assignments already known are kept."""
+        drop = set(labels)
+        keep = [i for i, t in enumerate(self.templates) if t.label not in drop]
+        library = AnalogueLibrary([self.templates[i] for i in keep])
+        library._assignments = {new: self._assignments[old] for new, old in enumerate(keep) if old in self._assignments}
+        return library
+
     def assignment(self, index: int):
         """Wyckoff assignment of template ``index`` (read once, then kept)."""
         if index not in self._assignments:
@@ -208,17 +228,30 @@ class AnalogueLibrary:
         return [found[i % len(found)] for i in range(k)] if found else []
 
     # ------------------------------------------------------------------ table files
+    @property
+    def has_geometry(self) -> bool:
+        """Whether every template carries its crystal (so :meth:`Analogue.substituted` works)."""
+        return all(t.crystal is not None for t in self.templates)
+
     def write_table(self, path: str | os.PathLike, source: str, progress: bool = True) -> Path:
-        """Save every template's label, composition, atom count, energy above the hull and
-        Wyckoff assignment (no geometry) as gzipped JSON, atomically; ``source`` names the data."""
+        """Save every template's label, composition, atom count, energy above the hull, Wyckoff
+        assignment and geometry (lattice, fractional coordinates and atomic numbers, rounded to
+        :data:`LATTICE_DECIMALS` / :data:`FRAC_DECIMALS`) as gzipped JSON, atomically;
+        ``source`` names the data. Needs a library with geometry (:attr:`has_geometry`)."""
         from tqdm.auto import tqdm
 
+        if not self.has_geometry:
+            raise InputError("this library has no geometry to write (it was read from an assignment-only table)")
         rows = []
         for index in tqdm(range(len(self)), desc="symmetry of templates", unit="crystal", disable=not progress):
             template, assignment = self.templates[index], self.assignment(index)
+            crystal = template.crystal
+            geometry = [np.round(crystal.lattice, LATTICE_DECIMALS).ravel().tolist(),
+                        np.round(crystal.frac_coords, FRAC_DECIMALS).ravel().tolist(),
+                        crystal.atomic_numbers.astype(int).tolist()]
             rows.append([template.label, [[z, c] for z, c in template.composition.items()], template.num_atoms,
                          None if math.isinf(template.e_above_hull) else template.e_above_hull,
-                         assignment.spacegroup, [[o.atomic_number, o.site] for o in assignment.orbits]])
+                         assignment.spacegroup, [[o.atomic_number, o.site] for o in assignment.orbits], geometry])
         payload = {"format": TABLE_FORMAT, "source": source, "symprec_A": SYMPREC_TIGHT, "templates": rows}
         path = Path(path)
         atomic_write_bytes(path, gzip.compress(json.dumps(payload, separators=(",", ":")).encode(), mtime=0))
@@ -226,21 +259,28 @@ class AnalogueLibrary:
 
     @classmethod
     def from_table(cls, path: str | os.PathLike) -> "AnalogueLibrary":
-        """A library read from :meth:`write_table`'s file; :class:`InputError` (one line) when
-        the file is missing, corrupt or of another format."""
+        """A library read from :meth:`write_table`'s file (format 2, with geometry) or from an
+        assignment-only format-1 table; :class:`InputError` (one line) when the file is
+        missing, corrupt or of another format."""
         from diffcrystal.spacegroup import Orbit, WyckoffAssignment
 
         try:
             payload = json.loads(gzip.decompress(Path(path).read_bytes()))
-            if payload.get("format") != TABLE_FORMAT:
-                raise ValueError(f"format {payload.get('format')!r}, expected {TABLE_FORMAT!r}")
+            kind = payload.get("format")
+            if kind not in (TABLE_FORMAT, ASSIGNMENT_TABLE_FORMAT):
+                raise ValueError(f"format {kind!r}, expected {TABLE_FORMAT!r}")
             templates, assignments = [], []
-            for label, composition, num_atoms, e_hull, spacegroup, orbits in payload["templates"]:
+            for row in payload["templates"]:
+                label, composition, num_atoms, e_hull, spacegroup, orbits = row[:6]
+                crystal = None
+                if kind == TABLE_FORMAT:
+                    lattice, frac, numbers = row[6]
+                    crystal = Crystal(np.reshape(lattice, (3, 3)), np.reshape(frac, (-1, 3)), np.asarray(numbers),
+                                      label=str(label))
                 templates.append(Template(str(label), {int(z): int(c) for z, c in composition}, int(num_atoms),
-                                          math.inf if e_hull is None else float(e_hull)))
+                                          math.inf if e_hull is None else float(e_hull), crystal))
                 assignments.append(WyckoffAssignment(int(spacegroup), tuple(Orbit(int(z), str(site))
                                                                             for z, site in orbits)))
         except (OSError, EOFError, gzip.BadGzipFile, ValueError, KeyError, TypeError, AttributeError) as error:
             raise InputError(f"cannot read analogue table {path}: {type(error).__name__}: {error}") from None
         return cls(templates, assignments)
-

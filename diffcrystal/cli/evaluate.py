@@ -60,6 +60,13 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path,
                         help="folder for metrics.json / metrics.md / rmse_histogram.png "
                         "(default: evaluation/<checkpoint or baseline>_<data>)")
+    parser.add_argument("--ranked", action="store_true",
+                        help="CSP: score `diffcrystal predict` as users meet it: each target's composition alone "
+                             "goes through templates, diffusion, relaxation and ranking; the top --k ranked "
+                             "structures are scored (resumable: records.jsonl in --out)")
+    parser.add_argument("--potential", default="sevennet-0", help="--ranked: relaxes and ranks (default sevennet-0)")
+    parser.add_argument("--every", type=int, default=1, metavar="N",
+                        help="use every N-th test structure (after --offset, before --limit)")
     parser.add_argument("--quiet", action="store_true")
 
 
@@ -84,7 +91,43 @@ def checkpoint_train_data(checkpoint: Path) -> list[Path]:
     return paths
 
 
+def run_ranked_evaluation(args: argparse.Namespace) -> int:
+    """``evaluate --ranked`` (:mod:`diffcrystal.ranked_evaluation`)."""
+    from diffcrystal.checkpoint import bundled_analogue_table
+    from diffcrystal.data.readers import read_crystals
+    from diffcrystal.generator import Generator
+    from diffcrystal.potential.relax import check_potential
+    from diffcrystal.predict import PredictSettings, load_library
+    from diffcrystal.ranked_evaluation import evaluate_ranked
+
+    if args.baseline is not None:
+        raise InputError("--ranked scores predict's answers; the baselines are reported beside them, drop --baseline")
+    if args.k < 1 or args.every < 1:
+        raise InputError("--k and --every must be >= 1")
+    check_potential(args.potential)
+    checkpoint = resolve_checkpoint(args.checkpoint, "csp")
+    out = args.out or default_out(f"ranked-{checkpoint.name.removesuffix('.safetensors')}", args.data)
+    check_output_folder(out)
+    targets = read_crystals(args.data, workers=args.workers, progress=not args.quiet).crystals
+    targets = targets[args.offset::args.every][:args.limit]
+    if not targets:
+        raise InputError(f"{args.data}: no test structures left after --offset/--every/--limit")
+    generator = Generator.from_checkpoint(checkpoint)
+    library = load_library(bundled_analogue_table(checkpoint), checkpoint)
+    settings = PredictSettings(seed=args.seed)
+    extra = {"command": "diffcrystal " + shlex.join(sys.argv[1:]), "checkpoint": str(checkpoint),
+             "checkpoint_sha256": file_sha256(checkpoint), "potential": args.potential, "offset": args.offset,
+             "every": args.every}
+    path, text = evaluate_ranked(targets, out, library=library, generator=generator, potential=args.potential,
+                                 settings=settings, k=args.k, extra=extra, progress=not args.quiet)
+    print(text)
+    print(f"details in {path}")
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
+    if args.ranked:
+        return run_ranked_evaluation(args)
     checkpoint = None
     if args.baseline is None or args.checkpoint is not None:
         checkpoint = resolve_checkpoint(args.checkpoint, "csp")

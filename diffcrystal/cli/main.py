@@ -16,6 +16,7 @@ from diffcrystal import __version__
 from diffcrystal.errors import InputError
 
 SUBCOMMANDS = {
+    "predict": "ranked, relaxed structures of a composition from known analogues and diffusion",
     "sample": "generate candidate crystals with a trained generator",
     "train": "train a generator from a dataset and a config",
     "relax": "relax candidate crystals with a machine-learned potential",

@@ -364,6 +364,15 @@ def _compare_pair(job: _PairJob) -> PairResult:
     return PairResult("match", rms=float(rms), max_dist=float(max_dist))
 
 
+def compare_with_target(candidate: Crystal | None, target: Crystal, *, stol: float = MATCHER_STOL,
+                        angle_tol: float = MATCHER_ANGLE_TOL_DEG, ltol: float = MATCHER_LTOL,
+                        min_distance_A: float = MIN_DISTANCE_A,
+                        max_volume_per_atom_A3: float = PROTOCOL_MAX_VOLUME_PER_ATOM_A3) -> PairResult:
+    """One candidate against its target with the protocol's matcher (as :func:`csp_metrics`
+    compares each pair), in this process; never raises."""
+    return _compare_pair(_PairJob(candidate, target, stol, angle_tol, ltol, min_distance_A, max_volume_per_atom_A3))
+
+
 def _mean(values: list[float]) -> float | None:
     return float(np.mean(values)) if values else None
 

@@ -148,16 +148,17 @@ class RelaxCache:
 def relax_cached(items: Sequence[tuple[str, object]], potential: str,
                  settings: RelaxSettings = RelaxSettings(), workers: int = DEFAULT_WORKERS,
                  cache_dir: str | Path | None = None, progress: bool = True,
-                 device: str = "cpu") -> tuple[list[RelaxResult], int]:
-    """Relax ``(label, Atoms)`` pairs with :func:`~diffcrystal.potential.relax.relax_many`,
-    reading and storing each through a :class:`RelaxCache`; returns the results in input order
-    and how many came from the cache."""
+                 device: str = "cpu", calculator=None) -> tuple[list[RelaxResult], int]:
+    """Relax ``(label, Atoms)`` pairs with :func:`~diffcrystal.potential.relax.relax_many`
+    (``calculator``: an already loaded one, used in this process), reading and storing each
+    through a :class:`RelaxCache`; returns the results in input order and how many came from
+    the cache."""
     cache = RelaxCache(potential, settings, cache_dir)
     results: list[RelaxResult | None] = [cache.get(label, atoms) for label, atoms in items]
     missing = [i for i, r in enumerate(results) if r is None]
     if missing:
         fresh = relax_many([items[i] for i in missing], potential, settings, workers=workers,
-                           device=device, progress=progress)
+                           device=device, progress=progress, calculator=calculator)
         for i, result in zip(missing, fresh):
             cache.put(items[i][1], result)
             results[i] = result

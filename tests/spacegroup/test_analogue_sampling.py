@@ -45,8 +45,27 @@ def test_table_round_trip_keeps_order_distances_and_assignments(table):
         assert [a.template.label for a in found] == [a.template.label for a in expected]
         assert [a.distance for a in found] == [a.distance for a in expected]
         assert [a.assignment() for a in found] == [a.assignment() for a in expected]
+    for composition in ({19: 1, 35: 1}, {NA: 2, CL: 2}):  # geometry survives the round trip (1e-6 Å)
+        expected = from_crystals.analogues(composition)[0].substituted()
+        found = from_table.analogues(composition)[0].substituted()
+        assert np.allclose(found.lattice, expected.lattice, atol=1e-6)
+        assert np.allclose(found.frac_coords, expected.frac_coords, atol=1e-6)
+        assert found.atomic_numbers.tolist() == expected.atomic_numbers.tolist()
+
+
+def test_assignment_only_table_has_no_geometry(tmp_path):
+    """A format-1 table (assignments only) still reads; its templates cannot be substituted."""
+    payload = {"format": "diffcrystal-analogue-table-1", "source": "hand-made", "templates": [
+        ["nacl", [[NA, 1], [CL, 1]], 2, 0.0, 225, [[NA, "4a"], [CL, "4b"]]]]}
+    path = tmp_path / "old.json.gz"
+    path.write_bytes(gzip.compress(json.dumps(payload).encode()))
+    library = AnalogueLibrary.from_table(path)
+    assert not library.has_geometry
+    assert library.analogues({19: 1, 35: 1})[0].assignment().spacegroup == 225
     with pytest.raises(InputError, match="without geometry"):
-        from_table.analogues({NA: 1, CL: 1})[0].substituted()
+        library.analogues({19: 1, 35: 1})[0].substituted()
+    with pytest.raises(InputError, match="no geometry to write"):
+        library.write_table(tmp_path / "again.json.gz", source="x", progress=False)
 
 
 @pytest.mark.parametrize("content, message", [

@@ -1,0 +1,184 @@
+"""Candidate structures for a composition from three sources (the CSP pipeline of ``predict``).
+
+- ``template``: the nearest known crystals of the composition's formula type on Pettifor's
+  Mendeleev scale, of pairwise distinct structure type, with the composition's species
+  substituted (:mod:`diffcrystal.analogues`; the ``analogue`` baseline's candidates, but without
+  knowing the target's atom count).
+- ``analogue_diffusion``: samples of a CSP generator constrained to those analogues' space
+  groups and Wyckoff assignments (``sample --analogues``), cycling over the analogues nearest
+  first.
+- ``free_diffusion``: unconstrained samples of the generator (new prototypes no template has),
+  with the numbers of formula units per cell the templates use (1 when there are none).
+
+Every candidate records its source, the analogue behind it and that analogue's Mendeleev
+distance (``nan`` for free samples) and energy above the hull in its own data (``nan`` when
+unknown): the ranking score may use them (:mod:`diffcrystal.ranking`).
+
+Before any relaxation, candidates that pymatgen's ``StructureMatcher`` calls the same crystal
+are merged (:func:`deduplicate_candidates`): the first in source order is relaxed, the others
+point to it.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+
+from diffcrystal.analogues import Analogue, AnalogueLibrary
+from diffcrystal.data.composition import Composition, format_composition
+from diffcrystal.data.crystal import Crystal
+from diffcrystal.errors import InputError
+
+Source = Literal["template", "analogue_diffusion", "free_diffusion"]
+SOURCES: tuple[Source, ...] = ("template", "analogue_diffusion", "free_diffusion")
+"""Candidate sources, in the order candidates are listed and deduplicated."""
+
+DEFAULT_COUNTS: dict[Source, int] = {"template": 5, "analogue_diffusion": 3, "free_diffusion": 2}
+"""Candidates per source that ``predict`` draws by default (before deduplication)."""
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One candidate crystal: ``label`` (unique in a run), the ``crystal`` (lattice rows in Å),
+    its ``source``, the ``analogue`` template behind it (``''`` for free samples) with its
+    Mendeleev distance ``analogue_distance`` (per formula atom; ``nan`` for free samples) and
+    the template's ``template_e_above_hull`` (eV/atom in its own data; ``nan`` when unknown)."""
+
+    label: str
+    crystal: Crystal
+    source: Source
+    analogue: str = ""
+    analogue_distance: float = math.nan
+    template_e_above_hull: float = math.nan
+
+
+def _from_analogue(label: str, crystal: Crystal, source: Source, analogue: Analogue) -> Candidate:
+    stability = analogue.template.e_above_hull
+    return Candidate(label, crystal, source, analogue.template.label, analogue.distance,
+                     stability if math.isfinite(stability) else math.nan)
+
+
+def nearest_analogues(composition: Composition, library: AnalogueLibrary, k: int,
+                      max_distance: float | None) -> list[Analogue]:
+    """Up to ``k`` nearest analogues of distinct structure type within ``max_distance``
+    Mendeleev units (None: any); empty when the library has none."""
+    return library.distinct_analogues(composition, k, max_distance=max_distance) if k > 0 else []
+
+
+def template_candidates(analogues: list[Analogue]) -> list[Candidate]:
+    """The substituted templates of ``analogues`` (needs a library with geometry)."""
+    return [_from_analogue(f"template-{i:02d}", a.substituted(), "template", a) for i, a in enumerate(analogues)]
+
+
+def analogue_diffusion_candidates(generator, analogues: list[Analogue], n: int, seed: int,
+                                  num_steps: int | None = None, progress: bool = False) -> list[Candidate]:
+    """``n`` samples of the CSP ``generator`` on the space groups and Wyckoff assignments of
+    ``analogues``, cycled nearest first; samples that are no crystal are left out."""
+    from diffcrystal.sampling import generate_batches
+    from diffcrystal.spacegroup import break_extra_symmetry
+
+    if n < 1 or not analogues:
+        return []
+    chosen = [analogues[i % len(analogues)] for i in range(n)]
+    assignments = [a.assignment() for a in chosen]
+    plans = [(a.num_atoms, a.atomic_numbers()) for a in assignments]
+    crystals = _sample(generator, plans, seed, num_steps, progress, assignments)
+    out = []
+    for i, (crystal, assignment, analogue) in enumerate(zip(crystals, assignments, chosen)):
+        if isinstance(crystal, Crystal):
+            crystal = primitive(break_extra_symmetry(crystal, assignment, seed=i)[0])
+            out.append(_from_analogue(f"analogue-{i:02d}", crystal, "analogue_diffusion", analogue))
+    return out
+
+
+def free_diffusion_candidates(generator, composition: Composition, n: int, formula_units: list[int], seed: int,
+                              num_steps: int | None = None, progress: bool = False) -> list[Candidate]:
+    """``n`` unconstrained samples of the CSP ``generator``, cycling through ``formula_units``;
+    samples that are no crystal are left out."""
+    from diffcrystal.sampling import plan_requests
+
+    if n < 1:
+        return []
+    plans = plan_requests(generator, n, composition, formula_units, seed)
+    crystals = _sample(generator, plans, seed, num_steps, progress, None)
+    return [Candidate(f"free-{i:02d}", primitive(c), "free_diffusion") for i, c in enumerate(crystals)
+            if isinstance(c, Crystal)]
+
+
+def primitive(crystal: Crystal) -> Crystal:
+    """The primitive cell of ``crystal`` (pymatgen, default tolerance): a conventional cell
+    sampled on a centred group costs 2-4 times more potential calls than its primitive cell."""
+    reduced = crystal.to_structure().get_primitive_structure()
+    return crystal if len(reduced) == crystal.num_atoms else Crystal.from_structure(reduced, label=crystal.label)
+
+
+def _sample(generator, plans, seed: int, num_steps: int | None, progress: bool, assignments) -> list:
+    from diffcrystal.sampling import generate_batches
+
+    steps = generator.experiment.sampling.num_steps if num_steps is None else num_steps
+    crystals: list = []
+    for _start, batch in generate_batches(generator, plans, num_steps=steps, batch_size=max(len(plans), 1),
+                                          seed=seed, progress=progress, assignments=assignments):
+        crystals.extend(batch)
+    return crystals
+
+
+def template_formula_units(composition: Composition, analogues: list[Analogue], max_atoms: int) -> list[int]:
+    """Formula units per cell of the ``analogues``' templates, most common first, within
+    ``max_atoms`` atoms per cell; ``[1]`` when none."""
+    per_unit = sum(composition.values()) // math.gcd(*composition.values())
+    counts: dict[int, int] = {}
+    for analogue in analogues:
+        z = analogue.template.num_atoms // per_unit
+        if 1 <= z and z * per_unit <= max_atoms:
+            counts[z] = counts.get(z, 0) + 1
+    return sorted(counts, key=lambda z: (-counts[z], z)) or [1]
+
+
+def deduplicate_candidates(candidates: list[Candidate], matcher=None) -> tuple[list[Candidate], dict[str, str]]:
+    """Distinct candidates (the first of each group, in input order) and, for every merged one,
+    the label of the candidate that stands for it. Same crystal: pymatgen ``StructureMatcher``
+    (``matcher``; default :func:`~diffcrystal.potential.rank.default_matcher`)."""
+    if matcher is None:
+        from diffcrystal.potential.rank import default_matcher
+
+        matcher = default_matcher()
+    kept: list[Candidate] = []
+    kept_structures = []
+    merged: dict[str, str] = {}
+    for candidate in candidates:
+        structure = candidate.crystal.to_structure()
+        twin = next((k for k, s in zip(kept, kept_structures) if matcher.fit(s, structure)), None)
+        if twin is None:
+            kept.append(candidate)
+            kept_structures.append(structure)
+        else:
+            merged[candidate.label] = twin.label
+    return kept, merged
+
+
+def check_counts(counts: dict[str, int]) -> dict[Source, int]:
+    """``counts`` per source validated (:class:`InputError` naming a bad source or count)."""
+    unknown = sorted(set(counts) - set(SOURCES))
+    if unknown:
+        raise InputError(f"unknown candidate source {unknown[0]!r}; valid: {', '.join(SOURCES)}")
+    bad = {s: n for s, n in counts.items() if not (isinstance(n, (int, np.integer)) and n >= 0)}
+    if bad:
+        source, n = next(iter(bad.items()))
+        raise InputError(f"the number of {source} candidates must be a whole number >= 0, got {n}")
+    if not any(counts.values()):
+        raise InputError("no candidates requested: give at least one source a count above 0")
+    return {s: int(counts.get(s, 0)) for s in SOURCES}
+
+
+def describe_missing_analogues(composition: Composition, library: AnalogueLibrary, max_distance: float | None) -> str:
+    """Why ``composition`` has no template (for the run summary)."""
+    found = library.analogues(composition)
+    name = format_composition(composition)
+    if not found:
+        return f"no known crystal of {name}'s formula type: free diffusion only"
+    return (f"no analogue of {name} within Mendeleev distance {max_distance:g} (nearest: {found[0].template.label} "
+            f"at {found[0].distance:.3g}): free diffusion only")

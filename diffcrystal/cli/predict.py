@@ -1,0 +1,173 @@
+"""``diffcrystal predict --composition F``: the ranked answer for a composition.
+
+Candidates from the nearest known analogues (templates), diffusion on their space groups and
+free diffusion, deduplicated, relaxed through the funnel with one potential and ranked
+(:mod:`diffcrystal.predict`). Writes ``predictions/<formula>/`` (or ``--out``): ``ranked.csv``,
+``candidates.csv``, ``cif/``, ``overview.png`` and ``run.json``
+(:mod:`diffcrystal.prediction_folder`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from diffcrystal.errors import InputError
+
+SOURCE_OPTIONS = {"template": "--templates-n", "analogue_diffusion": "--analogue-samples",
+                  "free_diffusion": "--free-samples"}
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    from diffcrystal.analogues import DEFAULT_MAX_ANALOGUE_DISTANCE
+    from diffcrystal.candidates import DEFAULT_COUNTS
+    from diffcrystal.potential.funnel import DEFAULT_KEEP_AT_LEAST, DEFAULT_STAGE_STEPS
+    from diffcrystal.predict import PREDICT_FMAX_EV_A, PREDICT_MAX_STEPS
+    from diffcrystal.ranking import DEFAULT_DISTANCE_WEIGHT_EV
+
+    parser.add_argument("--composition", required=True, help="formula, e.g. YBa2Cu3O7")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="output folder (default: predictions/<formula>, or <formula>-2, ... when taken)")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue an interrupted run in --out (same options; finished relaxations are reused)")
+    parser.add_argument("--checkpoint", default=None, help="CSP generator: a file or bundled name (default mp20_csp)")
+    parser.add_argument("--templates", default=None, metavar="TABLE",
+                        help="template table with geometry (default: the one shipped with the checkpoint; "
+                             "build your own with scripts/build_analogue_table.py)")
+    parser.add_argument("--sources", default="template,analogue_diffusion,free_diffusion",
+                        help="candidate sources to use, comma-separated (default: all three)")
+    parser.add_argument("--templates-n", type=int, default=DEFAULT_COUNTS["template"], metavar="N",
+                        help=f"nearest distinct analogue templates (default {DEFAULT_COUNTS['template']})")
+    parser.add_argument("--analogue-samples", type=int, default=DEFAULT_COUNTS["analogue_diffusion"], metavar="N",
+                        help="diffusion samples on the analogues' space groups "
+                             f"(default {DEFAULT_COUNTS['analogue_diffusion']})")
+    parser.add_argument("--free-samples", type=int, default=DEFAULT_COUNTS["free_diffusion"], metavar="N",
+                        help=f"unconstrained diffusion samples (default {DEFAULT_COUNTS['free_diffusion']})")
+    parser.add_argument("--max-analogue-distance", type=float, default=DEFAULT_MAX_ANALOGUE_DISTANCE, metavar="D",
+                        help=f"farthest analogue used, Mendeleev units per atom (default {DEFAULT_MAX_ANALOGUE_DISTANCE:g})")
+    parser.add_argument("--potential", default="sevennet-0", help="relaxes and ranks (default sevennet-0)")
+    parser.add_argument("--fmax", type=float, default=PREDICT_FMAX_EV_A,
+                        help=f"force threshold in eV/Å (default {PREDICT_FMAX_EV_A})")
+    parser.add_argument("--steps", type=int, default=PREDICT_MAX_STEPS,
+                        help=f"FIRE step cap per candidate (default {PREDICT_MAX_STEPS})")
+    parser.add_argument("--no-funnel", action="store_true",
+                        help="relax every distinct candidate to the end (slower; the funnel's reference)")
+    parser.add_argument("--funnel-stages", default=",".join(map(str, DEFAULT_STAGE_STEPS)), metavar="S1,S2",
+                        help=f"FIRE steps of each pruning stage (default {','.join(map(str, DEFAULT_STAGE_STEPS))})")
+    parser.add_argument("--keep", type=int, default=DEFAULT_KEEP_AT_LEAST, metavar="K",
+                        help=f"candidates always relaxed to the end (default {DEFAULT_KEEP_AT_LEAST})")
+    parser.add_argument("--distance-weight", type=float, default=DEFAULT_DISTANCE_WEIGHT_EV, metavar="EV",
+                        help="ranking score: eV/atom per Mendeleev unit of analogue distance "
+                             f"(default {DEFAULT_DISTANCE_WEIGHT_EV}, calibrated on validation)")
+    parser.add_argument("--hull", type=Path, default=None, metavar="DATA",
+                        help="dataset of known phases (e.g. mp_20/train.csv) for the energy above the hull")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the diffusion samples (default 0)")
+    parser.add_argument("--workers", type=int, default=1, help="relaxation processes (default 1)")
+    parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"), help="where the potential runs")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def _counts(args: argparse.Namespace) -> dict[str, int]:
+    from diffcrystal.candidates import SOURCES
+
+    chosen = [s.strip() for s in args.sources.split(",") if s.strip()]
+    unknown = [s for s in chosen if s not in SOURCES]
+    if unknown:
+        raise InputError(f"--sources: unknown source {unknown[0]!r}; valid: {', '.join(SOURCES)}")
+    counts = {s: getattr(args, SOURCE_OPTIONS[s].lstrip("-").replace("-", "_")) for s in SOURCES}
+    for source, n in counts.items():
+        if n < 0:
+            raise InputError(f"{SOURCE_OPTIONS[source]} must be >= 0, got {n}")
+    return {s: (n if s in chosen else 0) for s, n in counts.items()}
+
+
+def settings_from(args: argparse.Namespace):
+    from diffcrystal.potential.funnel import FunnelSettings
+    from diffcrystal.potential.relax import RelaxSettings
+    from diffcrystal.predict import PredictSettings
+    from diffcrystal.ranking import RankingScore
+
+    try:
+        stages = tuple(int(s) for s in args.funnel_stages.split(","))
+    except ValueError:
+        raise InputError(f"--funnel-stages must be whole numbers separated by commas, got {args.funnel_stages!r}") from None
+    if args.steps < 1:
+        raise InputError(f"--steps must be >= 1, got {args.steps}")
+    if not args.fmax > 0:
+        raise InputError(f"--fmax must be > 0 eV/Å, got {args.fmax}")
+    funnel = None if args.no_funnel else FunnelSettings(stages, keep_at_least=args.keep)
+    if funnel is not None and args.steps <= sum(stages):
+        raise InputError(f"--steps ({args.steps}) must exceed the funnel's stages ({sum(stages)} steps)")
+    return PredictSettings(counts=_counts(args), max_analogue_distance=args.max_analogue_distance,
+                           relax=RelaxSettings(fmax=args.fmax, max_steps=args.steps), funnel=funnel,
+                           score=RankingScore(distance_weight=args.distance_weight), seed=args.seed)
+
+
+def run_record(args: argparse.Namespace, settings, checkpoint: Path, templates: Path | None) -> dict:
+    from dataclasses import asdict
+
+    from diffcrystal.checkpoint import file_sha256
+
+    return {
+        "composition": args.composition, "checkpoint": str(checkpoint), "checkpoint_sha256": file_sha256(checkpoint),
+        "templates": str(templates) if templates else None,
+        "templates_sha256": file_sha256(templates) if templates else None,
+        "potential": args.potential, "hull": str(args.hull) if args.hull else None,
+        "settings": json_safe(asdict(settings)),
+    }
+
+
+def json_safe(value):
+    """``value`` with tuples as lists and non-finite floats as strings (JSON round trip)."""
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    if isinstance(value, float) and value != value:
+        return "nan"
+    return value
+
+
+def run(args: argparse.Namespace) -> int:
+    from diffcrystal.checkpoint import bundled_analogue_table, resolve_checkpoint
+    from diffcrystal.data.composition import format_composition, parse_composition
+    from diffcrystal.potential.relax import check_potential
+    from diffcrystal.predict import predict
+    from diffcrystal.prediction_folder import default_folder, prepare_folder, write_prediction
+
+    composition = parse_composition(args.composition)
+    settings = settings_from(args)
+    check_potential(args.potential)
+    if args.workers < 1:
+        raise InputError(f"--workers must be >= 1, got {args.workers}")
+    if args.hull is not None and not args.hull.exists():
+        raise InputError(f"--hull: no such dataset {args.hull}")
+    checkpoint = resolve_checkpoint(args.checkpoint, "csp")
+    templates = Path(args.templates) if args.templates else bundled_analogue_table(checkpoint)
+    out = args.out if args.out is not None else default_folder(format_composition(composition))
+    if args.resume and args.out is None:
+        raise InputError("--resume needs --out: the folder of the run to continue")
+    record = run_record(args, settings, checkpoint, templates)
+    prepare_folder(out, record, args.resume)
+    prediction = predict(args.composition, checkpoint=checkpoint, templates=templates, potential=args.potential,
+                         settings=settings, hull=args.hull, workers=args.workers, device=args.device,
+                         progress=not args.quiet)
+    write_prediction(prediction, out, record)
+    for note in prediction.notes:
+        print(f"note: {note}")
+    statuses: dict[str, int] = {}
+    for outcome in prediction.outcomes:
+        statuses[outcome.status] = statuses.get(outcome.status, 0) + 1
+    print(f"{len(prediction.outcomes)} candidates ({', '.join(f'{n} {s}' for s, n in statuses.items())}); "
+          f"{prediction.relax_steps} potential steps of {prediction.relax_steps_cap} without the funnel; "
+          f"{prediction.seconds['total']:.1f} s")
+    print(f"{'rank':>4}  {'source':<18} {'E (eV/atom)':>11} {'score':>9} {'space group':<12} known")
+    for entry in prediction.ranked[:10]:
+        print(f"{entry.rank:>4}  {entry.best.candidate.source:<18} {entry.energy_per_atom:>11.4f} "
+              f"{entry.score:>9.4f} {entry.space_group:<12} {entry.matches_known}")
+    if len(prediction.ranked) > 10:
+        print(f"  ... {len(prediction.ranked) - 10} more in ranked.csv")
+    print(f"answer: {out}/ranked.csv (relaxed CIFs in {out}/cif/, every candidate in {out}/candidates.csv)",
+          file=sys.stdout)
+    return 0

@@ -1,0 +1,139 @@
+"""Successive-halving relaxation: spend the potential's calls on candidates that can still win.
+
+Ranking many candidates needs only the best few relaxed to convergence. The funnel relaxes
+every candidate for a short stage of FIRE steps, ranks them by their score at that point,
+continues the better part for the next stage, and so on; after the last stage the survivors
+are relaxed to convergence (``fmax``; the last run gets ``max_steps`` minus the stages' steps). Candidates dropped
+on the way are reported with status ``pruned``, their energy at pruning and the stage that
+dropped them.
+
+Stage ``s`` (of :attr:`FunnelSettings.stage_steps`) continues each live candidate from where
+the previous stage left it, for ``stage_steps[s]`` more steps (a fresh FIRE state; a structure
+converged on the way stops there and is never pruned). The live candidates are then ordered by
+``energy_per_atom + offset`` (``offset``: a per-candidate penalty in eV/atom that the caller's
+ranking score adds, e.g. for a far-fetched chemical analogue; 0 by default) and the best
+``max(keep_at_least, ceil(keep_fraction * live))`` continue. With ``keep_fraction`` 1 nothing
+is pruned and the funnel equals a plain relaxation cut into pieces.
+
+Every stage goes through :func:`~diffcrystal.potential.relax_cache.relax_cached`, keyed on the
+stage's input structure and step budget, so an interrupted funnel resumes from its last
+finished stage (``diffcrystal predict --resume``) and a repeated one costs nothing.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, replace
+from typing import Sequence
+
+from diffcrystal.errors import InputError
+from diffcrystal.potential.relax import DEFAULT_WORKERS, RelaxResult, RelaxSettings
+
+DEFAULT_STAGE_STEPS = (10,)
+"""FIRE steps of the pruning stages (each continuing the last): measured on MP-20 validation
+targets in docs/benchmarks.md, "Relaxation funnel"."""
+
+DEFAULT_KEEP_FRACTION = 0.5
+"""Share of the live candidates each stage keeps (successive halving)."""
+
+DEFAULT_KEEP_AT_LEAST = 3
+"""Candidates always kept through every stage and relaxed to convergence (the top K)."""
+
+
+@dataclass(frozen=True)
+class FunnelSettings:
+    """``stage_steps``: FIRE steps of each pruning stage; ``keep_fraction`` (0, 1]: share of
+    the live candidates a stage keeps; ``keep_at_least``: never fewer than this many continue."""
+
+    stage_steps: tuple[int, ...] = DEFAULT_STAGE_STEPS
+    keep_fraction: float = DEFAULT_KEEP_FRACTION
+    keep_at_least: int = DEFAULT_KEEP_AT_LEAST
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "stage_steps", tuple(int(s) for s in self.stage_steps))
+        if any(s < 1 for s in self.stage_steps):
+            raise InputError(f"funnel stages need at least 1 step each, got {list(self.stage_steps)}")
+        if not 0 < self.keep_fraction <= 1:
+            raise InputError(f"the funnel's keep fraction must be in (0, 1], got {self.keep_fraction}")
+        if self.keep_at_least < 1:
+            raise InputError(f"the funnel must keep at least 1 candidate, got {self.keep_at_least}")
+
+
+@dataclass
+class FunnelReport:
+    """Per candidate the final :class:`RelaxResult` (``pruned`` ones carry their energy at
+    pruning), and the number of potential steps the funnel spent (``steps_total``) against
+    what relaxing everything to the end would have needed at most (``steps_cap``)."""
+
+    results: list[RelaxResult]
+    steps_total: int
+    steps_cap: int
+
+
+def _survivors(live: list[int], results: list[RelaxResult], offsets: Sequence[float],
+               settings: FunnelSettings) -> list[int]:
+    """Indices of ``live`` that continue: finite energy, best ``energy + offset`` first."""
+    finite = [i for i in live if math.isfinite(results[i].energy_per_atom)]
+    finite.sort(key=lambda i: (results[i].energy_per_atom + offsets[i], i))
+    keep = max(settings.keep_at_least, math.ceil(settings.keep_fraction * len(finite)))
+    return finite[:keep]
+
+
+def relax_funnel(items: Sequence[tuple[str, object]], potential: str, settings: RelaxSettings = RelaxSettings(),
+                 funnel: FunnelSettings = FunnelSettings(), offsets: Sequence[float] | None = None,
+                 workers: int = DEFAULT_WORKERS, progress: bool = True, device: str = "cpu",
+                 cache_dir=None, calculator=None) -> FunnelReport:
+    """Relax ``(label, Atoms | Crystal)`` pairs through the funnel (module docstring); one result
+    per item in input order. ``settings``: the final ``fmax`` and the total step cap
+    ``max_steps``; ``offsets``: per-item score penalties in eV/atom (None: 0); ``calculator``:
+    ``potential`` already loaded (None: loaded once here when ``workers`` is 1)."""
+    from diffcrystal.potential.calculators import load_calculator
+    from diffcrystal.potential.relax_cache import relax_cached
+
+    offsets = [0.0] * len(items) if offsets is None else list(offsets)
+    if len(offsets) != len(items):
+        raise InputError(f"{len(offsets)} funnel offsets for {len(items)} candidates")
+    staged = sum(funnel.stage_steps)
+    if settings.max_steps <= staged:
+        raise InputError(f"the step cap ({settings.max_steps}) must exceed the funnel's stages "
+                         f"({'+'.join(map(str, funnel.stage_steps))} = {staged} steps)")
+    current: list[tuple[str, object]] = list(items)
+    results: list[RelaxResult | None] = [None] * len(items)
+    used = [0] * len(items)
+    live = list(range(len(items)))
+    steps_total = 0
+    if calculator is None and workers == 1:
+        calculator = load_calculator(potential, device=device)  # once for all stages
+
+    def run(indices: list[int], max_steps: int) -> list[RelaxResult]:
+        nonlocal steps_total
+        done, _ = relax_cached([current[i] for i in indices], potential, replace(settings, max_steps=max_steps),
+                               workers=workers, progress=progress, device=device, cache_dir=cache_dir,
+                               calculator=calculator)
+        for i, result in zip(indices, done):
+            steps_total += result.steps
+            used[i] += result.steps
+            result.steps = used[i]
+            results[i] = result
+        return done
+
+    for stage, steps in enumerate(funnel.stage_steps):
+        if not live:
+            break
+        still_running = []
+        for i, result in zip(live, run(live, steps)):
+            if result.status == "not_converged" and result.atoms is not None:
+                current[i] = (current[i][0], result.atoms)
+                still_running.append(i)
+        kept = set(_survivors(still_running, results, offsets, funnel))
+        for i in still_running:
+            if i not in kept:
+                result = results[i]
+                result.status = "pruned"
+                result.reason = (f"pruned after stage {stage + 1} of {len(funnel.stage_steps)} ({used[i]} steps): "
+                                 f"{result.energy_per_atom + offsets[i]:.4f} eV/atom with its offset, "
+                                 f"outside the best {len(kept)} of {len(still_running)}")
+        live = [i for i in still_running if i in kept]
+    if live:
+        run(live, settings.max_steps - staged)
+    return FunnelReport(results, steps_total, settings.max_steps * len(items))  # type: ignore[arg-type]

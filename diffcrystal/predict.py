@@ -1,0 +1,345 @@
+"""From a composition to a ranked list of relaxed structures (``diffcrystal predict``).
+
+    composition -> candidates (templates, diffusion on the analogues' groups, free diffusion)
+                -> merge duplicates -> relaxation funnel (one potential) -> merge duplicates
+                -> rank by :class:`~diffcrystal.ranking.RankingScore`
+
+1. **Candidates** (:mod:`diffcrystal.candidates`): the nearest analogues of distinct structure
+   type within ``max_analogue_distance`` give the templates and the groups of the constrained
+   samples; when there are none, free diffusion alone (said in :attr:`Prediction.notes`).
+2. **Before relaxing**, candidates that ``StructureMatcher`` calls the same crystal are relaxed
+   once (:func:`~diffcrystal.candidates.deduplicate_candidates`).
+3. **Relaxation**: the funnel of :mod:`diffcrystal.potential.funnel`, pruning by the ranking
+   score, the survivors relaxed to ``fmax``; or, with ``funnel=None``, every candidate to the end.
+4. **After relaxing**, the converged structures are grouped again (relaxation often takes
+   different starts to the same minimum); each group is represented by its best-scoring member
+   and lists the sources that reached it. Structures stopped at the step cap rank after every
+   converged one; pruned, exploded and failed ones are listed but not ranked.
+5. **Known structures**: each ranked structure is compared with the library's crystals of the
+   same composition (``matches_known``: the label of the one it is), and, with ``hull`` (a
+   dataset of known phases, relaxed with the same potential and cached), its energy above
+   their hull (eV/atom).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from diffcrystal.analogues import DEFAULT_MAX_ANALOGUE_DISTANCE, AnalogueLibrary
+from diffcrystal.candidates import (
+    DEFAULT_COUNTS,
+    Candidate,
+    analogue_diffusion_candidates,
+    check_counts,
+    deduplicate_candidates,
+    describe_missing_analogues,
+    free_diffusion_candidates,
+    nearest_analogues,
+    template_candidates,
+    template_formula_units,
+)
+from diffcrystal.data.composition import Composition, format_composition, parse_composition
+from diffcrystal.errors import InputError
+from diffcrystal.potential.calculators import DEFAULT_POTENTIAL
+from diffcrystal.potential.funnel import FunnelSettings, relax_funnel
+from diffcrystal.potential.relax import RelaxResult, RelaxSettings
+from diffcrystal.ranking import RankingScore
+
+PREDICT_FMAX_EV_A = 0.05
+"""Force threshold of ``predict``'s relaxations (eV/Å): enough to order minima that differ by
+a few meV/atom, at about half the steps of 0.02."""
+
+PREDICT_MAX_STEPS = 200
+"""Step cap of ``predict``'s relaxations (FIRE steps in all, stages included)."""
+
+
+@dataclass(frozen=True)
+class PredictSettings:
+    """How ``predict`` works: candidates per source (``counts``, :data:`~diffcrystal.candidates.SOURCES`),
+    the farthest analogue used (``max_analogue_distance``, Mendeleev units; None: any), the
+    relaxation (``relax``; ``funnel``: None relaxes everything to the end), the ranking
+    ``score``, the sampler's ``seed`` and ``sampler_steps`` (None: the checkpoint's)."""
+
+    counts: dict = field(default_factory=lambda: dict(DEFAULT_COUNTS))
+    max_analogue_distance: float | None = DEFAULT_MAX_ANALOGUE_DISTANCE
+    relax: RelaxSettings = RelaxSettings(fmax=PREDICT_FMAX_EV_A, max_steps=PREDICT_MAX_STEPS)
+    funnel: FunnelSettings | None = FunnelSettings()
+    score: RankingScore = RankingScore()
+    seed: int = 0
+    sampler_steps: int | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "counts", check_counts(dict(self.counts)))
+        if self.max_analogue_distance is not None and not self.max_analogue_distance >= 0:
+            raise InputError(f"--max-analogue-distance must be >= 0, got {self.max_analogue_distance}")
+
+
+@dataclass
+class CandidateOutcome:
+    """A candidate and what became of it: its relaxation ``result`` (None when it was merged
+    before relaxing into ``duplicate_of``), and its ranking ``score`` (eV/atom; nan unranked)."""
+
+    candidate: Candidate
+    result: RelaxResult | None = None
+    duplicate_of: str = ""
+    score: float = math.nan
+
+    @property
+    def status(self) -> str:
+        return "duplicate" if self.result is None else self.result.status
+
+
+@dataclass
+class RankedStructure:
+    """One distinct relaxed crystal of the answer: its ``rank`` (1 = best), the ``best`` outcome
+    that represents it, the labels of every candidate that ended there (``members``, the best
+    first), its energy above the hull of known phases (eV/atom; nan without ``hull``) and the
+    known crystal it ``matches_known`` (``''``: none of the library's)."""
+
+    rank: int
+    best: CandidateOutcome
+    members: list[str]
+    sources: list[str]
+    e_above_hull: float = math.nan
+    matches_known: str = ""
+
+    @property
+    def structure(self):
+        """The relaxed pymatgen ``Structure``."""
+        return self.best.result.crystal.to_structure()
+
+    @property
+    def energy_per_atom(self) -> float:
+        return self.best.result.energy_per_atom
+
+    @property
+    def score(self) -> float:
+        return self.best.score
+
+    @property
+    def converged(self) -> bool:
+        return self.best.result.status == "converged"
+
+    @property
+    def space_group(self) -> str:
+        return self.best.result.space_group
+
+    def __repr__(self) -> str:
+        return (f"RankedStructure(rank={self.rank}, source={self.best.candidate.source!r}, "
+                f"energy_per_atom={self.energy_per_atom:.4f}, space_group={self.space_group!r})")
+
+
+@dataclass
+class Prediction:
+    """The answer for one composition: ``ranked`` structures (best first), every candidate's
+    ``outcomes``, the analogues used, ``notes`` for the user, the potential, wall ``seconds``
+    per phase and the funnel's potential steps (``relax_steps``, against ``relax_steps_cap`` for
+    relaxing every distinct candidate to the cap)."""
+
+    composition: str
+    ranked: list[RankedStructure]
+    outcomes: list[CandidateOutcome]
+    analogues: list
+    notes: list[str]
+    potential: str
+    seconds: dict[str, float]
+    relax_steps: int
+    relax_steps_cap: int
+
+    def __getitem__(self, index: int) -> RankedStructure:
+        return self.ranked[index]
+
+    def __len__(self) -> int:
+        return len(self.ranked)
+
+
+def load_library(spec: str | Path | AnalogueLibrary | None, checkpoint: Path) -> AnalogueLibrary:
+    """The template library: an :class:`AnalogueLibrary`, a table file, or None for the one
+    shipped with ``checkpoint`` (hash-checked); it must carry geometry."""
+    from diffcrystal.checkpoint import bundled_analogue_table
+
+    if isinstance(spec, AnalogueLibrary):
+        library = spec
+    else:
+        path = Path(spec) if spec is not None else bundled_analogue_table(checkpoint)
+        if path is None:
+            raise InputError(f"{checkpoint.name} ships no template table: pass --templates TABLE "
+                             "(build one with scripts/build_analogue_table.py)")
+        if not path.is_file():
+            raise InputError(f"--templates: no such table file {path}")
+        library = AnalogueLibrary.from_table(path)
+    if not library.has_geometry:
+        raise InputError("the template table holds no geometry (an assignment-only table): rebuild it with "
+                         "scripts/build_analogue_table.py")
+    return library
+
+
+def gather_candidates(composition: Composition, generator, library: AnalogueLibrary, settings: PredictSettings,
+                      progress: bool = False) -> tuple[list[Candidate], list, list[str]]:
+    """``(candidates, analogues used, notes)`` for ``composition`` (module docstring, step 1)."""
+    counts = settings.counts
+    wanted = max(counts["template"], counts["analogue_diffusion"])
+    analogues = nearest_analogues(composition, library, wanted, settings.max_analogue_distance)
+    notes = []
+    if not analogues and wanted:
+        notes.append(describe_missing_analogues(composition, library, settings.max_analogue_distance))
+    candidates = template_candidates(analogues[:counts["template"]])
+    free = counts["free_diffusion"]
+    if not analogues and wanted:
+        free = max(free, counts["template"] + counts["analogue_diffusion"])  # keep the budget
+    if generator is not None and analogues:
+        candidates += analogue_diffusion_candidates(generator, analogues, counts["analogue_diffusion"],
+                                                    settings.seed, settings.sampler_steps, progress)
+    if generator is not None and free:
+        units = template_formula_units(composition, analogues, generator.statistics.max_atoms)
+        candidates += free_diffusion_candidates(generator, composition, free, units, settings.seed,
+                                                settings.sampler_steps, progress)
+    if not candidates:
+        raise InputError(f"no candidate structure for {format_composition(composition)}: "
+                         + (notes[0] if notes else "every source is empty"))
+    return candidates, analogues, notes
+
+
+def _group_relaxed(outcomes: list[CandidateOutcome], matcher) -> list[list[CandidateOutcome]]:
+    """Relaxed outcomes grouped by ``matcher`` (each group best score first), converged groups
+    first, then those at the step cap; each part in score order."""
+    groups: list[list[CandidateOutcome]] = []
+    ordered = sorted((o for o in outcomes if o.result is not None and o.result.status in ("converged", "not_converged")
+                      and math.isfinite(o.score) and o.result.atoms is not None),
+                     key=lambda o: (o.result.status != "converged", o.score, o.candidate.label))
+    structures = []
+    for outcome in ordered:
+        structure = outcome.result.crystal.to_structure()
+        for group, representative in zip(groups, structures):
+            if group[0].result.status == outcome.result.status and matcher.fit(representative, structure):
+                group.append(outcome)
+                break
+        else:
+            groups.append([outcome])
+            structures.append(structure)
+    return groups
+
+
+def _known_match(structure, composition: Composition, library: AnalogueLibrary, matcher) -> str:
+    """Label of a library crystal of ``composition`` that ``structure`` is, or ``''``."""
+    for analogue in library.analogues(composition):
+        if analogue.distance > 0:
+            break
+        if any(a != b for a, b in analogue.species_map.items()):
+            continue
+        if matcher.fit(analogue.template.crystal.to_structure(), structure):
+            return analogue.template.label
+    return ""
+
+
+def rank_outcomes(outcomes: list[CandidateOutcome], composition: Composition, library: AnalogueLibrary,
+                  matcher=None) -> list[RankedStructure]:
+    """Steps 4-5 of the module docstring (without the hull)."""
+    from diffcrystal.potential.rank import default_matcher
+
+    matcher = matcher or default_matcher()
+    ranked = []
+    for rank, group in enumerate(_group_relaxed(outcomes, matcher), start=1):
+        sources = list(dict.fromkeys(o.candidate.source for o in group))
+        entry = RankedStructure(rank, group[0], [o.candidate.label for o in group], sources)
+        entry.matches_known = _known_match(entry.structure, composition, library, matcher)
+        ranked.append(entry)
+    return ranked
+
+
+def _hull_energies(ranked: list[RankedStructure], hull: str | Path, potential: str, settings: RelaxSettings,
+                   workers: int, progress: bool, device: str) -> None:
+    """Energy above the hull of ``hull``'s known phases, relaxed with the same potential."""
+    from diffcrystal.potential.hull import chemical_systems, dataset_references
+    from diffcrystal.potential.rank import RankedEntry, hull_energies
+    from diffcrystal.potential.relax_cache import relax_cached
+
+    if not ranked:
+        return
+    atoms = [r.best.result.atoms for r in ranked]
+    references, _ = dataset_references(hull, chemical_systems(atoms), progress)
+    relaxed, _ = relax_cached(references, potential, settings, workers=workers, progress=progress, device=device)
+    entries = [RankedEntry(r.best.result) for r in ranked]
+    hull_energies(entries, relaxed)
+    for entry, structure in zip(entries, ranked):
+        structure.e_above_hull = entry.e_above_hull
+
+
+def predict(composition: str, *, checkpoint: str | Path | None = None, templates=None,
+            potential: str = DEFAULT_POTENTIAL, settings: PredictSettings = PredictSettings(),
+            hull: str | Path | None = None, workers: int = 1, device: str = "cpu", progress: bool = False,
+            cache_dir: str | Path | None = None, generator=None, calculator=None) -> Prediction:
+    """Ranked relaxed structures of ``composition`` (module docstring).
+
+    Parameters
+    ----------
+    composition : a formula such as ``'YBa2Cu3O7'``.
+    checkpoint : CSP generator (a file or bundled name; None: the default ``mp20_csp``), unused
+        when both diffusion sources have count 0; ``generator``: an already loaded
+        :class:`~diffcrystal.generator.Generator` instead.
+    templates : the template library (:func:`load_library`; None: the checkpoint's).
+    potential : relaxes and scores every candidate (name or fitted-model path).
+    settings : :class:`PredictSettings`.
+    hull : a dataset of known phases for the energy above the hull (e.g. MP-20's train.csv).
+    workers, device : where the potential runs (processes; ``cpu`` / ``cuda``).
+    cache_dir : relaxation cache (None: the default cache folder); a repeated or resumed
+        prediction reads finished relaxations from it.
+    calculator : ``potential`` already loaded as an ASE calculator (many predictions in one
+        process load it once).
+    """
+    from diffcrystal.checkpoint import resolve_checkpoint
+    from diffcrystal.potential.relax import check_potential
+
+    started = time.perf_counter()
+    parsed = parse_composition(composition)
+    label = check_potential(potential)
+    path = resolve_checkpoint(checkpoint, "csp")
+    library = load_library(templates, path)
+    diffusion = settings.counts["analogue_diffusion"] + settings.counts["free_diffusion"]
+    if generator is None and diffusion:
+        from diffcrystal.generator import Generator
+
+        generator = Generator.from_checkpoint(path, device="cpu")
+        if generator.mode != "csp":
+            raise InputError(f"{path.name} generates de novo; predict needs a CSP checkpoint")
+    seconds = {}
+    candidates, analogues, notes = gather_candidates(parsed, generator, library, settings, progress)
+    seconds["candidates"] = time.perf_counter() - started
+    distinct, merged = deduplicate_candidates(candidates)
+    outcomes = {c.label: CandidateOutcome(c) for c in candidates}
+    for duplicate, kept in merged.items():
+        outcomes[duplicate].duplicate_of = kept
+    seconds["deduplicate"] = time.perf_counter() - started - seconds["candidates"]
+    items = [(c.label, c.crystal.to_atoms()) for c in distinct]
+    score = settings.score
+    offsets = [score.offset(c.analogue_distance, c.template_e_above_hull) for c in distinct]
+    relax_start = time.perf_counter()
+    if settings.funnel is not None:
+        report = relax_funnel(items, label, settings.relax, settings.funnel, offsets, workers=workers,
+                              progress=progress, device=device, cache_dir=cache_dir,
+                              calculator=calculator)
+        results, steps, cap = report.results, report.steps_total, report.steps_cap
+    else:
+        from diffcrystal.potential.relax_cache import relax_cached
+
+        results, _ = relax_cached(items, label, settings.relax, workers=workers, progress=progress,
+                                  device=device, cache_dir=cache_dir, calculator=calculator)
+        steps, cap = sum(r.steps for r in results), settings.relax.max_steps * len(items)
+    seconds["relax"] = time.perf_counter() - relax_start
+    for candidate, result, offset in zip(distinct, results, offsets):
+        outcome = outcomes[candidate.label]
+        outcome.result = result
+        if result.status in ("converged", "not_converged") and math.isfinite(result.energy_per_atom):
+            outcome.score = result.energy_per_atom + offset
+    ordered = list(outcomes.values())
+    ranked = rank_outcomes(ordered, parsed, library)
+    if hull is not None:
+        _hull_energies(ranked, hull, label, settings.relax, workers, progress, device)
+    if not ranked:
+        notes.append("no candidate relaxed to a minimum or to the step cap: nothing to rank "
+                     "(candidates.csv gives each one's status and reason)")
+    seconds["total"] = time.perf_counter() - started
+    return Prediction(format_composition(parsed), ranked, ordered, analogues, notes, label, seconds, steps, cap)

@@ -1,0 +1,64 @@
+"""The score that orders relaxed candidates in ``predict`` (lower is better).
+
+    score = E/atom + w_d · d + w_s · max(e_hull(template), 0)
+
+- ``E/atom``: the relaxed energy per atom under the ranking potential (eV/atom). Energy alone
+  misranks: on MP-20 a universal potential's errors of tens of meV/atom separate polymorphs as
+  often as real energy differences do.
+- ``d``: the Mendeleev distance (per formula atom, :mod:`diffcrystal.analogues`) of the
+  analogue a candidate comes from, its chemical prior: the nearer the analogue, the likelier
+  its structure type. Free diffusion samples have no analogue and are charged
+  ``free_distance`` instead.
+- ``e_hull(template)``: the template's own energy above the hull in its data (eV/atom): a
+  structure type that is metastable for the analogue is less likely for the target.
+  Unknown values count as 0.
+
+The weights are calibrated on validation structures held out of the generator's training
+data, never on test files (``scripts/calibrate_ranking.py``; figures in docs/benchmarks.md,
+"Ranked prediction").
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from diffcrystal.errors import InputError
+
+DEFAULT_DISTANCE_WEIGHT_EV = 0.01
+"""w_d in eV/atom per Mendeleev unit (calibrated: docs/benchmarks.md, "Ranked prediction")."""
+
+DEFAULT_FREE_DISTANCE = 8.0
+"""Mendeleev units charged to a free diffusion sample: the farthest analogue ``predict`` uses
+(:data:`~diffcrystal.analogues.DEFAULT_MAX_ANALOGUE_DISTANCE`), so a free sample must be
+lower in energy than any template it competes with to outrank it."""
+
+DEFAULT_STABILITY_WEIGHT = 0.0
+"""w_s, dimensionless (calibrated; 0: the template's own stability is not used)."""
+
+
+@dataclass(frozen=True)
+class RankingScore:
+    """Weights of the ranking score (module docstring): ``distance_weight`` (eV/atom per
+    Mendeleev unit), ``free_distance`` (Mendeleev units), ``stability_weight`` (dimensionless)."""
+
+    distance_weight: float = DEFAULT_DISTANCE_WEIGHT_EV
+    free_distance: float = DEFAULT_FREE_DISTANCE
+    stability_weight: float = DEFAULT_STABILITY_WEIGHT
+
+    def __post_init__(self) -> None:
+        for name in ("distance_weight", "free_distance", "stability_weight"):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value >= 0):
+                raise InputError(f"ranking score {name.replace('_', ' ')} must be a finite number >= 0, got {value}")
+
+    def offset(self, analogue_distance: float, template_e_above_hull: float = math.nan) -> float:
+        """The score's prior part, ``w_d · d + w_s · max(e_hull, 0)``, in eV/atom."""
+        distance = analogue_distance if math.isfinite(analogue_distance) else self.free_distance
+        stability = max(template_e_above_hull, 0.0) if math.isfinite(template_e_above_hull) else 0.0
+        return self.distance_weight * distance + self.stability_weight * stability
+
+    def __call__(self, energy_per_atom: float, analogue_distance: float,
+                 template_e_above_hull: float = math.nan) -> float:
+        """The score of a candidate relaxed to ``energy_per_atom`` (eV/atom)."""
+        return energy_per_atom + self.offset(analogue_distance, template_e_above_hull)
