@@ -29,7 +29,17 @@ _API = ("load_generator", "relax", "StructureGenerator")
 __all__ = ["MASK_SPECIES", "MAX_ATOMIC_NUMBER", *_API]
 
 
+_PREDICTION_API = ("predict", "PredictSettings")
+"""Names re-exported from :mod:`diffcrystal.prediction` (the ranked answer), also on first use."""
+
+__all__ += list(_PREDICTION_API)
+
+
 def __getattr__(name: str):
+    if name in _PREDICTION_API:
+        from diffcrystal import prediction
+
+        return getattr(prediction, name)
     if name in _API:
         from diffcrystal import api
 

@@ -98,7 +98,7 @@ def run_ranked(targets: Sequence[Crystal], out_dir: Path, *, library, generator,
     from tqdm.auto import tqdm
 
     from diffcrystal.data.composition import format_composition
-    from diffcrystal.predict import predict
+    from diffcrystal.prediction import predict
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)

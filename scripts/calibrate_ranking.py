@@ -25,7 +25,7 @@ from diffcrystal.checkpoint import bundled_analogue_table, resolve_checkpoint
 from diffcrystal.cli.evaluate import checkpoint_train_data
 from diffcrystal.errors import InputError
 from diffcrystal.generator import Generator
-from diffcrystal.predict import PredictSettings, load_library
+from diffcrystal.prediction import PredictSettings, load_library
 from diffcrystal.ranked_evaluation import ranked_metrics, run_ranked
 from diffcrystal.ranking import RankingScore
 from diffcrystal.training.datamodule import load_split

@@ -97,7 +97,7 @@ def run_ranked_evaluation(args: argparse.Namespace) -> int:
     from diffcrystal.data.readers import read_crystals
     from diffcrystal.generator import Generator
     from diffcrystal.potential.relax import check_potential
-    from diffcrystal.predict import PredictSettings, load_library
+    from diffcrystal.prediction import PredictSettings, load_library
     from diffcrystal.ranked_evaluation import evaluate_ranked
 
     if args.baseline is not None:

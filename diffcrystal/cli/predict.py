@@ -2,7 +2,7 @@
 
 Candidates from the nearest known analogues (templates), diffusion on their space groups and
 free diffusion, deduplicated, relaxed through the funnel with one potential and ranked
-(:mod:`diffcrystal.predict`). Writes ``predictions/<formula>/`` (or ``--out``): ``ranked.csv``,
+(:mod:`diffcrystal.prediction`). Writes ``predictions/<formula>/`` (or ``--out``): ``ranked.csv``,
 ``candidates.csv``, ``cif/``, ``overview.png`` and ``run.json``
 (:mod:`diffcrystal.prediction_folder`).
 """
@@ -23,7 +23,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     from diffcrystal.analogues import DEFAULT_MAX_ANALOGUE_DISTANCE
     from diffcrystal.candidates import DEFAULT_COUNTS
     from diffcrystal.potential.funnel import DEFAULT_KEEP_AT_LEAST, DEFAULT_STAGE_STEPS
-    from diffcrystal.predict import PREDICT_FMAX_EV_A, PREDICT_MAX_STEPS
+    from diffcrystal.prediction import PREDICT_FMAX_EV_A, PREDICT_MAX_STEPS
     from diffcrystal.ranking import DEFAULT_DISTANCE_WEIGHT_EV
 
     parser.add_argument("--composition", required=True, help="formula, e.g. YBa2Cu3O7")
@@ -85,7 +85,7 @@ def _counts(args: argparse.Namespace) -> dict[str, int]:
 def settings_from(args: argparse.Namespace):
     from diffcrystal.potential.funnel import FunnelSettings
     from diffcrystal.potential.relax import RelaxSettings
-    from diffcrystal.predict import PredictSettings
+    from diffcrystal.prediction import PredictSettings
     from diffcrystal.ranking import RankingScore
 
     try:
@@ -133,7 +133,7 @@ def run(args: argparse.Namespace) -> int:
     from diffcrystal.checkpoint import bundled_analogue_table, resolve_checkpoint
     from diffcrystal.data.composition import format_composition, parse_composition
     from diffcrystal.potential.relax import check_potential
-    from diffcrystal.predict import predict
+    from diffcrystal.prediction import predict
     from diffcrystal.prediction_folder import default_folder, prepare_folder, write_prediction
 
     composition = parse_composition(args.composition)

@@ -177,6 +177,11 @@ def load_library(spec: str | Path | AnalogueLibrary | None, checkpoint: Path) ->
     return library
 
 
+def _lost_samples(source: str, wanted: int, got: int) -> list[str]:
+    """A note when some of a source's samples were no crystal (e.g. a collapsed lattice)."""
+    return [f"{wanted - got} of {wanted} {source} samples were no crystal and were left out"] if got < wanted else []
+
+
 def gather_candidates(composition: Composition, generator, library: AnalogueLibrary, settings: PredictSettings,
                       progress: bool = False) -> tuple[list[Candidate], list, list[str]]:
     """``(candidates, analogues used, notes)`` for ``composition`` (module docstring, step 1)."""
@@ -189,14 +194,18 @@ def gather_candidates(composition: Composition, generator, library: AnalogueLibr
     candidates = template_candidates(analogues[:counts["template"]])
     free = counts["free_diffusion"]
     if not analogues and wanted:
-        free = max(free, counts["template"] + counts["analogue_diffusion"])  # keep the budget
-    if generator is not None and analogues:
-        candidates += analogue_diffusion_candidates(generator, analogues, counts["analogue_diffusion"],
-                                                    settings.seed, settings.sampler_steps, progress)
+        free += counts["template"] + counts["analogue_diffusion"]  # the templates' budget goes to free samples
+    if generator is not None and analogues and counts["analogue_diffusion"]:
+        sampled = analogue_diffusion_candidates(generator, analogues, counts["analogue_diffusion"],
+                                                settings.seed, settings.sampler_steps, progress)
+        notes += _lost_samples("analogue_diffusion", counts["analogue_diffusion"], len(sampled))
+        candidates += sampled
     if generator is not None and free:
         units = template_formula_units(composition, analogues, generator.statistics.max_atoms)
-        candidates += free_diffusion_candidates(generator, composition, free, units, settings.seed,
-                                                settings.sampler_steps, progress)
+        sampled = free_diffusion_candidates(generator, composition, free, units, settings.seed,
+                                            settings.sampler_steps, progress)
+        notes += _lost_samples("free_diffusion", free, len(sampled))
+        candidates += sampled
     if not candidates:
         raise InputError(f"no candidate structure for {format_composition(composition)}: "
                          + (notes[0] if notes else "every source is empty"))

@@ -1,0 +1,81 @@
+"""predict: candidates -> dedup -> funnel -> ranking, with EMT and hand-made templates."""
+
+import pytest
+from ase.filters import FrechetCellFilter
+from ase.calculators.emt import EMT
+from ase.optimize import FIRE
+
+import diffcrystal
+from diffcrystal.errors import InputError
+from diffcrystal.potential.funnel import FunnelSettings
+from diffcrystal.prediction import PredictSettings, predict
+from tests.predict.structures import ab_library, l10
+
+TEMPLATES_ONLY = {"template": 3, "analogue_diffusion": 0, "free_diffusion": 0}
+
+
+def emt_minimum_per_atom(crystal) -> float:
+    """EMT energy per atom of ``crystal`` relaxed by plain ASE (positions and cell), eV/atom."""
+    atoms = crystal.to_atoms()
+    atoms.calc = EMT()
+    FIRE(FrechetCellFilter(atoms), logfile=None).run(fmax=0.005, steps=2000)
+    return atoms.get_potential_energy() / len(atoms)
+
+
+@pytest.mark.parametrize("funnel", [None, FunnelSettings((3,), keep_fraction=0.34, keep_at_least=1)])
+def test_the_known_structure_ranks_first_at_its_own_minimum(tmp_path, funnel):
+    settings = PredictSettings(counts=TEMPLATES_ONLY, funnel=funnel)
+    prediction = predict("CuAu", templates=ab_library(), potential="emt", settings=settings, cache_dir=tmp_path)
+    best = prediction.ranked[0]
+    assert best.matches_known == "L10-CuAu" and best.best.candidate.source == "template"
+    assert best.energy_per_atom == pytest.approx(emt_minimum_per_atom(l10()), abs=3e-3)  # eV/atom
+    scores = [entry.score for entry in prediction.ranked]
+    assert scores == sorted(scores)
+    assert len(prediction.outcomes) == 3 and {o.candidate.label for o in prediction.outcomes} == \
+        {"template-00", "template-01", "template-02"}
+    if funnel is not None:
+        assert any(o.status == "pruned" for o in prediction.outcomes)
+        assert prediction.relax_steps < prediction.relax_steps_cap
+    structure = best.structure
+    assert structure.composition.reduced_formula == "CuAu"
+
+
+def test_the_python_api_is_the_same_function(tmp_path):
+    settings = diffcrystal.PredictSettings(counts=TEMPLATES_ONLY)
+    prediction = diffcrystal.predict("AuCu", templates=ab_library(), potential="emt", settings=settings,
+                                     cache_dir=tmp_path)
+    assert prediction[0].matches_known == "L10-CuAu" and len(prediction) >= 2
+
+
+def test_free_diffusion_alone_when_no_template_is_near(tmp_path):
+    settings = PredictSettings(counts={"template": 2, "analogue_diffusion": 2, "free_diffusion": 1},
+                               max_analogue_distance=0.0, sampler_steps=5)
+    prediction = predict("CuNi", templates=ab_library(), potential="emt", settings=settings, cache_dir=tmp_path)
+    assert any("free diffusion only" in note for note in prediction.notes)
+    assert {o.candidate.source for o in prediction.outcomes} == {"free_diffusion"}
+    lost = sum(int(note.split(" of ")[0]) for note in prediction.notes if "were no crystal" in note)
+    assert len(prediction.outcomes) + lost == 5  # the templates' budget goes to free samples
+
+
+@pytest.mark.parametrize("composition, message", [("CuXx", "Xx"), ("", "empty"), ("Cu2(", "")])
+def test_bad_compositions_are_one_line_errors(tmp_path, composition, message):
+    with pytest.raises(InputError, match=message) as error:
+        predict(composition, templates=ab_library(), potential="emt",
+                settings=PredictSettings(counts=TEMPLATES_ONLY), cache_dir=tmp_path)
+    assert "\n" not in str(error.value)
+
+
+def test_elements_the_potential_lacks_are_refused_before_any_work(tmp_path):
+    with pytest.raises(InputError):
+        predict("NaCl", templates=ab_library(), potential="emt",
+                settings=PredictSettings(counts=TEMPLATES_ONLY), cache_dir=tmp_path)
+
+
+def test_an_assignment_only_table_is_refused(tmp_path):
+    import gzip
+    import json
+
+    path = tmp_path / "old.json.gz"
+    path.write_bytes(gzip.compress(json.dumps({"format": "diffcrystal-analogue-table-1", "templates": []}).encode()))
+    with pytest.raises(InputError):
+        predict("CuAu", templates=path, potential="emt", settings=PredictSettings(counts=TEMPLATES_ONLY))

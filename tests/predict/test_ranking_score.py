@@ -1,0 +1,29 @@
+"""The ranking score of predict (diffcrystal.ranking) against hand computation."""
+
+import math
+
+import pytest
+
+from diffcrystal.errors import InputError
+from diffcrystal.ranking import RankingScore
+
+
+def test_score_is_energy_plus_weighted_distance_and_template_stability():
+    score = RankingScore(distance_weight=0.02, free_distance=6.0, stability_weight=0.5)
+    assert score(-3.0, 1.5, 0.04) == pytest.approx(-3.0 + 0.02 * 1.5 + 0.5 * 0.04)
+    assert score(-3.0, math.nan) == pytest.approx(-3.0 + 0.02 * 6.0)  # a free sample
+    assert score(-3.0, 2.0, -0.01) == pytest.approx(-3.0 + 0.04)  # below the hull counts as 0
+    assert score.offset(2.0, math.nan) == pytest.approx(0.04)  # unknown stability counts as 0
+
+
+def test_score_orders_a_near_template_above_a_slightly_lower_far_one():
+    score = RankingScore(distance_weight=0.01)
+    near, far = score(-3.000, 0.5), score(-3.020, 4.0)
+    assert near < far  # 20 meV/atom lower energy does not pay for 3.5 Mendeleev units
+
+
+@pytest.mark.parametrize("field", ["distance_weight", "free_distance", "stability_weight"])
+@pytest.mark.parametrize("value", [-0.1, math.nan, math.inf])
+def test_bad_weights_are_one_line_errors(field, value):
+    with pytest.raises(InputError, match=field.replace("_", " ")):
+        RankingScore(**{field: value})
