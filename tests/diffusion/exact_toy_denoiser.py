@@ -1,4 +1,4 @@
-"""Exact denoisers of toy data distributions, for tests and smoke checks of the sampler.
+"""Exact denoisers of toy data distributions: the reference the sampler's tests sample with.
 
 :class:`ExactToyDenoiser` returns, for each field of a :class:`JointDiffusion`, the exact
 optimum of that field's training loss when the clean data are
@@ -26,8 +26,6 @@ from diffcrystal.diffusion.coords import CoordDiffusion, wrap_difference, wrappe
 from diffcrystal.diffusion.joint import JointDiffusion
 from diffcrystal.diffusion.lattice import LatticeDiffusion
 from diffcrystal.diffusion.species import SpeciesDiffusion
-
-__all__ = ["ExactToyDenoiser"]
 
 
 class ExactToyDenoiser:
