@@ -1,7 +1,7 @@
 """How near must a chemical analogue be? Match rate of the analogue baseline by distance.
 
     python scripts/analogue_distance_curve.py \\
-        --metrics benchmarks/baseline_analogue_mp20_k1_full/metrics.json \\
+        --metrics benchmarks/baseline_analogue_mp20_k1_full/metrics.json.gz \\
         --data ../shared/data/mp_20/test.csv --out benchmarks/analogue_distance_curve_mp20.json
 
 For every target of an ``evaluate --baseline analogue --k 1`` run (``--metrics``), the
@@ -23,6 +23,8 @@ from pathlib import Path
 from diffcrystal.analogues import AnalogueLibrary
 from diffcrystal.checkpoint import bundled_analogue_table, resolve_checkpoint
 from diffcrystal.data.readers import read_crystals
+from diffcrystal.errors import InputError
+from diffcrystal.metrics.report import read_metrics_json
 
 PRECISE_RMSE = 0.1
 DEFAULT_EDGES = (0.0, 1.0, 2.0, 4.0, 8.0, 16.0, math.inf)
@@ -49,14 +51,17 @@ def _row(name: str, members: list[int], matched: list[bool], rms: list[float | N
 
 def main(argv: list[str] | None = None) -> list[dict]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--metrics", type=Path, required=True, help="metrics.json of an analogue baseline run, k = 1")
+    parser.add_argument("--metrics", type=Path, required=True, help="metrics.json (or .json.gz) of an analogue baseline run, k = 1")
     parser.add_argument("--data", type=Path, required=True, help="the test set that run used")
     parser.add_argument("--table", type=Path, help="analogue table (default: mp20_csp's)")
     parser.add_argument("--edges", type=float, nargs="+", default=list(DEFAULT_EDGES), help="bin edges (Mendeleev units)")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args(argv)
 
-    metrics = json.loads(args.metrics.read_text())
+    try:
+        metrics = read_metrics_json(args.metrics)
+    except InputError as error:
+        raise SystemExit(str(error)) from None
     if metrics["extra"].get("method") != "baseline analogue" or metrics["extra"].get("k") != 1:
         raise SystemExit(f"{args.metrics} is not an analogue baseline run with k = 1")
     table = args.table or bundled_analogue_table(resolve_checkpoint("mp20_csp", mode="csp"))

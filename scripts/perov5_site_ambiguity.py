@@ -21,12 +21,12 @@ distance, the octahedral site) and the A cation, then reports
   right and picks the ordering at random: precise share ``(n_same + n_two / 2) / n`` and
   match rate ``(n_same + n_two / 2 * (1 + swap_match_share)) / n``.
 
-With ``--metrics`` (``metrics.json`` of ``diffcrystal evaluate`` on the same test file), each
+With ``--metrics`` (``metrics.json`` or ``metrics.json.gz`` of ``diffcrystal evaluate`` on the same test file), each
 evaluation's @1 match rate and precise share are broken down by those categories.
 
     python scripts/perov5_site_ambiguity.py --train ../shared/data/perov_5/train.csv \\
         --test ../shared/data/perov_5/test.csv \\
-        --metrics benchmarks/perov5_csp_v3_perov5_k1_full/metrics.json \\
+        --metrics benchmarks/perov5_csp_v3_perov5_k1_full/metrics.json.gz \\
         --out benchmarks/perov5_site_ambiguity.json
 """
 
@@ -47,6 +47,7 @@ from diffcrystal.atomic_write import atomic_write_text
 from diffcrystal.data.readers import read_crystals
 from diffcrystal.errors import InputError
 from diffcrystal.metrics.csp import MATCHER_ANGLE_TOL_DEG, MATCHER_LTOL, MATCHER_STOL
+from diffcrystal.metrics.report import read_metrics_json
 
 ANIONS = frozenset({"N", "O", "F", "S"})
 """The anions of Perov-5's seven anion sets (O3, O2N, ON2, N3, O2F, OFN, O2S)."""
@@ -121,7 +122,7 @@ def swap_matches(test, records, matcher: StructureMatcher) -> list[float | None]
 
 def breakdown(metrics_path: Path, records: list[dict]) -> dict:
     """@1 match rate and precise share of one evaluation, per category (percent)."""
-    payload = json.loads(metrics_path.read_text())
+    payload = read_metrics_json(metrics_path)
     by_label = {record["label"]: record["category"] for record in records}
     counts = {category: Counter() for category in ("all",) + CATEGORIES}
     for target in payload["per_target"]:
@@ -146,7 +147,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--train", required=True, help="training file (CDVAE CSV or any reader format)")
     parser.add_argument("--test", required=True, help="test file")
-    parser.add_argument("--metrics", nargs="*", default=[], help="metrics.json of evaluations on --test")
+    parser.add_argument("--metrics", nargs="*", default=[], help="metrics.json (or .json.gz) of evaluations on --test")
     parser.add_argument("--out", help="write the figures as JSON here")
     args = parser.parse_args(argv)
     try:
