@@ -1,4 +1,4 @@
-"""scripts/perov5_site_ambiguity.py: A/B sites, the categories against training data, the ceiling."""
+"""scripts/studies/perov5_site_ambiguity.py: A/B sites, the categories against training data, the ceiling."""
 
 import gzip
 import json
@@ -12,7 +12,7 @@ from diffcrystal.data.crystal import Crystal
 from tests.metrics import _structures as S
 from tests.script_loading import load_script
 
-SCRIPT = load_script("perov5_site_ambiguity")
+SCRIPT = load_script("studies/perov5_site_ambiguity")
 BA, ZR, N = 56, 40, 7
 
 

@@ -13,7 +13,7 @@ structure with the same potential and settings. Reported per structure:
 - ``top_minus_experimental_meV_atom``: energy per atom of the top-ranked crystal minus the
   relaxed experimental one's; below zero the potential prefers a candidate to experiment.
 
-    python scripts/rank_known_structures.py --checkpoint mp20_csp --n 20 --potential sevennet-0 \\
+    python scripts/studies/rank_known_structures.py --checkpoint mp20_csp --n 20 --potential sevennet-0 \\
         --workers 1 --out benchmarks/known_ranking_mp20_csp.json [--formulas NaCl CaF2]
 
 Runs in ``--work`` (default: a temporary folder); prints a Markdown table and writes the JSON.
@@ -35,7 +35,7 @@ from diffcrystal.cli.main import main as diffcrystal
 from diffcrystal.potential import RelaxSettings, relax_and_rank, relax_many
 
 def _known_structures_module():
-    path = Path(__file__).resolve().parent / "match_known_structure.py"
+    path = Path(__file__).resolve().parents[1] / "match_known_structure.py"
     spec = importlib.util.spec_from_file_location(path.stem, path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)

@@ -24,7 +24,7 @@ distance, the octahedral site) and the A cation, then reports
 With ``--metrics`` (``metrics.json`` or ``metrics.json.gz`` of ``diffcrystal evaluate`` on the same test file), each
 evaluation's @1 match rate and precise share are broken down by those categories.
 
-    python scripts/perov5_site_ambiguity.py --train ../shared/data/perov_5/train.csv \\
+    python scripts/studies/perov5_site_ambiguity.py --train ../shared/data/perov_5/train.csv \\
         --test ../shared/data/perov_5/test.csv \\
         --metrics benchmarks/perov5_csp_v3_perov5_k1_full/metrics.json.gz \\
         --out benchmarks/perov5_site_ambiguity.json

@@ -6,7 +6,7 @@ counts how many come back matched and precisely (RMSE < 0.1 and < 0.05, DiffCSP'
 ``diffcrystal.metrics.csp_metrics``). A model that ignores composition cannot reproduce a
 set of different perovskites precisely, whatever its match rate; one that uses it can.
 
-    OMP_NUM_THREADS=1 python scripts/memorisation_probe.py --config configs/perov5_csp.yaml \\
+    OMP_NUM_THREADS=1 python scripts/studies/memorisation_probe.py --config configs/perov5_csp.yaml \\
         --rows 256 --steps 3000 --set model.pairwise_messages=true --out runs/probe/pairwise
 
 Writes ``probe.json`` (settings, counts, training wall time) into ``--out`` and prints one line.

@@ -1,6 +1,6 @@
 """How near must a chemical analogue be? Match rate of the analogue baseline by distance.
 
-    python scripts/analogue_distance_curve.py \\
+    python scripts/studies/analogue_distance_curve.py \\
         --metrics benchmarks/baseline_analogue_mp20_k1_full/metrics.json.gz \\
         --data ../shared/data/mp_20/test.csv --out benchmarks/analogue_distance_curve_mp20.json
 
