@@ -306,10 +306,14 @@ def refined_analogue_candidates(
     return Candidates(predictions, record, [note])
 
 
-def denovo_candidates(generator: Generator, n: int, **sampler) -> Candidates:
+def denovo_candidates(
+    generator: Generator, n: int, *, num_steps: int, batch_size: int, seed: int, progress: bool
+) -> Candidates:
     """``n`` de novo samples, atom counts drawn as ``diffcrystal sample`` draws them
-    (:func:`~diffcrystal.sampling.plan_requests`); ``sampler`` as in :func:`csp_candidates`."""
-    return Candidates(generate_for(generator, plan_requests(generator, n, None, [1], sampler["seed"]), **sampler))
+    (:func:`~diffcrystal.sampling.plan_requests`); the options as in :func:`generate_for`."""
+    requests = plan_requests(generator, n, None, [1], seed)
+    return Candidates(generate_for(generator, requests, num_steps=num_steps, batch_size=batch_size, seed=seed,
+                                   progress=progress))
 
 
 # ---------------------------------------------------------------------- scoring
