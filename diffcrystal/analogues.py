@@ -65,7 +65,7 @@ DEFAULT_MAX_ANALOGUE_DISTANCE = 8.0
 """Farthest analogue ``sample --analogues`` uses unless told otherwise (Mendeleev units).
 On all 4,523 MP-20 test targets the analogue's geometry matches 77.9 % of the targets whose
 analogue lies within 1, 45.7 % at 2-4, 20.7 % at 4-8, 7.1 % at 8-16 and none beyond
-(``scripts/analogue_distance_curve.py``): past 8 its group is a worse guess than the
+(``scripts/studies/analogue_distance_curve.py``): past 8 its group is a worse guess than the
 unconstrained model's samples (12 % @1)."""
 
 

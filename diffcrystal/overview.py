@@ -31,6 +31,7 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from diffcrystal.checkpoint import BUNDLED_DIR, CheckpointError, bundled_models
+from diffcrystal.run_record import RUN_RECORD_NAME
 from diffcrystal.symmetry import MIN_DISTANCE_A
 
 OVERVIEW_NAME = "overview.png"
@@ -138,8 +139,6 @@ def training_summary(checkpoint_sha256: str | None, directory: Path = BUNDLED_DI
 
 def run_training_summary(folder: str | Path) -> dict | None:
     """:func:`training_summary` of the checkpoint a sample folder's ``run.json`` names."""
-    from diffcrystal.sampling import RUN_RECORD_NAME
-
     path = Path(folder) / RUN_RECORD_NAME
     try:
         record = json.loads(path.read_text())

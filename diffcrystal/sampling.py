@@ -34,14 +34,13 @@ from diffcrystal.data.crystal import Crystal, CrystalError
 from diffcrystal.errors import InputError
 from diffcrystal.generator import Generator
 from diffcrystal.overview import write_sample_overview
+from diffcrystal.run_record import RUN_RECORD_NAME
 from diffcrystal.sample_writer import SUMMARY_NAME, SampleRecord, SampleWriter
 
 log = logging.getLogger(__name__)
 
 MAX_SAMPLE_ATOMS = 200
 """Largest cell (atoms) the sampler accepts: the denoiser's in-cell graph grows as N²."""
-
-RUN_RECORD_NAME = "run.json"
 
 VALIDITY_CHECKS = {"csp": ("structure", "density"), "denovo": ("structure", "density", "charge")}
 """The :data:`~diffcrystal.sample_writer.CHECKS` that make a sample ``valid``, per mode. In CSP

@@ -5,7 +5,9 @@ analogues' space groups) can run a chunk per session with ``diffcrystal evaluate
 --limit L``; this script joins the chunks as if they had been scored together:
 
     python scripts/merge_csp_metrics.py runs/eval/chunk_0/metrics.json runs/eval/chunk_100/metrics.json \\
-        --out benchmarks/mp20_csp_k20_200_sganalogue
+        --out runs/eval/mp20_csp_k20_200_sganalogue
+
+A chunk may also be given gzipped (``metrics.json.gz``, as runs are committed in ``benchmarks/``).
 
 The chunks must come from the same protocol (method, checkpoint hash, test file, k, sampler
 steps and corrector step, space-group mode, matcher tolerances) and together cover one contiguous range of test
@@ -18,13 +20,12 @@ diversity). Sampling seconds add up.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
 from diffcrystal.errors import InputError
 from diffcrystal.evaluation import check_output_folder
-from diffcrystal.metrics import CSPMetrics, merge_csp_metrics, write_metrics
+from diffcrystal.metrics import CSPMetrics, merge_csp_metrics, read_metrics_json, write_metrics
 from diffcrystal.metrics.rmse_histogram import RMSE_HISTOGRAM_PNG, write_rmse_histogram
 
 PROTOCOL_KEYS = (
@@ -39,11 +40,11 @@ COUNT_KEYS = ("num_target_atoms", "num_targets_in_p1", "num_targets_without_anal
 
 
 def read_chunk(path: Path) -> tuple[CSPMetrics, dict]:
-    """The metrics and the ``extra`` record of one ``metrics.json``."""
+    """The metrics and the ``extra`` record of one ``metrics.json`` (or ``metrics.json.gz``)."""
+    payload = read_metrics_json(path)
     try:
-        payload = json.loads(Path(path).read_text())
         return CSPMetrics.from_dict(payload), payload.get("extra", {})
-    except (OSError, ValueError, KeyError, TypeError) as error:
+    except (ValueError, KeyError, TypeError) as error:
         raise InputError(f"{path}: not a readable CSP metrics.json ({type(error).__name__}: {error})") from None
 
 
@@ -67,7 +68,7 @@ def order_chunks(chunks: list[tuple[Path, CSPMetrics, dict]]) -> list[tuple[Path
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("chunks", nargs="+", type=Path, help="metrics.json of each chunk (any order)")
+    parser.add_argument("chunks", nargs="+", type=Path, help="metrics.json or metrics.json.gz of each chunk (any order)")
     parser.add_argument("--out", type=Path, required=True, help="folder for the merged metrics")
     args = parser.parse_args(argv)
     try:

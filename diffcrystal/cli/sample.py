@@ -102,7 +102,7 @@ def _print_analogues(out_dir: Path) -> None:
     """The analogues a run sampled on, from its ``run.json``."""
     import json
 
-    from diffcrystal.sampling import RUN_RECORD_NAME
+    from diffcrystal.run_record import RUN_RECORD_NAME
 
     record = json.loads((out_dir / RUN_RECORD_NAME).read_text())
     print(f"analogues (nearest first, from {record['analogue_table']}):")

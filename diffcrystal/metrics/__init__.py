@@ -10,7 +10,8 @@
 - :mod:`~diffcrystal.metrics.denovo`: de novo generation, structural and compositional
   (SMACT) validity, coverage COV-R / COV-P with the CDVAE fingerprints, Wasserstein distances
   of density and number of elements (:func:`denovo_metrics`).
-- :mod:`~diffcrystal.metrics.report`: ``metrics.json`` + ``metrics.md`` (:func:`write_metrics`).
+- :mod:`~diffcrystal.metrics.report`: ``metrics.json`` + ``metrics.md`` (:func:`write_metrics`),
+  read back also gzipped (:func:`read_metrics_json`).
 
 Every percentage is reported with the counts behind it. Thresholds are named module constants
 with their provenance. Needs the ``metrics`` extra (smact, matminer) for the de novo part.
@@ -43,7 +44,7 @@ from diffcrystal.metrics.denovo import (
 )
 from diffcrystal.metrics.diversity import DiversityResult, sample_diversity
 from diffcrystal.metrics.fingerprints import Fingerprints
-from diffcrystal.metrics.report import write_metrics
+from diffcrystal.metrics.report import read_metrics_json, write_metrics
 from diffcrystal.metrics.rmse_histogram import write_rmse_histogram
 
 __all__ = [
@@ -66,6 +67,7 @@ __all__ = [
     "coverage",
     "csp_metrics",
     "merge_csp_metrics",
+    "read_metrics_json",
     "cutoffs_for",
     "denovo_metrics",
     "sample_diversity",

@@ -1,4 +1,5 @@
-"""Write metrics to ``metrics.json`` and ``metrics.md`` (a markdown table), atomically.
+"""Write metrics to ``metrics.json`` and ``metrics.md`` (a markdown table), atomically; read
+a ``metrics.json`` back, also gzipped (``metrics.json.gz``, the form committed in ``benchmarks/``).
 
 Each file is written to a temporary file in the same folder and renamed over the target, so
 a reader never sees half a file and an interrupted run leaves the previous report intact.
@@ -6,6 +7,7 @@ a reader never sees half a file and an interrupted run leaves the previous repor
 
 from __future__ import annotations
 
+import gzip
 import json
 import math
 import os
@@ -13,9 +15,13 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from diffcrystal.atomic_write import atomic_write_text
+from diffcrystal.errors import InputError
 
 METRICS_JSON = "metrics.json"
 """File name of the machine-readable report."""
+
+METRICS_JSON_GZ = "metrics.json.gz"
+"""File name of the machine-readable report once gzipped (how a run is committed)."""
 
 METRICS_MD = "metrics.md"
 """File name of the human-readable report."""
@@ -84,3 +90,15 @@ def write_metrics(
     )
     atomic_write_text(md_path, markdown_table(metrics, title, notes))
     return json_path, md_path
+
+
+def read_metrics_json(path: str | os.PathLike) -> dict[str, Any]:
+    """The report in a ``metrics.json``, or in a gzipped one when the name ends in ``.gz``
+    (``metrics.json.gz``); :class:`~diffcrystal.errors.InputError` naming the file when it
+    cannot be read, unzipped or parsed."""
+    path = Path(path)
+    try:
+        raw = path.read_bytes()
+        return json.loads(gzip.decompress(raw) if path.suffix == ".gz" else raw)
+    except (OSError, EOFError, ValueError) as error:
+        raise InputError(f"{path}: not a readable metrics file ({type(error).__name__}: {error})") from None

@@ -21,7 +21,7 @@ from diffcrystal.diffusion import (
     sample,
     timestep_grid,
 )
-from diffcrystal.diffusion.toy import ExactToyDenoiser
+from tests.diffusion.exact_toy_denoiser import ExactToyDenoiser
 
 MEAN_A, STD_A = 3.0, 0.5
 

@@ -147,6 +147,22 @@ def test_model_sampled_on_the_groups_of_analogues(tmp_path, capsys):
     assert "1 of 2 targets have no analogue or a P1 one" in capsys.readouterr().out
 
 
+def test_model_sampled_on_each_targets_own_group(tmp_path, capsys):
+    # KBr rock salt is Fm-3m with K 4a, Br 4b (no free parameter: any sample on it is rock salt);
+    # three atoms at generic positions have no group above P1 and are sampled unconstrained.
+    kbr = S.rotated_permuted_shifted(
+        Crystal(S.rocksalt(6.6).lattice, S.rocksalt().frac_coords, [S.K] * 4 + [35] * 4), seed=3)
+    test = write_extxyz(tmp_path / "test.extxyz", [kbr, S.generic_three()])
+    out = tmp_path / "eval"
+    assert evaluate("--checkpoint", "mp20_csp", "--spacegroup-from-target", "--data", str(test),
+                    "--k", "2", "--steps", "20", "--out", str(out)) == 0
+    data = json.loads((out / "metrics.json").read_text())
+    assert data["extra"]["spacegroup_from_target"] is True
+    assert data["extra"]["num_targets_in_p1"] == 1
+    assert [c["status"] for c in data["per_target"][0]["candidates"]] == ["match", "match"]
+    assert "1 of 2 targets are P1 (or have no group) and were sampled unconstrained" in capsys.readouterr().out
+
+
 def test_analogue_groups_are_refused_with_a_baseline(tmp_path, perovskite_files, capsys):
     test, train = perovskite_files
     assert evaluate("--baseline", "train", "--spacegroup-from-analogues", "--data", str(test),

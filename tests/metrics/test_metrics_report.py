@@ -1,12 +1,14 @@
-"""The report writer: metrics.json + metrics.md, atomic, JSON without NaN."""
+"""The report writer: metrics.json + metrics.md, atomic, JSON without NaN; read back plain or gzipped."""
 
 from __future__ import annotations
 
+import gzip
 import json
 
 import pytest
 
-from diffcrystal.metrics import csp_metrics, denovo_metrics, write_metrics
+from diffcrystal.errors import InputError
+from diffcrystal.metrics import csp_metrics, denovo_metrics, read_metrics_json, write_metrics
 from diffcrystal.atomic_write import atomic_write_text
 
 from tests.metrics import _structures as S
@@ -71,3 +73,26 @@ def test_rmse_histogram_has_one_panel_at_k1_and_two_at_k(tmp_path):
     height2, width2, _ = imread(write_rmse_histogram(two, tmp_path / "sub" / "two.png", title="t")).shape
     assert height1 == height2 and width2 == 2 * width1
     assert sorted(p.name for p in tmp_path.rglob("*")) == ["one.png", "sub", "two.png"]  # no temporary left
+
+
+def test_a_report_reads_back_plain_and_gzipped(tmp_path):
+    target = S.perovskite()
+    json_path, _ = write_metrics(csp_metrics([[target]], [target], workers=1, progress=False), tmp_path)
+    gzipped = tmp_path / "metrics.json.gz"
+    gzipped.write_bytes(gzip.compress(json_path.read_bytes(), mtime=0))
+    assert read_metrics_json(gzipped) == read_metrics_json(json_path) == json.loads(json_path.read_text())
+
+
+@pytest.mark.parametrize("name, content", [
+    ("metrics.json.gz", b"{}"),  # named gzip, is not
+    ("metrics.json.gz", gzip.compress(b"{")[:-4]),  # cut short
+    ("metrics.json", b"{"),
+])
+def test_an_unreadable_report_is_a_one_line_error_naming_it(tmp_path, name, content):
+    path = tmp_path / name
+    path.write_bytes(content)
+    with pytest.raises(InputError, match=f"^{path}: not a readable metrics file") as error:
+        read_metrics_json(path)
+    assert "\n" not in str(error.value)
+    with pytest.raises(InputError, match="not a readable metrics file"):
+        read_metrics_json(tmp_path / "missing.json.gz")

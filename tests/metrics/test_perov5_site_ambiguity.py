@@ -1,5 +1,6 @@
-"""scripts/perov5_site_ambiguity.py: A/B sites, the categories against training data, the ceiling."""
+"""scripts/studies/perov5_site_ambiguity.py: A/B sites, the categories against training data, the ceiling."""
 
+import gzip
 import json
 
 import numpy as np
@@ -11,7 +12,7 @@ from diffcrystal.data.crystal import Crystal
 from tests.metrics import _structures as S
 from tests.script_loading import load_script
 
-SCRIPT = load_script("perov5_site_ambiguity")
+SCRIPT = load_script("studies/perov5_site_ambiguity")
 BA, ZR, N = 56, 40, 7
 
 
@@ -45,7 +46,8 @@ def test_swapping_a_and_b_changes_the_structure():
     assert matcher.get_rms_dist(structure, S.rotated_permuted_shifted(_perovskite(S.SR, S.TI), 1).to_structure()) is not None
 
 
-def test_categories_ceiling_and_breakdown(tmp_path, capsys):
+@pytest.mark.parametrize("report", ["metrics.json", "metrics.json.gz"])  # as written, as committed
+def test_categories_ceiling_and_breakdown(tmp_path, capsys, report):
     train = [_perovskite(S.SR, S.TI), _perovskite(BA, ZR)]
     test = [
         _perovskite(S.TI, S.SR),           # SrTiO3 with the sites of the training twin swapped
@@ -62,16 +64,17 @@ def test_categories_ceiling_and_breakdown(tmp_path, capsys):
         {"label": label, "candidates": [{"rms": r, "status": "match" if r is not None else "no_match"}]}
         for label, r in zip(labels, rms)
     ]}
-    (tmp_path / "metrics.json").write_text(json.dumps(metrics))
+    content = json.dumps(metrics).encode()
+    (tmp_path / report).write_bytes(gzip.compress(content, mtime=0) if report.endswith(".gz") else content)
     assert SCRIPT.main(["--train", str(tmp_path / "train.extxyz"), "--test", str(tmp_path / "test.extxyz"),
-                        "--metrics", str(tmp_path / "metrics.json"), "--out", str(tmp_path / "out.json")]) == 0
+                        "--metrics", str(tmp_path / report), "--out", str(tmp_path / "out.json")]) == 0
     out = json.loads((tmp_path / "out.json").read_text())
     assert out["categories"] == {"same_cation": 1, "train_same_sites": 1, "train_opposite_sites": 1,
                                  "composition_unseen": 1}
     assert out["swap_match_percent"] == 0.0  # no ideal perovskite matches its swapped self
     assert out["ceiling_precise_at_1_percent"] == pytest.approx(100 * (1 + 3 / 2) / 4)
     assert out["ceiling_match_at_1_percent"] == pytest.approx(100 * (1 + 3 / 2) / 4)
-    table = out["evaluations"][str(tmp_path / "metrics.json")]
+    table = out["evaluations"][str(tmp_path / report)]
     assert table["all"] == {"n": 4, "match_percent": 75.0, "precise_percent": 50.0}
     assert table["train_same_sites"] == {"n": 1, "match_percent": 100.0, "precise_percent": 0.0}
     assert table["composition_unseen"] == {"n": 1, "match_percent": 0.0, "precise_percent": 0.0}
