@@ -145,6 +145,8 @@ def run(args: argparse.Namespace) -> int:
         raise InputError(f"--hull: no such dataset {args.hull}")
     checkpoint = resolve_checkpoint(args.checkpoint, "csp")
     templates = Path(args.templates) if args.templates else bundled_analogue_table(checkpoint)
+    if templates is not None and not templates.is_file():
+        raise InputError(f"--templates: no such table file {templates}")
     out = args.out if args.out is not None else default_folder(format_composition(composition))
     if args.resume and args.out is None:
         raise InputError("--resume needs --out: the folder of the run to continue")

@@ -1,0 +1,72 @@
+"""`diffcrystal predict`: the folder it writes, resuming it, and bad input (EMT, hand-made templates)."""
+
+import csv
+import json
+
+import pytest
+
+from diffcrystal.cli.main import main
+from tests.predict.structures import ab_library
+
+BASE = ["predict", "--composition", "CuAu", "--sources", "template", "--potential", "emt", "--quiet"]
+
+
+@pytest.fixture
+def table(tmp_path):
+    return ab_library().write_table(tmp_path / "templates.json.gz", source="three AB types", progress=False)
+
+
+def rows(path):
+    with open(path, newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def test_predict_writes_the_ranked_answer_and_resumes(tmp_path, table, capsys):
+    out = tmp_path / "CuAu"
+    assert main(BASE + ["--templates", str(table), "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "answer:" in printed and "template" in printed
+    ranked = rows(out / "ranked.csv")
+    assert ranked[0]["rank"] == "1" and ranked[0]["matches_known"] == "L10-CuAu"
+    assert [float(r["score_eV_atom"]) for r in ranked] == sorted(float(r["score_eV_atom"]) for r in ranked)
+    for row in ranked:
+        assert (out / row["cif"]).is_file()
+    candidates = rows(out / "candidates.csv")
+    assert {c["label"] for c in candidates} == {"template-00", "template-01", "template-02"}
+    assert all(c["status"] in ("converged", "not_converged", "pruned", "duplicate") for c in candidates)
+    record = json.loads((out / "run.json").read_text())
+    assert record["potential"] == "emt" and record["settings"]["counts"]["template"] == 5
+    assert [a["template"] for a in record["analogues"]][0] == "L10-CuAu"
+    assert (out / "overview.png").stat().st_size > 0
+    before = (out / "ranked.csv").read_text()
+
+    assert main(BASE + ["--templates", str(table), "--out", str(out)]) == 1  # never overwritten
+    assert "already holds files" in capsys.readouterr().err
+    assert main(BASE + ["--templates", str(table), "--out", str(out), "--resume"]) == 0
+    assert (out / "ranked.csv").read_text() == before
+    assert main(BASE + ["--templates", str(table), "--out", str(out), "--resume", "--distance-weight", "0.5"]) == 1
+    assert "another settings" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--composition", "CuQq"], "Qq"),
+    (["--sources", "template,magic"], "unknown source 'magic'"),
+    (["--templates-n", "-1"], "--templates-n must be >= 0"),
+    (["--funnel-stages", "a,b"], "--funnel-stages must be whole numbers"),
+    (["--steps", "5"], "--steps (5) must exceed"),
+    (["--potential", "no-such-potential"], "no-such-potential"),
+    (["--templates", "/no/such/table.json.gz"], "no such table"),
+])
+def test_bad_options_are_one_line_errors(tmp_path, table, capsys, extra, message):
+    args = BASE + ["--templates", str(table), "--out", str(tmp_path / "x")] + extra
+    assert main(args) == 1
+    err = capsys.readouterr().err.strip()
+    assert message in err and len(err.splitlines()) == 1
+    assert not (tmp_path / "x" / "ranked.csv").exists()
+
+
+def test_an_unwritable_out_fails_before_any_work(tmp_path, table, capsys):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    assert main(BASE + ["--templates", str(table), "--out", str(blocker / "sub")]) == 1
+    assert "is a file" in capsys.readouterr().err
