@@ -1,6 +1,8 @@
 """Build the analogue table a CSP checkpoint ships with: every training crystal's label,
-composition, atom count, energy above the hull and Wyckoff assignment (spglib, 0.01 Å), the
-input of ``diffcrystal sample --analogues`` (see :mod:`diffcrystal.analogues`).
+composition, atom count, energy above the hull, Wyckoff assignment (spglib, 0.01 Å) and
+geometry, the input of ``diffcrystal sample --analogues`` and the templates of
+``diffcrystal predict`` (see :mod:`diffcrystal.analogues`). The MP-20 table takes about two
+minutes on one core and 2.2 MB.
 
     python scripts/build_analogue_table.py --data ../shared/data/mp_20/train.csv --out checkpoints/mp20_analogues.json.gz --register mp20_csp
 
