@@ -12,10 +12,15 @@ from diffcrystal.baselines import BASELINES
 from diffcrystal.checkpoint import BUNDLED_DIR, file_sha256, load_checkpoint, resolve_checkpoint
 from diffcrystal.errors import InputError
 from diffcrystal.evaluation import check_output_folder, evaluate
+from diffcrystal.output_folder import check_no_earlier_output, fresh_folder
 
 DEFAULT_OUT_PARENT = Path("evaluation")
 """Default ``--out`` is ``evaluation/<checkpoint or baseline>_<data>`` under the current folder
-(``evaluation/`` is git-ignored in this repository)."""
+(``evaluation/`` is git-ignored in this repository), or ``..._<data>-2``, ``-3``... when an
+earlier evaluation is there."""
+
+EVALUATION_OUTPUTS = ("metrics.json",)
+"""Files whose presence marks a folder holding an evaluation (never overwritten)."""
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -58,8 +63,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dataset", choices=["perov_5", "carbon_24", "mp_20"],
                         help="de novo coverage cutoffs (default: guessed from --data)")
     parser.add_argument("--out", type=Path,
-                        help="folder for metrics.json / metrics.md / rmse_histogram.png "
-                        "(default: evaluation/<checkpoint or baseline>_<data>)")
+                        help="folder for metrics.json / metrics.md / rmse_histogram.png; refused when it "
+                        "holds an earlier evaluation (default: evaluation/<checkpoint or baseline>_<data>, "
+                        "or -2, -3... when taken)")
     parser.add_argument("--quiet", action="store_true")
 
 
@@ -89,7 +95,9 @@ def run(args: argparse.Namespace) -> int:
     if args.baseline is None or args.checkpoint is not None:
         checkpoint = resolve_checkpoint(args.checkpoint, "csp")
     method = f"baseline-{args.baseline}" if args.baseline else checkpoint.name.removesuffix(".safetensors")
-    out = args.out or default_out(method, args.data)
+    if args.out is not None:
+        check_no_earlier_output(args.out, EVALUATION_OUTPUTS, "an evaluation")
+    out = args.out or fresh_folder(default_out(method, args.data), EVALUATION_OUTPUTS)
     check_output_folder(out)
     train_data = args.train_data or []
     if (args.baseline or args.spacegroup_from_analogues or args.refine_analogues is not None) and not train_data:

@@ -21,7 +21,8 @@ from diffcrystal.potential import relax_cache
 from diffcrystal.potential.hull import ASE_REFERENCE_PREFIX, KnownPhases, dataset_references
 from diffcrystal.potential.io import cif_text
 from diffcrystal.potential.rank import default_matcher
-from diffcrystal.potential.relax_cache import RelaxCache, potential_identity, relax_cached
+from diffcrystal.potential.calculators import Potential, potential_label
+from diffcrystal.potential.relax_cache import RelaxCache, relax_cached
 from tests.potential.emt_reference import cu3au_l12
 
 SETTINGS = RelaxSettings()
@@ -226,10 +227,10 @@ def test_relax_cache_round_trip_and_keys(tmp_path, monkeypatch):
 def test_potential_identity_hashes_weights(tmp_path):
     model = tmp_path / "model.nequip.pt2"
     model.write_bytes(b"PK one")
-    first = potential_identity(str(model))
+    first = Potential(potential_label(model)).identity
     model.write_bytes(b"PK two")
-    assert potential_identity(str(model)) != first
-    assert potential_identity("emt").startswith("emt ase==")
+    assert Potential(potential_label(model)).identity != first
+    assert Potential("emt").identity.startswith("emt ase==")
 
 
 # SevenNet-0 on the shared 2-core machine: 50 s (load average 2) to 163 s (load average 10),
