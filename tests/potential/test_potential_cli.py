@@ -107,7 +107,7 @@ def test_rank_deduplicates_and_reports_hull(sample_folder, tmp_path):
     write(references / "Au.cif", bulk("Au", "fcc", a=4.1, cubic=True))
     out = tmp_path / "ranked"
     code = main(["rank", str(sample_folder), "--potential", "emt", "--out", str(out), "--workers", "2",
-                 "--reference", str(references), "--no-progress"])
+                 "--reference", str(references), "--quiet"])
     assert code == 0
     rows = read_rows(out / "ranked.csv")
     assert len(rows) == 2
@@ -177,7 +177,7 @@ def sampled_folder(tmp_path):
 def test_relax_reads_the_cif_column_of_a_sample_folder(sampled_folder, tmp_path, capsys):
     out = tmp_path / "relaxed"
     code = main(["relax", str(sampled_folder), "--potential", "emt", "--out", str(out),
-                 "--workers", "1", "--no-progress"])
+                 "--workers", "1", "--quiet"])
     assert code == 0
     rows = read_rows(out / "summary.csv")
     assert [r["id"] for r in rows] == ["000000", "000001", "000002"]
@@ -193,7 +193,7 @@ def test_relax_reads_the_cif_column_of_a_sample_folder(sampled_folder, tmp_path,
     # the relaxed folder is itself a sample folder: rank reads it (CIFs beside its summary)
     ranked = tmp_path / "ranked"
     assert main(["rank", str(out), "--potential", "emt", "--out", str(ranked), "--workers", "1",
-                 "--no-progress"]) == 0
+                 "--quiet"]) == 0
     assert {r["id"] for r in read_rows(ranked / "ranked.csv")} == {"000000", "000002"}
 
 
@@ -207,7 +207,7 @@ def test_sample_row_naming_a_missing_cif_is_a_one_line_error(sampled_folder, tmp
 def test_unconverged_structures_are_ranked_separately(sample_folder, tmp_path, capsys):
     out = tmp_path / "ranked"
     code = main(["rank", str(sample_folder), "--potential", "emt", "--out", str(out), "--steps", "2",
-                 "--workers", "1", "--no-progress"])
+                 "--workers", "1", "--quiet"])
     assert code == 0
     printed = capsys.readouterr().out
     assert "3 not converged (max force up to" in printed and "ranked 0 distinct converged" in printed
@@ -231,7 +231,7 @@ def test_unusable_out_fails_before_any_relaxation(command, sample_folder, tmp_pa
     blocker = tmp_path / "a-file"
     blocker.write_text("not a folder")
     for out, expected in [(blocker / "out", "cannot create output folder"), (blocker, "is a file")]:
-        code = main([command, str(sample_folder), "--potential", "emt", "--out", str(out), "--no-progress"])
+        code = main([command, str(sample_folder), "--potential", "emt", "--out", str(out), "--quiet"])
         message = capsys.readouterr().err.strip()
         assert code == 1 and "\n" not in message and expected in message
         assert message.startswith(f"diffcrystal {command}: error:")
@@ -246,7 +246,7 @@ def test_unwritable_out_is_reported(sample_folder, tmp_path, capsys, monkeypatch
         raise PermissionError(13, "Permission denied")
 
     monkeypatch.setattr(tempfile, "TemporaryFile", refuse)
-    code = main(["rank", str(sample_folder), "--potential", "emt", "--out", str(tmp_path / "x"), "--no-progress"])
+    code = main(["rank", str(sample_folder), "--potential", "emt", "--out", str(tmp_path / "x"), "--quiet"])
     message = capsys.readouterr().err.strip()
     assert code == 1 and "\n" not in message and "is not writable" in message and "Permission denied" in message
     assert not (tmp_path / "x").exists()
@@ -256,7 +256,7 @@ def test_garbage_model_file_fails_fast(sample_folder, tmp_path, capsys):
     model = tmp_path / "model.nequip.pt2"
     model.write_bytes(b"\x00not a model" * 64)
     code = main(["rank", str(sample_folder), "--potential", str(model), "--out", str(tmp_path / "o"),
-                 "--no-progress"])
+                 "--quiet"])
     message = capsys.readouterr().err.strip()
     assert code == 1 and "\n" not in message and "not a compiled NequIP/Allegro model" in message
     assert str(model) in message and not (tmp_path / "o").exists()
@@ -288,7 +288,7 @@ def test_worker_that_cannot_load_the_potential_reports_it_once():
 def test_model_that_does_not_load_fails_with_one_line_and_nonzero_exit(sample_folder, tmp_path, capfd):
     model = junk_archive(tmp_path / "junk.nequip.pt2")
     code = main(["relax", str(sample_folder), "--potential", str(model), "--out", str(tmp_path / "o"),
-                 "--workers", "2", "--no-progress"])
+                 "--workers", "2", "--quiet"])
     captured = capfd.readouterr()
     errors = [line for line in captured.err.splitlines() if line.startswith("diffcrystal")]
     assert code == 1 and len(errors) == 1
@@ -304,7 +304,7 @@ def test_missing_potential_package_names_the_extra(potential, sample_folder, tmp
         potential = str(junk_archive(tmp_path / "m.nequip.pt2"))
     monkeypatch.setitem(sys.modules, package, None)  # as if not installed: find_spec gives None
     code = main(["relax", str(sample_folder), "--potential", potential, "--out", str(tmp_path / "o"),
-                 "--workers", "2", "--no-progress"])
+                 "--workers", "2", "--quiet"])
     message = capsys.readouterr().err.strip()
     assert code == 1 and "\n" not in message
     assert f"needs the package {package}" in message and 'pip install "diffcrystal[potential]"' in message

@@ -142,7 +142,7 @@ def test_missing_elemental_phase_ase_cannot_build_is_a_clear_error(tmp_path):
 def test_rank_with_hull_matches_brute_force_envelope(cuau_dataset, cuau_candidates, tmp_path, capsys):
     out = tmp_path / "ranked"
     argv = ["rank", str(cuau_candidates), "--potential", "emt", "--hull", str(cuau_dataset),
-            "--out", str(out), "--workers", "1", "--no-progress"]
+            "--out", str(out), "--workers", "1", "--quiet"]
     assert main(argv) == 0
     assert "4 from the relaxation cache" not in capsys.readouterr().out
     references = {r["id"]: r for r in read_rows(out / "reference" / "summary.csv")}
@@ -165,7 +165,7 @@ def test_rank_with_hull_matches_brute_force_envelope(cuau_dataset, cuau_candidat
     assert (out / "ranking.png").stat().st_size > 0
 
     again = tmp_path / "again"
-    assert main(argv[:-5] + ["--out", str(again), "--workers", "1", "--no-progress"]) == 0
+    assert main(argv[:-5] + ["--out", str(again), "--workers", "1", "--quiet"]) == 0
     assert "4 structures: 4 converged, 4 from the relaxation cache" in capsys.readouterr().out
     assert read_rows(again / "ranked.csv") == read_rows(out / "ranked.csv")
 
