@@ -15,9 +15,8 @@ any relaxation starts; a CIF that cannot be read is a ``failed`` row.
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
-
 import math
+from pathlib import Path
 
 from diffcrystal.api import DEVICES, resolve_device
 from diffcrystal.errors import InputError

@@ -39,8 +39,9 @@ from diffcrystal.potential.results import RelaxResult, RelaxSettings
 
 logger = logging.getLogger(__name__)
 
-RELAX_CACHE_VERSION = 1
-"""Bump when the meaning of a cached relaxation changes; older entries are then ignored."""
+RELAX_CACHE_VERSION = 2
+"""Bump when the meaning of a cached relaxation changes; older entries are then ignored
+(2: ``max_force`` is the generalised force tested against ``fmax``)."""
 
 RELAX_CACHE_FOLDER = "relaxed"
 """Sub-folder of the cache folder holding the relaxation entries."""
