@@ -67,6 +67,9 @@ COMPILED_MODEL_NAME = "model.nequip.pt2"
 POTENTIAL_EXTRA_INSTALL = 'pip install "diffcrystal[potential]"'
 """How to install the packages of ``sevennet-0`` and fitted models (pyproject's ``potential`` extra)."""
 
+NEQUIP_LABEL_PREFIX = "nequip:"
+"""Start of the label of a fitted model, followed by its absolute path."""
+
 REQUIRED_PACKAGES = {"sevennet-0": "sevenn", "nequip": "nequip"}
 """Package each potential kind imports (model paths are the ``nequip`` kind)."""
 
@@ -104,12 +107,15 @@ def resolve_model_path(name: str | Path) -> Path:
 
 def potential_label(name: str | Path | None) -> str:
     """Canonical text recorded in every output, so energies from different potentials are never
-    mixed: a lower-case name from :data:`POTENTIAL_NAMES`, or ``nequip:<absolute path>``."""
+    mixed: a lower-case name from :data:`POTENTIAL_NAMES`, or ``nequip:<absolute path>``
+    (a label gives itself)."""
     name = DEFAULT_POTENTIAL if name is None else str(name)
     if name.lower() in POTENTIAL_NAMES:
         return name.lower()
+    if name.startswith(NEQUIP_LABEL_PREFIX):  # a label already: the label of itself
+        return f"{NEQUIP_LABEL_PREFIX}{resolve_model_path(name.removeprefix(NEQUIP_LABEL_PREFIX))}"
     if _is_path_like(name):
-        return f"nequip:{resolve_model_path(name)}"
+        return f"{NEQUIP_LABEL_PREFIX}{resolve_model_path(name)}"
     raise InputError(f"unknown potential {name!r}; valid: {_valid_names_text()}")
 
 

@@ -253,7 +253,7 @@ def relax_many(
 CPU_BATCH_STRUCTURES = 8
 """Most structures per batched relaxation a CPU worker process takes at a time (fewer when
 that leaves a worker idle): on CPU a batched
-call saves nothing per structure (:data:`~diffcrystal.potential.batched_relax.DEFAULT_MAX_ATOMS_PER_CALL`),
+call saves nothing per structure (:data:`~diffcrystal.potential.evaluators.DEFAULT_MAX_ATOMS_PER_CALL`),
 so ``workers`` processes share the set in small batches (the cores in use without the
 synchronisation cost of multi-threaded torch on a busy machine, and a progress bar that moves)."""
 

@@ -5,6 +5,7 @@ one resolved potential and the module layout behind it."""
 import ast
 import csv
 import pickle
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -101,7 +102,7 @@ def test_earlier_output_is_never_overwritten(command, marker, suffix, tmp_path, 
     first, second = tmp_path / f"cu-{suffix}", tmp_path / f"cu-{suffix}-2"  # the default: a new folder
     assert (first / marker).is_file() and (second / marker).is_file()
     kept = (first / marker).read_bytes()
-    capsys.readouterr()
+    assert "--hull DATA (a dataset of known phases" in capsys.readouterr().out  # how to get E above hull
     assert main([command, str(inputs), *run, "--out", str(first)]) == 1
     message = capsys.readouterr().err.strip()
     assert "\n" not in message and f"{first} already holds a {'relaxation' if command == 'relax' else 'ranking'}" in message
@@ -244,6 +245,12 @@ def test_the_potential_is_resolved_once_and_crosses_processes_as_its_name(tmp_pa
     assert potential.calculator is potential.calculator  # loaded once, kept
     copy = pickle.loads(pickle.dumps(potential))
     assert (copy.label, copy.device) == ("emt", "cpu") and copy._calculator is None
+    model = tmp_path / "fit" / "model.nequip.pt2"  # a worker resolves a fitted model by its label
+    model.parent.mkdir()
+    with zipfile.ZipFile(model, "w") as archive:
+        archive.writestr("data.txt", "not a model")
+    label = pickle.loads(pickle.dumps(resolve_potential(model.parent))).label
+    assert label == f"nequip:{model.resolve()}" and calculators.potential_label(label) == label
 
 
 def potential_imports(module: Path) -> set[str]:
