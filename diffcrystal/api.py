@@ -28,15 +28,9 @@ from diffcrystal.data.composition import parse_composition
 from diffcrystal.data.crystal import Crystal
 from diffcrystal.errors import InputError
 from diffcrystal.generator import Generator
-from diffcrystal.potential.calculators import DEFAULT_POTENTIAL, potential_label
-from diffcrystal.potential.relax import (
-    DEFAULT_FMAX_EV_A,
-    DEFAULT_MAX_STEPS,
-    DEFAULT_WORKERS,
-    RelaxResult,
-    RelaxSettings,
-    relax_many,
-)
+from diffcrystal.potential.calculators import DEFAULT_POTENTIAL, Potential, resolve_potential
+from diffcrystal.potential.relax import relax_many
+from diffcrystal.potential.results import DEFAULT_FMAX_EV_A, DEFAULT_MAX_STEPS, RelaxResult, RelaxSettings
 from diffcrystal.sampling import (
     SampleRun,
     check_options,
@@ -243,12 +237,12 @@ def _as_relaxable(item, label: str):
 
 def relax(
     structures: Sequence,
-    potential: str = DEFAULT_POTENTIAL,
+    potential: str | Potential = DEFAULT_POTENTIAL,
     *,
     fmax: float = DEFAULT_FMAX_EV_A,
     max_steps: int = DEFAULT_MAX_STEPS,
     optimizer: Literal["FIRE", "BFGS"] = "FIRE",
-    workers: int = DEFAULT_WORKERS,
+    workers: int = 1,
     device: str = "cpu",
     progress: bool = False,
 ) -> list[RelaxResult]:
@@ -258,21 +252,31 @@ def relax(
     ----------
     structures : pymatgen ``Structure``, ASE ``Atoms`` or ``Crystal`` objects; ``None``
         entries (failed samples) give a ``'failed'`` result.
-    potential : ``'sevennet-0'``, ``'emt'``, ``'chgnet'`` or a fitted model path.
+    potential : ``'sevennet-0'``, ``'emt'``, ``'chgnet'``, a fitted model path, or a
+        :class:`~diffcrystal.potential.calculators.Potential` already resolved.
     fmax : force threshold in eV/Å; max_steps : step cap; optimizer : ``'FIRE'`` or ``'BFGS'``.
-    workers : worker processes (1 relaxes in this process).
+    workers : processes; 1 (default) relaxes in this process. More start worker processes
+        that re-import the calling script, so a script must then run its work under
+        ``if __name__ == "__main__":``; when every worker dies,
+        :class:`~diffcrystal.potential.relax.WorkersDied` is raised.
 
     Returns
     -------
     list[RelaxResult]
-        One per structure, in order: ``structure`` (relaxed pymatgen ``Structure``),
-        ``atoms`` (ASE), ``energy_per_atom`` (eV/atom), ``converged``, ``status``, ``reason``,
-        ``steps``, ``max_force`` (eV/Å), ``stress`` (eV/Å³), ``space_group``.
+        One per structure, in order: ``ok`` (whether there is a relaxed structure),
+        ``structure`` (relaxed pymatgen ``Structure``, ``None`` when not ``ok``), ``atoms``
+        (ASE), ``energy_per_atom`` (eV/atom), ``converged``, ``status``, ``reason``,
+        ``steps``, ``max_force`` (eV/Å, the generalised force tested against ``fmax``),
+        ``stress`` (eV/Å³), ``space_group``.
+
+    Raises :class:`InputError` before relaxing anything for an unknown potential or elements
+    it has no parameters for.
     """
     settings = RelaxSettings(fmax=fmax, max_steps=max_steps, optimizer=optimizer)
+    resolved = resolve_potential(potential, device)
     labels = [str(i) for i in range(len(structures))]
     present = [(label, _as_relaxable(item, label)) for label, item in zip(labels, structures) if item is not None]
-    done = {r.label: r for r in relax_many(present, potential, settings, workers=workers, device=device,
+    done = {r.label: r for r in relax_many(present, resolved, settings, workers=workers,
                                            progress=progress)} if present else {}
-    return [done.get(label) or RelaxResult(label, "failed", potential_label(potential), reason="no structure (None)")
+    return [done.get(label) or RelaxResult(label, "failed", resolved.label, reason="no structure (None)")
             for label in labels]

@@ -174,7 +174,7 @@ def stats_from_summary(path: str | Path) -> list[StructureStats]:
 
 
 def stats_from_relaxed(results: Sequence) -> list[StructureStats]:
-    """One :class:`StructureStats` per :class:`~diffcrystal.potential.relax.RelaxResult`
+    """One :class:`StructureStats` per :class:`~diffcrystal.potential.results.RelaxResult`
     (its relaxed structure; energy only where the result may enter a ranking)."""
     from diffcrystal.symmetry import min_distance
 

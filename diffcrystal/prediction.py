@@ -45,7 +45,8 @@ from diffcrystal.data.composition import Composition, format_composition, parse_
 from diffcrystal.errors import InputError
 from diffcrystal.potential.calculators import DEFAULT_POTENTIAL
 from diffcrystal.potential.funnel import FunnelSettings, relax_funnel
-from diffcrystal.potential.relax import RelaxResult, RelaxSettings
+from diffcrystal.potential.calculators import Potential, resolve_potential
+from diffcrystal.potential.results import RelaxResult, RelaxSettings
 from diffcrystal.ranking import RankingScore
 
 PREDICT_FMAX_EV_A = 0.05
@@ -259,7 +260,7 @@ def rank_outcomes(outcomes: list[CandidateOutcome], composition: Composition, li
     return ranked
 
 
-def _hull_energies(ranked: list[RankedStructure], hull: str | Path, potential: str, settings: RelaxSettings,
+def _hull_energies(ranked: list[RankedStructure], hull: str | Path, potential: Potential, settings: RelaxSettings,
                    workers: int, progress: bool, device: str) -> None:
     """Energy above the hull of ``hull``'s known phases, relaxed with the same potential."""
     from diffcrystal.potential.hull import chemical_systems, dataset_references
@@ -278,9 +279,9 @@ def _hull_energies(ranked: list[RankedStructure], hull: str | Path, potential: s
 
 
 def predict(composition: str, *, checkpoint: str | Path | None = None, templates=None,
-            potential: str = DEFAULT_POTENTIAL, settings: PredictSettings = PredictSettings(),
+            potential: str | Potential = DEFAULT_POTENTIAL, settings: PredictSettings = PredictSettings(),
             hull: str | Path | None = None, workers: int = 1, device: str = "cpu", progress: bool = False,
-            cache_dir: str | Path | None = None, generator=None, calculator=None) -> Prediction:
+            cache_dir: str | Path | None = None, generator=None) -> Prediction:
     """Ranked relaxed structures of ``composition`` (module docstring).
 
     Parameters
@@ -290,21 +291,25 @@ def predict(composition: str, *, checkpoint: str | Path | None = None, templates
         when both diffusion sources have count 0; ``generator``: an already loaded
         :class:`~diffcrystal.generator.Generator` instead.
     templates : the template library (:func:`load_library`; None: the checkpoint's).
-    potential : relaxes and scores every candidate (name or fitted-model path).
+    potential : relaxes and scores every candidate (name, fitted-model path or a resolved
+        :class:`~diffcrystal.potential.calculators.Potential`, which many predictions share so
+        that it loads once); elements it lacks are refused before any work.
     settings : :class:`PredictSettings`.
     hull : a dataset of known phases for the energy above the hull (e.g. MP-20's train.csv).
     workers, device : where the potential runs (processes; ``cpu`` / ``cuda``).
     cache_dir : relaxation cache (None: the default cache folder); a repeated or resumed
         prediction reads finished relaxations from it.
-    calculator : ``potential`` already loaded as an ASE calculator (many predictions in one
-        process load it once).
     """
     from diffcrystal.checkpoint import resolve_checkpoint
-    from diffcrystal.potential.relax import check_potential
+    from diffcrystal.data.composition import multiply, to_atomic_numbers
 
     started = time.perf_counter()
     parsed = parse_composition(composition)
-    label = check_potential(potential)
+    potential = resolve_potential(potential, device)
+    from ase import Atoms
+
+    potential.check_elements([(format_composition(parsed), Atoms(numbers=to_atomic_numbers(multiply(parsed, 1))))])
+    label = potential.label
     path = resolve_checkpoint(checkpoint, "csp")
     library = load_library(templates, path)
     diffusion = settings.counts["analogue_diffusion"] + settings.counts["free_diffusion"]
@@ -327,15 +332,14 @@ def predict(composition: str, *, checkpoint: str | Path | None = None, templates
     offsets = [score.offset(c.analogue_distance, c.template_e_above_hull) for c in distinct]
     relax_start = time.perf_counter()
     if settings.funnel is not None:
-        report = relax_funnel(items, label, settings.relax, settings.funnel, offsets, workers=workers,
-                              progress=progress, device=device, cache_dir=cache_dir,
-                              calculator=calculator)
+        report = relax_funnel(items, potential, settings.relax, settings.funnel, offsets, workers=workers,
+                              progress=progress, device=device, cache_dir=cache_dir)
         results, steps, cap = report.results, report.steps_total, report.steps_cap
     else:
         from diffcrystal.potential.relax_cache import relax_cached
 
-        results, _ = relax_cached(items, label, settings.relax, workers=workers, progress=progress,
-                                  device=device, cache_dir=cache_dir, calculator=calculator)
+        results, _ = relax_cached(items, potential, settings.relax, workers=workers, progress=progress,
+                                  device=device, cache_dir=cache_dir)
         steps, cap = sum(r.steps for r in results), settings.relax.max_steps * len(items)
     seconds["relax"] = time.perf_counter() - relax_start
     for candidate, result, offset in zip(distinct, results, offsets):
@@ -346,7 +350,7 @@ def predict(composition: str, *, checkpoint: str | Path | None = None, templates
     ordered = list(outcomes.values())
     ranked = rank_outcomes(ordered, parsed, library)
     if hull is not None:
-        _hull_energies(ranked, hull, label, settings.relax, workers, progress, device)
+        _hull_energies(ranked, hull, potential, settings.relax, workers, progress, device)
     if not ranked:
         notes.append("no candidate relaxed to a minimum or to the step cap: nothing to rank "
                      "(candidates.csv gives each one's status and reason)")

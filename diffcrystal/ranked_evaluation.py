@@ -107,9 +107,9 @@ def run_ranked(targets: Sequence[Crystal], out_dir: Path, *, library, generator,
     done = {r["label"] for r in records}
     if len(done) != len(records):
         raise InputError(f"{path} records a target twice; targets need distinct labels")
-    from diffcrystal.potential.calculators import load_calculator
+    from diffcrystal.potential.calculators import resolve_potential
 
-    calculator = load_calculator(potential) if workers == 1 else None
+    potential = resolve_potential(potential)  # loaded once for every target
     bar = tqdm(total=len(targets), initial=sum(t.label in done for t in targets), desc="ranked prediction",
                unit="target", disable=not progress)
     for target in targets:
@@ -118,8 +118,7 @@ def run_ranked(targets: Sequence[Crystal], out_dir: Path, *, library, generator,
         started, cpu_started = time.perf_counter(), time.process_time()
         templates = library.without({target.label}) if hold_out_self else library
         prediction = predict(format_composition(target.composition), templates=templates, generator=generator,
-                             potential=potential, settings=settings, workers=workers, cache_dir=cache_dir,
-                             calculator=calculator)
+                             potential=potential, settings=settings, workers=workers, cache_dir=cache_dir)
         record = target_record(target, prediction, time.perf_counter() - started, time.process_time() - cpu_started)
         with path.open("a") as handle:
             handle.write(json.dumps(record) + "\n")

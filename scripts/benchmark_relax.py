@@ -98,7 +98,7 @@ def batched_call_ms(structures: list) -> dict:
     import torch
 
     from diffcrystal.potential import load_calculator
-    from diffcrystal.potential.batched_relax import SevenNetBatchEvaluator
+    from diffcrystal.potential.evaluators import SevenNetBatchEvaluator
 
     torch.set_num_threads(1)
     evaluator = SevenNetBatchEvaluator(load_calculator("sevennet-0"))
@@ -181,7 +181,7 @@ def main() -> None:
     from ase.io import write
 
     from diffcrystal.potential import RelaxSettings
-    from diffcrystal.potential.relax import available_cores
+    from diffcrystal.potential.threads import available_cores
 
     structures = candidates(args.n, args.rattle, args.strain, args.seed)
     report: dict = {"n": args.n, "atoms_per_candidate": len(structures[0]), "workers": args.workers,

@@ -20,7 +20,8 @@ import numpy as np
 
 from diffcrystal.potential import load_calculator
 from diffcrystal.potential.io import read_candidates
-from diffcrystal.potential.relax import DEFAULT_FMAX_EV_A, DEFAULT_MAX_STEPS, limited_threads
+from diffcrystal.potential.results import DEFAULT_FMAX_EV_A, DEFAULT_MAX_STEPS
+from diffcrystal.potential.threads import limited_threads
 from diffcrystal.symmetry import MIN_DISTANCE_A
 
 

@@ -34,7 +34,7 @@ def small(argv: list[str]) -> list[str]:
     if swapped[0] == "sample":
         swapped[swapped.index("--n") + 1] = "2"
         swapped += ["--steps", "5", "--quiet"]
-    return swapped + (["--no-progress"] if swapped[0] in ("relax", "rank") else [])
+    return swapped + (["--quiet"] if swapped[0] in ("relax", "rank") else [])
 
 
 def read_rows(path):

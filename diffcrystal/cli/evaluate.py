@@ -12,10 +12,15 @@ from diffcrystal.baselines import BASELINES
 from diffcrystal.checkpoint import BUNDLED_DIR, file_sha256, load_checkpoint, resolve_checkpoint
 from diffcrystal.errors import InputError
 from diffcrystal.evaluation import check_output_folder, evaluate
+from diffcrystal.output_folder import check_no_earlier_output, fresh_folder
 
 DEFAULT_OUT_PARENT = Path("evaluation")
 """Default ``--out`` is ``evaluation/<checkpoint or baseline>_<data>`` under the current folder
-(``evaluation/`` is git-ignored in this repository)."""
+(``evaluation/`` is git-ignored in this repository), or ``..._<data>-2``, ``-3``... when an
+earlier evaluation is there."""
+
+EVALUATION_OUTPUTS = ("metrics.json",)
+"""Files whose presence marks a folder holding an evaluation (never overwritten)."""
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -58,8 +63,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dataset", choices=["perov_5", "carbon_24", "mp_20"],
                         help="de novo coverage cutoffs (default: guessed from --data)")
     parser.add_argument("--out", type=Path,
-                        help="folder for metrics.json / metrics.md / rmse_histogram.png "
-                        "(default: evaluation/<checkpoint or baseline>_<data>)")
+                        help="folder for metrics.json / metrics.md / rmse_histogram.png; refused when it "
+                        "holds an earlier evaluation (default: evaluation/<checkpoint or baseline>_<data>, "
+                        "or -2, -3... when taken)")
     parser.add_argument("--ranked", action="store_true",
                         help="CSP: score `diffcrystal predict` as users meet it: each target's composition alone "
                              "goes through templates, diffusion, relaxation and ranking; the top --k ranked "
@@ -96,7 +102,7 @@ def run_ranked_evaluation(args: argparse.Namespace) -> int:
     from diffcrystal.checkpoint import bundled_analogue_table
     from diffcrystal.data.readers import read_crystals
     from diffcrystal.generator import Generator
-    from diffcrystal.potential.relax import check_potential
+    from diffcrystal.potential.calculators import resolve_potential
     from diffcrystal.prediction import PredictSettings, load_library
     from diffcrystal.ranked_evaluation import evaluate_ranked
 
@@ -104,9 +110,11 @@ def run_ranked_evaluation(args: argparse.Namespace) -> int:
         raise InputError("--ranked scores predict's answers; the baselines are reported beside them, drop --baseline")
     if args.k < 1 or args.every < 1:
         raise InputError("--k and --every must be >= 1")
-    check_potential(args.potential)
+    resolve_potential(args.potential)
     checkpoint = resolve_checkpoint(args.checkpoint, "csp")
     out = args.out or default_out(f"ranked-{checkpoint.name.removesuffix('.safetensors')}", args.data)
+    if not (out / "records.jsonl").is_file():  # a folder with records resumes them
+        check_no_earlier_output(out, EVALUATION_OUTPUTS, "an evaluation")
     check_output_folder(out)
     targets = read_crystals(args.data, workers=args.workers, progress=not args.quiet).crystals
     targets = targets[args.offset::args.every][:args.limit]
@@ -132,7 +140,9 @@ def run(args: argparse.Namespace) -> int:
     if args.baseline is None or args.checkpoint is not None:
         checkpoint = resolve_checkpoint(args.checkpoint, "csp")
     method = f"baseline-{args.baseline}" if args.baseline else checkpoint.name.removesuffix(".safetensors")
-    out = args.out or default_out(method, args.data)
+    if args.out is not None:
+        check_no_earlier_output(args.out, EVALUATION_OUTPUTS, "an evaluation")
+    out = args.out or fresh_folder(default_out(method, args.data), EVALUATION_OUTPUTS)
     check_output_folder(out)
     train_data = args.train_data or []
     if (args.baseline or args.spacegroup_from_analogues or args.refine_analogues is not None) and not train_data:

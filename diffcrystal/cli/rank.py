@@ -9,6 +9,8 @@ known phases as CIFs) or ``--hull DATA`` (a dataset, e.g. ``mp_20/train.csv``: i
 the candidates' chemical systems, with ASE's reference state for a missing element) they are
 relaxed with the same potential (dataset phases once, then from the cache) and each candidate's
 energy above their convex hull and the known phase it matches (or ``novel``) are reported.
+The default ``--out`` is ``<first INPUT>-ranked`` (``-ranked-2``... when taken); an ``--out``
+holding an earlier ranking is refused.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from diffcrystal.cli.relax import add_relax_arguments, default_out, device_from,
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    add_relax_arguments(parser)
+    add_relax_arguments(parser, "ranked")
     parser.add_argument("--reference", type=Path, default=None,
                         help="folder of known phases (CIFs) for the energy above hull")
     parser.add_argument("--hull", type=Path, default=None, metavar="DATA",
@@ -34,14 +36,15 @@ def configure(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from diffcrystal.overview import write_rank_overview
     from diffcrystal.potential.io import SUMMARY_NAME
-    from diffcrystal.potential.rank import RELAXED_FOLDER, relax_and_rank
+    from diffcrystal.potential.rank import RANK_OUTPUTS, RELAXED_FOLDER, relax_and_rank
 
-    out = default_out(args, "ranked")
-    report = relax_and_rank(args.inputs, out, args.potential, settings_from(args),
+    settings = settings_from(args)
+    out = default_out(args, "ranked", RANK_OUTPUTS)
+    report = relax_and_rank(args.inputs, out, args.potential, settings,
                             workers=args.workers, reference=args.reference,
-                            progress=not args.no_progress, hull=args.hull,
+                            progress=not args.quiet, hull=args.hull,
                             hull_max_e_above_hull=args.hull_max_e_above_hull,
-                            device=device_from(args))
+                            device=device_from(args), trajectories=args.trajectory)
     print(f"relaxed {status_line(report.results)} (potential {report.potential})")
     if report.references is not None:
         print(f"known phases: {status_line(report.references)}"
@@ -53,6 +56,9 @@ def run(args: argparse.Namespace) -> int:
     if report.unconverged:
         print(f"{len(report.unconverged)} distinct crystals not converged in {args.steps} steps, "
               f"ranked separately (their energies are not minima): {report.unconverged_csv}")
+    if report.references is None:
+        print("no energy above the hull: add --hull DATA (a dataset of known phases, e.g. "
+              "mp_20/train.csv) or --reference DIR (known phases as CIFs)")
     overview = write_rank_overview(report, args.inputs, out)
     print(f"plots: {report.plot}, {overview}; every structure: {out / RELAXED_FOLDER / SUMMARY_NAME}")
     return 0

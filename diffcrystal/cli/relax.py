@@ -1,34 +1,39 @@
 """``diffcrystal relax INPUT... --potential NAME``: relax candidates, write CIFs and a summary.
 
 INPUT is a sample folder (``summary.csv`` with an ``id`` column + ``<id>.cif``), a folder of
-CIFs, CIF files or an extxyz file. Output (``--out``, default ``<first INPUT>-relaxed``) is
-itself a sample folder: ``<id>.cif`` per relaxed structure and ``summary.csv`` extending the
-input summary with energy per atom, convergence, steps, max force, stress, space group after
-relaxation, status (``converged``, ``not_converged`` at the step cap, ``exploded``, ``failed``),
-the reason and the potential used. Inputs are never overwritten; the output folder and the
-potential are checked before any relaxation starts.
+CIFs, CIF files or an extxyz file. Output (``--out``, default ``<first INPUT>-relaxed``, or
+``-relaxed-2``... when an earlier relaxation is there) is itself a sample folder: ``<id>.cif``
+per relaxed structure and ``summary.csv`` with the relaxed structure in the sample summary's
+columns (formula, atoms, space groups, lattice, volume, density, shortest distance), status
+(``converged``, ``not_converged`` at the step cap, ``exploded``, ``failed``), the reason,
+energy per atom, max force, stress and the potential used, then the input summary's other
+columns; ``--trajectory`` adds ``trajectories/<id>.traj``. Inputs and earlier outputs are never
+overwritten; the output folder, the potential and the elements it covers are checked before
+any relaxation starts; a CIF that cannot be read is a ``failed`` row.
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 from pathlib import Path
 
 from diffcrystal.api import DEVICES, resolve_device
+from diffcrystal.errors import InputError
 from diffcrystal.potential.calculators import DEFAULT_POTENTIAL, POTENTIAL_NAMES
-from diffcrystal.potential.relax import (
+from diffcrystal.potential.relax import DEFAULT_WORKERS
+from diffcrystal.potential.results import (
+    DEFAULT_ENGINE,
     DEFAULT_FMAX_EV_A,
     DEFAULT_MAX_STEPS,
-    DEFAULT_ENGINE,
-    DEFAULT_WORKERS,
     ENGINES,
     OPTIMIZERS,
     RelaxSettings,
 )
 
 
-def add_relax_arguments(parser: argparse.ArgumentParser) -> None:
-    """Arguments shared by ``relax`` and ``rank``."""
+def add_relax_arguments(parser: argparse.ArgumentParser, suffix: str) -> None:
+    """Arguments shared by ``relax`` and ``rank`` (``suffix``: of the default output folder)."""
     parser.add_argument("inputs", nargs="+", metavar="INPUT",
                         help="sample folder, CIF folder, .cif or extxyz file(s)")
     parser.add_argument("--potential", default=DEFAULT_POTENTIAL,
@@ -51,8 +56,15 @@ def add_relax_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", choices=DEVICES, default="auto",
                         help="where the potential runs: auto (CUDA when available), cpu or cuda; "
                              "on a GPU all structures share one process (default: %(default)s)")
-    parser.add_argument("--out", type=Path, default=None, help="output folder")
-    parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    parser.add_argument("--out", type=Path, default=None,
+                        help=f"output folder; refused when it holds an earlier run (default: "
+                             f"<first INPUT>-{suffix} next to it, or -{suffix}-2, -{suffix}-3... "
+                             "when taken)")
+    parser.add_argument("--trajectory", action="store_true",
+                        help="also write each relaxation's steps as an ASE trajectory, "
+                             "<out>/trajectories/<id>.traj")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.add_argument("--no-progress", dest="quiet", action="store_true", help=argparse.SUPPRESS)
 
 
 def device_from(args: argparse.Namespace) -> str:
@@ -61,19 +73,30 @@ def device_from(args: argparse.Namespace) -> str:
 
 
 def settings_from(args: argparse.Namespace) -> RelaxSettings:
+    """The relaxation settings of the command line; bad values name their option."""
+    if not (args.fmax > 0 and math.isfinite(args.fmax)):
+        raise InputError(f"--fmax must be a positive number of eV/Å, got {args.fmax}")
+    if args.steps < 0:
+        raise InputError(f"--steps must be >= 0, got {args.steps}")
+    if args.workers < 1:
+        raise InputError(f"--workers must be >= 1, got {args.workers}")
     return RelaxSettings(fmax=args.fmax, max_steps=args.steps, optimizer=args.optimizer,
                          engine=args.engine, prerelax=args.prerelax)
 
 
-def default_out(args: argparse.Namespace, suffix: str) -> Path:
+def default_out(args: argparse.Namespace, suffix: str, outputs: tuple[str, ...]) -> Path:
+    """``--out``, else ``<first INPUT>-<suffix>`` beside it, or the first ``-<suffix>-2``,
+    ``-<suffix>-3``... that holds none of an earlier run's ``outputs``."""
+    from diffcrystal.output_folder import fresh_folder
+
     if args.out is not None:
         return args.out
     first = Path(args.inputs[0])
-    return first.parent / f"{first.stem if first.is_file() else first.name}-{suffix}"
+    return fresh_folder(first.parent / f"{first.stem if first.is_file() else first.name}-{suffix}", outputs)
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    add_relax_arguments(parser)
+    add_relax_arguments(parser, "relaxed")
 
 
 def status_line(results) -> str:
@@ -92,12 +115,19 @@ def status_line(results) -> str:
     return f"{len(results)} structures: {', '.join(parts) or 'none'}"
 
 
-def run(args: argparse.Namespace) -> int:
-    from diffcrystal.potential.rank import relax_paths
+HULL_HINT = ("energy above the hull: `diffcrystal rank` with --hull DATA (a dataset of known phases, "
+             "e.g. mp_20/train.csv) or --reference DIR (known phases as CIFs)")
+"""How to get what a relaxation alone does not give (printed after ``relax``)."""
 
-    out = default_out(args, "relaxed")
-    results = relax_paths(args.inputs, out, args.potential, settings_from(args),
-                          workers=args.workers, progress=not args.no_progress,
-                          device=device_from(args))
+
+def run(args: argparse.Namespace) -> int:
+    from diffcrystal.potential.rank import RELAX_OUTPUTS, relax_paths
+
+    settings = settings_from(args)
+    out = default_out(args, "relaxed", RELAX_OUTPUTS)
+    results = relax_paths(args.inputs, out, args.potential, settings,
+                          workers=args.workers, progress=not args.quiet,
+                          device=device_from(args), trajectories=args.trajectory)
     print(f"relaxed {status_line(results)}; wrote {out}")
+    print(HULL_HINT)
     return 0

@@ -32,26 +32,28 @@ A structure has converged when the largest row norm of ``(f_u; f_c)`` ((N + 3) r
 ``maxstep`` when longer (one norm over atoms and cell together).
 
 The optimiser state lives in float64 on the CPU; the potential runs on ``device`` (its own dtype).
-Potentials: SevenNet-0 is called on a torch-geometric ``Batch`` of its graphs
-(:class:`SevenNetBatchEvaluator`, chunks of at most ``max_atoms_per_call`` atoms); any other
-(EMT, a fitted NequIP/Allegro student, CHGNet) through its ASE calculator, one structure after
-another (:class:`CalculatorEvaluator`).
+Potentials are called through :meth:`~diffcrystal.potential.calculators.Potential.evaluator`
+(:mod:`~diffcrystal.potential.evaluators`: SevenNet-0 on batches of its graphs, any other
+through its ASE calculator, one structure after another).
 """
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 
-from diffcrystal.potential.relax import (
+from diffcrystal.potential.calculators import Potential, resolve_potential
+from diffcrystal.potential.results import (
     RelaxResult,
     RelaxSettings,
     explosion_reason,
-    limited_threads,
     prepared_atoms,
     record_final,
 )
+from diffcrystal.potential.threads import limited_threads
+from diffcrystal.potential.trajectory import TrajectoryRecorder, trajectory_path
 
 FIRE_DT = 0.1
 """Initial FIRE time step (ASE ``FIRE`` default ``dt``)."""
@@ -69,122 +71,6 @@ FIRE_A_START = 0.1
 """Velocity-mixing parameter after a reset (ASE default ``astart``, also its initial ``a``)."""
 FIRE_F_A = 0.99
 """Decay factor of the mixing parameter (ASE default ``fa``)."""
-
-DEFAULT_MAX_ATOMS_PER_CALL = {"cpu": 64, "cuda": 65536}
-"""Atoms per batched SevenNet-0 call, by device type. On CPU a larger batch costs more per
-structure (cache): 16 YBa2Cu3O7 cells (13 atoms) in chunks of 13 / 52 / 208 atoms took 233 /
-229 / 281 ms of CPU per cell (best of 3, one thread, loaded 2-core machine), so CPU calls take a
-few cells each; on a GPU one call takes the whole set."""
-
-
-# ---------------------------------------------------------------------- potentials
-class CalculatorEvaluator:
-    """Energy (eV), forces (N, 3) eV/Å and Voigt stress (6,) eV/Å³ from an ASE calculator,
-    one structure after another. An exception is returned, not raised, for that structure."""
-
-    def __init__(self, calculator):
-        self.calculator = calculator
-
-    def __call__(self, structures: Sequence) -> list:
-        out = []
-        for atoms in structures:
-            try:
-                atoms.calc = self.calculator
-                out.append((float(atoms.get_potential_energy()), np.array(atoms.get_forces()),
-                            np.array(atoms.get_stress())))
-            except Exception as error:  # one structure's failure must not stop the batch
-                out.append(error)
-            finally:
-                atoms.calc = None
-        return out
-
-
-class SevenNetBatchEvaluator:
-    """SevenNet-0 on torch-geometric batches of its graphs: one model call per chunk of at most
-    ``max_atoms_per_call`` atoms, outputs as :class:`CalculatorEvaluator`'s.
-
-    ``calculator`` is a ``sevenn`` ``SevenNetCalculator`` (its model, cutoff and device are
-    used; the model is switched to batch mode only during a call). SevenNet's stress output is
-    ``-σ`` in the order (xx, yy, zz, xy, yz, zx); it is returned as ASE's Voigt σ (xx, yy, zz,
-    yz, xz, xy), as ``SevenNetCalculator`` does. A chunk whose call raises is evaluated one
-    structure at a time, so only the structures that fail get the exception."""
-
-    def __init__(self, calculator, max_atoms_per_call: int | None = None):
-        self.calculator = calculator
-        device_type = calculator.device.type
-        self.max_atoms = max_atoms_per_call or DEFAULT_MAX_ATOMS_PER_CALL.get(device_type, DEFAULT_MAX_ATOMS_PER_CALL["cpu"])
-
-    def _graph(self, atoms):
-        from sevenn.atom_graph_data import AtomGraphData
-        from sevenn.train.dataload import unlabeled_atoms_to_graph
-
-        unknown = sorted(set(atoms.numbers.tolist()) - set(self.calculator.type_map))
-        if unknown:
-            raise ValueError(f"SevenNet-0 does not know atomic numbers {unknown}")
-        return AtomGraphData.from_numpy_dict(
-            unlabeled_atoms_to_graph(atoms, self.calculator.cutoff, with_shift=False))
-
-    def _call(self, graphs: list) -> list:
-        import sevenn._keys as KEY
-        from torch_geometric.data import Batch
-
-        model = self.calculator.model
-        batch = Batch.from_data_list(graphs).to(self.calculator.device)
-        model.set_is_batch_data(True)
-        try:
-            output = model(batch)
-        finally:
-            model.set_is_batch_data(False)
-        energy = output[KEY.PRED_TOTAL_ENERGY].detach().double().cpu().numpy()  # (B,)
-        forces = output[KEY.PRED_FORCE].detach().double().cpu().numpy()  # (sum N, 3)
-        stress = -output[KEY.PRED_STRESS].detach().double().cpu().numpy()[:, [0, 1, 2, 4, 5, 3]]
-        bounds = np.cumsum([0] + [int(g.num_atoms) for g in graphs])
-        return [(float(energy[i]), forces[bounds[i]:bounds[i + 1]], stress[i])
-                for i in range(len(graphs))]
-
-    def __call__(self, structures: Sequence) -> list:
-        out: list = [None] * len(structures)
-        chunk: list[int] = []
-        graphs: list = []
-
-        def flush() -> None:
-            try:
-                for i, value in zip(chunk, self._call(graphs)):
-                    out[i] = value
-            except Exception:  # find the structures that fail, keep the others
-                for i, graph in zip(chunk, graphs):
-                    try:
-                        out[i] = self._call([graph])[0]
-                    except Exception as error:
-                        out[i] = error
-            chunk.clear()
-            graphs.clear()
-
-        atoms_in_chunk = 0
-        for i, atoms in enumerate(structures):
-            try:
-                graph = self._graph(atoms)
-            except Exception as error:
-                out[i] = error
-                continue
-            if chunk and atoms_in_chunk + len(atoms) > self.max_atoms:
-                flush()
-                atoms_in_chunk = 0
-            chunk.append(i)
-            graphs.append(graph)
-            atoms_in_chunk += len(atoms)
-        if chunk:
-            flush()
-        return out
-
-
-def batch_evaluator(label: str, calculator):
-    """The evaluator for potential ``label`` (a :func:`potential_label`) over ``calculator``:
-    batched model calls for SevenNet-0, the ASE calculator per structure otherwise."""
-    if label == "sevennet-0":
-        return SevenNetBatchEvaluator(calculator)
-    return CalculatorEvaluator(calculator)
-
 
 # ---------------------------------------------------------------------- the optimiser
 def frechet_cell_force(log_deformation, stress_3x3, volume, deformation, num_atoms):
@@ -320,30 +206,34 @@ class _BatchState:
         self.c = self.c + shrink[:, None, None] * dr_cell
 
 
-def relax_batched(items: Sequence[tuple[str, object]], evaluator, settings: RelaxSettings,
-                  potential: str, progress: bool = True, threads: int | None = 1) -> list[RelaxResult]:
+def relax_batched(items: Sequence[tuple[str, object]], potential: Potential | str, settings: RelaxSettings,
+                  progress: bool = True, threads: int | None = 1,
+                  trajectory_dir: str | Path | None = None) -> list[RelaxResult]:
     """Relax ``(label, Atoms | Crystal | MissingStructure)`` pairs together; one
     :class:`RelaxResult` per item, in input order, never raising for one structure.
 
-    ``evaluator`` maps a list of ASE ``Atoms`` to ``(energy, forces, stress)`` tuples or
-    exceptions (:func:`batch_evaluator`); ``potential`` is the label recorded. ``threads`` caps
-    torch / BLAS threads while relaxing (``None``: leave them). Verdicts, step counts and
-    reasons follow :func:`~diffcrystal.potential.relax.relax_atoms`.
+    ``potential``: a :class:`~diffcrystal.potential.calculators.Potential` (or a name, resolved
+    on CPU): its :meth:`~diffcrystal.potential.calculators.Potential.evaluator` maps a list of
+    ASE ``Atoms`` to ``(energy, forces, stress)`` tuples or exceptions, its label is recorded.
+    ``threads`` caps torch / BLAS threads while relaxing (``None``: leave them).
+    ``trajectory_dir``: write each structure's steps to ``<label>.traj`` there. Verdicts, step
+    counts and reasons follow :func:`~diffcrystal.potential.relax.relax_atoms`.
     """
     import torch  # noqa: F401  (imported before limited_threads caps its threads)
 
+    potential = resolve_potential(potential)
     if threads is None:
-        return _relax_batched(items, evaluator, settings, potential, progress)
+        return _relax_batched(items, potential, settings, progress, trajectory_dir)
     with limited_threads(threads):
-        return _relax_batched(items, evaluator, settings, potential, progress)
+        return _relax_batched(items, potential, settings, progress, trajectory_dir)
 
 
-def _relax_batched(items, evaluator, settings: RelaxSettings, potential: str,
-                   progress: bool) -> list[RelaxResult]:
+def _relax_batched(items, potential: Potential, settings: RelaxSettings, progress: bool,
+                   trajectory_dir) -> list[RelaxResult]:
     import torch
     from tqdm.auto import tqdm
 
-    results = [RelaxResult(label=name, status="failed", potential=potential) for name, _ in items]
+    results = [RelaxResult(label=name, status="failed", potential=potential.label) for name, _ in items]
     running: list[int] = []  # indices into items
     structures = []
     for i, (_, item) in enumerate(items):
@@ -355,13 +245,15 @@ def _relax_batched(items, evaluator, settings: RelaxSettings, potential: str,
         if atoms is not None:
             running.append(i)
             structures.append(atoms)
-    bar = tqdm(total=len(items), desc=f"relax batched ({potential.split('/')[-1]})",
+    bar = tqdm(total=len(items), desc=f"relax batched ({potential.short_name})",
                disable=not progress, unit="structure")
     bar.update(len(items) - len(running))
     if not running:
         bar.close()
         return results
 
+    evaluator = potential.evaluator()
+    recorders = [TrajectoryRecorder() for _ in structures] if trajectory_dir is not None else None
     state = _BatchState(structures)
     active = torch.ones(len(structures), dtype=torch.bool)
     energies: list[list[float]] = [[] for _ in structures]  # eV per step, step 0 first
@@ -380,6 +272,8 @@ def _relax_batched(items, evaluator, settings: RelaxSettings, potential: str,
                 continue
             energy, atom_forces, voigt = output
             energies[j].append(energy)
+            if recorders is not None:
+                recorders[j].record(state.structures[j], energy, atom_forces, voigt)
             why = explosion_reason(state.structures[j], energy, atom_forces, voigt)
             if why:
                 result.status, result.reason = "exploded", f"step {state.steps[j]}: {why}"
@@ -389,16 +283,15 @@ def _relax_batched(items, evaluator, settings: RelaxSettings, potential: str,
             forces[state.bounds[j]:state.bounds[j + 1]] = torch.from_numpy(np.asarray(atom_forces, float))
             stress[j] = torch.from_numpy(np.asarray(voigt, float))
         f_u, f_c = state.generalised_forces(forces, stress, active)
-        converged = state.max_generalised_force(f_u, f_c) < settings.fmax
+        largest = state.max_generalised_force(f_u, f_c)  # (B,) eV/Å, what fmax is tested on
+        converged = largest < settings.fmax
         for j in now:
             if not active[j]:
                 continue
             if bool(converged[j]) or state.steps[j] >= settings.max_steps:
-                atoms = state.structures[j]
                 result = results[running[j]]
                 result.steps = int(state.steps[j])
-                bounds = slice(state.bounds[j], state.bounds[j + 1])
-                record_final(result, atoms, energies[j][-1], forces[bounds].numpy(),
+                record_final(result, state.structures[j], energies[j][-1], float(largest[j]),
                              stress[j].numpy(), bool(converged[j]), energies[j], settings)
                 active[j] = False
         finished = len(now) - int(active.sum())
@@ -410,5 +303,8 @@ def _relax_batched(items, evaluator, settings: RelaxSettings, potential: str,
         state.steps[active.numpy()] += 1
         bar.set_postfix(running=int(active.sum()), refresh=False)
     bar.close()
+    if recorders is not None:
+        for j, recorder in enumerate(recorders):
+            if recorder.frames:
+                recorder.write(trajectory_path(trajectory_dir, results[running[j]].label))
     return results
-

@@ -1,4 +1,10 @@
-"""ASE calculators by name or path: the one door through which diffcrystal gets a potential.
+"""Potentials by name or path: the one door through which diffcrystal gets a potential.
+
+:func:`resolve_potential` turns a name or path into a :class:`Potential` once, at the entry
+point; relaxation (both engines), the relaxation cache and ranking receive that object: its
+``label`` (recorded in every output), ``identity`` (label and weights' hash, for the cache),
+``elements`` (the fixed element set, when it has one), ``calculator`` (loaded on first use) and
+``evaluator()`` (batched calls). It crosses process boundaries as its label and device only.
 
 Valid names (:data:`POTENTIAL_NAMES`):
 
@@ -25,6 +31,9 @@ in the same process is unaffected.
 >>> calc = load_calculator("emt")
 >>> type(calc).__name__, potential_label("EMT")
 ('EMT', 'emt')
+>>> emt = resolve_potential("EMT")
+>>> emt.label, "Cu" in emt.elements, "Sr" in emt.elements
+('emt', True, False)
 """
 
 from __future__ import annotations
@@ -34,6 +43,7 @@ import importlib.util
 import random
 import zipfile
 from pathlib import Path
+from typing import Iterable
 
 import numpy as np
 
@@ -56,6 +66,9 @@ COMPILED_MODEL_NAME = "model.nequip.pt2"
 
 POTENTIAL_EXTRA_INSTALL = 'pip install "diffcrystal[potential]"'
 """How to install the packages of ``sevennet-0`` and fitted models (pyproject's ``potential`` extra)."""
+
+NEQUIP_LABEL_PREFIX = "nequip:"
+"""Start of the label of a fitted model, followed by its absolute path."""
 
 REQUIRED_PACKAGES = {"sevennet-0": "sevenn", "nequip": "nequip"}
 """Package each potential kind imports (model paths are the ``nequip`` kind)."""
@@ -94,12 +107,15 @@ def resolve_model_path(name: str | Path) -> Path:
 
 def potential_label(name: str | Path | None) -> str:
     """Canonical text recorded in every output, so energies from different potentials are never
-    mixed: a lower-case name from :data:`POTENTIAL_NAMES`, or ``nequip:<absolute path>``."""
+    mixed: a lower-case name from :data:`POTENTIAL_NAMES`, or ``nequip:<absolute path>``
+    (a label gives itself)."""
     name = DEFAULT_POTENTIAL if name is None else str(name)
     if name.lower() in POTENTIAL_NAMES:
         return name.lower()
+    if name.startswith(NEQUIP_LABEL_PREFIX):  # a label already: the label of itself
+        return f"{NEQUIP_LABEL_PREFIX}{resolve_model_path(name.removeprefix(NEQUIP_LABEL_PREFIX))}"
     if _is_path_like(name):
-        return f"nequip:{resolve_model_path(name)}"
+        return f"{NEQUIP_LABEL_PREFIX}{resolve_model_path(name)}"
     raise InputError(f"unknown potential {name!r}; valid: {_valid_names_text()}")
 
 
@@ -228,3 +244,141 @@ def load_calculator(name: str | Path | None = DEFAULT_POTENTIAL, device: str = "
     path = Path(label.split(":", 1)[1])
     check_model_file(path)
     return _load_nequip(path, device)
+
+
+def _sevennet_checkpoint() -> Path:
+    from sevenn.util import pretrained_name_to_path
+
+    return Path(pretrained_name_to_path(SEVENNET_CHECKPOINT))
+
+
+class Potential:
+    """A potential resolved once (:func:`resolve_potential`): what relaxation, the relaxation
+    cache and ranking need of it.
+
+    ``label``: the canonical :func:`potential_label`; ``device``: where its calculator runs.
+    Direct construction trusts ``label`` (a ``calculator`` given is used as is, e.g. a test
+    double); :func:`resolve_potential` checks it. Pickled (for worker processes) as label and
+    device only: each process loads its own calculator.
+    """
+
+    def __init__(self, label: str, device: str = "cpu", calculator=None):
+        self.label = label
+        self.device = device
+        self._calculator = calculator
+        self._identity: str | None = None
+        self._sevennet_elements: frozenset[str] | None = None
+
+    def __repr__(self) -> str:
+        return f"Potential({self.label!r}, device={self.device!r})"
+
+    def __getstate__(self) -> dict:
+        return {"label": self.label, "device": self.device}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__init__(state["label"], state["device"])
+
+    @property
+    def short_name(self) -> str:
+        """The label without a model file's folders, for progress bars and plot titles."""
+        return self.label.split("/")[-1]
+
+    @property
+    def calculator(self):
+        """The ASE calculator (:func:`load_calculator`), loaded on first use and kept."""
+        if self._calculator is None:
+            self._calculator = load_calculator(self.label, device=self.device)
+        return self._calculator
+
+    def evaluator(self):
+        """Energies, forces and stresses of a list of structures at once
+        (:func:`~diffcrystal.potential.evaluators.batch_evaluator`)."""
+        from diffcrystal.potential.evaluators import batch_evaluator
+
+        return batch_evaluator(self.label, self.calculator)
+
+    @property
+    def identity(self) -> str:
+        """``'<label> <weights>'``: the label and what fixes its energies — the SHA-256 of
+        SevenNet-0's checkpoint or of a fitted model file, the package version of EMT
+        (parameters in ASE's code) and CHGNet (weights in its wheel)."""
+        if self._identity is None:
+            from diffcrystal.checkpoint import file_sha256
+            from diffcrystal.data.cache import package_versions
+
+            if self.label == "sevennet-0":
+                weights = f"sha256:{file_sha256(_sevennet_checkpoint())}"
+            elif _kind(self.label) == "nequip":
+                weights = f"sha256:{file_sha256(Path(self.label.split(':', 1)[1]))}"
+            else:
+                package = {"emt": "ase", "chgnet": "chgnet"}[self.label]
+                weights = f"{package}=={package_versions((package,))[package]}"
+            self._identity = f"{self.label} {weights}"
+        return self._identity
+
+    @property
+    def elements(self) -> frozenset[str] | None:
+        """Chemical symbols the potential has parameters for, or ``None`` when that is not
+        known without loading the model (CHGNet: most of the table; a fitted model)."""
+        if self.label == "emt":
+            from ase.calculators.emt import parameters
+
+            return frozenset(parameters)
+        if self.label == "sevennet-0":
+            import torch
+
+            if self._sevennet_elements is None:
+                checkpoint = torch.load(_sevennet_checkpoint(), map_location="cpu", weights_only=False)
+                self._sevennet_elements = frozenset(checkpoint["config"]["chemical_species"])
+            return self._sevennet_elements
+        return None
+
+    def check_elements(self, items: Iterable[tuple[str, object]]) -> None:
+        """Raise :class:`InputError` naming the elements (and the first structures holding
+        them) that the potential has no parameters for; ``items`` are ``(label, structure)``
+        pairs (ASE ``Atoms``, :class:`~diffcrystal.data.crystal.Crystal`; others are skipped)."""
+        known = self.elements
+        if known is None:
+            return
+        unknown: dict[str, list[str]] = {}
+        for name, item in items:
+            symbols = _symbols(item)
+            for symbol in sorted(symbols - known):
+                unknown.setdefault(symbol, []).append(name)
+        if unknown:
+            names = sorted({n for holders in unknown.values() for n in holders})
+            shown = ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
+            raise InputError(
+                f"potential {self.label} has no parameters for {', '.join(sorted(unknown))} "
+                f"(in {shown}); it covers {', '.join(sorted(known))}")
+
+
+def _symbols(item) -> set[str]:
+    """Chemical symbols of an ASE ``Atoms`` or :class:`~diffcrystal.data.crystal.Crystal`
+    (empty for anything else, e.g. a missing structure)."""
+    if hasattr(item, "get_chemical_symbols"):
+        return set(item.get_chemical_symbols())
+    if hasattr(item, "atomic_numbers"):
+        from ase.data import chemical_symbols
+
+        return {chemical_symbols[int(z)] for z in item.atomic_numbers}
+    return set()
+
+
+def resolve_potential(potential: str | Path | Potential | None = DEFAULT_POTENTIAL,
+                      device: str = "cpu", calculator=None) -> Potential:
+    """``potential`` as a :class:`Potential` on ``device``, checked cheaply (name or path,
+    installed packages, model file format) without loading it; a :class:`Potential` is
+    returned as it is. ``calculator``: an already loaded ASE calculator of that potential.
+
+    Raises :class:`InputError` naming the problem (unknown name, with the valid ones; a
+    missing package, with the extra to install; a file that is no compiled model)."""
+    if isinstance(potential, Potential):
+        return potential
+    label = potential_label(potential)
+    require_packages(label)
+    if label == "chgnet" and importlib.util.find_spec("chgnet") is None:
+        _load_chgnet(device)  # raises the clear InputError
+    if _kind(label) == "nequip":
+        check_model_file(Path(label.split(":", 1)[1]))
+    return Potential(label, device, calculator)

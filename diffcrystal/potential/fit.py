@@ -32,7 +32,8 @@ import numpy as np
 from diffcrystal.atomic_write import atomic_write_text
 from diffcrystal.errors import InputError
 from diffcrystal.potential.calculators import COMPILED_MODEL_NAME, DEFAULT_POTENTIAL, load_calculator
-from diffcrystal.potential.relax import RelaxSettings, explosion_reason, limited_threads
+from diffcrystal.potential.results import RelaxSettings, explosion_reason
+from diffcrystal.potential.threads import limited_threads
 
 RATTLE_STD_A = 0.05
 """Standard deviation of the Gaussian displacement of each atom in a rattled frame, Å."""
@@ -103,11 +104,11 @@ def label_frames(frames: Sequence, teacher: str = DEFAULT_POTENTIAL, calculator=
     """Label ``frames`` with ``teacher``: returns (labelled frames, number skipped).
 
     ``threads`` caps torch/BLAS threads while labelling (see
-    :func:`~diffcrystal.potential.relax.limited_threads`).
+    :func:`~diffcrystal.potential.threads.limited_threads`).
 
     Each labelled frame carries a ``SinglePointCalculator`` with energy, forces and stress (so
     ``ase.io.write`` stores them in extxyz) and ``info['teacher']``. Frames that are exploded
-    (:func:`~diffcrystal.potential.relax.explosion_reason`) or give non-finite labels are skipped.
+    (:func:`~diffcrystal.potential.results.explosion_reason`) or give non-finite labels are skipped.
     """
     calculator = calculator if calculator is not None else load_calculator(teacher)
     with limited_threads(threads):

@@ -27,7 +27,9 @@ from dataclasses import dataclass, replace
 from typing import Sequence
 
 from diffcrystal.errors import InputError
-from diffcrystal.potential.relax import DEFAULT_WORKERS, RelaxResult, RelaxSettings
+from diffcrystal.potential.calculators import Potential, resolve_potential
+from diffcrystal.potential.relax import DEFAULT_WORKERS
+from diffcrystal.potential.results import RelaxResult, RelaxSettings
 
 DEFAULT_STAGE_STEPS = (10,)
 """FIRE steps of the pruning stages (each continuing the last): measured on MP-20 validation
@@ -79,15 +81,14 @@ def _survivors(live: list[int], results: list[RelaxResult], offsets: Sequence[fl
     return finite[:keep]
 
 
-def relax_funnel(items: Sequence[tuple[str, object]], potential: str, settings: RelaxSettings = RelaxSettings(),
+def relax_funnel(items: Sequence[tuple[str, object]], potential: str | Potential, settings: RelaxSettings = RelaxSettings(),
                  funnel: FunnelSettings = FunnelSettings(), offsets: Sequence[float] | None = None,
                  workers: int = DEFAULT_WORKERS, progress: bool = True, device: str = "cpu",
-                 cache_dir=None, calculator=None) -> FunnelReport:
+                 cache_dir=None) -> FunnelReport:
     """Relax ``(label, Atoms | Crystal)`` pairs through the funnel (module docstring); one result
     per item in input order. ``settings``: the final ``fmax`` and the total step cap
-    ``max_steps``; ``offsets``: per-item score penalties in eV/atom (None: 0); ``calculator``:
-    ``potential`` already loaded (None: loaded once here when ``workers`` is 1)."""
-    from diffcrystal.potential.calculators import load_calculator
+    ``max_steps``; ``offsets``: per-item score penalties in eV/atom (None: 0); ``potential``:
+    a name or a resolved :class:`Potential` (loaded once for every stage)."""
     from diffcrystal.potential.relax_cache import relax_cached
 
     offsets = [0.0] * len(items) if offsets is None else list(offsets)
@@ -102,14 +103,12 @@ def relax_funnel(items: Sequence[tuple[str, object]], potential: str, settings: 
     used = [0] * len(items)
     live = list(range(len(items)))
     steps_total = 0
-    if calculator is None and workers == 1:
-        calculator = load_calculator(potential, device=device)  # once for all stages
+    potential = resolve_potential(potential, device)
 
     def run(indices: list[int], max_steps: int) -> list[RelaxResult]:
         nonlocal steps_total
         done, _ = relax_cached([current[i] for i in indices], potential, replace(settings, max_steps=max_steps),
-                               workers=workers, progress=progress, device=device, cache_dir=cache_dir,
-                               calculator=calculator)
+                               workers=workers, progress=progress, device=device, cache_dir=cache_dir)
         for i, result in zip(indices, done):
             steps_total += result.steps
             used[i] += result.steps

@@ -6,7 +6,7 @@
   lowest-energy member and records the group size and members.
 - **Rank**: by energy per atom (eV/atom), lowest first. Only converged relaxations (forces
   below ``fmax``: minima of the potential) enter the ranking
-  (:attr:`~diffcrystal.potential.relax.RelaxResult.rankable`). Relaxations stopped at the step
+  (:attr:`~diffcrystal.potential.results.RelaxResult.rankable`). Relaxations stopped at the step
   cap are deduplicated and ranked *separately* (``ranked_unconverged.csv``, with their remaining
   force): their energies are upper bounds, not minima. Exploded or failed ones enter neither.
 - **Energy above hull** (optional): known phases (a folder of CIFs, or the entries of a dataset
@@ -28,25 +28,21 @@ from typing import Sequence
 
 from diffcrystal.atomic_write import atomic_write_text
 from diffcrystal.errors import InputError
-from diffcrystal.potential.calculators import DEFAULT_POTENTIAL
+from diffcrystal.output_folder import check_no_earlier_output
+from diffcrystal.potential.calculators import DEFAULT_POTENTIAL, Potential, resolve_potential
 from diffcrystal.potential.hull import KnownPhases, chemical_systems, dataset_references
 from diffcrystal.potential.io import (
     SUMMARY_NAME,
     check_not_input,
+    check_output_folder,
     cif_text,
     input_paths,
-    check_output_folder,
     read_candidates,
     write_csv_atomic,
 )
-from diffcrystal.potential.relax import (
-    DEFAULT_WORKERS,
-    RelaxResult,
-    RelaxSettings,
-    check_potential,
-    relax_many,
-)
+from diffcrystal.potential.relax import DEFAULT_WORKERS, relax_many
 from diffcrystal.potential.relax_cache import relax_cached
+from diffcrystal.potential.results import RelaxResult, RelaxSettings
 
 MATCHER_LTOL = 0.2
 """StructureMatcher fractional length tolerance (pymatgen default)."""
@@ -60,20 +56,43 @@ UNCONVERGED_NAME = "ranked_unconverged.csv"
 PLOT_NAME = "ranking.png"
 RELAXED_FOLDER = "relaxed"
 REFERENCE_FOLDER = "reference"
+TRAJECTORY_FOLDER = "trajectories"
+"""Sub-folder of an output folder holding ``<id>.traj`` per relaxation (``--trajectory``)."""
 
-SUMMARY_COLUMNS = [
-    "id", "formula", "num_atoms", "potential", "status", "converged", "steps",
-    "energy_per_atom_eV", "max_force_eV_A", "stress_xx_eV_A3", "stress_yy_eV_A3",
-    "stress_zz_eV_A3", "stress_yz_eV_A3", "stress_xz_eV_A3", "stress_xy_eV_A3",
-    "space_group_relaxed", "space_group_number_relaxed", "reason", "cif", "prerelax_status",
-    "prerelax_steps",
+RELAX_OUTPUTS = (SUMMARY_NAME,)
+"""Files whose presence marks an output folder of ``relax`` (refused as ``--out``)."""
+RANK_OUTPUTS = (RANKED_NAME, UNCONVERGED_NAME, PLOT_NAME, f"{RELAXED_FOLDER}/{SUMMARY_NAME}")
+"""Files whose presence marks an output folder of ``rank`` (refused as ``--out``)."""
+
+RELAXATION_COLUMNS = [
+    "potential", "status", "converged", "steps", "energy_per_atom_eV", "max_force_eV_A",
+    "stress_xx_eV_A3", "stress_yy_eV_A3", "stress_zz_eV_A3", "stress_yz_eV_A3", "stress_xz_eV_A3",
+    "stress_xy_eV_A3", "reason", "prerelax_status", "prerelax_steps",
 ]
-"""Columns a relaxation adds to a summary (input summary columns come first)."""
+"""What a relaxation adds to a summary: the outcome (``max_force_eV_A`` is the generalised force
+tested against ``fmax``; stress in Voigt order, eV/Å³)."""
+
+STRUCTURE_COLUMNS = [
+    "formula", "n_atoms", "spacegroup_symbol", "spacegroup_number", "spacegroup_symbol_tight",
+    "spacegroup_number_tight", "crystal_system", "a_A", "b_A", "c_A", "alpha_deg", "beta_deg",
+    "gamma_deg", "volume_per_atom_A3", "density_g_cm3", "min_distance_A", "cif",
+]
+"""The relaxed structure, named as in ``diffcrystal sample``'s summary
+(:data:`~diffcrystal.sample_writer.SUMMARY_COLUMNS`; space groups at 0.1 and 0.01 Å), plus its
+lattice (Å, degrees); ``cif`` is the relaxed ``<id>.cif``."""
+
+SUMMARY_COLUMNS = ["id", *STRUCTURE_COLUMNS, *RELAXATION_COLUMNS]
+"""Columns of a relaxed summary; the input summary's other columns follow ``id``."""
+
+INPUT_VERDICT_COLUMNS = ("structure_valid", "density_plausible", "charge_neutral", "valid",
+                         "invalid_reason", "symmetrized_cif", "cif_problem")
+"""Input summary columns judging the *unrelaxed* sample; a relaxed summary keeps them (and the
+input's ``cif``) as ``input_<name>``."""
 
 RANKED_COLUMNS = [
-    "rank", "id", "formula", "num_atoms", "energy_per_atom_eV", "e_above_hull_eV_atom",
-    "matches_known", "novel", "group_size", "group_members", "space_group", "space_group_number", "converged", "steps",
-    "max_force_eV_A", "potential",
+    "rank", "id", "formula", "n_atoms", "energy_per_atom_eV", "e_above_hull_eV_atom",
+    "matches_known", "novel", "group_size", "group_members", "spacegroup_symbol", "spacegroup_number",
+    "converged", "steps", "max_force_eV_A", "potential",
 ]
 
 
@@ -119,7 +138,7 @@ def deduplicate(results: Sequence[RelaxResult], matcher=None, unconverged: bool 
     matcher = matcher or default_matcher()
     structures = []
     for index, result in enumerate(rankable):
-        structure = result.crystal.to_structure()
+        structure = result.structure
         structure.properties["_index"] = index
         structures.append(structure)
     entries = []
@@ -156,22 +175,44 @@ def rank_results(results: Sequence[RelaxResult], references: Sequence[RelaxResul
 
 
 # ---------------------------------------------------------------------- tables and plot
+def structure_values(result: RelaxResult) -> dict:
+    """:data:`STRUCTURE_COLUMNS` of ``result``'s relaxed structure (empty when there is none)."""
+    from diffcrystal.symmetry import SYMPREC_TIGHT, crystal_system, min_distance, space_group
+
+    crystal = result.crystal
+    if crystal is None:
+        return {"formula": result.formula, "n_atoms": result.num_atoms or ""}
+    structure = crystal.to_structure()
+    tight = space_group(crystal, SYMPREC_TIGHT)
+    lattice = structure.lattice
+    return {
+        "formula": result.formula, "n_atoms": result.num_atoms,
+        "spacegroup_symbol": result.space_group, "spacegroup_number": result.space_group_number,
+        "spacegroup_symbol_tight": tight.symbol, "spacegroup_number_tight": tight.number,
+        "crystal_system": crystal_system(result.space_group_number),
+        "a_A": _num(lattice.a), "b_A": _num(lattice.b), "c_A": _num(lattice.c),
+        "alpha_deg": _num(lattice.alpha), "beta_deg": _num(lattice.beta), "gamma_deg": _num(lattice.gamma),
+        "volume_per_atom_A3": _num(crystal.volume / crystal.num_atoms),
+        "density_g_cm3": _num(float(structure.density)), "min_distance_A": _num(min_distance(crystal)),
+        "cif": f"{result.label}.cif",
+    }
+
+
 def summary_rows(results: Sequence[RelaxResult], extra: dict[str, dict] | None = None) -> list[dict]:
-    """One summary row per result (:data:`SUMMARY_COLUMNS`, after any ``extra[label]`` columns)."""
+    """One summary row per result (:data:`SUMMARY_COLUMNS`, after any ``extra[label]`` columns
+    of the input summary)."""
     rows = []
     for r in results:
         row = dict((extra or {}).get(r.label, {}))
+        row.update({"id": r.label, **structure_values(r)})
         row.update({
-            "id": r.label, "formula": r.formula, "num_atoms": r.num_atoms,
             "potential": r.potential, "status": r.status, "converged": r.converged,
             "steps": r.steps, "energy_per_atom_eV": _num(r.energy_per_atom),
-            "max_force_eV_A": _num(r.max_force),
-            "space_group_relaxed": r.space_group, "space_group_number_relaxed": r.space_group_number,
-            "reason": r.reason, "cif": f"{r.label}.cif" if r.atoms is not None else "",
+            "max_force_eV_A": _num(r.max_force), "reason": r.reason,
             "prerelax_status": r.prerelax_status,
             "prerelax_steps": r.prerelax_steps if r.prerelax_status else "",
         })
-        for name, value in zip(SUMMARY_COLUMNS[9:15], r.stress):
+        for name, value in zip(RELAXATION_COLUMNS[6:12], r.stress):
             row[name] = _num(value)
         rows.append(row)
     return rows
@@ -186,13 +227,13 @@ def ranked_rows(entries: Sequence[RankedEntry]) -> list[dict]:
     for rank, entry in enumerate(entries, start=1):
         best = entry.best
         rows.append({
-            "rank": rank, "id": best.label, "formula": best.formula, "num_atoms": best.num_atoms,
+            "rank": rank, "id": best.label, "formula": best.formula, "n_atoms": best.num_atoms,
             "energy_per_atom_eV": _num(best.energy_per_atom),
             "e_above_hull_eV_atom": _num(entry.e_above_hull),
             "matches_known": entry.matches_known or "",
             "novel": "" if entry.matches_known is None else not entry.matches_known,
             "group_size": entry.group_size, "group_members": " ".join(entry.members),
-            "space_group": best.space_group, "space_group_number": best.space_group_number,
+            "spacegroup_symbol": best.space_group, "spacegroup_number": best.space_group_number,
             "converged": best.converged, "steps": best.steps,
             "max_force_eV_A": _num(best.max_force), "potential": best.potential,
         })
@@ -257,7 +298,8 @@ def plot_ranking(entries: Sequence[RankedEntry], path: Path, potential: str,
 def write_relaxed(results: Sequence[RelaxResult], out_dir: Path, protected: set[Path] = frozenset(),
                   extra: dict[str, dict] | None = None) -> Path:
     """Write each relaxed structure as ``<id>.cif`` and a ``summary.csv`` into ``out_dir``
-    (which then is itself a sample folder); never onto a path in ``protected``."""
+    (which then is itself a sample folder): :data:`SUMMARY_COLUMNS`, then the input summary's
+    other columns (``extra``, by id); never onto a path in ``protected``."""
     out_dir = Path(out_dir)
     targets = [out_dir / f"{r.label}.cif" for r in results if r.atoms is not None]
     for target in targets + [out_dir / SUMMARY_NAME]:
@@ -266,22 +308,22 @@ def write_relaxed(results: Sequence[RelaxResult], out_dir: Path, protected: set[
         if result.atoms is not None:
             atomic_write_text(out_dir / f"{result.label}.cif", cif_text(result.atoms))
     rows = summary_rows(results, extra)
-    leading: list[str] = SUMMARY_COLUMNS[:1]  # id, then the input summary's own columns in their order
+    columns = list(SUMMARY_COLUMNS)  # then the input summary's own columns, in their order
     for row in (extra or {}).values():
-        leading.extend(c for c in row if c not in SUMMARY_COLUMNS and c not in leading)
-    write_csv_atomic(out_dir / SUMMARY_NAME, rows, leading + SUMMARY_COLUMNS[1:])
+        columns.extend(c for c in row if c not in columns)
+    write_csv_atomic(out_dir / SUMMARY_NAME, rows, columns)
     return out_dir / SUMMARY_NAME
-
-
-INPUT_CIF_COLUMN = "input_cif"
-"""Relaxed-summary column that keeps the input summary's ``cif`` (the unrelaxed structure)."""
 
 
 def _input_summaries(paths: Sequence[str | Path], out_dir: Path) -> dict[str, dict]:
     """Rows of the inputs' ``summary.csv`` files by id, to extend rather than replace them.
 
     CIF paths in them (relative to their folder) are rewritten relative to ``out_dir`` so they
-    still lead to the input files, and the input's ``cif`` column becomes :data:`INPUT_CIF_COLUMN`.
+    still lead to the input files; the input's ``cif`` (the unrelaxed structure) and its
+    verdicts on the unrelaxed sample (:data:`INPUT_VERDICT_COLUMNS`) become ``input_<name>``;
+    its columns describing the unrelaxed structure under names the relaxed summary uses
+    (formula, atoms, space groups, volume, density, distance) are left out: the relaxed
+    summary gives them for the relaxed structure.
     """
     import csv
     import os
@@ -296,29 +338,36 @@ def _input_summaries(paths: Sequence[str | Path], out_dir: Path) -> dict[str, di
                 for column, value in row.items():
                     if value and value.endswith(".cif") and (Path(raw) / value).is_file():
                         row[column] = os.path.relpath(Path(raw) / value, out_dir)
-                if "cif" in row:
-                    row[INPUT_CIF_COLUMN] = row.pop("cif")
-                rows.setdefault(str(row.get("id")), dict(row))
+                renamed = {("input_" + c if c == "cif" or c in INPUT_VERDICT_COLUMNS else c): v
+                           for c, v in row.items()}
+                rows.setdefault(str(row.get("id")),
+                                {c: v for c, v in renamed.items() if c not in SUMMARY_COLUMNS})
     return rows
 
 
-def relax_paths(paths: Sequence[str | Path], out_dir: Path, potential: str = DEFAULT_POTENTIAL,
+def relax_paths(paths: Sequence[str | Path], out_dir: Path, potential: str | Potential = DEFAULT_POTENTIAL,
                 settings: RelaxSettings = RelaxSettings(), workers: int = DEFAULT_WORKERS,
-                progress: bool = True, device: str = "cpu") -> list[RelaxResult]:
-    """``diffcrystal relax``: read ``paths``, relax, write CIFs and the extended summary.
+                progress: bool = True, device: str = "cpu", trajectories: bool = False) -> list[RelaxResult]:
+    """``diffcrystal relax``: read ``paths``, relax, write CIFs and the extended summary (and
+    with ``trajectories`` ``out_dir/trajectories/<id>.traj``).
 
-    Inputs, potential and output folder are checked before any relaxation (:class:`InputError`).
-    Sample rows without a structure are kept as ``failed`` results with the sample's reason.
+    Inputs, potential (and the elements it covers) and the output folder (writable, holding no
+    earlier relaxation) are checked before any relaxation (:class:`InputError`). Sample rows
+    without a structure, and CIFs that cannot be read, are kept as ``failed`` results with the
+    reason.
     """
+    out_dir = Path(out_dir)
     protected = input_paths(paths)
-    if Path(out_dir).resolve() in {Path(p).resolve() for p in paths}:
+    if out_dir.resolve() in {Path(p).resolve() for p in paths}:
         raise InputError(f"--out {out_dir} is an input; choose another folder")
-    check_potential(potential)
+    potential = resolve_potential(potential, device)
     candidates = read_candidates(paths, include_missing=True)
-    check_output_folder(Path(out_dir))
-    results = relax_many(candidates, potential, settings, workers=workers, device=device,
-                         progress=progress)
-    write_relaxed(results, Path(out_dir), protected, _input_summaries(paths, Path(out_dir)))
+    potential.check_elements(candidates)
+    check_output_folder(out_dir)
+    check_no_earlier_output(out_dir, RELAX_OUTPUTS, "a relaxation")
+    results = relax_many(candidates, potential, settings, workers=workers, progress=progress,
+                         trajectory_dir=out_dir / TRAJECTORY_FOLDER if trajectories else None)
+    write_relaxed(results, out_dir, protected, _input_summaries(paths, out_dir))
     return results
 
 
@@ -342,12 +391,12 @@ class RankingReport:
     references_left_out: list[str] = field(default_factory=list)
 
 
-def relax_and_rank(paths: Sequence[str | Path], out_dir: Path, potential: str = DEFAULT_POTENTIAL,
+def relax_and_rank(paths: Sequence[str | Path], out_dir: Path, potential: str | Potential = DEFAULT_POTENTIAL,
                    settings: RelaxSettings = RelaxSettings(), workers: int = DEFAULT_WORKERS,
                    reference: str | Path | None = None, progress: bool = True,
                    hull: str | Path | None = None,
                    hull_max_e_above_hull: float | None = None,
-                   device: str = "cpu") -> RankingReport:
+                   device: str = "cpu", trajectories: bool = False) -> RankingReport:
     """Relax ``paths`` (and known phases) with one potential, deduplicate, rank.
 
     Known phases: the CIFs of the folder ``reference`` and the entries of the dataset ``hull``
@@ -356,11 +405,12 @@ def relax_and_rank(paths: Sequence[str | Path], out_dir: Path, potential: str = 
     eV/atom left out and listed in the report). Writes ``out_dir/relaxed/`` (CIFs + summary), ``out_dir/ranked.csv``
     (converged only), ``out_dir/ranked_unconverged.csv`` (stopped at the step cap; header only
     when none) and ``out_dir/ranking.png`` (and ``out_dir/reference/`` with known phases).
-    Inputs, potential, known phases and output folders are checked before any relaxation
-    (:class:`InputError`).
+    With ``trajectories``, each candidate's relaxation goes to ``out_dir/trajectories/<id>.traj``.
+    Inputs, potential (and the elements it covers), known phases and output folders (writable,
+    holding no earlier ranking) are checked before any relaxation (:class:`InputError`).
     """
     out_dir = Path(out_dir)
-    label = check_potential(potential)
+    potential = resolve_potential(potential, device)
     all_inputs = list(paths) + [p for p in (reference, hull) if p is not None]
     protected = input_paths(all_inputs)
     for target in (out_dir / RANKED_NAME, out_dir / UNCONVERGED_NAME, out_dir / PLOT_NAME,
@@ -375,20 +425,22 @@ def relax_and_rank(paths: Sequence[str | Path], out_dir: Path, potential: str = 
     hull_candidates, left_out = (
         dataset_references(hull, chemical_systems(a for _, a in candidates), progress,
                            hull_max_e_above_hull) if hull is not None else (None, []))
+    potential.check_elements(candidates + (reference_candidates or []) + (hull_candidates or []))
     known = reference is not None or hull is not None
     folders = [out_dir, out_dir / RELAXED_FOLDER] + ([out_dir / REFERENCE_FOLDER] if known else [])
     for folder in folders:
         check_output_folder(folder)
-    results = relax_many(candidates, potential, settings, workers=workers, device=device,
-                         progress=progress)
+    check_no_earlier_output(out_dir, RANK_OUTPUTS, "a ranking")
+    results = relax_many(candidates, potential, settings, workers=workers, progress=progress,
+                         trajectory_dir=out_dir / TRAJECTORY_FOLDER if trajectories else None)
     references: list[RelaxResult] | None = [] if known else None
     cached = 0
     if reference_candidates is not None:
         references += relax_many(reference_candidates, potential, settings, workers=workers,
-                                 device=device, progress=progress)
+                                 progress=progress)
     if hull_candidates is not None:
         from_hull, cached = relax_cached(hull_candidates, potential, settings, workers=workers,
-                                         progress=progress, device=device)
+                                         progress=progress)
         references += from_hull
     entries = rank_results(results, references)
     unconverged = rank_results(results, references, unconverged=True)
@@ -398,6 +450,6 @@ def relax_and_rank(paths: Sequence[str | Path], out_dir: Path, potential: str = 
         write_relaxed(references, out_dir / REFERENCE_FOLDER, protected)
     write_csv_atomic(out_dir / RANKED_NAME, ranked_rows(entries), RANKED_COLUMNS)
     write_csv_atomic(out_dir / UNCONVERGED_NAME, ranked_rows(unconverged), RANKED_COLUMNS)
-    plot_ranking(entries, out_dir / PLOT_NAME, label, unconverged)
+    plot_ranking(entries, out_dir / PLOT_NAME, potential.label, unconverged)
     return RankingReport(results, entries, unconverged, references, out_dir / RANKED_NAME,
-                         out_dir / UNCONVERGED_NAME, out_dir / PLOT_NAME, label, cached, left_out)
+                         out_dir / UNCONVERGED_NAME, out_dir / PLOT_NAME, potential.label, cached, left_out)

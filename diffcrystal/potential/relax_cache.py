@@ -5,13 +5,13 @@ One entry per relaxed structure: a JSON file (no pickle, so a cache file cannot 
 (:func:`~diffcrystal.atomic_write.atomic_write_text`). The **key** is the SHA-256 of
 
 - :data:`RELAX_CACHE_VERSION` and the versions of diffcrystal, ASE, pymatgen and numpy,
-- the potential's identity (:func:`potential_identity`: its label and the SHA-256 of its
-  weights, so a retrained model never reads another's energies),
-- the relaxation settings (:class:`~diffcrystal.potential.relax.RelaxSettings`: ``fmax``,
+- the potential's identity (:attr:`~diffcrystal.potential.calculators.Potential.identity`:
+  its label and the SHA-256 of its weights, so a retrained model never reads another's energies),
+- the relaxation settings (:class:`~diffcrystal.potential.results.RelaxSettings`: ``fmax``,
   ``max_steps``, optimizer, engine, and a pre-relaxing potential by its identity),
 - the input structure: cell (3, 3) Å, positions (N, 3) Å and atomic numbers (N,), as bytes.
 
-An entry holds the :class:`~diffcrystal.potential.relax.RelaxResult` and the relaxed cell,
+An entry holds the :class:`~diffcrystal.potential.results.RelaxResult` and the relaxed cell,
 positions and atomic numbers. Outcomes that depend only on those inputs are stored
 (``converged``, ``not_converged``, ``exploded``); ``failed`` ones (a worker that died, a
 structure that could not be read) are not, so they are retried. An unreadable entry is a cache
@@ -32,20 +32,16 @@ from typing import Sequence
 import numpy as np
 
 from diffcrystal.atomic_write import atomic_write_text
-from diffcrystal.data.cache import HASH_CHUNK_BYTES, default_cache_dir, package_versions
-from diffcrystal.potential.calculators import SEVENNET_CHECKPOINT, potential_label
-from diffcrystal.potential.relax import (
-    DEFAULT_WORKERS,
-    RelaxResult,
-    RelaxSettings,
-    check_potential,
-    relax_many,
-)
+from diffcrystal.data.cache import default_cache_dir, package_versions
+from diffcrystal.potential.calculators import Potential, resolve_potential
+from diffcrystal.potential.relax import DEFAULT_WORKERS, relax_many
+from diffcrystal.potential.results import RelaxResult, RelaxSettings
 
 logger = logging.getLogger(__name__)
 
-RELAX_CACHE_VERSION = 1
-"""Bump when the meaning of a cached relaxation changes; older entries are then ignored."""
+RELAX_CACHE_VERSION = 2
+"""Bump when the meaning of a cached relaxation changes; older entries are then ignored
+(2: ``max_force`` is the generalised force tested against ``fmax``)."""
 
 RELAX_CACHE_FOLDER = "relaxed"
 """Sub-folder of the cache folder holding the relaxation entries."""
@@ -54,49 +50,26 @@ CACHED_STATUSES = ("converged", "not_converged", "exploded")
 """Outcomes that follow from the inputs alone and are stored."""
 
 
-def _file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while chunk := handle.read(HASH_CHUNK_BYTES):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def potential_identity(potential: str) -> str:
-    """``'<label> <weights>'``: the :func:`potential_label` and what fixes its energies — the
-    SHA-256 of SevenNet-0's checkpoint or of a fitted model file, the package version of EMT
-    (parameters in ASE's code) and CHGNet (weights in its wheel)."""
-    label = potential_label(potential)
-    if label == "sevennet-0":
-        from sevenn.util import pretrained_name_to_path
-
-        return f"{label} sha256:{_file_sha256(Path(pretrained_name_to_path(SEVENNET_CHECKPOINT)))}"
-    if label.startswith("nequip:"):
-        return f"{label} sha256:{_file_sha256(Path(label.split(':', 1)[1]))}"
-    package = {"emt": "ase", "chgnet": "chgnet"}[label]
-    return f"{label} {package}=={package_versions((package,))[package]}"
-
-
 class RelaxCache:
     """Relaxations of one potential with one :class:`RelaxSettings`, stored under ``cache_dir``
     (default :func:`~diffcrystal.data.cache.default_cache_dir`)."""
 
-    def __init__(self, potential: str, settings: RelaxSettings = RelaxSettings(),
+    def __init__(self, potential: str | Potential, settings: RelaxSettings = RelaxSettings(),
                  cache_dir: str | Path | None = None):
-        self.potential = check_potential(potential)
+        self.potential = resolve_potential(potential)
         self.settings = settings
         self.folder = Path(cache_dir if cache_dir is not None else default_cache_dir()) / RELAX_CACHE_FOLDER
         self._header = json.dumps({
             "format": RELAX_CACHE_VERSION, "versions": package_versions(),
-            "potential": potential_identity(potential), "settings": self._settings_identity(settings),
+            "potential": self.potential.identity, "settings": self._settings_identity(settings),
         }, sort_keys=True).encode()
 
     @staticmethod
     def _settings_identity(settings: RelaxSettings) -> dict:
-        """The settings as a dict, a pre-relaxing potential by its :func:`potential_identity`."""
+        """The settings as a dict, a pre-relaxing potential by its identity."""
         fields = dataclasses.asdict(settings)
         if fields.get("prerelax") is not None:
-            fields["prerelax"] = potential_identity(fields["prerelax"])
+            fields["prerelax"] = resolve_potential(fields["prerelax"]).identity
         return fields
 
     def key(self, atoms) -> str:
@@ -145,20 +118,19 @@ class RelaxCache:
         atomic_write_text(self.path(atoms), json.dumps({"result": fields, "relaxed": relaxed}))
 
 
-def relax_cached(items: Sequence[tuple[str, object]], potential: str,
+def relax_cached(items: Sequence[tuple[str, object]], potential: str | Potential,
                  settings: RelaxSettings = RelaxSettings(), workers: int = DEFAULT_WORKERS,
                  cache_dir: str | Path | None = None, progress: bool = True,
-                 device: str = "cpu", calculator=None) -> tuple[list[RelaxResult], int]:
-    """Relax ``(label, Atoms)`` pairs with :func:`~diffcrystal.potential.relax.relax_many`
-    (``calculator``: an already loaded one, used in this process), reading and storing each
-    through a :class:`RelaxCache`; returns the results in input order and how many came from
-    the cache."""
-    cache = RelaxCache(potential, settings, cache_dir)
+                 device: str = "cpu") -> tuple[list[RelaxResult], int]:
+    """Relax ``(label, Atoms)`` pairs with :func:`~diffcrystal.potential.relax.relax_many`,
+    reading and storing each through a :class:`RelaxCache`; returns the results in input order
+    and how many came from the cache."""
+    cache = RelaxCache(resolve_potential(potential, device), settings, cache_dir)
     results: list[RelaxResult | None] = [cache.get(label, atoms) for label, atoms in items]
     missing = [i for i, r in enumerate(results) if r is None]
     if missing:
-        fresh = relax_many([items[i] for i in missing], potential, settings, workers=workers,
-                           device=device, progress=progress, calculator=calculator)
+        fresh = relax_many([items[i] for i in missing], cache.potential, settings, workers=workers,
+                           device=device, progress=progress)
         for i, result in zip(missing, fresh):
             cache.put(items[i][1], result)
             results[i] = result

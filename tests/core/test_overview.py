@@ -111,7 +111,7 @@ def test_rank_writes_overview_with_energy_panel(tmp_path, tiny_generators, capsy
                  "--steps", "6", "--out", str(samples), "--quiet"]) == 0
     out = tmp_path / "ranked"
     assert main(["rank", str(samples), "--potential", "emt", "--workers", "1", "--steps", "30",
-                 "--out", str(out), "--no-progress"]) == 0
+                 "--out", str(out), "--quiet"]) == 0
     assert str(out / OVERVIEW_NAME) in capsys.readouterr().out
     height, width, _ = image_shape(out / OVERVIEW_NAME)
     assert (width, height) == (1500, 800)  # five panels: the energy panel was added

@@ -280,3 +280,19 @@ def test_corrector_step_lr_with_a_baseline_is_refused(tmp_path, perovskite_files
     assert evaluate("--baseline", "prototype", "--data", str(test), "--train-data", str(train),
                     "--corrector-step-lr", "1e-6", "--out", str(tmp_path / "o")) == 1
     assert "a --baseline samples nothing" in capsys.readouterr().err
+
+
+def test_an_earlier_evaluation_is_never_overwritten(tmp_path, perovskite_files, monkeypatch, capsys):
+    test, train = perovskite_files
+    monkeypatch.chdir(tmp_path)
+    arguments = ("--baseline", "prototype", "--data", str(test), "--train-data", str(train), "--k", "1")
+    assert evaluate(*arguments) == 0 and evaluate(*arguments) == 0  # the default: a new folder each time
+    first = tmp_path / "evaluation" / f"baseline-prototype_{tmp_path.name}_test"
+    second = first.with_name(f"{first.name}-2")
+    assert (first / "metrics.json").is_file() and (second / "metrics.json").is_file()
+    kept = (first / "metrics.json").read_bytes()
+    capsys.readouterr()
+    assert evaluate(*arguments, "--out", str(first)) == 1  # an explicit --out holding one: refused
+    message = capsys.readouterr().err.strip()
+    assert "\n" not in message and "already holds an evaluation (metrics.json)" in message
+    assert (first / "metrics.json").read_bytes() == kept

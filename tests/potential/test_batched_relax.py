@@ -12,7 +12,8 @@ from ase.filters import FrechetCellFilter
 from diffcrystal.cli.main import main
 from diffcrystal.errors import InputError
 from diffcrystal.potential import RelaxSettings, relax_many
-from diffcrystal.potential.batched_relax import CalculatorEvaluator, _BatchState, relax_batched
+from diffcrystal.potential.batched_relax import _BatchState, relax_batched
+from diffcrystal.potential.calculators import Potential
 from diffcrystal.potential.io import MissingStructure
 from tests.potential.emt_reference import cu3au_l12
 from tests.potential.test_potential_relax import NaNAfterTwoCalls
@@ -133,7 +134,7 @@ def test_nan_and_errors_stop_only_their_structure():
     items = [("nickel", perturbed(bulk("Ni", "fcc", a=3.4, cubic=True), 1)),
              ("silver", perturbed(bulk("Ag", "fcc", a=4.0), 2)),
              ("copper", perturbed(bulk("Cu", "fcc", a=3.6, cubic=True), 3))]
-    results = relax_batched(items, CalculatorEvaluator(DivergingNickelNoSilver()), RelaxSettings(), "test",
+    results = relax_batched(items, Potential("test", calculator=DivergingNickelNoSilver()), RelaxSettings(),
                             progress=False)
     by_label = {r.label: r for r in results}
     assert by_label["nickel"].status == "exploded" and "non-finite energy" in by_label["nickel"].reason

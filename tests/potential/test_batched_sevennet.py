@@ -29,7 +29,7 @@ def test_batched_call_equals_calculator(sevennet):
     SevenNet-0 does not know, which fails alone."""
     from ase import Atoms
 
-    from diffcrystal.potential.batched_relax import SevenNetBatchEvaluator
+    from diffcrystal.potential.evaluators import SevenNetBatchEvaluator
 
     nacl = bulk("NaCl", "rocksalt", a=5.6, cubic=True)
     nacl.rattle(0.05, seed=1)

@@ -12,6 +12,7 @@ from ase.build import bulk, make_supercell
 from ase.io import read, write
 
 from diffcrystal.cli.main import main
+from diffcrystal.potential.calculators import Potential
 from diffcrystal.potential.relax import _init_worker, _relax_in_worker, RelaxSettings
 
 
@@ -60,7 +61,7 @@ def test_relax_writes_cifs_and_extended_summary(sample_folder, tmp_path):
     before = digest(sample_folder)
     out = tmp_path / "relaxed"
     code = main(["relax", str(sample_folder), "--potential", "emt", "--out", str(out),
-                 "--workers", "1", "--no-progress"])
+                 "--workers", "1", "--quiet"])
     assert code == 0
     assert digest(sample_folder) == before  # inputs untouched
     rows = read_rows(out / "summary.csv")
@@ -70,8 +71,33 @@ def test_relax_writes_cifs_and_extended_summary(sample_folder, tmp_path):
         assert row["status"] == "converged" and row["potential"] == "emt"
         assert float(row["max_force_eV_A"]) < 0.02
         assert (out / row["cif"]).is_file()
-    assert {r["id"]: r["space_group_relaxed"] for r in rows} == {"l12": "Pm-3m", "dup": "Pm-3m", "cu": "Fm-3m"}
+    assert {r["id"]: r["spacegroup_symbol"] for r in rows} == {"l12": "Pm-3m", "dup": "Pm-3m", "cu": "Fm-3m"}
     assert not list(out.glob(".*tmp*"))  # no temporary files left
+
+
+def test_relaxed_summary_describes_the_relaxed_structure_in_the_sample_schema(sampled_folder, tmp_path):
+    """One schema: the sample summary's column names, with the relaxed structure's values, its
+    lattice; the sample's verdicts on the unrelaxed structure kept as input_*."""
+    from diffcrystal.sample_writer import SUMMARY_COLUMNS as SAMPLE_COLUMNS
+
+    out = tmp_path / "relaxed"
+    assert main(["relax", str(sampled_folder), "--potential", "emt", "--out", str(out), "--quiet"]) == 0
+    rows = read_rows(out / "summary.csv")
+    columns = list(rows[0])
+    assert len(columns) == len(set(columns)) and "num_atoms" not in columns
+    assert not [c for c in columns if c.startswith("space_group")]
+    structural = ["formula", "n_atoms", "spacegroup_symbol", "spacegroup_number", "spacegroup_symbol_tight",
+                  "spacegroup_number_tight", "crystal_system", "volume_per_atom_A3", "density_g_cm3",
+                  "min_distance_A"]
+    assert set(structural) <= set(SAMPLE_COLUMNS) and set(structural) <= set(columns)
+    copper = next(r for r in rows if r["id"] == "000002")
+    relaxed = read(out / copper["cif"])
+    assert float(copper["volume_per_atom_A3"]) == pytest.approx(relaxed.get_volume() / len(relaxed), rel=1e-4)
+    assert float(copper["a_A"]) == pytest.approx(relaxed.cell.cellpar()[0], rel=1e-4)
+    assert abs(float(copper["a_A"]) - 3.55) > 0.01  # relaxed, not the sample's 3.55 Å
+    assert copper["spacegroup_symbol"] == "Fm-3m" and copper["crystal_system"] == "cubic"
+    assert copper["n_atoms"] == "4" and copper["input_valid"] == "True"
+    assert float(copper["min_distance_A"]) == pytest.approx(float(copper["a_A"]) / 2 ** 0.5, rel=1e-2)
 
 
 def test_rank_deduplicates_and_reports_hull(sample_folder, tmp_path):
@@ -81,7 +107,7 @@ def test_rank_deduplicates_and_reports_hull(sample_folder, tmp_path):
     write(references / "Au.cif", bulk("Au", "fcc", a=4.1, cubic=True))
     out = tmp_path / "ranked"
     code = main(["rank", str(sample_folder), "--potential", "emt", "--out", str(out), "--workers", "2",
-                 "--reference", str(references), "--no-progress"])
+                 "--reference", str(references), "--quiet"])
     assert code == 0
     rows = read_rows(out / "ranked.csv")
     assert len(rows) == 2
@@ -151,22 +177,23 @@ def sampled_folder(tmp_path):
 def test_relax_reads_the_cif_column_of_a_sample_folder(sampled_folder, tmp_path, capsys):
     out = tmp_path / "relaxed"
     code = main(["relax", str(sampled_folder), "--potential", "emt", "--out", str(out),
-                 "--workers", "1", "--no-progress"])
+                 "--workers", "1", "--quiet"])
     assert code == 0
     rows = read_rows(out / "summary.csv")
     assert [r["id"] for r in rows] == ["000000", "000001", "000002"]
-    assert list(rows[0])[:3] == ["id", "valid", "invalid_reason"]  # id first, then the sample's own columns
+    assert list(rows[0])[:3] == ["id", "formula", "n_atoms"]  # the relaxed structure first
+    assert list(rows[0])[-4:] == ["input_valid", "input_invalid_reason", "input_cif", "input_symmetrized_cif"]
     assert [r["status"] for r in rows] == ["converged", "failed", "converged"]
     assert "lattice collapsed" in rows[1]["reason"] and rows[1]["cif"] == ""
     assert all((out / r["cif"]).is_file() for r in rows if r["cif"])
     # the sample's own CIF paths still lead to the sample's files
     assert (out / rows[0]["input_cif"]).resolve() == (sampled_folder / "cif" / "000000.cif").resolve()
-    assert (out / rows[0]["symmetrized_cif"]).resolve() == (sampled_folder / "cif_symmetrized" / "000000.cif").resolve()
+    assert (out / rows[0]["input_symmetrized_cif"]).resolve() == (sampled_folder / "cif_symmetrized" / "000000.cif").resolve()
     assert "relaxed 3 structures: 2 converged, 1 failed" in capsys.readouterr().out
     # the relaxed folder is itself a sample folder: rank reads it (CIFs beside its summary)
     ranked = tmp_path / "ranked"
     assert main(["rank", str(out), "--potential", "emt", "--out", str(ranked), "--workers", "1",
-                 "--no-progress"]) == 0
+                 "--quiet"]) == 0
     assert {r["id"] for r in read_rows(ranked / "ranked.csv")} == {"000000", "000002"}
 
 
@@ -180,7 +207,7 @@ def test_sample_row_naming_a_missing_cif_is_a_one_line_error(sampled_folder, tmp
 def test_unconverged_structures_are_ranked_separately(sample_folder, tmp_path, capsys):
     out = tmp_path / "ranked"
     code = main(["rank", str(sample_folder), "--potential", "emt", "--out", str(out), "--steps", "2",
-                 "--workers", "1", "--no-progress"])
+                 "--workers", "1", "--quiet"])
     assert code == 0
     printed = capsys.readouterr().out
     assert "3 not converged (max force up to" in printed and "ranked 0 distinct converged" in printed
@@ -204,7 +231,7 @@ def test_unusable_out_fails_before_any_relaxation(command, sample_folder, tmp_pa
     blocker = tmp_path / "a-file"
     blocker.write_text("not a folder")
     for out, expected in [(blocker / "out", "cannot create output folder"), (blocker, "is a file")]:
-        code = main([command, str(sample_folder), "--potential", "emt", "--out", str(out), "--no-progress"])
+        code = main([command, str(sample_folder), "--potential", "emt", "--out", str(out), "--quiet"])
         message = capsys.readouterr().err.strip()
         assert code == 1 and "\n" not in message and expected in message
         assert message.startswith(f"diffcrystal {command}: error:")
@@ -219,7 +246,7 @@ def test_unwritable_out_is_reported(sample_folder, tmp_path, capsys, monkeypatch
         raise PermissionError(13, "Permission denied")
 
     monkeypatch.setattr(tempfile, "TemporaryFile", refuse)
-    code = main(["rank", str(sample_folder), "--potential", "emt", "--out", str(tmp_path / "x"), "--no-progress"])
+    code = main(["rank", str(sample_folder), "--potential", "emt", "--out", str(tmp_path / "x"), "--quiet"])
     message = capsys.readouterr().err.strip()
     assert code == 1 and "\n" not in message and "is not writable" in message and "Permission denied" in message
     assert not (tmp_path / "x").exists()
@@ -229,7 +256,7 @@ def test_garbage_model_file_fails_fast(sample_folder, tmp_path, capsys):
     model = tmp_path / "model.nequip.pt2"
     model.write_bytes(b"\x00not a model" * 64)
     code = main(["rank", str(sample_folder), "--potential", str(model), "--out", str(tmp_path / "o"),
-                 "--no-progress"])
+                 "--quiet"])
     message = capsys.readouterr().err.strip()
     assert code == 1 and "\n" not in message and "not a compiled NequIP/Allegro model" in message
     assert str(model) in message and not (tmp_path / "o").exists()
@@ -249,9 +276,9 @@ def test_worker_that_cannot_load_the_potential_reports_it_once():
     from diffcrystal.potential.relax import _WORKER
 
     try:
-        _init_worker("no-such-potential", "cpu", 1)
+        _init_worker(Potential("no-such-potential"), 1)
         with pytest.raises(InputError) as error:
-            _relax_in_worker(0, "x", cu3au_l12(), RelaxSettings())
+            _relax_in_worker(0, "x", cu3au_l12(), RelaxSettings(), None)
     finally:
         _WORKER.clear()
     assert "unknown potential 'no-such-potential'" in str(error.value) and "\n" not in str(error.value)
@@ -261,7 +288,7 @@ def test_worker_that_cannot_load_the_potential_reports_it_once():
 def test_model_that_does_not_load_fails_with_one_line_and_nonzero_exit(sample_folder, tmp_path, capfd):
     model = junk_archive(tmp_path / "junk.nequip.pt2")
     code = main(["relax", str(sample_folder), "--potential", str(model), "--out", str(tmp_path / "o"),
-                 "--workers", "2", "--no-progress"])
+                 "--workers", "2", "--quiet"])
     captured = capfd.readouterr()
     errors = [line for line in captured.err.splitlines() if line.startswith("diffcrystal")]
     assert code == 1 and len(errors) == 1
@@ -277,7 +304,7 @@ def test_missing_potential_package_names_the_extra(potential, sample_folder, tmp
         potential = str(junk_archive(tmp_path / "m.nequip.pt2"))
     monkeypatch.setitem(sys.modules, package, None)  # as if not installed: find_spec gives None
     code = main(["relax", str(sample_folder), "--potential", potential, "--out", str(tmp_path / "o"),
-                 "--workers", "2", "--no-progress"])
+                 "--workers", "2", "--quiet"])
     message = capsys.readouterr().err.strip()
     assert code == 1 and "\n" not in message
     assert f"needs the package {package}" in message and 'pip install "diffcrystal[potential]"' in message

@@ -21,7 +21,8 @@ from diffcrystal.potential import relax_cache
 from diffcrystal.potential.hull import ASE_REFERENCE_PREFIX, KnownPhases, dataset_references
 from diffcrystal.potential.io import cif_text
 from diffcrystal.potential.rank import default_matcher
-from diffcrystal.potential.relax_cache import RelaxCache, potential_identity, relax_cached
+from diffcrystal.potential.calculators import Potential, potential_label
+from diffcrystal.potential.relax_cache import RelaxCache, relax_cached
 from tests.potential.emt_reference import cu3au_l12
 
 SETTINGS = RelaxSettings()
@@ -141,7 +142,7 @@ def test_missing_elemental_phase_ase_cannot_build_is_a_clear_error(tmp_path):
 def test_rank_with_hull_matches_brute_force_envelope(cuau_dataset, cuau_candidates, tmp_path, capsys):
     out = tmp_path / "ranked"
     argv = ["rank", str(cuau_candidates), "--potential", "emt", "--hull", str(cuau_dataset),
-            "--out", str(out), "--workers", "1", "--no-progress"]
+            "--out", str(out), "--workers", "1", "--quiet"]
     assert main(argv) == 0
     assert "4 from the relaxation cache" not in capsys.readouterr().out
     references = {r["id"]: r for r in read_rows(out / "reference" / "summary.csv")}
@@ -164,7 +165,7 @@ def test_rank_with_hull_matches_brute_force_envelope(cuau_dataset, cuau_candidat
     assert (out / "ranking.png").stat().st_size > 0
 
     again = tmp_path / "again"
-    assert main(argv[:-5] + ["--out", str(again), "--workers", "1", "--no-progress"]) == 0
+    assert main(argv[:-5] + ["--out", str(again), "--workers", "1", "--quiet"]) == 0
     assert "4 structures: 4 converged, 4 from the relaxation cache" in capsys.readouterr().out
     assert read_rows(again / "ranked.csv") == read_rows(out / "ranked.csv")
 
@@ -226,10 +227,10 @@ def test_relax_cache_round_trip_and_keys(tmp_path, monkeypatch):
 def test_potential_identity_hashes_weights(tmp_path):
     model = tmp_path / "model.nequip.pt2"
     model.write_bytes(b"PK one")
-    first = potential_identity(str(model))
+    first = Potential(potential_label(model)).identity
     model.write_bytes(b"PK two")
-    assert potential_identity(str(model)) != first
-    assert potential_identity("emt").startswith("emt ase==")
+    assert Potential(potential_label(model)).identity != first
+    assert Potential("emt").identity.startswith("emt ase==")
 
 
 # SevenNet-0 on the shared 2-core machine: 50 s (load average 2) to 163 s (load average 10),

@@ -8,7 +8,7 @@ from ase.calculators.emt import EMT
 
 from diffcrystal.errors import InputError
 from diffcrystal.potential import RelaxSettings, load_calculator, potential_label, relax_atoms, relax_many
-from diffcrystal.potential.relax import explosion_reason
+from diffcrystal.potential.results import explosion_reason
 from tests.potential.emt_reference import cu3au_l12, emt_lattice_constant
 
 LATTICE_TOLERANCE = 0.005
