@@ -300,15 +300,15 @@ def predict(composition: str, *, checkpoint: str | Path | None = None, templates
     cache_dir : relaxation cache (None: the default cache folder); a repeated or resumed
         prediction reads finished relaxations from it.
     """
+    from ase import Atoms
+
     from diffcrystal.checkpoint import resolve_checkpoint
-    from diffcrystal.data.composition import multiply, to_atomic_numbers
+    from diffcrystal.data.composition import to_atomic_numbers
 
     started = time.perf_counter()
     parsed = parse_composition(composition)
     potential = resolve_potential(potential, device)
-    from ase import Atoms
-
-    potential.check_elements([(format_composition(parsed), Atoms(numbers=to_atomic_numbers(multiply(parsed, 1))))])
+    potential.check_elements([(format_composition(parsed), Atoms(numbers=to_atomic_numbers(parsed)))])
     label = potential.label
     path = resolve_checkpoint(checkpoint, "csp")
     library = load_library(templates, path)

@@ -13,10 +13,6 @@ from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[1] / "diffcrystal"
 
-KNOWN_CIRCLES = {frozenset({"diffcrystal.potential.relax", "diffcrystal.potential.batched_relax"})}
-"""Circles being removed on another branch (issue 28); the only ones allowed."""
-
-
 def module_files(package: Path = PACKAGE) -> dict[str, Path]:
     """Dotted module name -> file, for every module and package of ``package``."""
     files = {}
@@ -84,7 +80,7 @@ def import_circles(files: dict[str, Path]) -> list[frozenset[str]]:
 def test_the_package_has_no_import_circle():
     files = module_files()
     assert "diffcrystal.overview" in files and "diffcrystal.sampling" in files
-    circles = [sorted(c) for c in import_circles(files) if c not in KNOWN_CIRCLES]
+    circles = [sorted(c) for c in import_circles(files)]
     assert circles == [], f"modules importing each other: {circles}"
 
 
