@@ -76,10 +76,13 @@ def template_candidates(analogues: list[Analogue]) -> list[Candidate]:
 def analogue_diffusion_candidates(generator, analogues: list[Analogue], n: int, seed: int,
                                   num_steps: int | None = None, progress: bool = False) -> list[Candidate]:
     """``n`` samples of the CSP ``generator`` on the space groups and Wyckoff assignments of
-    ``analogues``, cycled nearest first; samples that are no crystal are left out."""
+    ``analogues``, cycled nearest first, skipping analogues whose conventional cell has more
+    atoms than the generator's largest training cell (their samples are poor and costly: a
+    cubic group's cell can hold 80 atoms); samples that are no crystal are left out."""
     from diffcrystal.sampling import generate_batches
     from diffcrystal.spacegroup import break_extra_symmetry
 
+    analogues = [a for a in analogues if a.assignment().num_atoms <= generator.statistics.max_atoms]
     if n < 1 or not analogues:
         return []
     chosen = [analogues[i % len(analogues)] for i in range(n)]

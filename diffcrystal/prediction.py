@@ -199,7 +199,11 @@ def gather_candidates(composition: Composition, generator, library: AnalogueLibr
     if generator is not None and analogues and counts["analogue_diffusion"]:
         sampled = analogue_diffusion_candidates(generator, analogues, counts["analogue_diffusion"],
                                                 settings.seed, settings.sampler_steps, progress)
-        notes += _lost_samples("analogue_diffusion", counts["analogue_diffusion"], len(sampled))
+        if not any(a.assignment().num_atoms <= generator.statistics.max_atoms for a in analogues):
+            notes.append(f"no analogue's conventional cell has at most {generator.statistics.max_atoms} atoms "
+                         "(the generator's largest training cell): no analogue_diffusion samples")
+        else:
+            notes += _lost_samples("analogue_diffusion", counts["analogue_diffusion"], len(sampled))
         candidates += sampled
     if generator is not None and free:
         units = template_formula_units(composition, analogues, generator.statistics.max_atoms)
