@@ -9,9 +9,8 @@ import sys
 from pathlib import Path
 
 from diffcrystal.baselines import BASELINES
-from diffcrystal.checkpoint import BUNDLED_DIR, file_sha256, load_checkpoint, resolve_checkpoint
+from diffcrystal.cli.checks import at_least
 from diffcrystal.errors import InputError
-from diffcrystal.evaluation import check_output_folder, evaluate
 
 DEFAULT_OUT_PARENT = Path("evaluation")
 """Default ``--out`` is ``evaluation/<checkpoint or baseline>_<data>`` under the current folder
@@ -40,8 +39,13 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="skip the first M test structures: score a test set in chunks, then merge "
                              "their metrics.json with scripts/merge_csp_metrics.py")
     parser.add_argument("--batch-size", type=int, default=500, help="crystals sampled together (default: 500)")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--workers", type=int, default=2, help="processes for reading and structure matching")
+    parser.add_argument("--seed", type=int, default=0,
+                        help="random seed; the same seed gives the same samples (default: 0)")
+    parser.add_argument("--device", choices=["auto", "cpu", "cuda"],
+                        help="where the generator samples (default: auto, CUDA when available); "
+                        "a --baseline samples nothing")
+    parser.add_argument("--workers", type=int, default=2,
+                        help="processes for reading and structure matching; 0: none, all in this process (default: 2)")
     parser.add_argument("--primitive-targets", action="store_true",
                         help="CSP: sample each target's primitive cell (fewer atoms) instead of the cell as given "
                         "in the test file (the DiffCSP protocol)")
@@ -60,7 +64,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path,
                         help="folder for metrics.json / metrics.md / rmse_histogram.png "
                         "(default: evaluation/<checkpoint or baseline>_<data>)")
-    parser.add_argument("--quiet", action="store_true")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
 def default_out(method: str, data: Path) -> Path:
@@ -74,6 +78,8 @@ def default_out(method: str, data: Path) -> Path:
 def checkpoint_train_data(checkpoint: Path) -> list[Path]:
     """The training data files recorded in ``checkpoint``, found relative to the current folder
     or to the repository of the bundled models (where the bundled ones were trained)."""
+    from diffcrystal.checkpoint import BUNDLED_DIR, load_checkpoint
+
     recorded = load_checkpoint(checkpoint)[1]["experiment"]["data"]["train"]
     paths = []
     for entry in [recorded] if isinstance(recorded, str) else recorded:
@@ -84,7 +90,26 @@ def checkpoint_train_data(checkpoint: Path) -> list[Path]:
     return paths
 
 
+def check_arguments(args: argparse.Namespace) -> None:
+    """The range and combination checks that need no checkpoint or data (one-line errors)."""
+    at_least("--k", args.k, 1)
+    at_least("--n", args.n, 1)
+    at_least("--offset", args.offset, 0)
+    at_least("--limit", args.limit, 1)
+    at_least("--batch-size", args.batch_size, 1)
+    at_least("--workers", args.workers, 0)
+    at_least("--steps", args.steps, 1)
+    if args.baseline is not None:
+        for option, value in (("--corrector-step-lr", args.corrector_step_lr), ("--device", args.device)):
+            if value is not None:
+                raise InputError(f"{option} is a sampler setting; a --baseline samples nothing")
+
+
 def run(args: argparse.Namespace) -> int:
+    check_arguments(args)
+    from diffcrystal.checkpoint import file_sha256, resolve_checkpoint
+    from diffcrystal.evaluation import check_output_folder, evaluate
+
     checkpoint = None
     if args.baseline is None or args.checkpoint is not None:
         checkpoint = resolve_checkpoint(args.checkpoint, "csp")
@@ -97,15 +122,12 @@ def run(args: argparse.Namespace) -> int:
             raise InputError(f"--baseline {args.baseline} needs training structures: pass --train-data PATH "
                              "(or a --checkpoint whose training data are recorded)")
         train_data = checkpoint_train_data(checkpoint)
-    if args.corrector_step_lr is not None and args.baseline is not None:
-        raise InputError("--corrector-step-lr is a sampler setting; a --baseline samples nothing")
     generator = None
     if args.baseline is None:
-        import torch
-
+        from diffcrystal.api import resolve_device
         from diffcrystal.generator import Generator
 
-        generator = Generator.from_checkpoint(checkpoint, device="cuda" if torch.cuda.is_available() else "cpu")
+        generator = Generator.from_checkpoint(checkpoint, device=resolve_device(args.device or "auto"))
         if args.corrector_step_lr is not None:
             generator.set_corrector_step_lr(args.corrector_step_lr)
         if generator.mode == "denovo" and not train_data:  # novelty against the model's own data

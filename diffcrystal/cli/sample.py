@@ -8,18 +8,19 @@ import time
 from pathlib import Path
 
 from diffcrystal.analogues import DEFAULT_MAX_ANALOGUE_DISTANCE
-from diffcrystal.api import load_generator
+from diffcrystal.cli.checks import at_least
 from diffcrystal.data.composition import parse_composition, to_atomic_numbers
 from diffcrystal.errors import InputError
 
 
 def _formula_units(text: str) -> list[int]:
+    """``'1,2'`` -> ``[1, 2]``; the range is checked in :func:`run`."""
     try:
         values = [int(part) for part in text.split(",") if part.strip()]
     except ValueError:
         raise argparse.ArgumentTypeError(f"formula units must be integers like '1' or '1,2', got {text!r}") from None
-    if not values or min(values) < 1:
-        raise argparse.ArgumentTypeError(f"formula units must be integers >= 1, got {text!r}")
+    if not values:
+        raise argparse.ArgumentTypeError(f"formula units must be integers like '1' or '1,2', got {text!r}")
     return values
 
 
@@ -50,7 +51,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--steps", type=int, help="sampler steps (default: the checkpoint's recommended number)")
     parser.add_argument("--batch-size", type=int, default=100, help="crystals sampled together (default: 100)")
     parser.add_argument("--seed", type=int, default=0, help="random seed; the same seed gives the same structures")
-    parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto",
+                        help="where the generator samples (default: auto, CUDA when available)")
     parser.add_argument("--resume", action="store_true", help="continue an interrupted run in --out")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
@@ -136,6 +138,10 @@ def run(args: argparse.Namespace) -> int:
         raise InputError("--composition is empty: give a formula such as YBa2Cu3O7, "
                          "or leave the option out to sample de novo")
     composition = parse_composition(args.composition) if args.composition is not None else None
+    at_least("--n", args.n, 1)
+    at_least("--batch-size", args.batch_size, 1)
+    for z in args.formula_units or []:
+        at_least("--formula-units", z, 1)
     if args.spacegroup is not None:
         from diffcrystal.spacegroup import check_spacegroup
 
@@ -150,6 +156,8 @@ def run(args: argparse.Namespace) -> int:
         raise InputError(f"--max-analogue-distance needs --analogues and a distance >= 0, "
                          f"got {args.max_analogue_distance}")
     mode = "csp" if composition is not None else "denovo"
+    from diffcrystal.api import load_generator
+
     generator = load_generator(args.checkpoint, mode=mode, device=args.device)
     analogue_table = _analogue_table(args.analogues, generator.checkpoint)
     steps = generator.default_steps if args.steps is None else args.steps

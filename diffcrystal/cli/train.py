@@ -6,9 +6,6 @@ import argparse
 import dataclasses
 from pathlib import Path
 
-from diffcrystal.training.config import load_config
-from diffcrystal.training.train import SKIPPED_NAME, train
-
 
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", type=Path, required=True, help="experiment YAML (see configs/)")
@@ -22,6 +19,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from diffcrystal.training.config import load_config
+    from diffcrystal.training.train import SKIPPED_NAME, train
+
     config = load_config(args.config)
     if args.data:
         config.data.train = args.data[0] if len(args.data) == 1 else args.data

@@ -264,3 +264,29 @@ def test_corrector_step_lr_with_a_baseline_is_refused(tmp_path, perovskite_files
     assert evaluate("--baseline", "prototype", "--data", str(test), "--train-data", str(train),
                     "--corrector-step-lr", "1e-6", "--out", str(tmp_path / "o")) == 1
     assert "a --baseline samples nothing" in capsys.readouterr().err
+
+
+def test_device_chooses_where_the_model_samples(tmp_path, perovskite_files, monkeypatch, capsys):
+    import torch
+
+    test, train = perovskite_files
+    original = Generator.from_checkpoint.__func__
+    devices = []
+
+    def recording(cls, path, device="cpu"):
+        devices.append(torch.device(device))
+        return original(cls, path, device=device)
+
+    monkeypatch.setattr(Generator, "from_checkpoint", classmethod(recording))
+    assert evaluate("--checkpoint", "perov5_csp", "--data", str(test), "--k", "1", "--steps", "2",
+                    "--device", "cpu", "--out", str(tmp_path / "cpu")) == 0
+    assert devices == [torch.device("cpu")]
+    if not torch.cuda.is_available():
+        assert evaluate("--checkpoint", "perov5_csp", "--data", str(test), "--device", "cuda",
+                        "--out", str(tmp_path / "cuda")) == 1
+        assert "--device cuda requested but no CUDA device is available" in capsys.readouterr().err
+    assert evaluate("--baseline", "prototype", "--data", str(test), "--train-data", str(train),
+                    "--device", "cpu", "--out", str(tmp_path / "baseline")) == 1
+    assert capsys.readouterr().err == ("diffcrystal evaluate: error: --device is a sampler setting; "
+                                       "a --baseline samples nothing\n")
+    assert not (tmp_path / "baseline").exists()
