@@ -30,7 +30,8 @@ def run(args: argparse.Namespace) -> int:
     # replace() runs the range checks of TrainConfig on the overridden values too.
     config.train = dataclasses.replace(config.train, **overrides)
     result = train(config, out_dir=args.out, resume=args.resume, progress=not args.quiet)
-    print(f"trained {result.global_step} steps; generator: {result.generator_path}")
+    steps = "step" if result.global_step == 1 else "steps"
+    print(f"trained {result.global_step} {steps}; generator: {result.generator_path}")
     if result.num_skipped:
         print(f"skipped {result.num_skipped} data entries (unreadable, or filtered by the "
               f"config; each with its reason): {result.run_dir / SKIPPED_NAME}")
