@@ -24,6 +24,7 @@ import importlib
 import sys
 
 from diffcrystal import __version__
+from diffcrystal.cli.quiet_warnings import hidden_third_party_warnings
 from diffcrystal.errors import InputError
 
 SUBCOMMANDS = {
@@ -88,7 +89,8 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:  # reported by the subcommand's parser, which knows its options
         subparser.error(f"unrecognized arguments: {' '.join(unknown)}")
     try:
-        return int(module.run(args) or 0)
+        with hidden_third_party_warnings():
+            return int(module.run(args) or 0)
     except InputError as error:
         print(f"diffcrystal {args.command}: error: {error}", file=sys.stderr)
         return EXIT_INPUT_ERROR

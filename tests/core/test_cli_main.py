@@ -102,3 +102,37 @@ def test_unreadable_command_lines_are_one_line_errors_with_exit_code_2(arguments
         main(arguments)
     err = capsys.readouterr().err
     assert exit_info.value.code == 2 and message in err and len(err.strip().splitlines()) == 1, err
+
+
+def _warn_like_sevennet() -> None:
+    """What SevenNet does in each process that loads it (sevenn.util.warn_no_tp_accelerator)."""
+    import warnings
+
+    warnings.warn("No tensor product accelerator is enabled for SevenNetCalculator. SevenNet may run "
+                  "much slower without a TP accelerator.", UserWarning)
+
+
+def test_sevennet_accelerator_advice_is_hidden_in_the_command_and_its_workers(capfd, recwarn):
+    import multiprocessing
+
+    from diffcrystal.cli.quiet_warnings import hidden_third_party_warnings
+
+    with hidden_third_party_warnings():
+        _warn_like_sevennet()
+        worker = multiprocessing.get_context("spawn").Process(target=_warn_like_sevennet)
+        worker.start()
+        worker.join()
+    assert worker.exitcode == 0 and "accelerator" not in capfd.readouterr().err
+    assert not [w for w in recwarn if "accelerator" in str(w.message)]
+
+
+def test_labelling_with_sevennet_shows_no_accelerator_advice(tmp_path, capfd, recwarn):
+    from ase.build import bulk
+    from ase.io import write
+
+    frames = tmp_path / "frames.extxyz"
+    write(frames, [bulk("NaCl", "rocksalt", a=5.64)], format="extxyz")
+    assert main(["potential", "label", "--teacher", "sevennet-0", "--frames", str(frames),
+                 "--out", str(tmp_path / "labelled.extxyz")]) == 0
+    assert "accelerator" not in capfd.readouterr().err
+    assert not [w for w in recwarn if "accelerator" in str(w.message)]
