@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import shlex
 import time
 from pathlib import Path
 
@@ -53,7 +54,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0, help="random seed; the same seed gives the same structures")
     parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto",
                         help="where the generator samples (default: auto, CUDA when available)")
-    parser.add_argument("--resume", action="store_true", help="continue an interrupted run in --out")
+    parser.add_argument("--resume", action="store_true", help="continue an interrupted run in --out (default: the latest of samples/<formula>, "
+                        "samples/<formula>-2, ...)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
@@ -162,7 +164,10 @@ def run(args: argparse.Namespace) -> int:
     analogue_table = _analogue_table(args.analogues, generator.checkpoint)
     steps = generator.default_steps if args.steps is None else args.steps
     name = "".join(ch for ch in args.composition if ch.isalnum()) if composition is not None else "denovo"
-    out_dir = args.out or _fresh_folder(Path("samples") / name, args.resume)
+    default = Path("samples") / name
+    out_dir = args.out or _fresh_folder(default, args.resume)
+    if out_dir != default and args.out is None and not args.resume:
+        logging.warning("%s holds an earlier run; this run goes to %s", default, out_dir)
     started = time.perf_counter()
     result = generator.sample_to_folder(
         out_dir,
@@ -188,4 +193,6 @@ def run(args: argparse.Namespace) -> int:
     _print_summary(result, args.composition)
     print(f"files: {result.out_dir}/summary.csv, {result.out_dir}/cif/, {result.out_dir}/samples.extxyz, "
           f"{result.out_dir}/overview.png")
+    folder = shlex.quote(str(result.out_dir))
+    print(f"next: diffcrystal relax {folder}  (or: diffcrystal rank {folder})")
     return 0

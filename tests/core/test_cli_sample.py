@@ -211,6 +211,21 @@ def test_resume_of_a_finished_run_samples_nothing_and_reports_all(tmp_path, tiny
     assert first.split("valid:")[1].split("files:")[0] == again.split("valid:")[1].split("files:")[0]
 
 
+def test_second_run_of_a_composition_names_its_own_folder(tmp_path, tiny_generators, capsys, monkeypatch, caplog):
+    monkeypatch.chdir(tmp_path)
+    arguments = ["sample", "--checkpoint", str(tiny_generators["csp"]), "--steps", STEPS, "--quiet",
+                 "--composition", "NaCl", "--n", "1"]
+    assert main(arguments) == 0
+    assert capsys.readouterr().out.strip().endswith(
+        "next: diffcrystal relax samples/NaCl  (or: diffcrystal rank samples/NaCl)")
+    assert "earlier run" not in caplog.text
+    assert main(arguments) == 0
+    assert "samples/NaCl holds an earlier run; this run goes to samples/NaCl-2" in caplog.text
+    assert capsys.readouterr().out.strip().endswith(
+        "next: diffcrystal relax samples/NaCl-2  (or: diffcrystal rank samples/NaCl-2)")
+    assert len(summary_rows(tmp_path / "samples" / "NaCl-2")) == 1
+
+
 def test_resume_without_run_record_is_refused(tmp_path, tiny_generators, capsys):
     args = ("--composition", "NaCl", "--n", "2")
     assert run_sample(tiny_generators["csp"], tmp_path / "o", *args) == 0
