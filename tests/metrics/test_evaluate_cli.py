@@ -290,3 +290,30 @@ def test_device_chooses_where_the_model_samples(tmp_path, perovskite_files, monk
     assert capsys.readouterr().err == ("diffcrystal evaluate: error: --device is a sampler setting; "
                                        "a --baseline samples nothing\n")
     assert not (tmp_path / "baseline").exists()
+
+
+def test_test_set_without_rows_leaves_no_output_folder(tmp_path, perovskite_files, capsys):
+    _, train = perovskite_files
+    empty = tmp_path / "empty.csv"
+    empty.write_text("material_id,cif\n")
+    out = tmp_path / "evaluation" / "o"
+    assert evaluate("--baseline", "prototype", "--data", str(empty), "--train-data", str(train),
+                    "--out", str(out)) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("diffcrystal evaluate: error: ") and len(err.strip().splitlines()) == 1, err
+    assert not (tmp_path / "evaluation").exists()
+
+
+def test_evaluation_files_follow_the_umask(tmp_path, perovskite_files):
+    import os
+    import stat
+
+    test, train = perovskite_files
+    previous = os.umask(0o022)
+    try:
+        assert evaluate("--baseline", "prototype", "--data", str(test), "--train-data", str(train),
+                        "--out", str(tmp_path / "o")) == 0
+    finally:
+        os.umask(previous)
+    modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in (tmp_path / "o").iterdir()}
+    assert modes == dict.fromkeys(["metrics.json", "metrics.md", "rmse_histogram.png"], 0o644)
