@@ -14,6 +14,7 @@ import argparse
 from pathlib import Path
 
 from diffcrystal.cli.checks import at_least
+from diffcrystal.plural import counted
 from diffcrystal.potential.calculators import DEFAULT_POTENTIAL
 from diffcrystal.potential.fit import ARCHITECTURES, MAX_STRAIN, RATTLE_STD_A, FitSettings
 
@@ -84,7 +85,7 @@ def run(args: argparse.Namespace) -> int:
                                      rattle_std_A=args.rattle, max_strain=args.strain,
                                      seed=args.seed, calculator=calculator, snapshots=args.snapshots)
         fitting.write_frames(frames, args.out)
-        print(f"wrote {len(frames)} frames to {args.out}")
+        print(f"wrote {counted(len(frames), 'frame')} to {args.out}")
     elif args.action == "label":
         from ase.io import read
 
@@ -94,7 +95,7 @@ def run(args: argparse.Namespace) -> int:
             raise InputError(f"{args.frames}: no such file")
         frames, skipped = fitting.label_frames(read(str(args.frames), index=":"), args.teacher)
         fitting.write_frames(frames, args.out)
-        print(f"labelled {len(frames)} frames with {args.teacher} ({skipped} skipped); wrote {args.out}")
+        print(f"labelled {counted(len(frames), 'frame')} with {args.teacher} ({skipped} skipped); wrote {args.out}")
     elif args.action == "fit":
         settings = FitSettings(arch=args.arch, epochs=args.epochs, r_max=args.r_max,
                                num_features=args.features, num_layers=args.layers)

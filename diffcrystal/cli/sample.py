@@ -12,6 +12,7 @@ from diffcrystal.analogues import DEFAULT_MAX_ANALOGUE_DISTANCE
 from diffcrystal.cli.checks import at_least
 from diffcrystal.data.composition import parse_composition, to_atomic_numbers
 from diffcrystal.errors import InputError
+from diffcrystal.plural import counted
 
 
 def _formula_units(text: str) -> list[int]:
@@ -85,7 +86,7 @@ def _print_summary(result, composition: str | None) -> None:
         print(f"  {composition} {'is' if neutral else 'is not'} charge neutral with SMACT's oxidation states "
               "(column charge_neutral; no validity check here: the composition was given)")
     if result.num_cif_problems:
-        print(f"  {result.num_cif_problems} CIFs did not read back and were not kept (column cif_problem)")
+        print(f"  {counted(result.num_cif_problems, 'CIF')} did not read back and were not kept (column cif_problem)")
     requested = [r for r in result.records if r.requested_spacegroup]
     if requested:
         from diffcrystal.spacegroup import space_group_symbol
@@ -187,7 +188,7 @@ def run(args: argparse.Namespace) -> int:
     )
     elapsed = time.perf_counter() - started
     total = len(result.records)
-    print(f"\n{total} structures in {elapsed:.1f} s ({steps} steps, {generator.mode} checkpoint {generator.checkpoint})")
+    print(f"\n{counted(total, 'structure')} in {elapsed:.1f} s ({counted(steps, 'step')}, {generator.mode} checkpoint {generator.checkpoint})")
     if analogue_table is not None:
         _print_analogues(result.out_dir)
     _print_summary(result, args.composition)

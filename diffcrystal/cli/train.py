@@ -6,6 +6,8 @@ import argparse
 import dataclasses
 from pathlib import Path
 
+from diffcrystal.plural import counted
+
 
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", type=Path, required=True, help="experiment YAML (see configs/)")
@@ -30,9 +32,8 @@ def run(args: argparse.Namespace) -> int:
     # replace() runs the range checks of TrainConfig on the overridden values too.
     config.train = dataclasses.replace(config.train, **overrides)
     result = train(config, out_dir=args.out, resume=args.resume, progress=not args.quiet)
-    steps = "step" if result.global_step == 1 else "steps"
-    print(f"trained {result.global_step} {steps}; generator: {result.generator_path}")
+    print(f"trained {counted(result.global_step, 'step')}; generator: {result.generator_path}")
     if result.num_skipped:
-        print(f"skipped {result.num_skipped} data entries (unreadable, or filtered by the "
+        print(f"skipped {counted(result.num_skipped, 'data entry', 'data entries')} (unreadable, or filtered by the "
               f"config; each with its reason): {result.run_dir / SKIPPED_NAME}")
     return 0

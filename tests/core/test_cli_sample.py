@@ -216,8 +216,9 @@ def test_second_run_of_a_composition_names_its_own_folder(tmp_path, tiny_generat
     arguments = ["sample", "--checkpoint", str(tiny_generators["csp"]), "--steps", STEPS, "--quiet",
                  "--composition", "NaCl", "--n", "1"]
     assert main(arguments) == 0
-    assert capsys.readouterr().out.strip().endswith(
-        "next: diffcrystal relax samples/NaCl  (or: diffcrystal rank samples/NaCl)")
+    out = capsys.readouterr().out
+    assert "\n1 structure in " in out and f"({STEPS} steps, csp checkpoint" in out
+    assert out.strip().endswith("next: diffcrystal relax samples/NaCl  (or: diffcrystal rank samples/NaCl)")
     assert "earlier run" not in caplog.text
     assert main(arguments) == 0
     assert "samples/NaCl holds an earlier run; this run goes to samples/NaCl-2" in caplog.text
