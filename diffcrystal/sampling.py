@@ -66,12 +66,14 @@ RESUME_OPTIONS = {
 
 @dataclass
 class SampleRun:
-    """What a sampling run produced: its records (earlier ones too when resumed), and the
-    :data:`~diffcrystal.sample_writer.CHECKS` that made up ``valid``."""
+    """What a sampling run produced: its records (earlier ones too when resumed), the
+    :data:`~diffcrystal.sample_writer.CHECKS` that made up ``valid``, and how many of the
+    records a resumed run kept from before (the first ``num_kept``)."""
 
     out_dir: Path
     records: list[SampleRecord]
     validity_checks: tuple[str, ...] = ()
+    num_kept: int = 0
 
     @property
     def num_valid(self) -> int:
@@ -412,6 +414,7 @@ def sample_to_folder(
     }
     continuing = resume and _check_resume(out_dir, record)
     writer = SampleWriter(out_dir, resume=resume, validity_checks=VALIDITY_CHECKS[generator.mode])
+    num_kept = writer.num_done
     if not continuing:
         atomic_write_text(writer.out_dir / RUN_RECORD_NAME, json.dumps(record, indent=2))
 
@@ -434,4 +437,4 @@ def sample_to_folder(
         writer.write_batch(crystals, [f"{i:06d}" for i in range(start, stop)], units[start:stop],
                            batch_assignments, breaks)
     write_sample_overview(writer.out_dir)
-    return SampleRun(writer.out_dir, writer.records, VALIDITY_CHECKS[generator.mode])
+    return SampleRun(writer.out_dir, writer.records, VALIDITY_CHECKS[generator.mode], num_kept)

@@ -188,7 +188,10 @@ def run(args: argparse.Namespace) -> int:
     )
     elapsed = time.perf_counter() - started
     total = len(result.records)
-    print(f"\n{counted(total, 'structure')} in {elapsed:.1f} s ({counted(steps, 'step')}, {generator.mode} checkpoint {generator.checkpoint})")
+    timing = f"in {elapsed:.1f} s"
+    if result.num_kept:
+        timing = f"{result.num_kept} kept from the earlier run, {total - result.num_kept} sampled {timing}"
+    print(f"\n{counted(total, 'structure')}{': ' if result.num_kept else ' '}{timing} ({counted(steps, 'step')}, {generator.mode} checkpoint {generator.checkpoint})")
     if analogue_table is not None:
         _print_analogues(result.out_dir)
     _print_summary(result, args.composition)

@@ -63,7 +63,7 @@ def test_same_seed_same_structures(tmp_path, tiny_generators):
     assert (tmp_path / "a" / cif).read_text() != (tmp_path / "c" / cif).read_text()
 
 
-def test_interrupted_run_resumes_to_the_same_result(tmp_path, tiny_generators, monkeypatch):
+def test_interrupted_run_resumes_to_the_same_result(tmp_path, tiny_generators, monkeypatch, capsys):
     from diffcrystal.generator import Generator
 
     args = ("--composition", "CsCl", "--n", "4", "--batch-size", "2", "--seed", "3")
@@ -84,7 +84,11 @@ def test_interrupted_run_resumes_to_the_same_result(tmp_path, tiny_generators, m
     assert not [p for p in (tmp_path / "cut").rglob("*.tmp")]
     monkeypatch.setattr(Generator, "sample", original)
     assert run_sample(tiny_generators["csp"], tmp_path / "cut", *args) == 1  # refuses without --resume
+    capsys.readouterr()
     assert run_sample(tiny_generators["csp"], tmp_path / "cut", *args, "--resume") == 0
+    out = capsys.readouterr().out
+    assert "4 structures: 2 kept from the earlier run, 2 sampled in" in out and "valid: " in out
+    assert f"{sum(r['valid'] == 'True' for r in summary_rows(tmp_path / 'cut'))}/4 (checks" in out
     for i in range(4):
         cif = f"cif/00000{i}.cif"
         assert (tmp_path / "cut" / cif).read_text() == (tmp_path / "full" / cif).read_text()
@@ -207,7 +211,7 @@ def test_resume_of_a_finished_run_samples_nothing_and_reports_all(tmp_path, tiny
     assert run_sample(tiny_generators["csp"], tmp_path / "o", *args, "--resume") == 0
     again = capsys.readouterr().out
     assert len(summary_rows(tmp_path / "o")) == 3
-    assert "3 structures in" in again
+    assert "3 structures: 3 kept from the earlier run, 0 sampled in" in again
     assert first.split("valid:")[1].split("files:")[0] == again.split("valid:")[1].split("files:")[0]
 
 
