@@ -387,14 +387,14 @@ class SampleWriter:
 
 
 def prepare_output_folder(out_dir: Path) -> None:
-    """Create ``out_dir`` with its CIF folders and prove it writable by writing and removing
-    a probe file (permission bits alone can mislead); ``InputError`` naming the folder else."""
+    """Create ``out_dir`` with its CIF folder and prove both writable by writing and removing
+    a probe file (permission bits alone can mislead); ``InputError`` naming the folder else.
+    ``cif_symmetrized/`` is made with its first file (none in a run of P1 or invalid samples)."""
     try:
         (out_dir / CIF_DIR).mkdir(parents=True, exist_ok=True)
-        (out_dir / SYMMETRIZED_DIR).mkdir(parents=True, exist_ok=True)
     except OSError as error:
         raise InputError(f"cannot create output folder {out_dir}: {error.strerror}") from None
-    for folder in (out_dir, out_dir / CIF_DIR, out_dir / SYMMETRIZED_DIR):
+    for folder in (out_dir, out_dir / CIF_DIR):
         try:
             probe_writable(folder)
         except OSError as error:

@@ -35,6 +35,8 @@ def test_csp_files_and_summary(tmp_path, tiny_generators, capsys):
             assert (tmp_path / "out" / row["cif"]).read_text().startswith("# generated using pymatgen")
             assert float(row["volume_per_atom_A3"]) > 0 and int(row["spacegroup_number"]) >= 1
     assert [r["formula_units"] for r in rows] == ["1", "2", "1"]
+    symmetrized = [r["symmetrized_cif"] for r in rows if r["symmetrized_cif"]]
+    assert (tmp_path / "out" / "cif_symmetrized").exists() == bool(symmetrized)  # no empty folder
     for row in rows:
         assert row["valid"] == str(row["structure_valid"] == row["density_plausible"] == "True")
         assert row["charge_neutral"] == "True"
