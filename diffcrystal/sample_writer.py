@@ -89,7 +89,7 @@ SUMMARY_COLUMNS = (
     "symmetrized_cif",  # only for valid structures spglib finds above P1
     "cif_problem",  # why a CIF was not kept (it did not read back), else empty
     "requested_spacegroup",  # --spacegroup number; empty without it
-    "wyckoff",  # the sample's Wyckoff assignment, e.g. 'Na:4a Cl:4b'
+    "wyckoff",  # the sample's Wyckoff assignment, e.g. 'Na:4a,Cl:4b' (--wyckoff syntax)
     "symmetry_break_A",  # amplitude (Å) of the symmetric displacement that removed extra symmetry; 0 none
 )
 
