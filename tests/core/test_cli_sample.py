@@ -256,6 +256,20 @@ def test_unseen_element_and_large_cell_warn(tmp_path, tiny_generators, caplog):
     assert "more than the largest training cell" in caplog.text
 
 
+def test_run_projected_to_take_long_is_announced_after_its_first_batch(tmp_path, tiny_generators, caplog,
+                                                                       monkeypatch):
+    from diffcrystal import sampling
+
+    assert run_sample(tiny_generators["csp"], tmp_path / "short", "--composition", "NaCl", "--n", "4",
+                      "--batch-size", "2") == 0
+    assert "batches take about" not in caplog.text  # a few seconds: no warning
+    monkeypatch.setattr(sampling, "LONG_RUN_WARNING_S", 0.0)  # as if --n were huge
+    assert run_sample(tiny_generators["csp"], tmp_path / "long", "--composition", "NaCl", "--n", "4",
+                      "--batch-size", "2") == 0
+    assert caplog.text.count("--n 4: the first batch took") == 1
+    assert "so the 2 batches take about" in caplog.text and "--resume continues it" in caplog.text
+
+
 def test_evaluate_csp_writes_metrics(tmp_path, tiny_generators, tiny_data):
     out = tmp_path / "eval"
     assert main(["evaluate", "--checkpoint", str(tiny_generators["csp"]), "--data", str(tiny_data), "--k", "2",
