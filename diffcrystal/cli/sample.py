@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import argparse
 import logging
+import re
 import shlex
 import time
+from collections import Counter
 from pathlib import Path
 
 from diffcrystal.analogues import DEFAULT_MAX_ANALOGUE_DISTANCE
@@ -70,6 +72,12 @@ def _fresh_folder(default: Path, resume: bool) -> Path:
     return next(c for c in candidates if not (c / "summary.csv").exists())
 
 
+def _element_counts(records) -> str:
+    """``'2: 31, 3: 52, 13: 1'``: how many formulas have each number of distinct elements."""
+    counts = Counter(len(set(re.findall(r"[A-Z][a-z]?", r.formula))) for r in records if r.formula)
+    return ", ".join(f"{elements}: {count}" for elements, count in sorted(counts.items())) or "no formulas"
+
+
 def _print_summary(result, composition: str | None) -> None:
     """Validity (the checks used, failures per check, per Z), space groups of a finished run."""
     from diffcrystal.charge_neutrality import smact_validity
@@ -81,6 +89,9 @@ def _print_summary(result, composition: str | None) -> None:
     print("  failed: " + ", ".join(f"{check} {count}" for check, count in failures.items()))
     for z, (valid, count, atoms) in result.valid_by_formula_units().items():
         print(f"  Z={z} ({atoms} atoms per cell): {valid}/{count} valid")
+    if composition is None:
+        print(f"  elements per formula (no check limits it; SMACT passes many-element formulas): "
+              f"{_element_counts(result.records)}")
     if "charge" not in used and composition is not None:
         neutral = smact_validity(to_atomic_numbers(parse_composition(composition)))
         print(f"  {composition} {'is' if neutral else 'is not'} charge neutral with SMACT's oxidation states "

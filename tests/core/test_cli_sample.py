@@ -2,6 +2,8 @@
 
 import csv
 import json
+import re
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -106,6 +108,9 @@ def test_denovo_generates_species(tmp_path, tiny_generators, capsys):
         assert row["valid"] == str(checks == ("True",) * 3)
     out = capsys.readouterr().out
     assert "charge neutral with SMACT's oxidation states)" in out
+    elements = Counter(len(set(re.findall(r"[A-Z][a-z]?", r["formula"]))) for r in rows if r["formula"])
+    listed = ", ".join(f"{e}: {c}" for e, c in sorted(elements.items())) or "no formulas"
+    assert f"elements per formula (no check limits it; SMACT passes many-element formulas): {listed}\n" in out
     charge_failures = sum(r["charge_neutral"] == "False" for r in rows)
     assert f"charge {charge_failures}" in out and "Z=" not in out
 
