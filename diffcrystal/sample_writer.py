@@ -1,5 +1,8 @@
 """Streaming output of generated crystals: CIFs, one extxyz, and ``summary.csv``.
 
+The extxyz frames hold each cell in pymatgen's standard orientation (c along z, a in the xz
+plane), the frame its CIF reads back in, not the arbitrary rotation the sampler ends in.
+
 Written batch by batch so that a run of any size uses flat memory and an interrupted run
 keeps every structure it finished:
 
@@ -370,7 +373,7 @@ class SampleWriter:
                     sym_rel = ""
             record = replace(record, cif=cif_rel, symmetrized_cif=sym_rel, cif_problem="; ".join(problems))
             records.append(record)
-            atoms = crystal.to_atoms()
+            atoms = crystal.in_standard_orientation().to_atoms()  # the frame of the CIF, not the sampler's
             atoms.info.update({"id": sample_id, "spacegroup": record.spacegroup_number, "valid": record.valid})
             frames.append(atoms)
         if frames:
