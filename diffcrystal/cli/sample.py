@@ -57,7 +57,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0, help="random seed; the same seed gives the same structures")
     parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto",
                         help="where the generator samples (default: auto, CUDA when available)")
-    parser.add_argument("--resume", action="store_true", help="continue an interrupted run in --out (default: the latest of samples/<formula>, "
+    parser.add_argument("--resume", action="store_true",
+                        help="continue an interrupted run in --out (default: the latest of samples/<formula>, "
                         "samples/<formula>-2, ...)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
@@ -199,10 +200,11 @@ def run(args: argparse.Namespace) -> int:
     )
     elapsed = time.perf_counter() - started
     total = len(result.records)
-    timing = f"in {elapsed:.1f} s"
+    made = f"in {elapsed:.1f} s"
     if result.num_kept:
-        timing = f"{result.num_kept} kept from the earlier run, {total - result.num_kept} sampled {timing}"
-    print(f"\n{counted(total, 'structure')}{': ' if result.num_kept else ' '}{timing} ({counted(steps, 'step')}, {generator.mode} checkpoint {generator.checkpoint})")
+        made = f": {result.num_kept} kept from the earlier run, {total - result.num_kept} sampled {made}"
+    print(f"\n{counted(total, 'structure')}{'' if result.num_kept else ' '}{made} "
+          f"({counted(steps, 'step')}, {generator.mode} checkpoint {generator.checkpoint})")
     if analogue_table is not None:
         _print_analogues(result.out_dir)
     _print_summary(result, args.composition)
