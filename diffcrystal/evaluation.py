@@ -17,6 +17,7 @@ novo), :func:`score`, and the files.
 
 from __future__ import annotations
 
+import errno
 import os
 import time
 from collections.abc import Sequence
@@ -77,12 +78,16 @@ class EvaluationRun:
 
 
 def check_output_folder(out_dir: str | os.PathLike) -> Path:
-    """Create ``out_dir`` if needed and prove it writable by writing and removing a temporary
-    file; raise :class:`InputError` (one line) otherwise. Files already there are untouched."""
+    """Prove ``out_dir`` writable, or creatable, without creating it (a run that fails later
+    leaves no empty folder): write and remove a temporary file in it or in the nearest folder
+    above it that exists; raise :class:`InputError` (one line) otherwise. Files already there
+    are untouched."""
     out = Path(out_dir)
+    existing = next(folder for folder in (out, *out.parents) if folder.exists())
     try:
-        out.mkdir(parents=True, exist_ok=True)
-        probe_writable(out)
+        if not existing.is_dir():
+            raise NotADirectoryError(errno.ENOTDIR, f"{existing} is not a folder")
+        probe_writable(existing)
     except OSError as error:
         raise InputError(f"cannot write to output folder {out}: {error.strerror or error}") from None
     return out

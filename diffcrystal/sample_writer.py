@@ -1,5 +1,8 @@
 """Streaming output of generated crystals: CIFs, one extxyz, and ``summary.csv``.
 
+The extxyz frames hold each cell in pymatgen's standard orientation (c along z, a in the xz
+plane), the frame its CIF reads back in, not the arbitrary rotation the sampler ends in.
+
 Written batch by batch so that a run of any size uses flat memory and an interrupted run
 keeps every structure it finished:
 
@@ -89,7 +92,7 @@ SUMMARY_COLUMNS = (
     "symmetrized_cif",  # only for valid structures spglib finds above P1
     "cif_problem",  # why a CIF was not kept (it did not read back), else empty
     "requested_spacegroup",  # --spacegroup number; empty without it
-    "wyckoff",  # the sample's Wyckoff assignment, e.g. 'Na:4a Cl:4b'
+    "wyckoff",  # the sample's Wyckoff assignment, e.g. 'Na:4a,Cl:4b' (--wyckoff syntax)
     "symmetry_break_A",  # amplitude (Å) of the symmetric displacement that removed extra symmetry; 0 none
 )
 
@@ -370,7 +373,7 @@ class SampleWriter:
                     sym_rel = ""
             record = replace(record, cif=cif_rel, symmetrized_cif=sym_rel, cif_problem="; ".join(problems))
             records.append(record)
-            atoms = crystal.to_atoms()
+            atoms = crystal.in_standard_orientation().to_atoms()  # the frame of the CIF, not the sampler's
             atoms.info.update({"id": sample_id, "spacegroup": record.spacegroup_number, "valid": record.valid})
             frames.append(atoms)
         if frames:
@@ -387,14 +390,14 @@ class SampleWriter:
 
 
 def prepare_output_folder(out_dir: Path) -> None:
-    """Create ``out_dir`` with its CIF folders and prove it writable by writing and removing
-    a probe file (permission bits alone can mislead); ``InputError`` naming the folder else."""
+    """Create ``out_dir`` with its CIF folder and prove both writable by writing and removing
+    a probe file (permission bits alone can mislead); ``InputError`` naming the folder else.
+    ``cif_symmetrized/`` is made with its first file (none in a run of P1 or invalid samples)."""
     try:
         (out_dir / CIF_DIR).mkdir(parents=True, exist_ok=True)
-        (out_dir / SYMMETRIZED_DIR).mkdir(parents=True, exist_ok=True)
     except OSError as error:
         raise InputError(f"cannot create output folder {out_dir}: {error.strerror}") from None
-    for folder in (out_dir, out_dir / CIF_DIR, out_dir / SYMMETRIZED_DIR):
+    for folder in (out_dir, out_dir / CIF_DIR):
         try:
             probe_writable(folder)
         except OSError as error:

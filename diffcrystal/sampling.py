@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,6 +40,10 @@ from diffcrystal.sample_writer import SUMMARY_NAME, SampleRecord, SampleWriter
 
 log = logging.getLogger(__name__)
 
+LONG_RUN_WARNING_S = 24 * 3600.0
+"""Projected sampling time (s) beyond which :func:`sample_to_folder` warns after its first
+batch: a run of more than a day is more often a mistyped ``--n`` than an intended one."""
+
 MAX_SAMPLE_ATOMS = 200
 """Largest cell (atoms) the sampler accepts: the denoiser's in-cell graph grows as N²."""
 
@@ -65,12 +70,14 @@ RESUME_OPTIONS = {
 
 @dataclass
 class SampleRun:
-    """What a sampling run produced: its records (earlier ones too when resumed), and the
-    :data:`~diffcrystal.sample_writer.CHECKS` that made up ``valid``."""
+    """What a sampling run produced: its records (earlier ones too when resumed), the
+    :data:`~diffcrystal.sample_writer.CHECKS` that made up ``valid``, and how many of the
+    records a resumed run kept from before (the first ``num_kept``)."""
 
     out_dir: Path
     records: list[SampleRecord]
     validity_checks: tuple[str, ...] = ()
+    num_kept: int = 0
 
     @property
     def num_valid(self) -> int:
@@ -325,6 +332,15 @@ def _check_resume(out_dir: Path, record: dict) -> bool:
     return True
 
 
+def _warn_if_long(first_batch_s: float, num_batches: int, n: int) -> None:
+    """Warn when ``num_batches`` batches of ``first_batch_s`` seconds each pass :data:`LONG_RUN_WARNING_S`."""
+    projected_s = first_batch_s * num_batches
+    if projected_s > LONG_RUN_WARNING_S:
+        log.warning("--n %s: the first batch took %.1f s, so the %s batches take about %s h; Ctrl-C stops "
+                    "the run, --resume continues it", f"{n:,}", first_batch_s, f"{num_batches:,}",
+                    f"{projected_s / 3600:,.0f}")
+
+
 def sample_to_folder(
     generator: Generator,
     *,
@@ -411,6 +427,7 @@ def sample_to_folder(
     }
     continuing = resume and _check_resume(out_dir, record)
     writer = SampleWriter(out_dir, resume=resume, validity_checks=VALIDITY_CHECKS[generator.mode])
+    num_kept = writer.num_done
     if not continuing:
         atomic_write_text(writer.out_dir / RUN_RECORD_NAME, json.dumps(record, indent=2))
 
@@ -420,6 +437,7 @@ def sample_to_folder(
     first_batch = writer.num_done // batch_size if writer.num_done < n else num_batches
     batches = generate_batches(generator, plans, num_steps=num_steps, batch_size=batch_size, seed=seed,
                                first_batch=first_batch, progress=progress, assignments=assignments)
+    started = time.perf_counter()
     for start, crystals in batches:
         stop = start + len(crystals)
         batch_assignments = breaks = None
@@ -432,5 +450,7 @@ def sample_to_folder(
             crystals, breaks = [c for c, _ in broken], [amplitude for _, amplitude in broken]
         writer.write_batch(crystals, [f"{i:06d}" for i in range(start, stop)], units[start:stop],
                            batch_assignments, breaks)
+        if start == first_batch * batch_size:
+            _warn_if_long(time.perf_counter() - started, num_batches - first_batch, n)
     write_sample_overview(writer.out_dir)
-    return SampleRun(writer.out_dir, writer.records, VALIDITY_CHECKS[generator.mode])
+    return SampleRun(writer.out_dir, writer.records, VALIDITY_CHECKS[generator.mode], num_kept)

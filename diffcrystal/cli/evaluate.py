@@ -9,18 +9,16 @@ import sys
 from pathlib import Path
 
 from diffcrystal.baselines import BASELINES
-from diffcrystal.checkpoint import BUNDLED_DIR, file_sha256, load_checkpoint, resolve_checkpoint
+from diffcrystal.cli.checks import at_least
 from diffcrystal.errors import InputError
-from diffcrystal.evaluation import check_output_folder, evaluate
 from diffcrystal.output_folder import check_no_earlier_output, fresh_folder
-
-DEFAULT_OUT_PARENT = Path("evaluation")
-"""Default ``--out`` is ``evaluation/<checkpoint or baseline>_<data>`` under the current folder
-(``evaluation/`` is git-ignored in this repository), or ``..._<data>-2``, ``-3``... when an
-earlier evaluation is there."""
 
 EVALUATION_OUTPUTS = ("metrics.json",)
 """Files whose presence marks a folder holding an evaluation (never overwritten)."""
+
+DEFAULT_OUT_PARENT = Path("evaluation")
+"""Default ``--out`` is ``evaluation/<checkpoint or baseline>_<data>`` under the current folder
+(``evaluation/`` is git-ignored in this repository)."""
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -45,8 +43,13 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="skip the first M test structures: score a test set in chunks, then merge "
                              "their metrics.json with scripts/merge_csp_metrics.py")
     parser.add_argument("--batch-size", type=int, default=500, help="crystals sampled together (default: 500)")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--workers", type=int, default=2, help="processes for reading and structure matching")
+    parser.add_argument("--seed", type=int, default=0,
+                        help="random seed; the same seed gives the same samples (default: 0)")
+    parser.add_argument("--device", choices=["auto", "cpu", "cuda"],
+                        help="where the generator samples (default: auto, CUDA when available); "
+                        "a --baseline samples nothing")
+    parser.add_argument("--workers", type=int, default=2,
+                        help="processes for reading and structure matching; 0: none, all in this process (default: 2)")
     parser.add_argument("--primitive-targets", action="store_true",
                         help="CSP: sample each target's primitive cell (fewer atoms) instead of the cell as given "
                         "in the test file (the DiffCSP protocol)")
@@ -73,7 +76,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--potential", default="sevennet-0", help="--ranked: relaxes and ranks (default sevennet-0)")
     parser.add_argument("--every", type=int, default=1, metavar="N",
                         help="use every N-th test structure (after --offset, before --limit)")
-    parser.add_argument("--quiet", action="store_true")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
 def default_out(method: str, data: Path) -> Path:
@@ -87,6 +90,8 @@ def default_out(method: str, data: Path) -> Path:
 def checkpoint_train_data(checkpoint: Path) -> list[Path]:
     """The training data files recorded in ``checkpoint``, found relative to the current folder
     or to the repository of the bundled models (where the bundled ones were trained)."""
+    from diffcrystal.checkpoint import BUNDLED_DIR, load_checkpoint
+
     recorded = load_checkpoint(checkpoint)[1]["experiment"]["data"]["train"]
     paths = []
     for entry in [recorded] if isinstance(recorded, str) else recorded:
@@ -97,10 +102,26 @@ def checkpoint_train_data(checkpoint: Path) -> list[Path]:
     return paths
 
 
+def check_arguments(args: argparse.Namespace) -> None:
+    """The range and combination checks that need no checkpoint or data (one-line errors)."""
+    at_least("--k", args.k, 1)
+    at_least("--n", args.n, 1)
+    at_least("--offset", args.offset, 0)
+    at_least("--limit", args.limit, 1)
+    at_least("--batch-size", args.batch_size, 1)
+    at_least("--workers", args.workers, 0)
+    at_least("--steps", args.steps, 1)
+    if args.baseline is not None:
+        for option, value in (("--corrector-step-lr", args.corrector_step_lr), ("--device", args.device)):
+            if value is not None:
+                raise InputError(f"{option} is a sampler setting; a --baseline samples nothing")
+
+
 def run_ranked_evaluation(args: argparse.Namespace) -> int:
     """``evaluate --ranked`` (:mod:`diffcrystal.ranked_evaluation`)."""
-    from diffcrystal.checkpoint import bundled_analogue_table
+    from diffcrystal.checkpoint import bundled_analogue_table, file_sha256, resolve_checkpoint
     from diffcrystal.data.readers import read_crystals
+    from diffcrystal.evaluation import check_output_folder
     from diffcrystal.generator import Generator
     from diffcrystal.potential.calculators import resolve_potential
     from diffcrystal.prediction import PredictSettings, load_library
@@ -108,8 +129,7 @@ def run_ranked_evaluation(args: argparse.Namespace) -> int:
 
     if args.baseline is not None:
         raise InputError("--ranked scores predict's answers; the baselines are reported beside them, drop --baseline")
-    if args.k < 1 or args.every < 1:
-        raise InputError("--k and --every must be >= 1")
+    at_least("--every", args.every, 1)
     resolve_potential(args.potential)
     checkpoint = resolve_checkpoint(args.checkpoint, "csp")
     out = args.out or default_out(f"ranked-{checkpoint.name.removesuffix('.safetensors')}", args.data)
@@ -134,8 +154,12 @@ def run_ranked_evaluation(args: argparse.Namespace) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
+    check_arguments(args)
     if args.ranked:
         return run_ranked_evaluation(args)
+    from diffcrystal.checkpoint import file_sha256, resolve_checkpoint
+    from diffcrystal.evaluation import check_output_folder, evaluate
+
     checkpoint = None
     if args.baseline is None or args.checkpoint is not None:
         checkpoint = resolve_checkpoint(args.checkpoint, "csp")
@@ -150,15 +174,12 @@ def run(args: argparse.Namespace) -> int:
             raise InputError(f"--baseline {args.baseline} needs training structures: pass --train-data PATH "
                              "(or a --checkpoint whose training data are recorded)")
         train_data = checkpoint_train_data(checkpoint)
-    if args.corrector_step_lr is not None and args.baseline is not None:
-        raise InputError("--corrector-step-lr is a sampler setting; a --baseline samples nothing")
     generator = None
     if args.baseline is None:
-        import torch
-
+        from diffcrystal.api import resolve_device
         from diffcrystal.generator import Generator
 
-        generator = Generator.from_checkpoint(checkpoint, device="cuda" if torch.cuda.is_available() else "cpu")
+        generator = Generator.from_checkpoint(checkpoint, device=resolve_device(args.device or "auto"))
         if args.corrector_step_lr is not None:
             generator.set_corrector_step_lr(args.corrector_step_lr)
         if generator.mode == "denovo" and not train_data:  # novelty against the model's own data

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 
+from diffcrystal.cli.checks import at_least
 from diffcrystal.data.readers import read_crystals
 from diffcrystal.data.summary import format_summary, summarize
 
@@ -17,7 +18,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--order-disorder", action="store_true",
                         help="order partially occupied sites by majority species instead of skipping")
     parser.add_argument("--workers", type=int, default=None, metavar="N",
-                        help="worker processes for parsing (default: min(2, cpu count))")
+                        help="worker processes for parsing; 0: none, all in this process (default: min(2, cpu count))")
     parser.add_argument("--no-cache", dest="cache", action="store_false",
                         help="neither read nor write the dataset cache")
     parser.add_argument("--cache-dir", default=None,
@@ -25,6 +26,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    at_least("--workers", args.workers, 0)
     result = read_crystals(
         args.data,
         canonical=args.canonical,

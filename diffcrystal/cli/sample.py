@@ -4,22 +4,27 @@ from __future__ import annotations
 
 import argparse
 import logging
+import re
+import shlex
 import time
+from collections import Counter
 from pathlib import Path
 
 from diffcrystal.analogues import DEFAULT_MAX_ANALOGUE_DISTANCE
-from diffcrystal.api import load_generator
+from diffcrystal.cli.checks import at_least
 from diffcrystal.data.composition import parse_composition, to_atomic_numbers
 from diffcrystal.errors import InputError
+from diffcrystal.plural import counted
 
 
 def _formula_units(text: str) -> list[int]:
+    """``'1,2'`` -> ``[1, 2]``; the range is checked in :func:`run`."""
     try:
         values = [int(part) for part in text.split(",") if part.strip()]
     except ValueError:
         raise argparse.ArgumentTypeError(f"formula units must be integers like '1' or '1,2', got {text!r}") from None
-    if not values or min(values) < 1:
-        raise argparse.ArgumentTypeError(f"formula units must be integers >= 1, got {text!r}")
+    if not values:
+        raise argparse.ArgumentTypeError(f"formula units must be integers like '1' or '1,2', got {text!r}")
     return values
 
 
@@ -50,8 +55,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--steps", type=int, help="sampler steps (default: the checkpoint's recommended number)")
     parser.add_argument("--batch-size", type=int, default=100, help="crystals sampled together (default: 100)")
     parser.add_argument("--seed", type=int, default=0, help="random seed; the same seed gives the same structures")
-    parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
-    parser.add_argument("--resume", action="store_true", help="continue an interrupted run in --out")
+    parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto",
+                        help="where the generator samples (default: auto, CUDA when available)")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue an interrupted run in --out (default: the latest of samples/<formula>, "
+                        "samples/<formula>-2, ...)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
@@ -65,6 +73,12 @@ def _fresh_folder(default: Path, resume: bool) -> Path:
     return next(c for c in candidates if not (c / "summary.csv").exists())
 
 
+def _element_counts(records) -> str:
+    """``'2: 31, 3: 52, 13: 1'``: how many formulas have each number of distinct elements."""
+    counts = Counter(len(set(re.findall(r"[A-Z][a-z]?", r.formula))) for r in records if r.formula)
+    return ", ".join(f"{elements}: {count}" for elements, count in sorted(counts.items())) or "no formulas"
+
+
 def _print_summary(result, composition: str | None) -> None:
     """Validity (the checks used, failures per check, per Z), space groups of a finished run."""
     from diffcrystal.charge_neutrality import smact_validity
@@ -76,12 +90,15 @@ def _print_summary(result, composition: str | None) -> None:
     print("  failed: " + ", ".join(f"{check} {count}" for check, count in failures.items()))
     for z, (valid, count, atoms) in result.valid_by_formula_units().items():
         print(f"  Z={z} ({atoms} atoms per cell): {valid}/{count} valid")
+    if composition is None:
+        print(f"  elements per formula (no check limits it; SMACT passes many-element formulas): "
+              f"{_element_counts(result.records)}")
     if "charge" not in used and composition is not None:
         neutral = smact_validity(to_atomic_numbers(parse_composition(composition)))
         print(f"  {composition} {'is' if neutral else 'is not'} charge neutral with SMACT's oxidation states "
               "(column charge_neutral; no validity check here: the composition was given)")
     if result.num_cif_problems:
-        print(f"  {result.num_cif_problems} CIFs did not read back and were not kept (column cif_problem)")
+        print(f"  {counted(result.num_cif_problems, 'CIF')} did not read back and were not kept (column cif_problem)")
     requested = [r for r in result.records if r.requested_spacegroup]
     if requested:
         from diffcrystal.spacegroup import space_group_symbol
@@ -136,6 +153,10 @@ def run(args: argparse.Namespace) -> int:
         raise InputError("--composition is empty: give a formula such as YBa2Cu3O7, "
                          "or leave the option out to sample de novo")
     composition = parse_composition(args.composition) if args.composition is not None else None
+    at_least("--n", args.n, 1)
+    at_least("--batch-size", args.batch_size, 1)
+    for z in args.formula_units or []:
+        at_least("--formula-units", z, 1)
     if args.spacegroup is not None:
         from diffcrystal.spacegroup import check_spacegroup
 
@@ -150,11 +171,16 @@ def run(args: argparse.Namespace) -> int:
         raise InputError(f"--max-analogue-distance needs --analogues and a distance >= 0, "
                          f"got {args.max_analogue_distance}")
     mode = "csp" if composition is not None else "denovo"
+    from diffcrystal.api import load_generator
+
     generator = load_generator(args.checkpoint, mode=mode, device=args.device)
     analogue_table = _analogue_table(args.analogues, generator.checkpoint)
     steps = generator.default_steps if args.steps is None else args.steps
     name = "".join(ch for ch in args.composition if ch.isalnum()) if composition is not None else "denovo"
-    out_dir = args.out or _fresh_folder(Path("samples") / name, args.resume)
+    default = Path("samples") / name
+    out_dir = args.out or _fresh_folder(default, args.resume)
+    if out_dir != default and args.out is None and not args.resume:
+        logging.warning("%s holds an earlier run; this run goes to %s", default, out_dir)
     started = time.perf_counter()
     result = generator.sample_to_folder(
         out_dir,
@@ -174,10 +200,16 @@ def run(args: argparse.Namespace) -> int:
     )
     elapsed = time.perf_counter() - started
     total = len(result.records)
-    print(f"\n{total} structures in {elapsed:.1f} s ({steps} steps, {generator.mode} checkpoint {generator.checkpoint})")
+    made = f"in {elapsed:.1f} s"
+    if result.num_kept:
+        made = f": {result.num_kept} kept from the earlier run, {total - result.num_kept} sampled {made}"
+    print(f"\n{counted(total, 'structure')}{'' if result.num_kept else ' '}{made} "
+          f"({counted(steps, 'step')}, {generator.mode} checkpoint {generator.checkpoint})")
     if analogue_table is not None:
         _print_analogues(result.out_dir)
     _print_summary(result, args.composition)
     print(f"files: {result.out_dir}/summary.csv, {result.out_dir}/cif/, {result.out_dir}/samples.extxyz, "
           f"{result.out_dir}/overview.png")
+    folder = shlex.quote(str(result.out_dir))
+    print(f"next: diffcrystal relax {folder}  (or: diffcrystal rank {folder})")
     return 0

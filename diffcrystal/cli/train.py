@@ -6,8 +6,7 @@ import argparse
 import dataclasses
 from pathlib import Path
 
-from diffcrystal.training.config import load_config
-from diffcrystal.training.train import SKIPPED_NAME, train
+from diffcrystal.plural import counted
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -22,6 +21,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from diffcrystal.training.config import load_config
+    from diffcrystal.training.train import SKIPPED_NAME, train
+
     config = load_config(args.config)
     if args.data:
         config.data.train = args.data[0] if len(args.data) == 1 else args.data
@@ -30,8 +32,8 @@ def run(args: argparse.Namespace) -> int:
     # replace() runs the range checks of TrainConfig on the overridden values too.
     config.train = dataclasses.replace(config.train, **overrides)
     result = train(config, out_dir=args.out, resume=args.resume, progress=not args.quiet)
-    print(f"trained {result.global_step} steps; generator: {result.generator_path}")
+    print(f"trained {counted(result.global_step, 'step')}; generator: {result.generator_path}")
     if result.num_skipped:
-        print(f"skipped {result.num_skipped} data entries (unreadable, or filtered by the "
+        print(f"skipped {counted(result.num_skipped, 'data entry', 'data entries')} (unreadable, or filtered by the "
               f"config; each with its reason): {result.run_dir / SKIPPED_NAME}")
     return 0

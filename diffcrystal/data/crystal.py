@@ -182,6 +182,16 @@ class Crystal:
             label=label,
         )
 
+    def in_standard_orientation(self) -> "Crystal":
+        """The same lengths, angles and fractional coordinates in pymatgen's standard orientation
+        (``Lattice.from_parameters``: c along z, a in the xz plane): the cell a CIF of this
+        crystal reads back as. A left-handed lattice comes back right-handed, as from the CIF."""
+        from pymatgen.core import Lattice
+
+        standard = Lattice.from_parameters(*Lattice(self.lattice).parameters).matrix
+        return Crystal(standard, self.frac_coords, self.atomic_numbers, properties=dict(self.properties),
+                       label=self.label)
+
     def to_atoms(self):
         """To a periodic ASE ``Atoms`` with the same cell and positions."""
         from ase import Atoms

@@ -377,8 +377,7 @@ def _parse_cif(text: str) -> list:
 
     if not text.strip():
         raise CrystalError("empty CIF")
-    parser = CifParser(io.StringIO(text))
-    return parser.parse_structures(primitive=False, on_error="raise")
+    return CifParser.from_str(text).parse_structures(primitive=False, on_error="raise")
 
 
 def _from_atoms(atoms, entry: _RawEntry, label: str) -> tuple[list, dict, str]:

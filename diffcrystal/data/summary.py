@@ -18,6 +18,7 @@ from functools import partial
 
 from diffcrystal.data.crystal import Crystal
 from diffcrystal.data.readers import ReadResult, SkippedEntry, parallel_map
+from diffcrystal.plural import counted
 from diffcrystal.symmetry import SYMPREC_LOOSE, space_group
 
 HISTOGRAM_WIDTH = 40
@@ -112,7 +113,7 @@ def format_summary(summary: DatasetSummary) -> str:
     name = summary.source.name if summary.source else "dataset"
     num_skipped = len(summary.skipped)
     lines = [
-        f"{name}: {summary.num_structures:,} structures read, {num_skipped:,} skipped "
+        f"{name}: {counted(summary.num_structures, 'structure')} read, {num_skipped:,} skipped "
         f"(loaded in {summary.seconds:.2f} s{', from cache' if summary.from_cache else ''})",
     ]
     lines.append(f"Elements ({len(summary.element_structures)}), structures containing / atoms:")

@@ -3,17 +3,19 @@
 One panel for @1 and, when k > 1, one for @k (each matched target's best candidate). The bins
 span [0, stol]: a matched pair's RMS is at most its largest site displacement, which the
 matcher keeps below ``stol``. Dashed lines mark :data:`~diffcrystal.metrics.csp.PRECISE_RMSE_THRESHOLDS`.
-Drawn on a bare matplotlib ``Figure`` (Agg, no pyplot, no display) and written atomically.
+Drawn on a bare matplotlib ``Figure`` (Agg, no pyplot, no display) and written atomically,
+with the mode of any other file written (:mod:`diffcrystal.atomic_write`).
 """
 
 from __future__ import annotations
 
+import io
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
+from diffcrystal.atomic_write import atomic_write_bytes
 from diffcrystal.metrics.csp import PRECISE_RMSE_THRESHOLDS, CSPMetrics
 
 RMSE_HISTOGRAM_PNG = "rmse_histogram.png"
@@ -45,15 +47,7 @@ def write_rmse_histogram(metrics: CSPMetrics, path: str | os.PathLike, title: st
         ax.legend(fontsize="small")
     if title:
         figure.suptitle(title)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            figure.savefig(handle, format="png", dpi=100)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return path
+    image = io.BytesIO()
+    figure.savefig(image, format="png", dpi=100)
+    atomic_write_bytes(path, image.getvalue())
+    return Path(path)

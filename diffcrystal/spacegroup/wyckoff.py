@@ -121,10 +121,10 @@ class WyckoffAssignment:
 
     @property
     def label(self) -> str:
-        """E.g. ``'Na:4a Cl:4b'`` (the ``--wyckoff`` syntax, space separated)."""
+        """E.g. ``'Na:4a,Cl:4b'``: the ``--wyckoff`` syntax, pasted back as one shell word."""
         from ase.data import chemical_symbols
 
-        return " ".join(f"{chemical_symbols[o.atomic_number]}:{o.site}" for o in self.orbits)
+        return ",".join(f"{chemical_symbols[o.atomic_number]}:{o.site}" for o in self.orbits)
 
     def composition(self) -> Composition:
         counts: dict[int, int] = {}

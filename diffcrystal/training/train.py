@@ -37,6 +37,7 @@ from diffcrystal.training.config import ExperimentConfig
 from diffcrystal.training.datamodule import CrystalDataModule
 from diffcrystal.training.init_weights import read_initial_weights
 from diffcrystal.training.module import DiffusionModule
+from diffcrystal.training.quiet_lightning import quiet_lightning
 from diffcrystal.training.resume import check_resume
 from diffcrystal.training.run_folder import (
     GENERATOR_NAME,
@@ -178,21 +179,22 @@ def train(
     exporter = ExportGenerator(run_dir / GENERATOR_NAME, ema, train_cfg.checkpoint_every_n_steps)
     logger = CSVLogger(run_dir, name=METRICS_FILE.parent.name, version="")
     try:
-        trainer = L.Trainer(
-            max_epochs=train_cfg.max_epochs,
-            max_steps=train_cfg.max_steps,
-            accelerator=train_cfg.accelerator,
-            devices=train_cfg.devices,
-            strategy=train_cfg.strategy,
-            precision=train_cfg.precision,
-            gradient_clip_val=train_cfg.gradient_clip_val,
-            log_every_n_steps=train_cfg.log_every_n_steps,
-            callbacks=[ema, checkpoints, exporter],
-            logger=[logger],
-            enable_progress_bar=progress,
-            enable_model_summary=progress,
-            default_root_dir=run_dir,
-        )
+        with quiet_lightning():
+            trainer = L.Trainer(
+                max_epochs=train_cfg.max_epochs,
+                max_steps=train_cfg.max_steps,
+                accelerator=train_cfg.accelerator,
+                devices=train_cfg.devices,
+                strategy=train_cfg.strategy,
+                precision=train_cfg.precision,
+                gradient_clip_val=train_cfg.gradient_clip_val,
+                log_every_n_steps=train_cfg.log_every_n_steps,
+                callbacks=[ema, checkpoints, exporter],
+                logger=[logger],
+                enable_progress_bar=progress,
+                enable_model_summary=False,
+                default_root_dir=run_dir,
+            )
     except (MisconfigurationException, ValueError, RuntimeError) as error:
         message = " ".join(str(error).split())
         raise InputError(
@@ -210,7 +212,8 @@ def train(
         else:
             (run_dir / SKIPPED_NAME).unlink(missing_ok=True)
         restore_metrics(logger.experiment, *history)  # creating the experiment empties metrics.csv
-    trainer.fit(module, datamodule=datamodule, ckpt_path=resume, weights_only=True)
+    with quiet_lightning():
+        trainer.fit(module, datamodule=datamodule, ckpt_path=resume, weights_only=True)
     return TrainResult(
         run_dir / GENERATOR_NAME, run_dir, int(trainer.global_step), len(datamodule.skipped)
     )

@@ -2,6 +2,8 @@
 
 import csv
 import json
+import re
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -35,6 +37,8 @@ def test_csp_files_and_summary(tmp_path, tiny_generators, capsys):
             assert (tmp_path / "out" / row["cif"]).read_text().startswith("# generated using pymatgen")
             assert float(row["volume_per_atom_A3"]) > 0 and int(row["spacegroup_number"]) >= 1
     assert [r["formula_units"] for r in rows] == ["1", "2", "1"]
+    symmetrized = [r["symmetrized_cif"] for r in rows if r["symmetrized_cif"]]
+    assert (tmp_path / "out" / "cif_symmetrized").exists() == bool(symmetrized)  # no empty folder
     for row in rows:
         assert row["valid"] == str(row["structure_valid"] == row["density_plausible"] == "True")
         assert row["charge_neutral"] == "True"
@@ -63,7 +67,7 @@ def test_same_seed_same_structures(tmp_path, tiny_generators):
     assert (tmp_path / "a" / cif).read_text() != (tmp_path / "c" / cif).read_text()
 
 
-def test_interrupted_run_resumes_to_the_same_result(tmp_path, tiny_generators, monkeypatch):
+def test_interrupted_run_resumes_to_the_same_result(tmp_path, tiny_generators, monkeypatch, capsys):
     from diffcrystal.generator import Generator
 
     args = ("--composition", "CsCl", "--n", "4", "--batch-size", "2", "--seed", "3")
@@ -84,7 +88,11 @@ def test_interrupted_run_resumes_to_the_same_result(tmp_path, tiny_generators, m
     assert not [p for p in (tmp_path / "cut").rglob("*.tmp")]
     monkeypatch.setattr(Generator, "sample", original)
     assert run_sample(tiny_generators["csp"], tmp_path / "cut", *args) == 1  # refuses without --resume
+    capsys.readouterr()
     assert run_sample(tiny_generators["csp"], tmp_path / "cut", *args, "--resume") == 0
+    out = capsys.readouterr().out
+    assert "4 structures: 2 kept from the earlier run, 2 sampled in" in out and "valid: " in out
+    assert f"{sum(r['valid'] == 'True' for r in summary_rows(tmp_path / 'cut'))}/4 (checks" in out
     for i in range(4):
         cif = f"cif/00000{i}.cif"
         assert (tmp_path / "cut" / cif).read_text() == (tmp_path / "full" / cif).read_text()
@@ -100,6 +108,9 @@ def test_denovo_generates_species(tmp_path, tiny_generators, capsys):
         assert row["valid"] == str(checks == ("True",) * 3)
     out = capsys.readouterr().out
     assert "charge neutral with SMACT's oxidation states)" in out
+    elements = Counter(len(set(re.findall(r"[A-Z][a-z]?", r["formula"]))) for r in rows if r["formula"])
+    listed = ", ".join(f"{e}: {c}" for e, c in sorted(elements.items())) or "no formulas"
+    assert f"elements per formula (no check limits it; SMACT passes many-element formulas): {listed}\n" in out
     charge_failures = sum(r["charge_neutral"] == "False" for r in rows)
     assert f"charge {charge_failures}" in out and "Z=" not in out
 
@@ -207,8 +218,24 @@ def test_resume_of_a_finished_run_samples_nothing_and_reports_all(tmp_path, tiny
     assert run_sample(tiny_generators["csp"], tmp_path / "o", *args, "--resume") == 0
     again = capsys.readouterr().out
     assert len(summary_rows(tmp_path / "o")) == 3
-    assert "3 structures in" in again
+    assert "3 structures: 3 kept from the earlier run, 0 sampled in" in again
     assert first.split("valid:")[1].split("files:")[0] == again.split("valid:")[1].split("files:")[0]
+
+
+def test_second_run_of_a_composition_names_its_own_folder(tmp_path, tiny_generators, capsys, monkeypatch, caplog):
+    monkeypatch.chdir(tmp_path)
+    arguments = ["sample", "--checkpoint", str(tiny_generators["csp"]), "--steps", STEPS, "--quiet",
+                 "--composition", "NaCl", "--n", "1"]
+    assert main(arguments) == 0
+    out = capsys.readouterr().out
+    assert "\n1 structure in " in out and f"({STEPS} steps, csp checkpoint" in out
+    assert out.strip().endswith("next: diffcrystal relax samples/NaCl  (or: diffcrystal rank samples/NaCl)")
+    assert "earlier run" not in caplog.text
+    assert main(arguments) == 0
+    assert "samples/NaCl holds an earlier run; this run goes to samples/NaCl-2" in caplog.text
+    assert capsys.readouterr().out.strip().endswith(
+        "next: diffcrystal relax samples/NaCl-2  (or: diffcrystal rank samples/NaCl-2)")
+    assert len(summary_rows(tmp_path / "samples" / "NaCl-2")) == 1
 
 
 def test_resume_without_run_record_is_refused(tmp_path, tiny_generators, capsys):
@@ -232,6 +259,20 @@ def test_unseen_element_and_large_cell_warn(tmp_path, tiny_generators, caplog):
     assert run_sample(tiny_generators["csp"], tmp_path / "o", "--composition", "Au5O5", "--n", "1") == 0
     assert "never saw Au" in caplog.text
     assert "more than the largest training cell" in caplog.text
+
+
+def test_run_projected_to_take_long_is_announced_after_its_first_batch(tmp_path, tiny_generators, caplog,
+                                                                       monkeypatch):
+    from diffcrystal import sampling
+
+    assert run_sample(tiny_generators["csp"], tmp_path / "short", "--composition", "NaCl", "--n", "4",
+                      "--batch-size", "2") == 0
+    assert "batches take about" not in caplog.text  # a few seconds: no warning
+    monkeypatch.setattr(sampling, "LONG_RUN_WARNING_S", 0.0)  # as if --n were huge
+    assert run_sample(tiny_generators["csp"], tmp_path / "long", "--composition", "NaCl", "--n", "4",
+                      "--batch-size", "2") == 0
+    assert caplog.text.count("--n 4: the first batch took") == 1
+    assert "so the 2 batches take about" in caplog.text and "--resume continues it" in caplog.text
 
 
 def test_evaluate_csp_writes_metrics(tmp_path, tiny_generators, tiny_data):

@@ -47,6 +47,25 @@ def test_batch_files_and_columns(tmp_path):
     assert [f.info["id"] for f in frames] == ["a", "b"]
 
 
+def test_extxyz_frames_are_in_the_orientation_their_cif_reads_back_in(tmp_path):
+    from ase.io import read
+    from pymatgen.io.cif import CifParser
+    from scipy.spatial.transform import Rotation
+
+    crystal = rocksalt()
+    rotation = Rotation.from_euler("zyx", [30, 50, 70], degrees=True).as_matrix()
+    rotated = Crystal(crystal.lattice @ np.diag([1.0, 1.1, 1.2]) @ rotation.T, crystal.frac_coords,
+                      crystal.atomic_numbers)  # a sampler's arbitrary frame: L -> L R^T
+    SampleWriter(tmp_path).write_batch([rotated], ["x"])
+    (frame,) = read(tmp_path / "samples.extxyz", index=":")
+    (row,) = read_summary(tmp_path)
+    cif = CifParser(tmp_path / row["cif"]).parse_structures(primitive=False)[0]
+    assert np.allclose(frame.cell.array, cif.lattice.matrix, atol=1e-5)
+    assert np.allclose(frame.cell.array[2, :2], 0.0) and np.isclose(frame.cell.array[0, 1], 0.0)  # c along z, a in xz
+    assert np.allclose(frame.get_scaled_positions(), rotated.frac_coords, atol=1e-6)
+    assert np.allclose(frame.cell.cellpar(), Crystal.to_atoms(rotated).cell.cellpar())
+
+
 def test_existing_run_is_not_overwritten(tmp_path):
     SampleWriter(tmp_path).write_batch([rocksalt()], ["000000"])
     with pytest.raises(InputError, match="--resume"):
@@ -116,7 +135,7 @@ def test_symmetrised_cif_only_for_valid_structures(tmp_path):
     SampleWriter(tmp_path).write_batch([crystal], ["x"])
     (row,) = read_summary(tmp_path)
     assert row["valid"] == "False" and row["symmetrized_cif"] == "" and row["cif"]
-    assert not any((tmp_path / "cif_symmetrized").iterdir())
+    assert not (tmp_path / "cif_symmetrized").exists()
 
 
 def pm_lico_no2() -> Crystal:
@@ -148,7 +167,7 @@ def test_cif_that_does_not_read_back_is_reported_not_written(tmp_path, monkeypat
     SampleWriter(tmp_path / "bad").write_batch([pm_lico_no2()], ["x"])
     (row,) = read_summary(tmp_path / "bad")
     assert row["symmetrized_cif"] == "" and "symmetrised CIF reads back as" in row["cif_problem"]
-    assert row["cif"] and not any((tmp_path / "bad" / "cif_symmetrized").iterdir())
+    assert row["cif"] and not (tmp_path / "bad" / "cif_symmetrized").exists()
 
 
 def test_noble_gas_sample_prints_no_pymatgen_warning(tmp_path):

@@ -221,7 +221,7 @@ def test_unreadable_rows_are_listed_in_the_run_folder(tmp_path, capsys, tiny_dat
     values = make_config(data, max_steps=1)
     assert train_cli(write_config(tmp_path, values), tmp_path / "run") == 0
     out = capsys.readouterr().out
-    assert f"skipped 1 data entries (unreadable, or filtered by the config; each with its reason): {tmp_path / 'run' / 'skipped.csv'}" in out
+    assert f"skipped 1 data entry (unreadable, or filtered by the config; each with its reason): {tmp_path / 'run' / 'skipped.csv'}" in out
     with open(tmp_path / "run" / "skipped.csv", newline="") as stream:
         (row,) = list(csv.DictReader(stream))
     assert row["source"].startswith("with_flat.extxyz frame 4")

@@ -1,6 +1,8 @@
 """Training: a tiny model overfits, a killed run resumes at its checkpointed step, the
 exported generator is safe and complete."""
 
+import logging
+
 import lightning as L
 import pytest
 import torch
@@ -125,3 +127,31 @@ def test_several_training_sources_are_read_as_one_dataset(tmp_path, tiny_data):
     assert both.statistics.num_structures == single.statistics.num_structures + 2
     assert 19 in both.statistics.species and 19 not in single.statistics.species  # K comes from the 2nd file
     assert both.statistics.source == f"{tiny_data}, {extra}"
+
+
+class _Recorder(logging.Handler):
+    def __init__(self):
+        super().__init__()
+        self.messages = []
+
+    def emit(self, record):
+        self.messages.append(record.getMessage())
+
+
+def test_train_command_is_quiet_on_stderr(tmp_path, tiny_data, make_config, capfd, recwarn):
+    import yaml
+
+    from diffcrystal.cli.main import main
+
+    config = tmp_path / "config.yaml"
+    config.write_text(yaml.safe_dump(make_config(tiny_data, max_steps=1)))
+    lightning_log, recorder = logging.getLogger("lightning.pytorch"), _Recorder()  # where its info lines go
+    lightning_log.addHandler(recorder)
+    try:
+        assert main(["train", "--config", str(config), "--out", str(tmp_path / "run"), "--quiet"]) == 0
+    finally:
+        lightning_log.removeHandler(recorder)
+    assert recorder.messages == []  # no 'GPU available', no tip banner, no model summary
+    out, err = capfd.readouterr()
+    assert err == "" and "trained 1 step; generator:" in out
+    assert not [w for w in recwarn if "LeafSpec" in str(w.message)]

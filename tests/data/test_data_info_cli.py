@@ -63,6 +63,6 @@ def test_info_reports_atoms_on_their_own_images(tmp_path, capsys):
     pd.DataFrame({"material_id": ["ok", "flat"], "cif": [rocksalt().to(fmt="cif"), flat.to(fmt="cif")]}).to_csv(path)
     assert main(["info", str(path), "--workers", "1", "--no-cache"]) == 0
     out = capsys.readouterr().out
-    assert "flat.csv: 1 structures read, 1 skipped" in out
+    assert "flat.csv: 1 structure read, 1 skipped" in out
     assert "1 x atoms too close to their own periodic image" in out
     assert "flat.csv row 1 (material_id flat): atoms too close to their own periodic image: 0.01 Å" in out

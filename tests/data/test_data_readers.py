@@ -118,6 +118,7 @@ def test_csv_bad_rows_are_reported(tmp_path, caplog):
     assert "partial occupancy" in reasons["disordered"]
     assert "empty CIF" in reasons["missing"]
     assert all("\n" not in reason for reason in reasons.values())
+    assert not any("deprecated" in reason for reason in reasons.values())  # pymatgen's, not the data's
     assert "skipped 6 of 7 entries" in caplog.text
 
 

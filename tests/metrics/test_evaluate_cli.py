@@ -296,3 +296,54 @@ def test_an_earlier_evaluation_is_never_overwritten(tmp_path, perovskite_files, 
     message = capsys.readouterr().err.strip()
     assert "\n" not in message and "already holds an evaluation (metrics.json)" in message
     assert (first / "metrics.json").read_bytes() == kept
+def test_device_chooses_where_the_model_samples(tmp_path, perovskite_files, monkeypatch, capsys):
+    import torch
+
+    test, train = perovskite_files
+    original = Generator.from_checkpoint.__func__
+    devices = []
+
+    def recording(cls, path, device="cpu"):
+        devices.append(torch.device(device))
+        return original(cls, path, device=device)
+
+    monkeypatch.setattr(Generator, "from_checkpoint", classmethod(recording))
+    assert evaluate("--checkpoint", "perov5_csp", "--data", str(test), "--k", "1", "--steps", "2",
+                    "--device", "cpu", "--out", str(tmp_path / "cpu")) == 0
+    assert devices == [torch.device("cpu")]
+    if not torch.cuda.is_available():
+        assert evaluate("--checkpoint", "perov5_csp", "--data", str(test), "--device", "cuda",
+                        "--out", str(tmp_path / "cuda")) == 1
+        assert "--device cuda requested but no CUDA device is available" in capsys.readouterr().err
+    assert evaluate("--baseline", "prototype", "--data", str(test), "--train-data", str(train),
+                    "--device", "cpu", "--out", str(tmp_path / "baseline")) == 1
+    assert capsys.readouterr().err == ("diffcrystal evaluate: error: --device is a sampler setting; "
+                                       "a --baseline samples nothing\n")
+    assert not (tmp_path / "baseline").exists()
+
+
+def test_test_set_without_rows_leaves_no_output_folder(tmp_path, perovskite_files, capsys):
+    _, train = perovskite_files
+    empty = tmp_path / "empty.csv"
+    empty.write_text("material_id,cif\n")
+    out = tmp_path / "evaluation" / "o"
+    assert evaluate("--baseline", "prototype", "--data", str(empty), "--train-data", str(train),
+                    "--out", str(out)) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("diffcrystal evaluate: error: ") and len(err.strip().splitlines()) == 1, err
+    assert not (tmp_path / "evaluation").exists()
+
+
+def test_evaluation_files_follow_the_umask(tmp_path, perovskite_files):
+    import os
+    import stat
+
+    test, train = perovskite_files
+    previous = os.umask(0o022)
+    try:
+        assert evaluate("--baseline", "prototype", "--data", str(test), "--train-data", str(train),
+                        "--out", str(tmp_path / "o")) == 0
+    finally:
+        os.umask(previous)
+    modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in (tmp_path / "o").iterdir()}
+    assert modes == dict.fromkeys(["metrics.json", "metrics.md", "rmse_histogram.png"], 0o644)

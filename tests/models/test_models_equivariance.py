@@ -225,12 +225,10 @@ def test_output_keys_and_shapes(config):
     assert out[keys.COORD_SCORE].shape == (n, 3)
 
 
-def test_default_parameter_count(capsys):
+def test_default_parameter_count():
     model = Denoiser(DenoiserConfig())
     count = sum(p.numel() for p in model.parameters())
-    with capsys.disabled():
-        print(f"\ndefault DenoiserConfig parameters: {count}")
-    assert 10_000 < count < 5_000_000
+    assert 10_000 < count < 5_000_000, f"default DenoiserConfig parameters: {count}"
 
 
 @pytest.mark.parametrize("pairwise", [False, True], ids=["radial", "pairwise"])

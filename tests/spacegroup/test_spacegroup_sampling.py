@@ -54,7 +54,7 @@ def test_cli_writes_the_group_and_its_symmetrised_cif(tmp_path, capsys):
         rows = list(csv.DictReader(stream))
     for row in rows:
         assert (row["requested_spacegroup"], row["spacegroup_number_tight"]) == ("99", "99")
-        assert row["wyckoff"] == "Ba:1a Ti:1b O:1b O:2c"
+        assert row["wyckoff"] == "Ba:1a,Ti:1b,O:1b,O:2c"  # as typed: pastes back into --wyckoff
         structure = CifParser(out / row["symmetrized_cif"]).parse_structures(primitive=False)[0]
         assert structure.get_space_group_info(symprec=SYMPREC_TIGHT)[1] == 99
 
