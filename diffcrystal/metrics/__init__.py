@@ -3,6 +3,9 @@
 - :mod:`~diffcrystal.metrics.csp`: crystal-structure prediction, match rate, normalised
   RMSE and the precise share (RMSE < 0.1 / 0.05) @1 and @k with pymatgen's
   ``StructureMatcher`` (:func:`csp_metrics`).
+- :mod:`~diffcrystal.metrics.polymorph`: polymorph-aware CSP metrics METRe and cRMSE, every
+  sample compared with every reference of its composition, each serving at most one
+  (:func:`polymorph_metrics`).
 - :mod:`~diffcrystal.metrics.diversity`: distinct structures among a target's k samples
   (:func:`sample_diversity`).
 - :mod:`~diffcrystal.metrics.rmse_histogram`: PNG histogram of the matched targets' RMSE
@@ -44,6 +47,7 @@ from diffcrystal.metrics.denovo import (
 )
 from diffcrystal.metrics.diversity import DiversityResult, sample_diversity
 from diffcrystal.metrics.fingerprints import Fingerprints
+from diffcrystal.metrics.polymorph import PolymorphMetrics, assign_references, polymorph_metrics
 from diffcrystal.metrics.report import read_metrics_json, write_metrics
 from diffcrystal.metrics.rmse_histogram import write_rmse_histogram
 
@@ -62,11 +66,14 @@ __all__ = [
     "DiversityResult",
     "Fingerprints",
     "PairResult",
+    "PolymorphMetrics",
     "TargetResult",
+    "assign_references",
     "compute_fingerprints",
     "coverage",
     "csp_metrics",
     "merge_csp_metrics",
+    "polymorph_metrics",
     "read_metrics_json",
     "cutoffs_for",
     "denovo_metrics",
