@@ -10,7 +10,8 @@ the candidates' chemical systems, with ASE's reference state for a missing eleme
 relaxed with the same potential (dataset phases once, then from the cache) and each candidate's
 energy above their convex hull and the known phase it matches (or ``novel``) are reported.
 The default ``--out`` is ``<first INPUT>-ranked`` (``-ranked-2``... when taken); an ``--out``
-holding an earlier ranking is refused.
+holding an earlier ranking is refused. Candidates go through the relaxation funnel
+(:mod:`diffcrystal.potential.funnel`) unless ``--no-funnel`` (or ``--trajectory``) is given.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from diffcrystal.errors import InputError
 from diffcrystal.cli.relax import add_relax_arguments, default_out, device_from, settings_from, status_line
 
 
@@ -31,6 +33,30 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--hull-max-e-above-hull", type=float, default=None, metavar="EV",
                         help="leave out --hull entries whose own e_above_hull column exceeds EV "
                              "eV/atom (they are counted in the output; default: keep all)")
+    parser.add_argument("--no-funnel", action="store_true",
+                        help="relax every candidate to the end instead of pruning the worse half after "
+                             "--funnel-stages steps (the funnel is off with --trajectory)")
+    parser.add_argument("--funnel-stages", default="10", metavar="S1,S2",
+                        help="FIRE steps of each pruning stage of the funnel (default 10)")
+    parser.add_argument("--keep", type=int, default=3, metavar="K",
+                        help="candidates the funnel always relaxes to the end (default 3)")
+
+
+def funnel_from(args: argparse.Namespace):
+    """The relaxation funnel of the command line (None with ``--no-funnel`` or ``--trajectory``)."""
+    from diffcrystal.potential.funnel import FunnelSettings
+
+    if args.no_funnel or args.trajectory:
+        return None
+    try:
+        stages = tuple(int(s) for s in args.funnel_stages.split(","))
+    except ValueError:
+        raise InputError(f"--funnel-stages must be whole numbers separated by commas, got {args.funnel_stages!r}") from None
+    funnel = FunnelSettings(stages, keep_at_least=args.keep)
+    if args.steps <= sum(stages):
+        raise InputError(f"--steps ({args.steps}) must exceed the funnel's stages ({sum(stages)} steps); "
+                         "or --no-funnel")
+    return funnel
 
 
 def run(args: argparse.Namespace) -> int:
@@ -39,12 +65,13 @@ def run(args: argparse.Namespace) -> int:
     from diffcrystal.potential.rank import RANK_OUTPUTS, RELAXED_FOLDER, relax_and_rank
 
     settings = settings_from(args)
+    funnel = funnel_from(args)
     out = default_out(args, "ranked", RANK_OUTPUTS)
     report = relax_and_rank(args.inputs, out, args.potential, settings,
                             workers=args.workers, reference=args.reference,
                             progress=not args.quiet, hull=args.hull,
                             hull_max_e_above_hull=args.hull_max_e_above_hull,
-                            device=device_from(args), trajectories=args.trajectory)
+                            device=device_from(args), trajectories=args.trajectory, funnel=funnel)
     print(f"relaxed {status_line(report.results)} (potential {report.potential})")
     if report.references is not None:
         print(f"known phases: {status_line(report.references)}"

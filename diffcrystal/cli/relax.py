@@ -105,7 +105,7 @@ def status_line(results) -> str:
     for result in results:
         counts[result.status] = counts.get(result.status, 0) + 1
     parts = []
-    for status in ("converged", "not_converged", "exploded", "failed"):
+    for status in ("converged", "not_converged", "pruned", "exploded", "failed"):
         if counts.get(status):
             part = f"{counts[status]} {status.replace('_', ' ')}"
             if status == "not_converged":

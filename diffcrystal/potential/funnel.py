@@ -28,7 +28,8 @@ from typing import Sequence
 
 from diffcrystal.errors import InputError
 from diffcrystal.potential.calculators import Potential, resolve_potential
-from diffcrystal.potential.relax import DEFAULT_WORKERS
+from diffcrystal.data.crystal import Crystal
+from diffcrystal.potential.relax import DEFAULT_WORKERS, relax_many
 from diffcrystal.potential.results import RelaxResult, RelaxSettings
 
 DEFAULT_STAGE_STEPS = (10,)
@@ -89,6 +90,8 @@ def relax_funnel(items: Sequence[tuple[str, object]], potential: str | Potential
     per item in input order. ``settings``: the final ``fmax`` and the total step cap
     ``max_steps``; ``offsets``: per-item score penalties in eV/atom (None: 0); ``potential``:
     a name or a resolved :class:`Potential` (loaded once for every stage)."""
+    from ase import Atoms
+
     from diffcrystal.potential.relax_cache import relax_cached
 
     offsets = [0.0] * len(items) if offsets is None else list(offsets)
@@ -98,7 +101,8 @@ def relax_funnel(items: Sequence[tuple[str, object]], potential: str | Potential
     if settings.max_steps <= staged:
         raise InputError(f"the step cap ({settings.max_steps}) must exceed the funnel's stages "
                          f"({'+'.join(map(str, funnel.stage_steps))} = {staged} steps)")
-    current: list[tuple[str, object]] = list(items)
+    current: list[tuple[str, object]] = [(label, item.to_atoms() if isinstance(item, Crystal) else item)
+                                         for label, item in items]
     results: list[RelaxResult | None] = [None] * len(items)
     used = [0] * len(items)
     live = list(range(len(items)))
@@ -116,6 +120,12 @@ def relax_funnel(items: Sequence[tuple[str, object]], potential: str | Potential
             results[i] = result
         return done
 
+    unreadable = [i for i, (_, item) in enumerate(current) if not isinstance(item, Atoms)]
+    if unreadable:  # e.g. a CIF that did not parse: its failed result says why
+        for i, result in zip(unreadable, relax_many([current[i] for i in unreadable], potential, settings,
+                                                    workers=1, progress=False)):
+            results[i] = result
+        live = [i for i in live if i not in set(unreadable)]
     for stage, steps in enumerate(funnel.stage_steps):
         if not live:
             break

@@ -396,7 +396,7 @@ def relax_and_rank(paths: Sequence[str | Path], out_dir: Path, potential: str | 
                    reference: str | Path | None = None, progress: bool = True,
                    hull: str | Path | None = None,
                    hull_max_e_above_hull: float | None = None,
-                   device: str = "cpu", trajectories: bool = False) -> RankingReport:
+                   device: str = "cpu", trajectories: bool = False, funnel=None) -> RankingReport:
     """Relax ``paths`` (and known phases) with one potential, deduplicate, rank.
 
     Known phases: the CIFs of the folder ``reference`` and the entries of the dataset ``hull``
@@ -406,6 +406,9 @@ def relax_and_rank(paths: Sequence[str | Path], out_dir: Path, potential: str | 
     (converged only), ``out_dir/ranked_unconverged.csv`` (stopped at the step cap; header only
     when none) and ``out_dir/ranking.png`` (and ``out_dir/reference/`` with known phases).
     With ``trajectories``, each candidate's relaxation goes to ``out_dir/trajectories/<id>.traj``.
+    With ``funnel`` (a :class:`~diffcrystal.potential.funnel.FunnelSettings`; not with
+    ``trajectories``), candidates go through the relaxation funnel: those pruned on the way are
+    listed in the relaxed summary with status ``pruned`` and enter no ranking.
     Inputs, potential (and the elements it covers), known phases and output folders (writable,
     holding no earlier ranking) are checked before any relaxation (:class:`InputError`).
     """
@@ -431,8 +434,16 @@ def relax_and_rank(paths: Sequence[str | Path], out_dir: Path, potential: str | 
     for folder in folders:
         check_output_folder(folder)
     check_no_earlier_output(out_dir, RANK_OUTPUTS, "a ranking")
-    results = relax_many(candidates, potential, settings, workers=workers, progress=progress,
-                         trajectory_dir=out_dir / TRAJECTORY_FOLDER if trajectories else None)
+    if funnel is not None and trajectories:
+        raise InputError("trajectories record whole relaxations; relax without the funnel to write them")
+    if funnel is not None:
+        from diffcrystal.potential.funnel import relax_funnel
+
+        results = relax_funnel(candidates, potential, settings, funnel, workers=workers, progress=progress,
+                               device=device).results
+    else:
+        results = relax_many(candidates, potential, settings, workers=workers, progress=progress,
+                             trajectory_dir=out_dir / TRAJECTORY_FOLDER if trajectories else None)
     references: list[RelaxResult] | None = [] if known else None
     cached = 0
     if reference_candidates is not None:

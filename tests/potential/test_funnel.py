@@ -97,3 +97,33 @@ def test_step_cap_must_exceed_the_stages(tmp_path):
     with pytest.raises(InputError, match="offsets for 5 candidates"):
         relax_funnel(candidates(), "emt", SETTINGS, FunnelSettings(), [0.0], workers=1, progress=False,
                      cache_dir=tmp_path)
+
+
+def test_rank_prunes_through_the_funnel_unless_told_not_to(tmp_path):
+    import csv
+
+    from pymatgen.io.ase import AseAtomsAdaptor
+
+    from diffcrystal.cli.main import main
+
+    folder = tmp_path / "cifs"
+    folder.mkdir()
+    for label, atoms in candidates():
+        AseAtomsAdaptor.get_structure(atoms).to(filename=str(folder / f"{label}.cif"))
+    common = ["rank", str(folder), "--potential", "emt", "--workers", "1", "--fmax", "0.05", "--quiet"]
+    assert main(common + ["--keep", "1", "--funnel-stages", "3", "--out", str(tmp_path / "funnel")]) == 0
+    assert main(common + ["--no-funnel", "--out", str(tmp_path / "plain")]) == 0
+
+    def statuses(out):
+        with open(out / "relaxed" / "summary.csv", newline="") as handle:
+            return {row["id"]: row["status"] for row in csv.DictReader(handle)}
+
+    funnel, plain = statuses(tmp_path / "funnel"), statuses(tmp_path / "plain")
+    assert "pruned" in funnel.values() and "pruned" not in plain.values()
+    with open(tmp_path / "funnel" / "ranked.csv", newline="") as handle:
+        first_funnel = next(csv.DictReader(handle))
+    with open(tmp_path / "plain" / "ranked.csv", newline="") as handle:
+        first_plain = next(csv.DictReader(handle))
+    assert first_funnel["id"] == first_plain["id"]  # the funnel keeps the winner
+    assert float(first_funnel["energy_per_atom_eV"]) == pytest.approx(float(first_plain["energy_per_atom_eV"]),
+                                                                     abs=2e-3)
