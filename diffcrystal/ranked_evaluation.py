@@ -19,7 +19,8 @@ Figures (:func:`ranked_metrics`):
 - **unranked sources on the same targets**: the first candidate of each source before
   relaxation (the nearest template is the ``analogue`` baseline without the atom count), and
   whether any candidate of a source matched.
-- **METRe / cRMSE** of the answers (:mod:`diffcrystal.metrics.polymorph`).
+- **METRe / cRMSE** of the answers @1 (:mod:`diffcrystal.metrics.polymorph`; see
+  :func:`answer_polymorph_metrics` for targets that share a composition).
 - CPU seconds per target.
 """
 
@@ -31,6 +32,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
+
+import numpy as np
 
 from diffcrystal.candidates import SOURCES
 from diffcrystal.data.crystal import Crystal
@@ -169,6 +172,9 @@ class RankedSummary:
     seconds_per_target: float
     cpu_seconds_per_target: float
     steps_share: float
+    metre: float
+    crmse: float
+    shared_compositions: int
 
 
 def protocol_metrics(results: Sequence[TargetResult]) -> CSPMetrics:
@@ -183,18 +189,46 @@ def _rates(results: Sequence[TargetResult], at: str) -> dict:
             **{f"precise_{t}": 100.0 * metrics.n_precise(at, t) / len(results) for t in PRECISE_RMSE_THRESHOLDS}}
 
 
+def answer_polymorph_metrics(records: Sequence[dict], results: Sequence[TargetResult]) -> tuple[float, float, int]:
+    """METRe (percent) and cRMSE of the answers @1 (:mod:`diffcrystal.metrics.polymorph`), and
+    how many targets share their reduced composition with another target. Each answer was
+    compared with its own target only, so within a shared composition the other pairs count
+    as unmatched (a lower bound on METRe, an upper bound on cRMSE; exact when none is shared)."""
+    from pymatgen.core import Composition
+
+    from diffcrystal.metrics.polymorph import PolymorphMetrics
+
+    groups: dict[str, list[int]] = {}
+    for index, record in enumerate(records):
+        groups.setdefault(Composition(record["formula"]).reduced_formula, []).append(index)
+    matched, rms_total = 0, 0.0
+    for members in groups.values():
+        rms = np.full((len(members), len(members)), np.nan)
+        for row, index in enumerate(members):
+            answer = results[index].candidates[0]
+            if answer.matched:
+                rms[row, row] = min(answer.rms, MATCHER_STOL)
+        metrics = PolymorphMetrics.from_rms_matrix(rms, stol=MATCHER_STOL)
+        matched += metrics.n_matched
+        rms_total += metrics.crmse * len(members)
+    shared = sum(len(m) for m in groups.values() if len(m) > 1)
+    return 100.0 * matched / len(records), rms_total / len(records), shared
+
+
 def ranked_metrics(records: Sequence[dict], score: RankingScore = RankingScore(), k: int = 5) -> RankedSummary:
     """The figures of the module docstring for ``records`` ranked by ``score``."""
     if not records:
         raise InputError("no ranked-evaluation records to summarise")
     results = rescored_results(records, score, k)
     n = len(records)
+    metre, crmse, shared = answer_polymorph_metrics(records, results)
     return RankedSummary(
         n, _rates(results, "1"), _rates(results, "k"), k,
         {s: _rates(source_results(records, s, 1), "1") for s in SOURCES},
         {s: _rates(source_results(records, s, 64), "k") for s in SOURCES},
         sum(r["seconds"] for r in records) / n, sum(r["cpu_seconds"] for r in records) / n,
         sum(r["relax_steps"] for r in records) / max(sum(r["relax_steps_cap"] for r in records), 1),
+        metre, crmse, shared,
     )
 
 
@@ -218,6 +252,8 @@ def summary_markdown(summary: RankedSummary, score: RankingScore) -> str:
         lines.append(row(f"first {source} candidate, unrelaxed", summary.sources_at_1[source]))
     for source in SOURCES:
         lines.append(row(f"any {source} candidate, unrelaxed", summary.sources_any[source]))
+    lines += ["", f"Answers @1: METRe {summary.metre:.2f} %, cRMSE {summary.crmse:.4f} "
+              f"({summary.shared_compositions} targets share a composition with another)."]
     lines += ["", f"Wall seconds per target: {summary.seconds_per_target:.1f}; CPU seconds: "
               f"{summary.cpu_seconds_per_target:.1f}; potential steps: {100 * summary.steps_share:.1f} % of relaxing "
               "every distinct candidate to the cap.", ""]
