@@ -36,7 +36,7 @@ Source = Literal["template", "analogue_diffusion", "free_diffusion"]
 SOURCES: tuple[Source, ...] = ("template", "analogue_diffusion", "free_diffusion")
 """Candidate sources, in the order candidates are listed and deduplicated."""
 
-DEFAULT_COUNTS: dict[Source, int] = {"template": 5, "analogue_diffusion": 3, "free_diffusion": 2}
+DEFAULT_COUNTS: dict[Source, int] = {"template": 8, "analogue_diffusion": 3, "free_diffusion": 2}
 """Candidates per source that ``predict`` draws by default (before deduplication)."""
 
 

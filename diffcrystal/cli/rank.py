@@ -36,8 +36,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-funnel", action="store_true",
                         help="relax every candidate to the end instead of pruning the worse half after "
                              "--funnel-stages steps (the funnel is off with --trajectory)")
-    parser.add_argument("--funnel-stages", default="10", metavar="S1,S2",
-                        help="FIRE steps of each pruning stage of the funnel (default 10)")
+    parser.add_argument("--funnel-stages", default="10,20", metavar="S1,S2",
+                        help="FIRE steps of each pruning stage of the funnel (default 10,20)")
     parser.add_argument("--keep", type=int, default=3, metavar="K",
                         help="candidates the funnel always relaxes to the end (default 3)")
 

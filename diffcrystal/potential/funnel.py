@@ -32,7 +32,7 @@ from diffcrystal.data.crystal import Crystal
 from diffcrystal.potential.relax import DEFAULT_WORKERS, relax_many
 from diffcrystal.potential.results import RelaxResult, RelaxSettings
 
-DEFAULT_STAGE_STEPS = (10,)
+DEFAULT_STAGE_STEPS = (10, 20)
 """FIRE steps of the pruning stages (each continuing the last): measured on MP-20 validation
 targets in docs/benchmarks.md, "Relaxation funnel"."""
 

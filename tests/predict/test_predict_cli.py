@@ -35,7 +35,7 @@ def test_predict_writes_the_ranked_answer_and_resumes(tmp_path, table, capsys):
     assert {c["label"] for c in candidates} == {"template-00", "template-01", "template-02"}
     assert all(c["status"] in ("converged", "not_converged", "pruned", "duplicate") for c in candidates)
     record = json.loads((out / "run.json").read_text())
-    assert record["potential"] == "emt" and record["settings"]["counts"]["template"] == 5
+    assert record["potential"] == "emt" and record["settings"]["counts"]["template"] == 8
     assert [a["template"] for a in record["analogues"]][0] == "L10-CuAu"
     assert (out / "overview.png").stat().st_size > 0
     before = (out / "ranked.csv").read_text()
