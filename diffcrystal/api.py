@@ -26,6 +26,7 @@ from diffcrystal.analogues import DEFAULT_MAX_ANALOGUE_DISTANCE
 from diffcrystal.checkpoint import resolve_checkpoint
 from diffcrystal.data.composition import parse_composition
 from diffcrystal.data.crystal import Crystal
+from diffcrystal.devices import DEVICES
 from diffcrystal.errors import InputError
 from diffcrystal.generator import Generator
 from diffcrystal.potential.calculators import DEFAULT_POTENTIAL, Potential, resolve_potential
@@ -48,7 +49,6 @@ an ASE ``Atoms`` or a :class:`~diffcrystal.data.crystal.Crystal`."""
 
 OUTPUT_FORMATS = ("pymatgen", "ase", "crystal")
 
-DEVICES = ("auto", "cpu", "cuda")
 
 
 def resolve_device(choice: str | torch.device) -> torch.device:

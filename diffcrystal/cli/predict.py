@@ -130,14 +130,15 @@ def json_safe(value):
 
 
 def run(args: argparse.Namespace) -> int:
-    from diffcrystal.checkpoint import bundled_analogue_table, resolve_checkpoint
     from diffcrystal.data.composition import format_composition, parse_composition
+
+    composition = parse_composition(args.composition)
+    settings = settings_from(args)  # every option checked before torch loads
+    from diffcrystal.checkpoint import bundled_analogue_table, resolve_checkpoint
     from diffcrystal.potential.calculators import resolve_potential
     from diffcrystal.prediction import predict
     from diffcrystal.prediction_folder import default_folder, prepare_folder, write_prediction
 
-    composition = parse_composition(args.composition)
-    settings = settings_from(args)
     resolve_potential(args.potential)
     if args.workers < 1:
         raise InputError(f"--workers must be >= 1, got {args.workers}")

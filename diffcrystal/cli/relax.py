@@ -18,8 +18,9 @@ import argparse
 import math
 from pathlib import Path
 
-from diffcrystal.api import DEVICES, resolve_device
+from diffcrystal.devices import DEVICES
 from diffcrystal.errors import InputError
+from diffcrystal.plural import counted
 from diffcrystal.potential.calculators import DEFAULT_POTENTIAL, POTENTIAL_NAMES
 from diffcrystal.potential.relax import DEFAULT_WORKERS
 from diffcrystal.potential.results import (
@@ -69,6 +70,8 @@ def add_relax_arguments(parser: argparse.ArgumentParser, suffix: str) -> None:
 
 def device_from(args: argparse.Namespace) -> str:
     """The torch device name ``--device`` resolves to (one-line error for cuda without one)."""
+    from diffcrystal.api import resolve_device
+
     return str(resolve_device(args.device))
 
 
@@ -112,7 +115,7 @@ def status_line(results) -> str:
                 worst = max(r.max_force for r in results if r.status == status)
                 part += f" (max force up to {worst:.3g} eV/Å)"
             parts.append(part)
-    return f"{len(results)} structures: {', '.join(parts) or 'none'}"
+    return f"{counted(len(results), 'structure')}: {', '.join(parts) or 'none'}"
 
 
 HULL_HINT = ("energy above the hull: `diffcrystal rank` with --hull DATA (a dataset of known phases, "

@@ -245,9 +245,8 @@ def _relax_batched(items, potential: Potential, settings: RelaxSettings, progres
         if atoms is not None:
             running.append(i)
             structures.append(atoms)
-    bar = tqdm(total=len(items), desc=f"relax batched ({potential.short_name})",
-               disable=not progress, unit="structure")
-    bar.update(len(items) - len(running))
+    bar = tqdm(total=len(items), initial=len(items) - len(running), desc=f"relax batched ({potential.short_name})",
+               disable=not progress, unit="structure")  # unrelaxable ones count as done, not as speed
     if not running:
         bar.close()
         return results
