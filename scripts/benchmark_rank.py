@@ -1,0 +1,100 @@
+"""The relaxation funnel against relaxing every candidate: wall time, potential steps and whether
+the answer changes, on ``predict``'s candidates for held-out validation structures.
+
+Each target's composition goes through ``predict`` twice with the same candidates (same seed,
+its own entry left out of the templates): once with the default funnel, once with every
+distinct candidate relaxed to the end (``--no-funnel``). A *miss* is a target whose first
+structure without the funnel was pruned by the funnel (so the funnel's answer differs):
+
+    OMP_NUM_THREADS=1 python scripts/benchmark_rank.py --every 40 --limit 10 --out benchmarks/funnel_mp20_val.json
+
+Each run relaxes into its own empty cache folder, so neither reads the other's relaxations.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from diffcrystal.checkpoint import bundled_analogue_table, resolve_checkpoint
+from diffcrystal.cli.evaluate import checkpoint_train_data
+from diffcrystal.data.composition import format_composition
+from diffcrystal.errors import InputError
+from diffcrystal.generator import Generator
+from diffcrystal.potential.calculators import resolve_potential
+from diffcrystal.prediction import PredictSettings, load_library, predict
+from diffcrystal.training.datamodule import load_split
+
+
+def compare(composition: str, library, generator, potential) -> dict:
+    """One target: the funnel's and the full relaxation's answers, steps and seconds."""
+    runs = {}
+    for name, funnel in (("funnel", PredictSettings().funnel), ("full", None)):
+        with tempfile.TemporaryDirectory() as cache:
+            started = time.perf_counter()
+            prediction = predict(composition, templates=library, generator=generator, potential=potential,
+                                 settings=dataclasses.replace(PredictSettings(), funnel=funnel), cache_dir=cache)
+            runs[name] = (prediction, time.perf_counter() - started)
+    funnel, full = runs["funnel"][0], runs["full"][0]
+    full_first = full.ranked[0] if full.ranked else None
+    funnel_first = funnel.ranked[0] if funnel.ranked else None
+    pruned = {o.candidate.label for o in funnel.outcomes if o.status == "pruned"}
+    return {
+        "composition": composition,
+        "seconds": {name: round(seconds, 2) for name, (_, seconds) in runs.items()},
+        "steps": {"funnel": funnel.relax_steps, "full": full.relax_steps},
+        "first_full": full_first.members if full_first else [],
+        "first_funnel": funnel_first.members if funnel_first else [],
+        "same_first": bool(full_first and funnel_first and set(full_first.members) & set(funnel_first.members)),
+        "missed": bool(full_first and set(full_first.members) <= pruned),
+        "energy_difference_meV_atom": (round(1e3 * (funnel_first.energy_per_atom - full_first.energy_per_atom), 3)
+                                       if full_first and funnel_first else None),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--checkpoint", default="mp20_csp", help="CSP checkpoint (file or bundled name)")
+    parser.add_argument("--every", type=int, default=40, help="take every N-th validation structure")
+    parser.add_argument("--limit", type=int, default=10, help="at most M of those")
+    parser.add_argument("--potential", default="sevennet-0")
+    parser.add_argument("--out", type=Path, required=True, help="JSON file of the comparison")
+    args = parser.parse_args(argv)
+    try:
+        checkpoint = resolve_checkpoint(args.checkpoint, "csp")
+        generator = Generator.from_checkpoint(checkpoint)
+        data = dataclasses.replace(generator.experiment.data, train=[str(p) for p in checkpoint_train_data(checkpoint)])
+        _, validation, _ = load_split(data, generator.experiment.train.seed)
+        targets = validation[::args.every][:args.limit]
+        library = load_library(bundled_analogue_table(checkpoint), checkpoint)
+        potential = resolve_potential(args.potential)
+        rows = []
+        for target in targets:
+            rows.append(compare(format_composition(target.composition), library.without({target.label}),
+                                generator, potential))
+            print(json.dumps(rows[-1]), flush=True)
+    except InputError as error:
+        print(f"benchmark_rank: error: {error}", file=sys.stderr)
+        return 1
+    total = {name: sum(r["seconds"][name] for r in rows) for name in ("funnel", "full")}
+    steps = {name: sum(r["steps"][name] for r in rows) for name in ("funnel", "full")}
+    summary = {"targets": len(rows), "misses": sum(r["missed"] for r in rows),
+               "same_first": sum(r["same_first"] for r in rows),
+               "wall_ratio_funnel_to_full": round(total["funnel"] / total["full"], 3),
+               "steps_ratio_funnel_to_full": round(steps["funnel"] / max(steps["full"], 1), 3),
+               "seconds": total, "steps": steps, "rows": rows}
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(summary, indent=1) + "\n")
+    print(f"{len(rows)} targets: {summary['misses']} missed by the funnel, same first structure in "
+          f"{summary['same_first']}; funnel/full wall {summary['wall_ratio_funnel_to_full']}, "
+          f"steps {summary['steps_ratio_funnel_to_full']}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
