@@ -246,6 +246,8 @@ def summary_markdown(summary: RankedSummary, score: RankingScore) -> str:
         return (f"| {name} | {rates['matched']:.2f} % | {rates['precise_0.1']:.2f} % | "
                 f"{rates['precise_0.05']:.2f} % |")
 
+    matched = round(summary.at_1["matched"] * summary.targets / 100)
+    lines.append(f"| ranked @1, targets matched | {matched} / {summary.targets} targets | | |")
     lines.append(row("ranked @1", summary.at_1))
     lines.append(row(f"ranked @{summary.k}", summary.at_k))
     for source in SOURCES:
