@@ -85,3 +85,18 @@ def test_readme_sample_relax_rank_chain(tmp_path, monkeypatch, umask_022, capsys
     modes = {p.relative_to(tmp_path): stat.S_IMODE(p.stat().st_mode)
              for p in tmp_path.rglob("*") if p.is_file()}
     assert modes and set(modes.values()) == {0o666 & ~UMASK}, modes
+
+
+def test_readme_main_job_predict(tmp_path, monkeypatch, umask_022, capsys):
+    """The README's main job, with the test's composition, EMT, and the templates alone."""
+    monkeypatch.chdir(tmp_path)
+    predict = [arg.replace("YBa2Cu3O7", COMPOSITION) for arg in readme_command("predict")]
+    assert predict[:3] == ["predict", "--composition", COMPOSITION]
+    assert main(predict + ["--potential", "emt", "--sources", "template", "--templates-n", "3", "--quiet"]) == 0
+    out = tmp_path / "predictions" / COMPOSITION
+    ranked = read_rows(out / "ranked.csv")
+    assert ranked and ranked[0]["rank"] == "1" and ranked[0]["source"] == "template"
+    assert f"answer: predictions/{COMPOSITION}/ranked.csv" in capsys.readouterr().out
+    for path in out.rglob("*"):
+        if path.is_file():
+            assert stat.S_IMODE(path.stat().st_mode) == 0o644, path
