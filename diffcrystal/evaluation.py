@@ -191,12 +191,14 @@ def check_request(
 
 # ---------------------------------------------------------------------- reading
 def read_targets(
-    test_path: str | Path, *, offset: int, limit: int | None, primitive: bool, workers: int, progress: bool
+    test_path: str | Path, *, offset: int, limit: int | None, primitive: bool, workers: int, progress: bool,
+    every: int = 1,
 ) -> tuple[list[Crystal], int]:
-    """The test structures ``offset`` .. ``offset + limit`` of ``test_path`` (primitive cells with
-    ``primitive``) and the number of rows of the file that could not be read."""
+    """Every ``every``-th test structure of ``test_path`` from ``offset`` on, at most ``limit`` of
+    them (primitive cells with ``primitive``), and the number of rows of the file that could not
+    be read."""
     loaded = read_crystals(test_path, canonical=primitive, workers=workers, progress=progress)
-    targets = loaded.crystals[offset : offset + limit if limit else None]
+    targets = loaded.crystals[offset::every][:limit]
     if not targets:
         raise InputError(f"no test structures in {test_path} after skipping the first {offset}"
                          if offset else f"no test structures in {test_path}")
@@ -352,6 +354,7 @@ def evaluate(
     n: int = 1000,
     limit: int | None = None,
     offset: int = 0,
+    every: int = 1,
     num_steps: int | None = None,
     batch_size: int = 500,
     seed: int = 0,
@@ -373,7 +376,9 @@ def evaluate(
     ``generator``: the model (``None`` with a ``baseline``). ``limit``: use only the first
     ``limit`` test structures (CSP) or test references (de novo) after skipping the first
     ``offset``; chunks of one test set scored this way merge with
-    :func:`~diffcrystal.metrics.merge_csp_metrics` (``scripts/merge_csp_metrics.py``). ``dataset``: name for the
+    :func:`~diffcrystal.metrics.merge_csp_metrics` (``scripts/merge_csp_metrics.py``); ``every``:
+    take every ``every``-th test structure from ``offset`` on (the targets of
+    ``evaluate --ranked --every``, so baselines run on the same ones). ``dataset``: name for the
     coverage cutoffs ('perov_5', 'carbon_24', 'mp_20'). ``primitive_targets``: reduce the
     test structures (and a baseline's training structures) to their primitive cells, so that
     CSP samples that many atoms; by default each keeps its cell as given (DiffCSP's protocol:
@@ -404,7 +409,7 @@ def evaluate(
                   train_data=train_data, spacegroup_from_target=spacegroup_from_target,
                   spacegroup_from_analogues=spacegroup_from_analogues, refine_analogues=refine_analogues)
     check_output_folder(out_dir)
-    targets, skipped = read_targets(test_path, offset=offset, limit=limit, primitive=primitive_targets,
+    targets, skipped = read_targets(test_path, offset=offset, limit=limit, every=every, primitive=primitive_targets,
                                     workers=workers, progress=progress)
     csp = baseline is not None or generator.mode == "csp"
     steps = None if baseline else (num_steps or generator.experiment.sampling.num_steps)
@@ -437,6 +442,7 @@ def evaluate(
         "test_data": str(test_path),
         "num_test_structures": len(targets),
         "test_offset": offset,
+        "test_every": every,
         "primitive_targets": primitive_targets,
         "num_target_atoms": sum(t.num_atoms for t in targets),
         "skipped_test_rows": skipped,

@@ -107,6 +107,7 @@ def check_arguments(args: argparse.Namespace) -> None:
     at_least("--k", args.k, 1)
     at_least("--n", args.n, 1)
     at_least("--offset", args.offset, 0)
+    at_least("--every", args.every, 1)
     at_least("--limit", args.limit, 1)
     at_least("--batch-size", args.batch_size, 1)
     at_least("--workers", args.workers, 0)
@@ -196,6 +197,7 @@ def run(args: argparse.Namespace) -> int:
         n=args.n,
         limit=args.limit,
         offset=args.offset,
+        every=args.every,
         num_steps=args.steps,
         batch_size=args.batch_size,
         seed=args.seed,

@@ -347,3 +347,18 @@ def test_evaluation_files_follow_the_umask(tmp_path, perovskite_files):
         os.umask(previous)
     modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in (tmp_path / "o").iterdir()}
     assert modes == dict.fromkeys(["metrics.json", "metrics.md", "rmse_histogram.png"], 0o644)
+
+
+def test_every_takes_the_same_targets_as_the_ranked_evaluation(tmp_path, perovskite_files):
+    import json as _json
+
+    test, train = perovskite_files
+    out = tmp_path / "every"
+    assert evaluate("--baseline", "prototype", "--data", str(test), "--train-data", str(train), "--k", "1",
+                    "--offset", "1", "--every", "2", "--limit", "2", "--out", str(out)) == 0
+    report = _json.loads((out / "metrics.json").read_text())
+    from diffcrystal.data.readers import read_crystals
+
+    expected = [c.label for c in read_crystals(test, canonical=False, progress=False).crystals[1::2][:2]]
+    assert [t["label"] for t in report["per_target"]] == expected
+    assert report["extra"]["test_every"] == 2
