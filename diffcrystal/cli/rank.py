@@ -35,7 +35,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
                              "eV/atom (they are counted in the output; default: keep all)")
     parser.add_argument("--no-funnel", action="store_true",
                         help="relax every candidate to the end instead of pruning the worse half after "
-                             "--funnel-stages steps (the funnel is off with --trajectory)")
+                             "--funnel-stages steps (the funnel is off with --trajectory, or when --steps "
+                             "is within its stages)")
     parser.add_argument("--funnel-stages", default="10,20", metavar="S1,S2",
                         help="FIRE steps of each pruning stage of the funnel (default 10,20)")
     parser.add_argument("--keep", type=int, default=3, metavar="K",
@@ -43,7 +44,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def funnel_from(args: argparse.Namespace):
-    """The relaxation funnel of the command line (None with ``--no-funnel`` or ``--trajectory``)."""
+    """The relaxation funnel of the command line (None with ``--no-funnel``, ``--trajectory``, or
+    a ``--steps`` cap within the funnel's stages)."""
     from diffcrystal.potential.funnel import FunnelSettings
 
     if args.no_funnel or args.trajectory:
@@ -53,10 +55,7 @@ def funnel_from(args: argparse.Namespace):
     except ValueError:
         raise InputError(f"--funnel-stages must be whole numbers separated by commas, got {args.funnel_stages!r}") from None
     funnel = FunnelSettings(stages, keep_at_least=args.keep)
-    if args.steps <= sum(stages):
-        raise InputError(f"--steps ({args.steps}) must exceed the funnel's stages ({sum(stages)} steps); "
-                         "or --no-funnel")
-    return funnel
+    return funnel if args.steps > sum(stages) else None  # a short relaxation has nothing to prune
 
 
 def run(args: argparse.Namespace) -> int:
