@@ -328,6 +328,9 @@ class Potential:
             import torch
 
             if self._sevennet_elements is None:
+                # The checkpoint inside the installed sevenn wheel, which sevenn itself unpickles to
+                # build the calculator; it holds config objects weights_only=True refuses. Never a
+                # user-supplied file.
                 checkpoint = torch.load(_sevennet_checkpoint(), map_location="cpu", weights_only=False)
                 self._sevennet_elements = frozenset(checkpoint["config"]["chemical_species"])
             return self._sevennet_elements
