@@ -79,7 +79,6 @@ def analogue_diffusion_candidates(generator, analogues: list[Analogue], n: int, 
     ``analogues``, cycled nearest first, skipping analogues whose conventional cell has more
     atoms than the generator's largest training cell (their samples are poor and costly: a
     cubic group's cell can hold 80 atoms); samples that are no crystal are left out."""
-    from diffcrystal.sampling import generate_batches
     from diffcrystal.spacegroup import break_extra_symmetry
 
     analogues = [a for a in analogues if a.assignment().num_atoms <= generator.statistics.max_atoms]

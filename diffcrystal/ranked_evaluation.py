@@ -57,6 +57,24 @@ def _pair(result: PairResult) -> dict:
     return {"status": result.status, "rms": result.rms}
 
 
+def held_out_validation(checkpoint: str | Path = "mp20_csp"):
+    """``(checkpoint path, generator, validation crystals)``: the structures a CSP checkpoint held
+    out of training (its recorded data section and seed, through
+    :func:`~diffcrystal.training.datamodule.load_split`), where ``predict``'s settings are tuned."""
+    import dataclasses
+
+    from diffcrystal.checkpoint import resolve_checkpoint
+    from diffcrystal.cli.evaluate import checkpoint_train_data
+    from diffcrystal.generator import Generator
+    from diffcrystal.training.datamodule import load_split
+
+    path = resolve_checkpoint(checkpoint, "csp")
+    generator = Generator.from_checkpoint(path)
+    data = dataclasses.replace(generator.experiment.data, train=[str(p) for p in checkpoint_train_data(path)])
+    _, validation, _ = load_split(data, generator.experiment.train.seed)
+    return path, generator, validation
+
+
 def target_record(target: Crystal, prediction, seconds: float, cpu_seconds: float) -> dict:
     """The JSON record of one target (module docstring)."""
     from diffcrystal.data.composition import format_composition

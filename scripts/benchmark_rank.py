@@ -21,14 +21,12 @@ import tempfile
 import time
 from pathlib import Path
 
-from diffcrystal.checkpoint import bundled_analogue_table, resolve_checkpoint
-from diffcrystal.cli.evaluate import checkpoint_train_data
+from diffcrystal.checkpoint import bundled_analogue_table
 from diffcrystal.data.composition import format_composition
 from diffcrystal.errors import InputError
-from diffcrystal.generator import Generator
 from diffcrystal.potential.calculators import resolve_potential
 from diffcrystal.prediction import PredictSettings, load_library, predict
-from diffcrystal.training.datamodule import load_split
+from diffcrystal.ranked_evaluation import held_out_validation
 
 
 def compare(composition: str, library, generator, potential) -> dict:
@@ -66,10 +64,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, required=True, help="JSON file of the comparison")
     args = parser.parse_args(argv)
     try:
-        checkpoint = resolve_checkpoint(args.checkpoint, "csp")
-        generator = Generator.from_checkpoint(checkpoint)
-        data = dataclasses.replace(generator.experiment.data, train=[str(p) for p in checkpoint_train_data(checkpoint)])
-        _, validation, _ = load_split(data, generator.experiment.train.seed)
+        checkpoint, generator, validation = held_out_validation(args.checkpoint)
         targets = validation[::args.every][:args.limit]
         library = load_library(bundled_analogue_table(checkpoint), checkpoint)
         potential = resolve_potential(args.potential)

@@ -21,14 +21,11 @@ import json
 import sys
 from pathlib import Path
 
-from diffcrystal.checkpoint import bundled_analogue_table, resolve_checkpoint
-from diffcrystal.cli.evaluate import checkpoint_train_data
+from diffcrystal.checkpoint import bundled_analogue_table
 from diffcrystal.errors import InputError
-from diffcrystal.generator import Generator
 from diffcrystal.prediction import PredictSettings, load_library
-from diffcrystal.ranked_evaluation import ranked_metrics, run_ranked
+from diffcrystal.ranked_evaluation import held_out_validation, ranked_metrics, run_ranked
 from diffcrystal.ranking import RankingScore
-from diffcrystal.training.datamodule import load_split
 
 DISTANCE_WEIGHTS = (0.0, 0.0025, 0.005, 0.01, 0.02, 0.04, 0.08)
 """Grid of w_d (eV/atom per Mendeleev unit)."""
@@ -61,10 +58,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
     try:
-        checkpoint = resolve_checkpoint(args.checkpoint, "csp")
-        generator = Generator.from_checkpoint(checkpoint)
-        data = dataclasses.replace(generator.experiment.data, train=[str(p) for p in checkpoint_train_data(checkpoint)])
-        _, validation, _ = load_split(data, generator.experiment.train.seed)
+        checkpoint, generator, validation = held_out_validation(args.checkpoint)
         targets = validation[::args.every][:args.limit]
         if not targets:
             raise InputError(f"{checkpoint}: no validation structures to calibrate on")
