@@ -19,8 +19,14 @@ def ranks_of(prediction, reference) -> list[int]:
     return [e.rank for e in prediction.ranked if compare_with_target(e.best.result.crystal, reference).matched]
 
 
+TIO2_NOT_FIRST = pytest.mark.xfail(strict=True, reason=(
+    "SevenNet-0 (trained on PBE) puts TiO2-B (mp-554278, C2/m; 0 eV/atom above the hull in the "
+    "PBE data of the template table) 50 meV/atom below anatase; rutile and anatase themselves are "
+    "not in the template data (measured 2026-12-05: anatase 2nd, rutile 5th)"))
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("formula", ["NaCl", "GaAs", "LiCoO2", "TiO2"])
+@pytest.mark.parametrize("formula", ["NaCl", "GaAs", "LiCoO2", pytest.param("TiO2", marks=TIO2_NOT_FIRST)])
 def test_known_structure_is_first(formula, tmp_path):
     reference = load_script("match_known_structure").reference_crystal(formula)
     prediction = predict(formula, cache_dir=tmp_path)
@@ -28,6 +34,22 @@ def test_known_structure_is_first(formula, tmp_path):
     rutile_or_anatase = formula == "TiO2" and first.matches_known in ANATASE_LABELS
     assert 1 in ranks_of(prediction, reference) or rutile_or_anatase, [
         (e.rank, e.space_group, e.matches_known, round(e.score, 4)) for e in prediction.ranked]
+
+
+@pytest.mark.slow
+def test_rutile_and_anatase_are_among_the_first_five(tmp_path):
+    from pymatgen.core import Lattice, Structure
+
+    from diffcrystal.data.crystal import Crystal
+
+    # anatase (Horn et al., Z. Kristallogr. 136, 273 (1972)), pymatgen's setting of I4_1/amd:
+    # Ti 4a (0, 0, 0), O 8e (0, 0, 0.2081); Ti-O 1.93 Å
+    anatase = Structure.from_spacegroup("I4_1/amd", Lattice.tetragonal(3.785, 9.514), ["Ti", "O"],
+                                        [(0, 0, 0), (0, 0, 0.2081)])
+    rutile = load_script("match_known_structure").reference_crystal("TiO2")
+    prediction = predict("TiO2", cache_dir=tmp_path)
+    assert min(ranks_of(prediction, rutile), default=99) <= 5
+    assert min(ranks_of(prediction, Crystal.from_structure(anatase.get_primitive_structure())), default=99) <= 5
 
 
 @pytest.mark.slow
