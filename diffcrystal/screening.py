@@ -79,7 +79,7 @@ def _loaded(what: str, *key):
             from diffcrystal.potential.calculators import resolve_potential
 
             value = resolve_potential(key[0], key[1])
-        elif what == "library":
+        elif what == "library":  # key[2]: the table's SHA-256, so an edited table is read again
             value = load_library(key[0], Path(key[1]))
         else:
             from diffcrystal.generator import Generator
@@ -104,7 +104,7 @@ def predict_into(composition: str, folder: str, record: dict, options: dict) -> 
         shutil.rmtree(partial, ignore_errors=True)  # a killed earlier attempt
         settings = options["settings"]
         potential = _loaded("potential", options["potential"], options["device"])
-        library = _loaded("library", options["templates"], options["checkpoint"])
+        library = _loaded("library", options["templates"], options["checkpoint"], record["templates_sha256"])
         diffusion = settings.counts["analogue_diffusion"] + settings.counts["free_diffusion"]
         generator = _loaded("generator", options["checkpoint"]) if diffusion else None
         prepare_folder(partial, record, resume=False)
@@ -118,6 +118,23 @@ def predict_into(composition: str, folder: str, record: dict, options: dict) -> 
         text = str(error).strip().splitlines()
         return "failed", f"{type(error).__name__}: {text[0] if text else ''}".rstrip(": ")
     return ("done", "") if prediction.ranked else ("no_structure", "; ".join(prediction.notes))
+
+
+def _check_resumable(folder: Path, record: dict) -> None:
+    """Refuse (one-line :class:`InputError`) to keep a finished ``folder`` made with other
+    options than ``record``'s (``predict --resume``'s rule)."""
+    import json
+
+    from diffcrystal.prediction_folder import RESUME_KEYS, RUN_NAME
+
+    try:
+        previous = json.loads((folder / RUN_NAME).read_text())
+    except (OSError, ValueError) as error:
+        raise InputError(f"cannot resume {folder}: {RUN_NAME} is unreadable ({error})") from None
+    for key in RESUME_KEYS:
+        if key != "composition" and previous.get(key) != record.get(key):
+            raise InputError(f"cannot resume {folder} with another {key.replace('_', ' ')}: "
+                             f"the run used {previous.get(key)!r}, now {record.get(key)!r}")
 
 
 def _best_row(out: Path, formula: str) -> dict:
@@ -222,6 +239,7 @@ def screen(compositions, client=None, *, out: str | Path = "screen", resume: boo
             if not resume:
                 raise InputError(f"{out / formula} already holds a result; choose another --out, "
                                  "or --resume to keep finished compositions")
+            _check_resumable(out / formula, {**base, "composition": composition})
             row["status"] = "resumed"
         elif (out / formula).exists():
             raise InputError(f"{out / formula} is in the way: it is no finished composition's folder")
@@ -263,6 +281,8 @@ def screen(compositions, client=None, *, out: str | Path = "screen", resume: boo
     for row in rows:
         if row["status"] in ("done", "resumed", "no_structure"):
             row.update(_best_row(out, row["formula"]))
+            if row["status"] == "resumed" and not row["ranked"]:
+                row.update(status="no_structure", reason="nothing ranked in the earlier run (see its candidates.csv)")
     write_csv_atomic(out / SCREEN_NAME, rows, SCREEN_COLUMNS)
     numbers = ("ranked", "energy_per_atom_eV", "score_eV_atom", "e_above_hull_eV_atom")
     return pd.read_csv(out / SCREEN_NAME, keep_default_na=False, na_values={c: [""] for c in numbers},

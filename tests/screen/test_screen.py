@@ -60,6 +60,9 @@ def test_screen_writes_each_folder_and_the_table_failures_included(tmp_path, tab
 
     with pytest.raises(InputError, match="already holds a result"):
         diffcrystal.screen(["CuAu"], in_process_client, out=out, templates=table, potential="emt", settings=SETTINGS)
+    with pytest.raises(InputError, match="cannot resume .*CuAu with another settings"):
+        diffcrystal.screen(["CuAu"], in_process_client, out=out, templates=table, potential="emt", resume=True,
+                           settings=PredictSettings(counts=SETTINGS.counts, seed=1))
     (out / ".PdAg.partial").mkdir()  # left by a killed run: dropped on resume
     again = diffcrystal.screen(["CuAu", "AgPd"], in_process_client, out=out, templates=table, potential="emt",
                                settings=SETTINGS, resume=True, cache_dir=tmp_path / "cache")
