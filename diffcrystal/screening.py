@@ -167,7 +167,7 @@ def start_client(workers: int | None = None, scheduler: str | None = None):
     workers = workers if workers is not None else os.cpu_count() or 1
     if workers < 1:
         raise InputError(f"--workers must be >= 1, got {workers}")
-    cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None,
+    cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=":0",
                            env={"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"})
     return Client(cluster)
 

@@ -28,7 +28,7 @@ def table(tmp_path):
 
 @pytest.fixture
 def in_process_client():
-    with distributed.Client(processes=False, n_workers=1, threads_per_worker=1, dashboard_address=None) as client:
+    with distributed.Client(processes=False, n_workers=1, threads_per_worker=1, dashboard_address=":0") as client:
         yield client
 
 
@@ -126,7 +126,7 @@ def test_a_killed_worker_costs_only_its_task_which_is_retried(tmp_path, table):
             killed["pid"] = int(marker.read_text())
             os.kill(killed["pid"], signal.SIGKILL)
 
-    cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None)
+    cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0")
     with cluster, distributed.Client(cluster) as client:
         client.register_plugin(BlockFirstAttempt("NiAl", str(marker)))
         killer = threading.Thread(target=kill_when_blocked, daemon=True)
