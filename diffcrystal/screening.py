@@ -207,6 +207,8 @@ def screen(compositions, client=None, *, out: str | Path = "screen", resume: boo
     compositions = [str(c).strip() for c in compositions]
     if not compositions:
         raise InputError("screen: no composition given")
+    if client is not None and (workers is not None or scheduler is not None):
+        raise InputError("screen: give a client, or workers / scheduler to make one, not both")
     out = Path(out)
     check_output_folder(out)
     resolve_potential(potential, device)  # an unknown potential fails before any cluster starts

@@ -58,6 +58,8 @@ def test_screen_writes_each_folder_and_the_table_failures_included(tmp_path, tab
     assert [r["status"] for r in rows(out / "screen.csv")] == list(frame["status"])
     before = (out / "CuAu" / "ranked.csv").read_text()
 
+    with pytest.raises(InputError, match="not both"):
+        diffcrystal.screen(["CuAu"], in_process_client, out=out, workers=2, potential="emt")
     with pytest.raises(InputError, match="already holds a result"):
         diffcrystal.screen(["CuAu"], in_process_client, out=out, templates=table, potential="emt", settings=SETTINGS)
     with pytest.raises(InputError, match="cannot resume .*CuAu with another settings"):
