@@ -115,8 +115,8 @@ def predict_into(composition: str, folder: str, record: dict, options: dict) -> 
         partial.rename(folder)
     except Exception as error:  # noqa: BLE001 - reported as the composition's row
         shutil.rmtree(partial, ignore_errors=True)
-        text = str(error).strip().splitlines()
-        return "failed", f"{type(error).__name__}: {text[0] if text else ''}".rstrip(": ")
+        first = (str(error).strip().splitlines() or [""])[0]
+        return "failed", first if isinstance(error, InputError) else f"{type(error).__name__}: {first}".rstrip(": ")
     return ("done", "") if prediction.ranked else ("no_structure", "; ".join(prediction.notes))
 
 

@@ -48,6 +48,7 @@ def test_screen_writes_each_folder_and_the_table_failures_included(tmp_path, tab
     reasons = dict(zip(frame["composition"], frame["reason"]))
     assert "Qq" in reasons["CuQq"] and "Fe" in reasons["Fe2O3"] and "'CuAu'" in reasons["AuCu"]
     assert all("\n" not in reason for reason in reasons.values())
+    assert not reasons["Fe2O3"].startswith("InputError")  # a clear reason, as predict would print it
     best = frame.set_index("composition").loc["CuAu"]
     assert best["matches_known"] == "L10-CuAu" and best["source"] == "template" and best["ranked"] >= 1
     assert (out / best["cif"]).is_file()
