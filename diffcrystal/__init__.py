@@ -35,7 +35,17 @@ _PREDICTION_API = ("predict", "PredictSettings")
 __all__ += list(_PREDICTION_API)
 
 
+_SCREENING_API = ("screen",)
+"""Names re-exported from :mod:`diffcrystal.screening` (many compositions on Dask), also on first use."""
+
+__all__ += list(_SCREENING_API)
+
+
 def __getattr__(name: str):
+    if name in _SCREENING_API:
+        from diffcrystal import screening
+
+        return getattr(screening, name)
     if name in _PREDICTION_API:
         from diffcrystal import prediction
 

@@ -29,6 +29,7 @@ from diffcrystal.errors import InputError
 
 SUBCOMMANDS = {
     "predict": "ranked, relaxed structures of a composition from known analogues and diffusion",
+    "screen": "predict many compositions as tasks on a Dask cluster (local or existing)",
     "sample": "generate candidate crystals with a trained generator",
     "train": "train a generator from a dataset and a config",
     "relax": "relax candidate crystals with a machine-learned potential",

@@ -20,17 +20,25 @@ SOURCE_OPTIONS = {"template": "--templates-n", "analogue_diffusion": "--analogue
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--composition", required=True, help="formula, e.g. YBa2Cu3O7")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="output folder (default: predictions/<formula>, or <formula>-2, ... when taken)")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue an interrupted run in --out (same options; finished relaxations are reused)")
+    add_predict_arguments(parser)
+    parser.add_argument("--workers", type=int, default=1, help="relaxation processes (default 1)")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def add_predict_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of one composition's prediction (candidates, relaxation, ranking, hull,
+    device), shared by ``predict`` and ``screen``; read back with :func:`settings_from`."""
     from diffcrystal.analogues import DEFAULT_MAX_ANALOGUE_DISTANCE
     from diffcrystal.candidates import DEFAULT_COUNTS
     from diffcrystal.potential.funnel import DEFAULT_KEEP_AT_LEAST, DEFAULT_STAGE_STEPS
     from diffcrystal.prediction import PREDICT_FMAX_EV_A, PREDICT_MAX_STEPS
     from diffcrystal.ranking import DEFAULT_DISTANCE_WEIGHT_EV
 
-    parser.add_argument("--composition", required=True, help="formula, e.g. YBa2Cu3O7")
-    parser.add_argument("--out", type=Path, default=None,
-                        help="output folder (default: predictions/<formula>, or <formula>-2, ... when taken)")
-    parser.add_argument("--resume", action="store_true",
-                        help="continue an interrupted run in --out (same options; finished relaxations are reused)")
     parser.add_argument("--checkpoint", default=None, help="CSP generator: a file or bundled name (default mp20_csp)")
     parser.add_argument("--templates", default=None, metavar="TABLE",
                         help="template table with geometry (default: the one shipped with the checkpoint; "
@@ -63,9 +71,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--hull", type=Path, default=None, metavar="DATA",
                         help="dataset of known phases (e.g. mp_20/train.csv) for the energy above the hull")
     parser.add_argument("--seed", type=int, default=0, help="seed of the diffusion samples (default 0)")
-    parser.add_argument("--workers", type=int, default=1, help="relaxation processes (default 1)")
     parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"), help="where the potential runs")
-    parser.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
 def _counts(args: argparse.Namespace) -> dict[str, int]:

@@ -198,6 +198,9 @@ class TrainConfig:
     seed: int = 0
     accelerator: str = "auto"
     devices: str | int = "auto"
+    num_nodes: int = 1
+    """Machines of a multi-node run (each with ``devices`` devices; Lightning reads the ranks
+    from SLURM or torchrun's environment)."""
     strategy: str = "auto"
     """'auto', 'ddp', ... (Lightning); many GPUs work unchanged with 'ddp'."""
     precision: Literal["32-true", "bf16-mixed", "16-mixed", "64-true"] = "32-true"
@@ -220,6 +223,7 @@ class TrainConfig:
         _require(0 <= self.ema_decay < 1, "train.ema_decay", self.ema_decay, "in [0, 1)")
         for name in ("checkpoint_every_n_steps", "log_every_n_steps"):
             _require(getattr(self, name) >= 1, f"train.{name}", getattr(self, name), ">= 1")
+        _require(self.num_nodes >= 1, "train.num_nodes", self.num_nodes, ">= 1")
         if self.num_threads is not None:
             _require(self.num_threads >= 1, "train.num_threads", self.num_threads, ">= 1 or null")
 

@@ -185,6 +185,7 @@ def train(
                 max_steps=train_cfg.max_steps,
                 accelerator=train_cfg.accelerator,
                 devices=train_cfg.devices,
+                num_nodes=train_cfg.num_nodes,
                 strategy=train_cfg.strategy,
                 precision=train_cfg.precision,
                 gradient_clip_val=train_cfg.gradient_clip_val,
