@@ -196,3 +196,17 @@ def resolve_checkpoint(spec: str | Path | None, mode: str, directory: Path = BUN
         f"checkpoint {spec} not found: neither a file nor a bundled model "
         f"({', '.join(sorted(models)) or 'none bundled'})"
     )
+
+
+def checkpoint_train_data(checkpoint: Path) -> list[Path]:
+    """The training data files recorded in ``checkpoint``, found relative to the current folder
+    or to the repository of the bundled models (where the bundled ones were trained);
+    :class:`InputError` naming the first one not found."""
+    recorded = load_checkpoint(checkpoint)[1]["experiment"]["data"]["train"]
+    paths = []
+    for entry in [recorded] if isinstance(recorded, str) else recorded:
+        found = next((p for p in (Path(entry), BUNDLED_DIR.parent / entry) if p.exists()), None)
+        if found is None:
+            raise InputError(f"{checkpoint} was trained on {entry}, which is not found here; pass --train-data")
+        paths.append(found)
+    return paths

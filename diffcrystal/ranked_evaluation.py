@@ -64,7 +64,7 @@ def held_out_validation(checkpoint: str | Path = "mp20_csp"):
     import dataclasses
 
     from diffcrystal.checkpoint import resolve_checkpoint
-    from diffcrystal.cli.evaluate import checkpoint_train_data
+    from diffcrystal.checkpoint import checkpoint_train_data
     from diffcrystal.generator import Generator
     from diffcrystal.training.datamodule import load_split
 

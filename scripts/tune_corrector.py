@@ -28,7 +28,7 @@ from ase.io import write
 
 from diffcrystal.atomic_write import atomic_write_text
 from diffcrystal.checkpoint import resolve_checkpoint
-from diffcrystal.cli.evaluate import checkpoint_train_data
+from diffcrystal.checkpoint import checkpoint_train_data
 from diffcrystal.errors import InputError
 from diffcrystal.evaluation import evaluate
 from diffcrystal.generator import Generator

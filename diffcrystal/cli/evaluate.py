@@ -87,21 +87,6 @@ def default_out(method: str, data: Path) -> Path:
     return DEFAULT_OUT_PARENT / f"{method}_{name}"
 
 
-def checkpoint_train_data(checkpoint: Path) -> list[Path]:
-    """The training data files recorded in ``checkpoint``, found relative to the current folder
-    or to the repository of the bundled models (where the bundled ones were trained)."""
-    from diffcrystal.checkpoint import BUNDLED_DIR, load_checkpoint
-
-    recorded = load_checkpoint(checkpoint)[1]["experiment"]["data"]["train"]
-    paths = []
-    for entry in [recorded] if isinstance(recorded, str) else recorded:
-        found = next((p for p in (Path(entry), BUNDLED_DIR.parent / entry) if p.exists()), None)
-        if found is None:
-            raise InputError(f"{checkpoint} was trained on {entry}, which is not found here; pass --train-data")
-        paths.append(found)
-    return paths
-
-
 def check_arguments(args: argparse.Namespace) -> None:
     """The range and combination checks that need no checkpoint or data (one-line errors)."""
     at_least("--k", args.k, 1)
@@ -158,7 +143,7 @@ def run(args: argparse.Namespace) -> int:
     check_arguments(args)
     if args.ranked:
         return run_ranked_evaluation(args)
-    from diffcrystal.checkpoint import file_sha256, resolve_checkpoint
+    from diffcrystal.checkpoint import checkpoint_train_data, file_sha256, resolve_checkpoint
     from diffcrystal.evaluation import check_output_folder, evaluate
 
     checkpoint = None

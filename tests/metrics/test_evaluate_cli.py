@@ -92,7 +92,7 @@ def test_baseline_without_training_data_is_a_one_line_error(tmp_path, perovskite
 
 def test_baseline_takes_the_training_data_recorded_in_the_checkpoint(shared_data):
     from diffcrystal.checkpoint import bundled_checkpoint
-    from diffcrystal.cli.evaluate import checkpoint_train_data
+    from diffcrystal.checkpoint import checkpoint_train_data
 
     paths = checkpoint_train_data(bundled_checkpoint("perov5_carbon24_csp"))
     assert [(p.parent.name, p.name) for p in paths] == [("perov_5", "train.csv"), ("carbon_24", "train.csv")]
