@@ -359,4 +359,6 @@ def predict(composition: str, *, checkpoint: str | Path | None = None, templates
         notes.append("no candidate relaxed to a minimum or to the step cap: nothing to rank "
                      "(candidates.csv gives each one's status and reason)")
     seconds["total"] = time.perf_counter() - started
-    return Prediction(format_composition(parsed), ranked, ordered, analogues, notes, label, seconds, steps, cap)
+    from diffcrystal.sampling import composition_label
+
+    return Prediction(composition_label(composition), ranked, ordered, analogues, notes, label, seconds, steps, cap)

@@ -136,9 +136,9 @@ def json_safe(value):
 
 
 def run(args: argparse.Namespace) -> int:
-    from diffcrystal.data.composition import format_composition, parse_composition
+    from diffcrystal.data.composition import parse_composition
 
-    composition = parse_composition(args.composition)
+    parse_composition(args.composition)  # a bad formula is a one-line error before anything loads
     settings = settings_from(args)  # every option checked before torch loads
     from diffcrystal.checkpoint import bundled_analogue_table, resolve_checkpoint
     from diffcrystal.potential.calculators import resolve_potential
@@ -154,7 +154,9 @@ def run(args: argparse.Namespace) -> int:
     templates = Path(args.templates) if args.templates else bundled_analogue_table(checkpoint)
     if templates is not None and not templates.is_file():
         raise InputError(f"--templates: no such table file {templates}")
-    out = args.out if args.out is not None else default_folder(format_composition(composition))
+    from diffcrystal.sampling import composition_label
+
+    out = args.out if args.out is not None else default_folder(composition_label(args.composition))
     if args.resume and args.out is None:
         raise InputError("--resume needs --out: the folder of the run to continue")
     record = run_record(args, settings, checkpoint, templates)

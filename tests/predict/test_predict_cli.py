@@ -70,3 +70,13 @@ def test_an_unwritable_out_fails_before_any_work(tmp_path, table, capsys):
     blocker.write_text("not a folder")
     assert main(BASE + ["--templates", str(table), "--out", str(blocker / "sub")]) == 1
     assert "is a file" in capsys.readouterr().err
+
+
+def test_default_folder_is_named_as_the_formula_was_typed(tmp_path, table, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert main(["predict", "--composition", "Au Cu", "--sources", "template", "--potential", "emt", "--quiet",
+                 "--templates", str(table)]) == 0
+    assert (tmp_path / "predictions" / "AuCu" / "ranked.csv").is_file()
+    assert main(["predict", "--composition", "AuCu", "--sources", "template", "--potential", "emt", "--quiet",
+                 "--templates", str(table)]) == 0
+    assert (tmp_path / "predictions" / "AuCu-2" / "ranked.csv").is_file()  # never over an earlier run
