@@ -91,7 +91,7 @@ def analogue_diffusion_candidates(generator, analogues: list[Analogue], n: int, 
     out = []
     for i, (crystal, assignment, analogue) in enumerate(zip(crystals, assignments, chosen)):
         if isinstance(crystal, Crystal):
-            crystal = primitive(break_extra_symmetry(crystal, assignment, seed=i)[0])
+            crystal = reduced_cell(break_extra_symmetry(crystal, assignment, seed=i)[0])
             out.append(_from_analogue(f"analogue-{i:02d}", crystal, "analogue_diffusion", analogue))
     return out
 
@@ -106,15 +106,22 @@ def free_diffusion_candidates(generator, composition: Composition, n: int, formu
         return []
     plans = plan_requests(generator, n, composition, formula_units, seed)
     crystals = _sample(generator, plans, seed, num_steps, progress, None)
-    return [Candidate(f"free-{i:02d}", primitive(c), "free_diffusion") for i, c in enumerate(crystals)
+    return [Candidate(f"free-{i:02d}", reduced_cell(c), "free_diffusion") for i, c in enumerate(crystals)
             if isinstance(c, Crystal)]
 
 
-def primitive(crystal: Crystal) -> Crystal:
-    """The primitive cell of ``crystal`` (pymatgen, default tolerance): a conventional cell
-    sampled on a centred group costs 2-4 times more potential calls than its primitive cell."""
-    reduced = crystal.to_structure().get_primitive_structure()
-    return crystal if len(reduced) == crystal.num_atoms else Crystal.from_structure(reduced, label=crystal.label)
+def reduced_cell(crystal: Crystal) -> Crystal:
+    """``crystal`` in the package's canonical cell (primitive, Niggli-reduced:
+    :func:`~diffcrystal.data.canonical.canonicalize`), as sampled when pymatgen cannot reduce
+    it. A conventional cell sampled on a centred group costs 2-4 times more potential calls
+    than its primitive cell."""
+    from diffcrystal.data.canonical import canonicalize
+    from diffcrystal.data.crystal import CrystalError
+
+    try:
+        return canonicalize(crystal)
+    except CrystalError:
+        return crystal
 
 
 def _sample(generator, plans, seed: int, num_steps: int | None, progress: bool, assignments) -> list:

@@ -218,22 +218,18 @@ def gather_candidates(composition: Composition, generator, library: AnalogueLibr
 
 
 def _group_relaxed(outcomes: list[CandidateOutcome], matcher) -> list[list[CandidateOutcome]]:
-    """Relaxed outcomes grouped by ``matcher`` (each group best score first), converged groups
-    first, then those at the step cap; each part in score order."""
-    groups: list[list[CandidateOutcome]] = []
-    ordered = sorted((o for o in outcomes if o.result is not None and o.result.status in ("converged", "not_converged")
-                      and math.isfinite(o.score) and o.result.atoms is not None),
-                     key=lambda o: (o.result.status != "converged", o.score, o.candidate.label))
-    structures = []
-    for outcome in ordered:
-        structure = outcome.result.crystal.to_structure()
-        for group, representative in zip(groups, structures):
-            if group[0].result.status == outcome.result.status and matcher.fit(representative, structure):
-                group.append(outcome)
-                break
-        else:
-            groups.append([outcome])
-            structures.append(structure)
+    """Relaxed outcomes that are the same crystal, grouped as ``rank`` groups them
+    (:func:`~diffcrystal.potential.rank.deduplicate`): converged groups first, then those at
+    the step cap, each part and each group in score order."""
+    from diffcrystal.potential.rank import deduplicate
+
+    scored = {o.candidate.label: o for o in outcomes if o.result is not None and math.isfinite(o.score)}
+    results = [o.result for o in scored.values()]
+    groups = []
+    for unconverged in (False, True):
+        part = [sorted((scored[label] for label in entry.members), key=lambda o: (o.score, o.candidate.label))
+                for entry in deduplicate(results, matcher, unconverged=unconverged)]
+        groups += sorted(part, key=lambda group: (group[0].score, group[0].candidate.label))
     return groups
 
 

@@ -24,6 +24,7 @@ from pathlib import Path
 from diffcrystal.atomic_write import atomic_write_text
 from diffcrystal.candidates import SOURCES
 from diffcrystal.errors import InputError
+from diffcrystal.output_folder import check_no_earlier_output, earlier_outputs, fresh_folder
 from diffcrystal.potential.io import check_output_folder, write_csv_atomic
 
 RUN_NAME = "run.json"
@@ -50,26 +51,25 @@ def _number(value: float, digits: int = 6) -> str:
     return "" if value is None or not math.isfinite(value) else f"{value:.{digits}f}"
 
 
+PREDICTION_OUTPUTS = (RUN_NAME, CANDIDATES_NAME, RANKED_NAME)
+"""Files whose presence marks a folder as holding a prediction (run.json comes first)."""
+
+
 def default_folder(formula: str, root: Path = Path("predictions")) -> Path:
-    """``predictions/<formula>``, or ``<formula>-2``, ``-3``, ... when that folder is taken."""
-    folder, n = root / formula, 1
-    while folder.exists() and any(folder.iterdir()):
-        n += 1
-        folder = root / f"{formula}-{n}"
-    return folder
+    """``predictions/<formula>``, or ``<formula>-2``, ``-3``, ... when that one holds a prediction."""
+    return fresh_folder(root / formula, PREDICTION_OUTPUTS)
 
 
 def prepare_folder(out_dir: Path, record: dict, resume: bool) -> None:
-    """Check ``out_dir`` before any work and write ``record`` as its run.json. An existing run
-    is refused unless ``resume``; a resumed one must have the same options (one-line
-    :class:`InputError` naming the first difference)."""
+    """Check ``out_dir`` before any work and write ``record`` as its run.json. An earlier
+    prediction there is refused unless ``resume``; a resumed one must have the same options
+    (one-line :class:`InputError` naming the first difference)."""
     out_dir = Path(out_dir)
     check_output_folder(out_dir)
     run_path = out_dir / RUN_NAME
-    occupied = out_dir.is_dir() and any(out_dir.iterdir())
-    if occupied and not resume:
-        raise InputError(f"{out_dir} already holds files; choose another --out, or --resume to continue its run")
-    if resume and run_path.is_file():
+    if not resume:
+        check_no_earlier_output(out_dir, PREDICTION_OUTPUTS, "a prediction (--resume continues it)")
+    elif run_path.is_file():
         try:
             previous = json.loads(run_path.read_text())
         except ValueError as error:
@@ -78,10 +78,39 @@ def prepare_folder(out_dir: Path, record: dict, resume: bool) -> None:
             if previous.get(key) != record.get(key):
                 raise InputError(f"cannot resume {out_dir} with another {key.replace('_', ' ')}: "
                                  f"the run used {previous.get(key)!r}, now {record.get(key)!r}")
-    elif resume and occupied:
-        raise InputError(f"cannot resume {out_dir}: it holds files but no {RUN_NAME}")
+    elif earlier_outputs(out_dir, PREDICTION_OUTPUTS):
+        raise InputError(f"cannot resume {out_dir}: it holds prediction files but no {RUN_NAME}")
     out_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_text(run_path, json.dumps(record, indent=2) + "\n")
+
+
+def json_safe(value):
+    """``value`` with tuples as lists and NaN as ``"nan"`` (so run.json compares equal after a
+    JSON round trip)."""
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    if isinstance(value, float) and value != value:
+        return "nan"
+    return value
+
+
+def run_record(composition: str, potential: str, hull: Path | None, settings, checkpoint: Path,
+               templates: Path | None) -> dict:
+    """What run.json records before any work: the inputs with their SHA-256 and every setting
+    (:data:`RESUME_KEYS` must agree for ``--resume``)."""
+    from dataclasses import asdict
+
+    from diffcrystal.checkpoint import file_sha256
+
+    return {
+        "composition": composition, "checkpoint": str(checkpoint), "checkpoint_sha256": file_sha256(checkpoint),
+        "templates": str(templates) if templates else None,
+        "templates_sha256": file_sha256(templates) if templates else None,
+        "potential": str(potential), "hull": str(hull) if hull else None,
+        "settings": json_safe(asdict(settings)),
+    }
 
 
 def candidate_rows(prediction) -> list[dict]:

@@ -25,7 +25,6 @@ from __future__ import annotations
 import os
 import shutil
 from pathlib import Path
-from types import SimpleNamespace
 
 from diffcrystal.errors import InputError
 from diffcrystal.potential.calculators import DEFAULT_POTENTIAL
@@ -198,11 +197,10 @@ def screen(compositions, client=None, *, out: str | Path = "screen", resume: boo
         raise InputError("screen needs Dask: pip install 'diffcrystal[screen]' (dask[distributed])") from None
 
     from diffcrystal.checkpoint import bundled_analogue_table, resolve_checkpoint
-    from diffcrystal.cli.predict import run_record
     from diffcrystal.data.composition import format_composition, parse_composition
     from diffcrystal.potential.calculators import resolve_potential
     from diffcrystal.potential.io import check_output_folder, write_csv_atomic
-    from diffcrystal.prediction_folder import RANKED_NAME
+    from diffcrystal.prediction_folder import RANKED_NAME, run_record
 
     compositions = [str(c).strip() for c in compositions]
     if not compositions:
@@ -221,8 +219,7 @@ def screen(compositions, client=None, *, out: str | Path = "screen", resume: boo
     options = {"checkpoint": str(checkpoint), "templates": str(templates) if templates else None,
                "potential": potential, "settings": settings, "hull": str(hull) if hull else None,
                "device": device, "cache_dir": str(cache_dir) if cache_dir else None}
-    base = run_record(SimpleNamespace(composition="", potential=potential, hull=hull), settings, checkpoint,
-                      templates)
+    base = run_record("", potential, hull, settings, checkpoint, templates)
 
     rows, todo, first_line = [], {}, {}
     for composition in compositions:

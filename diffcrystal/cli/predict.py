@@ -13,6 +13,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from diffcrystal.cli.funnel_options import add_funnel_arguments, funnel_from
 from diffcrystal.errors import InputError
 
 SOURCE_OPTIONS = {"template": "--templates-n", "analogue_diffusion": "--analogue-samples",
@@ -35,7 +36,6 @@ def add_predict_arguments(parser: argparse.ArgumentParser) -> None:
     device), shared by ``predict`` and ``screen``; read back with :func:`settings_from`."""
     from diffcrystal.analogues import DEFAULT_MAX_ANALOGUE_DISTANCE
     from diffcrystal.candidates import DEFAULT_COUNTS
-    from diffcrystal.potential.funnel import DEFAULT_KEEP_AT_LEAST, DEFAULT_STAGE_STEPS
     from diffcrystal.prediction import PREDICT_FMAX_EV_A, PREDICT_MAX_STEPS
     from diffcrystal.ranking import DEFAULT_DISTANCE_WEIGHT_EV
 
@@ -59,12 +59,7 @@ def add_predict_arguments(parser: argparse.ArgumentParser) -> None:
                         help=f"force threshold in eV/Å (default {PREDICT_FMAX_EV_A})")
     parser.add_argument("--steps", type=int, default=PREDICT_MAX_STEPS,
                         help=f"FIRE step cap per candidate (default {PREDICT_MAX_STEPS})")
-    parser.add_argument("--no-funnel", action="store_true",
-                        help="relax every distinct candidate to the end (slower; the funnel's reference)")
-    parser.add_argument("--funnel-stages", default=",".join(map(str, DEFAULT_STAGE_STEPS)), metavar="S1,S2",
-                        help=f"FIRE steps of each pruning stage (default {','.join(map(str, DEFAULT_STAGE_STEPS))})")
-    parser.add_argument("--keep", type=int, default=DEFAULT_KEEP_AT_LEAST, metavar="K",
-                        help=f"candidates always relaxed to the end (default {DEFAULT_KEEP_AT_LEAST})")
+    add_funnel_arguments(parser)
     parser.add_argument("--distance-weight", type=float, default=DEFAULT_DISTANCE_WEIGHT_EV, metavar="EV",
                         help="ranking score: eV/atom per Mendeleev unit of analogue distance "
                              f"(default {DEFAULT_DISTANCE_WEIGHT_EV}, calibrated on validation)")
@@ -89,50 +84,17 @@ def _counts(args: argparse.Namespace) -> dict[str, int]:
 
 
 def settings_from(args: argparse.Namespace):
-    from diffcrystal.potential.funnel import FunnelSettings
     from diffcrystal.potential.relax import RelaxSettings
     from diffcrystal.prediction import PredictSettings
     from diffcrystal.ranking import RankingScore
 
-    try:
-        stages = tuple(int(s) for s in args.funnel_stages.split(","))
-    except ValueError:
-        raise InputError(f"--funnel-stages must be whole numbers separated by commas, got {args.funnel_stages!r}") from None
     if args.steps < 1:
         raise InputError(f"--steps must be >= 1, got {args.steps}")
     if not args.fmax > 0:
         raise InputError(f"--fmax must be > 0 eV/Å, got {args.fmax}")
-    funnel = None if args.no_funnel else FunnelSettings(stages, keep_at_least=args.keep)
-    if funnel is not None and args.steps <= sum(stages):
-        raise InputError(f"--steps ({args.steps}) must exceed the funnel's stages ({sum(stages)} steps)")
     return PredictSettings(counts=_counts(args), max_analogue_distance=args.max_analogue_distance,
-                           relax=RelaxSettings(fmax=args.fmax, max_steps=args.steps), funnel=funnel,
+                           relax=RelaxSettings(fmax=args.fmax, max_steps=args.steps), funnel=funnel_from(args),
                            score=RankingScore(distance_weight=args.distance_weight), seed=args.seed)
-
-
-def run_record(args: argparse.Namespace, settings, checkpoint: Path, templates: Path | None) -> dict:
-    from dataclasses import asdict
-
-    from diffcrystal.checkpoint import file_sha256
-
-    return {
-        "composition": args.composition, "checkpoint": str(checkpoint), "checkpoint_sha256": file_sha256(checkpoint),
-        "templates": str(templates) if templates else None,
-        "templates_sha256": file_sha256(templates) if templates else None,
-        "potential": args.potential, "hull": str(args.hull) if args.hull else None,
-        "settings": json_safe(asdict(settings)),
-    }
-
-
-def json_safe(value):
-    """``value`` with tuples as lists and non-finite floats as strings (JSON round trip)."""
-    if isinstance(value, dict):
-        return {k: json_safe(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [json_safe(v) for v in value]
-    if isinstance(value, float) and value != value:
-        return "nan"
-    return value
 
 
 def run(args: argparse.Namespace) -> int:
@@ -143,7 +105,7 @@ def run(args: argparse.Namespace) -> int:
     from diffcrystal.checkpoint import bundled_analogue_table, resolve_checkpoint
     from diffcrystal.potential.calculators import resolve_potential
     from diffcrystal.prediction import predict
-    from diffcrystal.prediction_folder import default_folder, prepare_folder, write_prediction
+    from diffcrystal.prediction_folder import default_folder, prepare_folder, run_record, write_prediction
 
     resolve_potential(args.potential)
     if args.workers < 1:
@@ -159,7 +121,7 @@ def run(args: argparse.Namespace) -> int:
     out = args.out if args.out is not None else default_folder(composition_label(args.composition))
     if args.resume and args.out is None:
         raise InputError("--resume needs --out: the folder of the run to continue")
-    record = run_record(args, settings, checkpoint, templates)
+    record = run_record(args.composition, args.potential, args.hull, settings, checkpoint, templates)
     prepare_folder(out, record, args.resume)
     prediction = predict(args.composition, checkpoint=checkpoint, templates=templates, potential=args.potential,
                          settings=settings, hull=args.hull, workers=args.workers, device=args.device,

@@ -19,7 +19,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from diffcrystal.errors import InputError
+from diffcrystal.cli.funnel_options import add_funnel_arguments, funnel_from
 from diffcrystal.cli.relax import add_relax_arguments, default_out, device_from, settings_from, status_line
 
 
@@ -33,29 +33,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--hull-max-e-above-hull", type=float, default=None, metavar="EV",
                         help="leave out --hull entries whose own e_above_hull column exceeds EV "
                              "eV/atom (they are counted in the output; default: keep all)")
-    parser.add_argument("--no-funnel", action="store_true",
-                        help="relax every candidate to the end instead of pruning the worse half after "
-                             "--funnel-stages steps (the funnel is off with --trajectory, or when --steps "
-                             "is within its stages)")
-    parser.add_argument("--funnel-stages", default="10,20", metavar="S1,S2",
-                        help="FIRE steps of each pruning stage of the funnel (default 10,20)")
-    parser.add_argument("--keep", type=int, default=3, metavar="K",
-                        help="candidates the funnel always relaxes to the end (default 3)")
-
-
-def funnel_from(args: argparse.Namespace):
-    """The relaxation funnel of the command line (None with ``--no-funnel``, ``--trajectory``, or
-    a ``--steps`` cap within the funnel's stages)."""
-    from diffcrystal.potential.funnel import FunnelSettings
-
-    if args.no_funnel or args.trajectory:
-        return None
-    try:
-        stages = tuple(int(s) for s in args.funnel_stages.split(","))
-    except ValueError:
-        raise InputError(f"--funnel-stages must be whole numbers separated by commas, got {args.funnel_stages!r}") from None
-    funnel = FunnelSettings(stages, keep_at_least=args.keep)
-    return funnel if args.steps > sum(stages) else None  # a short relaxation has nothing to prune
+    add_funnel_arguments(parser)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -64,7 +42,7 @@ def run(args: argparse.Namespace) -> int:
     from diffcrystal.potential.rank import RANK_OUTPUTS, RELAXED_FOLDER, relax_and_rank
 
     settings = settings_from(args)
-    funnel = funnel_from(args)
+    funnel = None if args.trajectory else funnel_from(args)  # trajectories record whole relaxations
     out = default_out(args, "ranked", RANK_OUTPUTS)
     report = relax_and_rank(args.inputs, out, args.potential, settings,
                             workers=args.workers, reference=args.reference,

@@ -325,7 +325,10 @@ class CSPMetrics:
 
 
 @dataclass(frozen=True)
-class _PairJob:
+class PairJob:
+    """One candidate and its target with the matcher settings: a picklable work item for
+    :func:`compare_pair` in worker processes."""
+
     candidate: Crystal | None
     target: Crystal
     stol: float
@@ -335,7 +338,7 @@ class _PairJob:
     max_volume_per_atom_A3: float
 
 
-def _compare_pair(job: _PairJob) -> PairResult:
+def compare_pair(job: PairJob) -> PairResult:
     """Compare one candidate with its target; never raises (errors become data)."""
     if job.candidate is None:
         return PairResult("missing", reason="no candidate")
@@ -370,7 +373,7 @@ def compare_with_target(candidate: Crystal | None, target: Crystal, *, stol: flo
                         max_volume_per_atom_A3: float = PROTOCOL_MAX_VOLUME_PER_ATOM_A3) -> PairResult:
     """One candidate against its target with the protocol's matcher (as :func:`csp_metrics`
     compares each pair), in this process; never raises."""
-    return _compare_pair(_PairJob(candidate, target, stol, angle_tol, ltol, min_distance_A, max_volume_per_atom_A3))
+    return compare_pair(PairJob(candidate, target, stol, angle_tol, ltol, min_distance_A, max_volume_per_atom_A3))
 
 
 def _mean(values: list[float]) -> float | None:
@@ -433,12 +436,12 @@ def csp_metrics(
                 "for every target; mark failed samples with None"
             )
     jobs = [
-        _PairJob(candidate, target, stol, angle_tol, ltol, min_distance_A, max_volume_per_atom_A3)
+        PairJob(candidate, target, stol, angle_tol, ltol, min_distance_A, max_volume_per_atom_A3)
         for candidates, target in zip(predictions, targets)
         for candidate in candidates
     ]
     results = parallel_map(
-        _compare_pair,
+        compare_pair,
         jobs,
         workers=workers,
         progress=progress,

@@ -66,8 +66,8 @@ from diffcrystal.metrics.csp import (
     MATCHER_LTOL,
     MATCHER_STOL,
     PROTOCOL_MAX_VOLUME_PER_ATOM_A3,
-    PairResult,
-    compare_with_target,
+    PairJob,
+    compare_pair,
 )
 from diffcrystal.symmetry import MIN_DISTANCE_A
 
@@ -194,26 +194,6 @@ class PolymorphMetrics:
         )
 
 
-@dataclass(frozen=True)
-class _Comparison:
-    """One (generated, reference) pair with the matcher settings: a picklable work item."""
-
-    generated: Crystal
-    reference: Crystal
-    stol: float
-    angle_tol: float
-    ltol: float
-    min_distance_A: float
-    max_volume_per_atom_A3: float
-
-
-def _compare(job: _Comparison) -> PairResult:
-    return compare_with_target(
-        job.generated, job.reference, stol=job.stol, angle_tol=job.angle_tol, ltol=job.ltol,
-        min_distance_A=job.min_distance_A, max_volume_per_atom_A3=job.max_volume_per_atom_A3,
-    )
-
-
 def polymorph_metrics(
     references: Sequence[Crystal],
     generated: Sequence[Sequence[Crystal | None]],
@@ -275,8 +255,8 @@ def polymorph_metrics(
         for j in generated_of.get(formula, [])
     ]
     results = parallel_map(
-        _compare,
-        [_Comparison(flat[j], references[i], stol, angle_tol, ltol, min_distance_A, max_volume_per_atom_A3)
+        compare_pair,
+        [PairJob(flat[j], references[i], stol, angle_tol, ltol, min_distance_A, max_volume_per_atom_A3)
          for i, j in pairs],
         workers=workers,
         progress=progress,

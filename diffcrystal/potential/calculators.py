@@ -267,7 +267,6 @@ class Potential:
         self.device = device
         self._calculator = calculator
         self._identity: str | None = None
-        self._sevennet_elements: frozenset[str] | None = None
 
     def __repr__(self) -> str:
         return f"Potential({self.label!r}, device={self.device!r})"
@@ -318,22 +317,18 @@ class Potential:
 
     @property
     def elements(self) -> frozenset[str] | None:
-        """Chemical symbols the potential has parameters for, or ``None`` when that is not
-        known without loading the model (CHGNet: most of the table; a fitted model)."""
+        """Chemical symbols the potential has parameters for (SevenNet-0: from its loaded model,
+        which is kept for the relaxation), or ``None`` when not known (CHGNet, a fitted model)."""
         if self.label == "emt":
             from ase.calculators.emt import parameters
 
             return frozenset(parameters)
         if self.label == "sevennet-0":
-            import torch
+            from ase.data import chemical_symbols
 
-            if self._sevennet_elements is None:
-                # The checkpoint inside the installed sevenn wheel, which sevenn itself unpickles to
-                # build the calculator; it holds config objects weights_only=True refuses. Never a
-                # user-supplied file.
-                checkpoint = torch.load(_sevennet_checkpoint(), map_location="cpu", weights_only=False)
-                self._sevennet_elements = frozenset(checkpoint["config"]["chemical_species"])
-            return self._sevennet_elements
+            # the calculator's own type map (atomic number -> model index), read from the loaded
+            # model: no checkpoint is unpickled here, and the model is needed right after anyway
+            return frozenset(chemical_symbols[int(z)] for z in self.calculator.type_map)
         return None
 
     def check_elements(self, items: Iterable[tuple[str, object]]) -> None:

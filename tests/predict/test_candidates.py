@@ -9,7 +9,7 @@ from diffcrystal.candidates import (
     deduplicate_candidates,
     describe_missing_analogues,
     nearest_analogues,
-    primitive,
+    reduced_cell,
     template_candidates,
     template_formula_units,
 )
@@ -45,11 +45,11 @@ def test_duplicates_are_merged_before_relaxing_even_when_rotated_and_shifted():
     assert merged == {"b": "a", "d": "a"}
 
 
-def test_primitive_reduces_a_conventional_cell():
+def test_a_conventional_cell_is_reduced_to_its_primitive_cell():
     conventional = Crystal(np.eye(3) * 4.0, [[0, 0, 0], [0.5, 0.5, 0], [0.5, 0, 0.5], [0, 0.5, 0.5]], [CU] * 4)
-    assert primitive(conventional).num_atoms == 1
-    assert primitive(l10()).num_atoms == 2
-    assert primitive(conventional).volume == pytest.approx(conventional.volume / 4)
+    assert reduced_cell(conventional).num_atoms == 1
+    assert reduced_cell(l10()).num_atoms == 2
+    assert reduced_cell(conventional).volume == pytest.approx(conventional.volume / 4)
 
 
 def test_formula_units_follow_the_templates():

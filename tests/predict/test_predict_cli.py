@@ -41,7 +41,7 @@ def test_predict_writes_the_ranked_answer_and_resumes(tmp_path, table, capsys):
     before = (out / "ranked.csv").read_text()
 
     assert main(BASE + ["--templates", str(table), "--out", str(out)]) == 1  # never overwritten
-    assert "already holds files" in capsys.readouterr().err
+    assert "already holds a prediction" in capsys.readouterr().err
     assert main(BASE + ["--templates", str(table), "--out", str(out), "--resume"]) == 0
     assert (out / "ranked.csv").read_text() == before
     assert main(BASE + ["--templates", str(table), "--out", str(out), "--resume", "--distance-weight", "0.5"]) == 1
@@ -53,7 +53,8 @@ def test_predict_writes_the_ranked_answer_and_resumes(tmp_path, table, capsys):
     (["--sources", "template,magic"], "unknown source 'magic'"),
     (["--templates-n", "-1"], "--templates-n must be >= 0"),
     (["--funnel-stages", "a,b"], "--funnel-stages must be whole numbers"),
-    (["--steps", "5"], "--steps (5) must exceed"),
+    (["--steps", "0"], "--steps must be >= 1"),
+    (["--keep", "0"], "keep at least 1 candidate"),
     (["--potential", "no-such-potential"], "no-such-potential"),
     (["--templates", "/no/such/table.json.gz"], "no such table"),
 ])
@@ -80,3 +81,11 @@ def test_default_folder_is_named_as_the_formula_was_typed(tmp_path, table, monke
     assert main(["predict", "--composition", "AuCu", "--sources", "template", "--potential", "emt", "--quiet",
                  "--templates", str(table)]) == 0
     assert (tmp_path / "predictions" / "AuCu-2" / "ranked.csv").is_file()  # never over an earlier run
+
+
+def test_a_short_step_cap_relaxes_without_the_funnel(tmp_path, table):
+    out = tmp_path / "short"
+    assert main(BASE + ["--templates", str(table), "--out", str(out), "--steps", "20"]) == 0  # within 10 + 20
+    record = json.loads((out / "run.json").read_text())
+    assert record["settings"]["funnel"] is None
+    assert "pruned" not in {row["status"] for row in rows(out / "candidates.csv")}

@@ -100,7 +100,7 @@ def test_a_csv_with_a_composition_column_is_read(tmp_path):
 @pytest.mark.parametrize("content, extra, message", [
     ("CuAu\n", ["--workers", "0"], "--workers must be >= 1"),
     ("CuAu\n", ["--workers", "2", "--scheduler", "tcp://127.0.0.1:1"], "with --scheduler"),
-    ("CuAu\n", ["--steps", "5"], "--steps (5) must exceed"),
+    ("CuAu\n", ["--steps", "0"], "--steps must be >= 1"),
     ("CuAu\n", ["--potential", "no-such-potential"], "no-such-potential"),
     ("# nothing\n", [], "lists no composition"),
     ("id,formula\n1,CuAu\n", [], "needs a 'composition' column"),
