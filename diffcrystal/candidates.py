@@ -10,6 +10,9 @@
 - ``free_diffusion``: unconstrained samples of the generator (new prototypes no template has),
   with the numbers of formula units per cell the templates use (1 when there are none).
 
+When the cell's atom count is given (``num_atoms``, as the CSP benchmarks give it), templates
+with that many atoms come first and free samples have that many atoms.
+
 Every candidate records its source, the analogue behind it and that analogue's Mendeleev
 distance (``nan`` for free samples) and energy above the hull in its own data (``nan`` when
 unknown): the ranking score may use them (:mod:`diffcrystal.ranking`).
@@ -28,7 +31,7 @@ from typing import Literal
 import numpy as np
 
 from diffcrystal.analogues import Analogue, AnalogueLibrary
-from diffcrystal.data.composition import Composition, format_composition
+from diffcrystal.data.composition import Composition, format_composition, reduce
 from diffcrystal.data.crystal import Crystal
 from diffcrystal.errors import InputError
 
@@ -62,10 +65,11 @@ def _from_analogue(label: str, crystal: Crystal, source: Source, analogue: Analo
 
 
 def nearest_analogues(composition: Composition, library: AnalogueLibrary, k: int,
-                      max_distance: float | None) -> list[Analogue]:
+                      max_distance: float | None, num_atoms: int | None = None) -> list[Analogue]:
     """Up to ``k`` nearest analogues of distinct structure type within ``max_distance``
-    Mendeleev units (None: any); empty when the library has none."""
-    return library.distinct_analogues(composition, k, max_distance=max_distance) if k > 0 else []
+    Mendeleev units (None: any), those whose cell has ``num_atoms`` atoms first (None: any
+    count); empty when the library has none."""
+    return library.distinct_analogues(composition, k, num_atoms, max_distance) if k > 0 else []
 
 
 def template_candidates(analogues: list[Analogue]) -> list[Candidate]:
@@ -98,13 +102,14 @@ def analogue_diffusion_candidates(generator, analogues: list[Analogue], n: int, 
 
 def free_diffusion_candidates(generator, composition: Composition, n: int, formula_units: list[int], seed: int,
                               num_steps: int | None = None, progress: bool = False) -> list[Candidate]:
-    """``n`` unconstrained samples of the CSP ``generator``, cycling through ``formula_units``;
-    samples that are no crystal are left out."""
+    """``n`` unconstrained samples of the CSP ``generator``, cycling through ``formula_units``
+    (counted in formula units of the reduced formula, whatever multiple ``composition`` is
+    written as); samples that are no crystal are left out."""
     from diffcrystal.sampling import plan_requests
 
     if n < 1:
         return []
-    plans = plan_requests(generator, n, composition, formula_units, seed)
+    plans = plan_requests(generator, n, reduce(composition), formula_units, seed)
     crystals = _sample(generator, plans, seed, num_steps, progress, None)
     return [Candidate(f"free-{i:02d}", reduced_cell(c), "free_diffusion") for i, c in enumerate(crystals)
             if isinstance(c, Crystal)]
@@ -135,10 +140,26 @@ def _sample(generator, plans, seed: int, num_steps: int | None, progress: bool, 
     return crystals
 
 
+def formula_unit_atoms(composition: Composition) -> int:
+    """Atoms in one formula unit of ``composition`` (its reduced formula), e.g. 13 for YBa2Cu3O7."""
+    return sum(reduce(composition).values())
+
+
+def check_num_atoms(composition: Composition, num_atoms: int | None) -> None:
+    """:class:`InputError` unless ``num_atoms`` (None: not given) is a whole number of
+    ``composition``'s formula units."""
+    if num_atoms is None:
+        return
+    per_unit = formula_unit_atoms(composition)
+    if not (isinstance(num_atoms, int) and num_atoms >= per_unit and num_atoms % per_unit == 0):
+        raise InputError(f"--atoms {num_atoms}: a cell of {format_composition(composition)} holds a whole number of "
+                         f"formula units of {per_unit} atoms ({per_unit}, {2 * per_unit}, {3 * per_unit}, ...)")
+
+
 def template_formula_units(composition: Composition, analogues: list[Analogue], max_atoms: int) -> list[int]:
     """Formula units per cell of the ``analogues``' templates, most common first, within
     ``max_atoms`` atoms per cell; ``[1]`` when none."""
-    per_unit = sum(composition.values()) // math.gcd(*composition.values())
+    per_unit = formula_unit_atoms(composition)
     counts: dict[int, int] = {}
     for analogue in analogues:
         z = analogue.template.num_atoms // per_unit

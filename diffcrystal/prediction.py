@@ -34,11 +34,13 @@ from diffcrystal.candidates import (
     Candidate,
     analogue_diffusion_candidates,
     check_counts,
+    check_num_atoms,
     deduplicate_candidates,
     describe_missing_analogues,
     free_diffusion_candidates,
     nearest_analogues,
     template_candidates,
+    formula_unit_atoms,
     template_formula_units,
 )
 from diffcrystal.data.composition import Composition, format_composition, parse_composition
@@ -47,7 +49,7 @@ from diffcrystal.potential.calculators import DEFAULT_POTENTIAL
 from diffcrystal.potential.funnel import FunnelSettings, relax_funnel
 from diffcrystal.potential.calculators import Potential, resolve_potential
 from diffcrystal.potential.results import RelaxResult, RelaxSettings
-from diffcrystal.ranking import RankingScore
+from diffcrystal.ranking import RankingScore, fits_atom_count
 
 PREDICT_FMAX_EV_A = 0.05
 """Force threshold of ``predict``'s relaxations (eV/Å): enough to order minima that differ by
@@ -184,11 +186,12 @@ def _lost_samples(source: str, wanted: int, got: int) -> list[str]:
 
 
 def gather_candidates(composition: Composition, generator, library: AnalogueLibrary, settings: PredictSettings,
-                      progress: bool = False) -> tuple[list[Candidate], list, list[str]]:
-    """``(candidates, analogues used, notes)`` for ``composition`` (module docstring, step 1)."""
+                      progress: bool = False, num_atoms: int | None = None) -> tuple[list[Candidate], list, list[str]]:
+    """``(candidates, analogues used, notes)`` for ``composition`` (module docstring, step 1);
+    ``num_atoms``: the cell's atom count when the user knows it (None: any)."""
     counts = settings.counts
     wanted = max(counts["template"], counts["analogue_diffusion"])
-    analogues = nearest_analogues(composition, library, wanted, settings.max_analogue_distance)
+    analogues = nearest_analogues(composition, library, wanted, settings.max_analogue_distance, num_atoms)
     notes = []
     if not analogues and wanted:
         notes.append(describe_missing_analogues(composition, library, settings.max_analogue_distance))
@@ -206,7 +209,8 @@ def gather_candidates(composition: Composition, generator, library: AnalogueLibr
             notes += _lost_samples("analogue_diffusion", counts["analogue_diffusion"], len(sampled))
         candidates += sampled
     if generator is not None and free:
-        units = template_formula_units(composition, analogues, generator.statistics.max_atoms)
+        units = ([num_atoms // formula_unit_atoms(composition)] if num_atoms is not None
+                 else template_formula_units(composition, analogues, generator.statistics.max_atoms))
         sampled = free_diffusion_candidates(generator, composition, free, units, settings.seed,
                                             settings.sampler_steps, progress)
         notes += _lost_samples("free_diffusion", free, len(sampled))
@@ -281,7 +285,7 @@ def _hull_energies(ranked: list[RankedStructure], hull: str | Path, potential: P
 def predict(composition: str, *, checkpoint: str | Path | None = None, templates=None,
             potential: str | Potential = DEFAULT_POTENTIAL, settings: PredictSettings = PredictSettings(),
             hull: str | Path | None = None, workers: int = 1, device: str = "cpu", progress: bool = False,
-            cache_dir: str | Path | None = None, generator=None) -> Prediction:
+            cache_dir: str | Path | None = None, generator=None, num_atoms: int | None = None) -> Prediction:
     """Ranked relaxed structures of ``composition`` (module docstring).
 
     Parameters
@@ -299,6 +303,9 @@ def predict(composition: str, *, checkpoint: str | Path | None = None, templates
     workers, device : where the potential runs (processes; ``cpu`` / ``cuda``).
     cache_dir : relaxation cache (None: the default cache folder); a repeated or resumed
         prediction reads finished relaxations from it.
+    num_atoms : atoms in the unit cell when known (e.g. from the measured cell and density; the
+        CSP benchmarks give it): templates of that size come first, free samples have it, and
+        candidates no such cell can hold are charged the score's ``atom_count_weight``.
     """
     from ase import Atoms
 
@@ -307,6 +314,7 @@ def predict(composition: str, *, checkpoint: str | Path | None = None, templates
 
     started = time.perf_counter()
     parsed = parse_composition(composition)
+    check_num_atoms(parsed, num_atoms)
     potential = resolve_potential(potential, device)
     potential.check_elements([(format_composition(parsed), Atoms(numbers=to_atomic_numbers(parsed)))])
     label = potential.label
@@ -320,7 +328,7 @@ def predict(composition: str, *, checkpoint: str | Path | None = None, templates
         if generator.mode != "csp":
             raise InputError(f"{path.name} generates de novo; predict needs a CSP checkpoint")
     seconds = {}
-    candidates, analogues, notes = gather_candidates(parsed, generator, library, settings, progress)
+    candidates, analogues, notes = gather_candidates(parsed, generator, library, settings, progress, num_atoms)
     seconds["candidates"] = time.perf_counter() - started
     distinct, merged = deduplicate_candidates(candidates)
     outcomes = {c.label: CandidateOutcome(c) for c in candidates}
@@ -329,7 +337,8 @@ def predict(composition: str, *, checkpoint: str | Path | None = None, templates
     seconds["deduplicate"] = time.perf_counter() - started - seconds["candidates"]
     items = [(c.label, c.crystal.to_atoms()) for c in distinct]
     score = settings.score
-    offsets = [score.offset(c.analogue_distance, c.template_e_above_hull) for c in distinct]
+    offsets = [score.offset(c.analogue_distance, c.template_e_above_hull, fits_atom_count(c.crystal.num_atoms, num_atoms))
+               for c in distinct]
     relax_start = time.perf_counter()
     if settings.funnel is not None:
         report = relax_funnel(items, potential, settings.relax, settings.funnel, offsets, workers=workers,

@@ -43,7 +43,7 @@ CANDIDATE_COLUMNS = [
     "duplicate_of", "rank", "steps", "energy_per_atom_eV", "score_eV_atom", "space_group", "reason",
 ]
 
-RESUME_KEYS = ("composition", "checkpoint_sha256", "templates_sha256", "potential", "settings", "hull")
+RESUME_KEYS = ("composition", "num_atoms", "checkpoint_sha256", "templates_sha256", "potential", "settings", "hull")
 """run.json entries that must agree for ``--resume``."""
 
 
@@ -97,7 +97,7 @@ def json_safe(value):
 
 
 def run_record(composition: str, potential: str, hull: Path | None, settings, checkpoint: Path,
-               templates: Path | None) -> dict:
+               templates: Path | None, num_atoms: int | None = None) -> dict:
     """What run.json records before any work: the inputs with their SHA-256 and every setting
     (:data:`RESUME_KEYS` must agree for ``--resume``)."""
     from dataclasses import asdict
@@ -105,7 +105,7 @@ def run_record(composition: str, potential: str, hull: Path | None, settings, ch
     from diffcrystal.checkpoint import file_sha256
 
     return {
-        "composition": composition, "checkpoint": str(checkpoint), "checkpoint_sha256": file_sha256(checkpoint),
+        "composition": composition, "num_atoms": num_atoms, "checkpoint": str(checkpoint), "checkpoint_sha256": file_sha256(checkpoint),
         "templates": str(templates) if templates else None,
         "templates_sha256": file_sha256(templates) if templates else None,
         "potential": str(potential), "hull": str(hull) if hull else None,

@@ -1,12 +1,13 @@
 """Scoring ``predict`` as a user meets it: does the top of the ranked answer match the real
 structure? (``diffcrystal evaluate --ranked``, ``scripts/calibrate_ranking.py``.)
 
-For every target crystal, ``predict`` runs on its composition alone (the atom count is not
-given), and each ranked structure and each unrelaxed candidate is compared with the target by
+For every target crystal, ``predict`` runs on its composition alone, or, as the CSP benchmarks
+pose the task, on its composition and its cell's atom count (``given_atoms``), and each ranked structure and each unrelaxed candidate is compared with the target by
 the protocol's matcher (:func:`~diffcrystal.metrics.csp.compare_with_target`). One JSON record
 per target is appended to ``records.jsonl`` as soon as it is done (an interrupted evaluation
 resumes after the last finished target). A record keeps, per ranked structure, the score's
-inputs (relaxed energy per atom, analogue distance, the template's energy above the hull), so
+inputs (relaxed energy per atom, analogue distance, the template's energy above the hull, the
+atom count of its cell), so
 the ranking can be re-scored with other weights without relaxing again
 (:func:`rescored_results`): this is how the weights are calibrated on validation targets.
 
@@ -48,7 +49,7 @@ from diffcrystal.metrics.csp import (
     TargetResult,
     compare_with_target,
 )
-from diffcrystal.ranking import RankingScore
+from diffcrystal.ranking import RankingScore, fits_atom_count
 
 RECORDS_NAME = "records.jsonl"
 
@@ -75,8 +76,10 @@ def held_out_validation(checkpoint: str | Path = "mp20_csp"):
     return path, generator, validation
 
 
-def target_record(target: Crystal, prediction, seconds: float, cpu_seconds: float) -> dict:
-    """The JSON record of one target (module docstring)."""
+def target_record(target: Crystal, prediction, seconds: float, cpu_seconds: float,
+                  given_atoms: int | None = None) -> dict:
+    """The JSON record of one target (module docstring); ``given_atoms``: the atom count
+    ``predict`` was told (None: composition only)."""
     from diffcrystal.data.composition import format_composition
 
     ranked = []
@@ -87,13 +90,13 @@ def target_record(target: Crystal, prediction, seconds: float, cpu_seconds: floa
             "energy_per_atom": entry.energy_per_atom, "converged": entry.converged,
             "analogue_distance": None if math.isnan(c.analogue_distance) else c.analogue_distance,
             "template_e_above_hull": None if math.isnan(c.template_e_above_hull) else c.template_e_above_hull,
-            "space_group": entry.space_group,
+            "space_group": entry.space_group, "num_atoms": c.crystal.num_atoms,
             **_pair(compare_with_target(entry.best.result.crystal, target)),
         })
     candidates = [{"label": o.candidate.label, "source": o.candidate.source, "state": o.status,
                    **_pair(compare_with_target(o.candidate.crystal, target))} for o in prediction.outcomes]
     return {"label": target.label, "formula": format_composition(target.composition), "num_atoms": target.num_atoms,
-            "seconds": round(seconds, 2), "cpu_seconds": round(cpu_seconds, 2), "relax_steps": prediction.relax_steps,
+            "given_atoms": given_atoms, "seconds": round(seconds, 2), "cpu_seconds": round(cpu_seconds, 2), "relax_steps": prediction.relax_steps,
             "relax_steps_cap": prediction.relax_steps_cap, "notes": prediction.notes, "ranked": ranked,
             "candidates": candidates}
 
@@ -112,10 +115,12 @@ def read_records(path: Path) -> list[dict]:
 
 
 def run_ranked(targets: Sequence[Crystal], out_dir: Path, *, library, generator, potential: str, settings,
-               hold_out_self: bool = False, workers: int = 1, progress: bool = True, cache_dir=None) -> list[dict]:
+               hold_out_self: bool = False, workers: int = 1, progress: bool = True, cache_dir=None,
+               give_atom_count: bool = False) -> list[dict]:
     """``predict`` every target's composition; append each record to ``out_dir/records.jsonl``
     (targets already recorded there are skipped). ``hold_out_self``: leave the target's own
-    label out of its templates (validation targets that sit in the template data)."""
+    label out of its templates (validation targets that sit in the template data);
+    ``give_atom_count``: tell ``predict`` the target cell's atom count."""
     from tqdm.auto import tqdm
 
     from diffcrystal.data.composition import format_composition
@@ -138,9 +143,12 @@ def run_ranked(targets: Sequence[Crystal], out_dir: Path, *, library, generator,
             continue
         started, cpu_started = time.perf_counter(), time.process_time()
         templates = library.without({target.label}) if hold_out_self else library
+        given = target.num_atoms if give_atom_count else None
         prediction = predict(format_composition(target.composition), templates=templates, generator=generator,
-                             potential=potential, settings=settings, workers=workers, cache_dir=cache_dir)
-        record = target_record(target, prediction, time.perf_counter() - started, time.process_time() - cpu_started)
+                             potential=potential, settings=settings, workers=workers, cache_dir=cache_dir,
+                             num_atoms=given)
+        record = target_record(target, prediction, time.perf_counter() - started, time.process_time() - cpu_started,
+                               given)
         with path.open("a") as handle:
             handle.write(json.dumps(record) + "\n")
         records.append(record)
@@ -157,7 +165,8 @@ def rescored_results(records: Sequence[dict], score: RankingScore, k: int) -> li
         def key(entry: dict) -> tuple:
             distance = math.nan if entry["analogue_distance"] is None else entry["analogue_distance"]
             stability = math.nan if entry["template_e_above_hull"] is None else entry["template_e_above_hull"]
-            return (not entry["converged"], score(entry["energy_per_atom"], distance, stability), entry["label"])
+            fits = fits_atom_count(entry.get("num_atoms", 0), record.get("given_atoms"))
+            return (not entry["converged"], score(entry["energy_per_atom"], distance, stability, fits), entry["label"])
 
         ranked = sorted(record["ranked"], key=key)[:k]
         pairs = [PairResult(e["status"], rms=e["rms"]) for e in ranked]
@@ -281,7 +290,7 @@ def summary_markdown(summary: RankedSummary, score: RankingScore) -> str:
 
 
 def evaluate_ranked(targets: Sequence[Crystal], out_dir: Path, *, library, generator, potential: str, settings,
-                    k: int, extra: dict, progress: bool = True) -> tuple[Path, str]:
+                    k: int, extra: dict, progress: bool = True, give_atom_count: bool = False) -> tuple[Path, str]:
     """Run (or resume) the ranked evaluation of ``targets`` into ``out_dir`` and write
     ``metrics.json`` (:class:`CSPMetrics` of the top ``k`` under ``settings.score``, with the
     summary of :func:`ranked_metrics` under ``ranked``) and ``metrics.md``."""
@@ -290,12 +299,16 @@ def evaluate_ranked(targets: Sequence[Crystal], out_dir: Path, *, library, gener
     from diffcrystal.atomic_write import atomic_write_text
 
     records = run_ranked(targets, out_dir, library=library, generator=generator, potential=potential,
-                         settings=settings, progress=progress)
+                         settings=settings, progress=progress, give_atom_count=give_atom_count)
+    if any((r.get("given_atoms") is not None) != give_atom_count for r in records):
+        raise InputError(f"{Path(out_dir) / RECORDS_NAME} holds records "
+                         f"{'without' if give_atom_count else 'with'} the atom count given: use another --out")
     wanted = {t.label for t in targets}
     records = [r for r in records if r["label"] in wanted]
     summary = ranked_metrics(records, settings.score, k)
     metrics = protocol_metrics(rescored_results(records, settings.score, k))
-    payload = {**metrics.to_dict(), "ranked": asdict(summary), "score": asdict(settings.score), **extra}
+    payload = {**metrics.to_dict(), "ranked": asdict(summary), "score": asdict(settings.score),
+               "atom_count_given": give_atom_count, **extra}
     atomic_write_text(Path(out_dir) / "metrics.json", json.dumps(payload, indent=1) + "\n")
     text = summary_markdown(summary, settings.score)
     atomic_write_text(Path(out_dir) / "metrics.md", text)

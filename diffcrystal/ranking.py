@@ -1,6 +1,6 @@
 """The score that orders relaxed candidates in ``predict`` (lower is better).
 
-    score = E/atom + w_d · d + w_s · max(e_hull(template), 0)
+    score = E/atom + w_d · d + w_s · max(e_hull(template), 0) + w_n · [N mod n ≠ 0]
 
 - ``E/atom``: the relaxed energy per atom under the ranking potential (eV/atom). Energy alone
   misranks: on MP-20 a universal potential's errors of tens of meV/atom separate polymorphs as
@@ -12,6 +12,8 @@
 - ``e_hull(template)``: the template's own energy above the hull in its data (eV/atom): a
   structure type that is metastable for the analogue is less likely for the target.
   Unknown values count as 0.
+- ``[N mod n ≠ 0]``: when the user gives the cell's atom count ``N`` (as the CSP benchmarks give
+  it), a candidate whose cell of ``n`` atoms no N-atom cell can hold is charged ``w_n``.
 
 The weights are calibrated on validation structures held out of the generator's training
 data, never on test files (``scripts/calibrate_ranking.py``; figures in docs/benchmarks.md,
@@ -40,28 +42,43 @@ DEFAULT_STABILITY_WEIGHT = 0.5
 prediction")."""
 
 
+DEFAULT_ATOM_COUNT_WEIGHT_EV = 0.05
+"""w_n in eV/atom (calibrated on validation: docs/benchmarks.md, "Ranked prediction")."""
+
+
+def fits_atom_count(candidate_atoms: int, num_atoms: int | None) -> bool:
+    """Whether a cell of ``num_atoms`` atoms (None: not given) can hold a crystal whose cell has
+    ``candidate_atoms``: ``num_atoms`` is a whole multiple of it (a supercell)."""
+    return num_atoms is None or (candidate_atoms > 0 and num_atoms % candidate_atoms == 0)
+
+
 @dataclass(frozen=True)
 class RankingScore:
     """Weights of the ranking score (module docstring): ``distance_weight`` (eV/atom per
-    Mendeleev unit), ``free_distance`` (Mendeleev units), ``stability_weight`` (dimensionless)."""
+    Mendeleev unit), ``free_distance`` (Mendeleev units), ``stability_weight`` (dimensionless),
+    ``atom_count_weight`` (eV/atom)."""
 
     distance_weight: float = DEFAULT_DISTANCE_WEIGHT_EV
     free_distance: float = DEFAULT_FREE_DISTANCE
     stability_weight: float = DEFAULT_STABILITY_WEIGHT
+    atom_count_weight: float = DEFAULT_ATOM_COUNT_WEIGHT_EV
 
     def __post_init__(self) -> None:
-        for name in ("distance_weight", "free_distance", "stability_weight"):
+        for name in ("distance_weight", "free_distance", "stability_weight", "atom_count_weight"):
             value = getattr(self, name)
             if not (math.isfinite(value) and value >= 0):
                 raise InputError(f"ranking score {name.replace('_', ' ')} must be a finite number >= 0, got {value}")
 
-    def offset(self, analogue_distance: float, template_e_above_hull: float = math.nan) -> float:
-        """The score's prior part, ``w_d · d + w_s · max(e_hull, 0)``, in eV/atom."""
+    def offset(self, analogue_distance: float, template_e_above_hull: float = math.nan,
+               fits_atoms: bool = True) -> float:
+        """The score's prior part, ``w_d · d + w_s · max(e_hull, 0) + w_n · [not fits_atoms]``,
+        in eV/atom (``fits_atoms``: :func:`fits_atom_count`)."""
         distance = analogue_distance if math.isfinite(analogue_distance) else self.free_distance
         stability = max(template_e_above_hull, 0.0) if math.isfinite(template_e_above_hull) else 0.0
-        return self.distance_weight * distance + self.stability_weight * stability
+        misfit = 0.0 if fits_atoms else self.atom_count_weight
+        return self.distance_weight * distance + self.stability_weight * stability + misfit
 
     def __call__(self, energy_per_atom: float, analogue_distance: float,
-                 template_e_above_hull: float = math.nan) -> float:
+                 template_e_above_hull: float = math.nan, fits_atoms: bool = True) -> float:
         """The score of a candidate relaxed to ``energy_per_atom`` (eV/atom)."""
-        return energy_per_atom + self.offset(analogue_distance, template_e_above_hull)
+        return energy_per_atom + self.offset(analogue_distance, template_e_above_hull, fits_atoms)

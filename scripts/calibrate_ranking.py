@@ -9,7 +9,8 @@ for each, against the nearest template alone:
 
     OMP_NUM_THREADS=1 python scripts/calibrate_ranking.py --every 20 --limit 80 --out runs/calibrate
 
-Writes ``records.jsonl`` (resumable) and ``calibration.json`` (the grid, best first).
+``--atom-count`` tells ``predict`` each target cell's atom count (``predict --atoms``, as the CSP
+benchmarks pose the task) and adds the atom-count weight w_n to the grid. Writes ``records.jsonl`` (resumable) and ``calibration.json`` (the grid, best first).
 """
 
 from __future__ import annotations
@@ -31,19 +32,22 @@ DISTANCE_WEIGHTS = (0.0, 0.0025, 0.005, 0.01, 0.02, 0.04, 0.08)
 """Grid of w_d (eV/atom per Mendeleev unit)."""
 FREE_DISTANCES = (4.0, 8.0, 16.0)
 """Grid of the distance charged to free diffusion samples (Mendeleev units)."""
-STABILITY_WEIGHTS = (0.0, 0.5, 1.0)
+STABILITY_WEIGHTS = (0.0, 0.25, 0.5, 1.0)
 """Grid of w_s (dimensionless)."""
+ATOM_COUNT_WEIGHTS = (0.0, 0.01, 0.02, 0.05, 0.1, 1.0)
+"""Grid of w_n (eV/atom), searched when the records were made with the atom count given."""
 
 
 def grid(records: list[dict], k: int) -> list[dict]:
     """Ranked figures for every weight combination, best first (precise @1, then matched @1, then @k)."""
+    atom_weights = ATOM_COUNT_WEIGHTS if any(r.get("given_atoms") is not None for r in records) else (0.0,)
     rows = []
-    for w_d, free, w_s in itertools.product(DISTANCE_WEIGHTS, FREE_DISTANCES, STABILITY_WEIGHTS):
-        summary = ranked_metrics(records, RankingScore(w_d, free, w_s), k)
+    for w_d, free, w_s, w_n in itertools.product(DISTANCE_WEIGHTS, FREE_DISTANCES, STABILITY_WEIGHTS, atom_weights):
+        summary = ranked_metrics(records, RankingScore(w_d, free, w_s, w_n), k)
         rows.append({"distance_weight": w_d, "free_distance": free, "stability_weight": w_s,
-                     "at_1": summary.at_1, "at_k": summary.at_k})
+                     "atom_count_weight": w_n, "at_1": summary.at_1, "at_k": summary.at_k})
     rows.sort(key=lambda r: (-r["at_1"]["precise_0.1"], -r["at_1"]["matched"], -r["at_k"]["matched"],
-                             r["distance_weight"], r["stability_weight"], r["free_distance"]))
+                             r["distance_weight"], r["stability_weight"], r["atom_count_weight"], r["free_distance"]))
     return rows
 
 
@@ -55,6 +59,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--k", type=int, default=5, help="ranked @k besides @1")
     parser.add_argument("--potential", default="sevennet-0")
     parser.add_argument("--out", type=Path, required=True, help="folder for records.jsonl and calibration.json")
+    parser.add_argument("--atom-count", action="store_true",
+                        help="tell predict each target cell's atom count (predict --atoms) and calibrate w_n too")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
     try:
@@ -64,7 +70,8 @@ def main(argv: list[str] | None = None) -> int:
             raise InputError(f"{checkpoint}: no validation structures to calibrate on")
         library = load_library(bundled_analogue_table(checkpoint), checkpoint)
         records = run_ranked(targets, args.out, library=library, generator=generator, potential=args.potential,
-                             settings=PredictSettings(), hold_out_self=True, progress=not args.quiet)
+                             settings=PredictSettings(), hold_out_self=True, progress=not args.quiet,
+                             give_atom_count=args.atom_count)
     except InputError as error:
         print(f"calibrate_ranking: error: {error}", file=sys.stderr)
         return 1
@@ -78,9 +85,10 @@ def main(argv: list[str] | None = None) -> int:
     nearest = default.sources_at_1["template"]
     print(f"{len(records)} validation targets; nearest template alone @1: {nearest['matched']:.1f} % matched, "
           f"{nearest['precise_0.1']:.1f} % precise; {default.seconds_per_target:.1f} s per target")
-    print(f"{'w_d':>7} {'free':>5} {'w_s':>4}  @1 matched / precise   @{args.k} matched / precise")
+    print(f"{'w_d':>7} {'free':>5} {'w_s':>4} {'w_n':>4}  @1 matched / precise   @{args.k} matched / precise")
     for row in rows[:12]:
-        print(f"{row['distance_weight']:>7g} {row['free_distance']:>5g} {row['stability_weight']:>4g}  "
+        print(f"{row['distance_weight']:>7g} {row['free_distance']:>5g} {row['stability_weight']:>4g} "
+              f"{row['atom_count_weight']:>4g}  "
               f"{row['at_1']['matched']:>6.1f} / {row['at_1']['precise_0.1']:>5.1f}         "
               f"{row['at_k']['matched']:>6.1f} / {row['at_k']['precise_0.1']:>5.1f}")
     return 0

@@ -74,6 +74,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
                              "goes through templates, diffusion, relaxation and ranking; the top --k ranked "
                              "structures are scored (resumable: records.jsonl in --out)")
     parser.add_argument("--potential", default="sevennet-0", help="--ranked: relaxes and ranks (default sevennet-0)")
+    parser.add_argument("--atom-count", action="store_true",
+                        help="--ranked: tell predict each target cell's atom count too (`predict --atoms`), as the CSP "
+                             "benchmarks pose the task; without it, the composition alone")
     parser.add_argument("--every", type=int, default=1, metavar="N",
                         help="use every N-th test structure (after --offset, before --limit)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -97,6 +100,8 @@ def check_arguments(args: argparse.Namespace) -> None:
     at_least("--batch-size", args.batch_size, 1)
     at_least("--workers", args.workers, 0)
     at_least("--steps", args.steps, 1)
+    if args.atom_count and not args.ranked:
+        raise InputError("--atom-count tells predict the atom count: it goes with --ranked")
     if args.baseline is not None:
         for option, value in (("--corrector-step-lr", args.corrector_step_lr), ("--device", args.device)):
             if value is not None:
@@ -133,7 +138,8 @@ def run_ranked_evaluation(args: argparse.Namespace) -> int:
              "checkpoint_sha256": file_sha256(checkpoint), "potential": args.potential, "offset": args.offset,
              "every": args.every}
     path, text = evaluate_ranked(targets, out, library=library, generator=generator, potential=args.potential,
-                                 settings=settings, k=args.k, extra=extra, progress=not args.quiet)
+                                 settings=settings, k=args.k, extra=extra, progress=not args.quiet,
+                                 give_atom_count=args.atom_count)
     print(text)
     print(f"details in {path}")
     return 0

@@ -22,6 +22,9 @@ SOURCE_OPTIONS = {"template": "--templates-n", "analogue_diffusion": "--analogue
 
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--composition", required=True, help="formula, e.g. YBa2Cu3O7")
+    parser.add_argument("--atoms", type=int, default=None, metavar="N",
+                        help="atoms in the unit cell, when known (e.g. from the measured cell volume and density): "
+                             "templates of that size come first and the ranking prefers cells of N atoms")
     parser.add_argument("--out", type=Path, default=None,
                         help="output folder (default: predictions/<formula>, or <formula>-2, ... when taken)")
     parser.add_argument("--resume", action="store_true",
@@ -100,7 +103,9 @@ def settings_from(args: argparse.Namespace):
 def run(args: argparse.Namespace) -> int:
     from diffcrystal.data.composition import parse_composition
 
-    parse_composition(args.composition)  # a bad formula is a one-line error before anything loads
+    from diffcrystal.candidates import check_num_atoms
+
+    check_num_atoms(parse_composition(args.composition), args.atoms)  # one-line errors before anything loads
     settings = settings_from(args)  # every option checked before torch loads
     from diffcrystal.checkpoint import bundled_analogue_table, resolve_checkpoint
     from diffcrystal.potential.calculators import resolve_potential
@@ -121,11 +126,11 @@ def run(args: argparse.Namespace) -> int:
     out = args.out if args.out is not None else default_folder(composition_label(args.composition))
     if args.resume and args.out is None:
         raise InputError("--resume needs --out: the folder of the run to continue")
-    record = run_record(args.composition, args.potential, args.hull, settings, checkpoint, templates)
+    record = run_record(args.composition, args.potential, args.hull, settings, checkpoint, templates, args.atoms)
     prepare_folder(out, record, args.resume)
     prediction = predict(args.composition, checkpoint=checkpoint, templates=templates, potential=args.potential,
                          settings=settings, hull=args.hull, workers=args.workers, device=args.device,
-                         progress=not args.quiet)
+                         progress=not args.quiet, num_atoms=args.atoms)
     write_prediction(prediction, out, record)
     for note in prediction.notes:
         print(f"note: {note}")

@@ -23,6 +23,8 @@ True
 
 from __future__ import annotations
 
+import math
+
 import re
 
 from ase.data import chemical_symbols
@@ -163,6 +165,13 @@ def multiply(composition: Composition, formula_units: int) -> Composition:
             f"number of formula units Z must be an integer >= 1, got {formula_units!r}"
         )
     return {z: count * formula_units for z, count in sorted(composition.items())}
+
+
+def reduce(composition: Composition) -> Composition:
+    """One formula unit of ``composition``: its counts divided by their greatest common divisor
+    (``Ga4Te4`` -> ``GaTe``)."""
+    divisor = math.gcd(*composition.values())
+    return {z: count // divisor for z, count in sorted(composition.items())}
 
 
 def to_atomic_numbers(composition: Composition) -> list[int]:

@@ -81,3 +81,43 @@ def test_a_library_without_a_label_has_one_template_less():
     smaller = library.without({"L10-CuAu"})
     assert len(smaller) == len(library) - 1
     assert "L10-CuAu" not in [a.template.label for a in smaller.analogues({CU: 1, AU: 1})]
+
+
+def test_a_given_atom_count_puts_templates_of_that_size_first():
+    from tests.predict.structures import b2, rock_salt
+
+    # a 4-atom cell of another structure type (AABB stacking)
+    four = Crystal(np.diag([4.0, 4.0, 6.0]), [[0, 0, 0], [0.5, 0.5, 0.25], [0, 0, 0.5], [0.5, 0.5, 0.75]],
+                   [AU, CU, CU, AU], label="AABB-4", properties={"e_above_hull": 0.0})
+    from diffcrystal.analogues import AnalogueLibrary
+
+    library = AnalogueLibrary.from_crystals([b2(), l10(), rock_salt(), four])
+    anyhow = nearest_analogues({CU: 1, AU: 1}, library, 4, max_distance=None)
+    assert anyhow[0].template.label == "L10-CuAu"
+    sized = nearest_analogues({CU: 1, AU: 1}, library, 4, max_distance=None, num_atoms=4)
+    assert sized[0].template.label == "AABB-4" and sized[0].template.num_atoms == 4
+    assert {a.template.label for a in sized} == {a.template.label for a in anyhow}  # the others still follow
+
+
+@pytest.mark.parametrize("composition, num_atoms, ok", [({CU: 1, AU: 1}, 2, True), ({CU: 2, AU: 2}, 6, True),
+                                                        ({CU: 1, AU: 3}, 6, False), ({CU: 1, AU: 1}, 0, False),
+                                                        ({CU: 1, AU: 1}, None, True)])
+def test_the_atom_count_must_be_whole_formula_units(composition, num_atoms, ok):
+    from diffcrystal.candidates import check_num_atoms
+
+    if ok:
+        check_num_atoms(composition, num_atoms)
+    else:
+        with pytest.raises(InputError, match="whole number of formula units of 4 atoms|formula units of 2 atoms"):
+            check_num_atoms(composition, num_atoms)
+
+
+def test_free_samples_count_formula_units_of_the_reduced_formula():
+    """Ga4Te4 written out or GaTe: Z counts GaTe units, so Z = 2 is a 4-atom cell, not 16."""
+    from diffcrystal.candidates import formula_unit_atoms
+    from diffcrystal.data.composition import reduce
+
+    assert reduce({31: 4, 52: 4}) == {31: 1, 52: 1}
+    assert reduce({8: 14, 39: 2, 56: 4, 29: 6}) == {8: 7, 29: 3, 39: 1, 56: 2}
+    assert formula_unit_atoms({31: 4, 52: 4}) == 2
+    assert formula_unit_atoms({8: 7, 29: 3, 39: 1, 56: 2}) == 13

@@ -46,6 +46,8 @@ def test_predict_writes_the_ranked_answer_and_resumes(tmp_path, table, capsys):
     assert (out / "ranked.csv").read_text() == before
     assert main(BASE + ["--templates", str(table), "--out", str(out), "--resume", "--distance-weight", "0.5"]) == 1
     assert "another settings" in capsys.readouterr().err
+    assert main(BASE + ["--templates", str(table), "--out", str(out), "--resume", "--atoms", "4"]) == 1
+    assert "another num atoms" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("extra, message", [
@@ -57,6 +59,7 @@ def test_predict_writes_the_ranked_answer_and_resumes(tmp_path, table, capsys):
     (["--keep", "0"], "keep at least 1 candidate"),
     (["--potential", "no-such-potential"], "no-such-potential"),
     (["--templates", "/no/such/table.json.gz"], "no such table"),
+    (["--atoms", "3"], "--atoms 3: a cell of CuAu holds a whole number of formula units of 2 atoms"),
 ])
 def test_bad_options_are_one_line_errors(tmp_path, table, capsys, extra, message):
     args = BASE + ["--templates", str(table), "--out", str(tmp_path / "x")] + extra

@@ -79,3 +79,33 @@ def test_an_assignment_only_table_is_refused(tmp_path):
     path.write_bytes(gzip.compress(json.dumps({"format": "diffcrystal-analogue-table-1", "templates": []}).encode()))
     with pytest.raises(InputError):
         predict("CuAu", templates=path, potential="emt", settings=PredictSettings(counts=TEMPLATES_ONLY))
+
+
+def test_a_given_atom_count_ranks_cells_of_that_size_first(tmp_path):
+    """Told the cell has 4 atoms, the 4-atom template (AABB stacking) is the first candidate; a
+    2-atom cell still fits 4 atoms, so EMT's lowest, L1_0, stays first; a cell the given count
+    cannot hold is charged the atom-count weight."""
+    from diffcrystal.analogues import AnalogueLibrary
+    from diffcrystal.data.crystal import Crystal
+    from diffcrystal.ranking import RankingScore
+    import numpy as np
+
+    from tests.predict.structures import AU, CU, b2, rock_salt
+
+    four = Crystal(np.diag([2.9, 2.9, 5.8]), [[0, 0, 0], [0.5, 0.5, 0.25], [0, 0, 0.5], [0.5, 0.5, 0.75]],
+                   [AU, CU, CU, AU], label="AABB-4", properties={"e_above_hull": 0.0})
+    library = AnalogueLibrary.from_crystals([b2(), l10(), rock_salt(), four])
+    settings = PredictSettings(counts={"template": 2, "analogue_diffusion": 0, "free_diffusion": 0}, funnel=None,
+                               score=RankingScore(atom_count_weight=1.0))
+    untold = predict("CuAu", templates=library, potential="emt", settings=settings, cache_dir=tmp_path)
+    told = predict("CuAu", templates=library, potential="emt", settings=settings, cache_dir=tmp_path, num_atoms=4)
+    assert untold.outcomes[0].candidate.analogue == "L10-CuAu"
+    assert told.outcomes[0].candidate.analogue == "AABB-4"  # the 4-atom template comes first
+    assert {o.candidate.analogue for o in told.outcomes} == {"AABB-4", "L10-CuAu"}
+    assert told.ranked[0].matches_known == "L10-CuAu"  # a 2-atom cell fits a 4-atom one: energy decides
+    with pytest.raises(InputError, match="--atoms 3"):
+        predict("CuAu", templates=library, potential="emt", settings=settings, cache_dir=tmp_path, num_atoms=3)
+    misfit = predict("CuAu", templates=AnalogueLibrary.from_crystals([four]), potential="emt", settings=settings,
+                     cache_dir=tmp_path, num_atoms=2)  # a 2-atom cell cannot hold the 4-atom one: charged 1 eV/atom
+    best = misfit.ranked[0]
+    assert best.score == pytest.approx(best.energy_per_atom + best.best.candidate.analogue_distance * 0.01 + 1.0)

@@ -57,3 +57,49 @@ def test_torn_last_line_is_ignored(tmp_path):
     path = tmp_path / "records.jsonl"
     path.write_text(json.dumps(RECORDS[0]) + "\n" + '{"label": "t2", "form')
     assert [r["label"] for r in read_records(path)] == ["t1"]
+
+
+def test_rescoring_charges_cells_that_do_not_fit_the_given_atom_count():
+    low_but_wrong_size = dict(entry("a", -3.02, 0.0), num_atoms=3)
+    right_size = dict(entry("b", -3.00, 0.0, "match", 0.05), num_atoms=2)
+    given = dict(record("t", "CuAu", [low_but_wrong_size, right_size]), given_atoms=4)
+    untold = dict(given, given_atoms=None)
+    weight = RankingScore(distance_weight=0.0, stability_weight=0.0, atom_count_weight=0.05)
+    assert rescored_results([given], weight, k=1)[0].matched_at_1  # 4 atoms hold 2x2, not 3
+    assert not rescored_results([untold], weight, k=1)[0].matched_at_1
+    assert not rescored_results([given], RankingScore(0.0, stability_weight=0.0, atom_count_weight=0.0), k=1)[0].matched_at_1
+
+
+@pytest.mark.slow
+def test_evaluate_ranked_with_the_atom_count_end_to_end(tmp_path, capsys):
+    """`evaluate --ranked --atom-count` on two CuAu cells (EMT, templates only): predict is told
+    each cell's atom count, the records say so, and a folder of the other protocol is refused."""
+    import json
+
+    from ase.io import write
+
+    from diffcrystal.cli.main import main
+    from tests.predict.structures import l10
+
+    targets = [l10(label="CuAu-a"), l10(a=4.0, c=3.7, label="CuAu-b")]
+    data = tmp_path / "targets.extxyz"
+    atoms = []
+    for crystal in targets:
+        a = crystal.to_atoms()
+        a.info["label"] = crystal.label
+        atoms.append(a)
+    write(data, atoms, format="extxyz")
+    out = tmp_path / "ranked"
+    base = ["evaluate", "--ranked", "--potential", "emt", "--data", str(data), "--k", "2", "--quiet",
+            "--out", str(out)]
+    assert main(base + ["--atom-count"]) == 0
+    records = [json.loads(line) for line in (out / "records.jsonl").read_text().splitlines()]
+    assert [r["given_atoms"] for r in records] == [2, 2]
+    assert all(all("num_atoms" in e for e in r["ranked"]) for r in records)
+    report = json.loads((out / "metrics.json").read_text())
+    assert report["atom_count_given"] is True and report["score"]["atom_count_weight"] >= 0
+    assert main(base) == 1
+    assert "holds records with the atom count given" in capsys.readouterr().err
+    assert main(["evaluate", "--checkpoint", "mp20_csp", "--data", str(data), "--atom-count", "--out",
+                 str(tmp_path / "x")]) == 1
+    assert "--atom-count" in capsys.readouterr().err

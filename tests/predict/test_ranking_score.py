@@ -27,3 +27,19 @@ def test_score_orders_a_near_template_above_a_slightly_lower_far_one():
 def test_bad_weights_are_one_line_errors(field, value):
     with pytest.raises(InputError, match=field.replace("_", " ")):
         RankingScore(**{field: value})
+
+
+@pytest.mark.parametrize("candidate_atoms, num_atoms, fits", [(4, 8, True), (8, 8, True), (3, 8, False),
+                                                              (16, 8, False), (5, None, True)])
+def test_a_cell_fits_the_given_atom_count_when_it_is_a_whole_multiple(candidate_atoms, num_atoms, fits):
+    from diffcrystal.ranking import fits_atom_count
+
+    assert fits_atom_count(candidate_atoms, num_atoms) is fits
+
+
+def test_a_candidate_the_given_cell_cannot_hold_is_charged_the_atom_count_weight():
+    score = RankingScore(distance_weight=0.0, stability_weight=0.0, atom_count_weight=0.05)
+    assert score(-3.0, 1.0, fits_atoms=False) == pytest.approx(-2.95)
+    assert score(-3.0, 1.0, fits_atoms=True) == pytest.approx(-3.0)
+    # a misfit 0.04 eV/atom lower in energy still ranks below one that fits
+    assert score(-3.04, 1.0, fits_atoms=False) > score(-3.0, 1.0, fits_atoms=True)
