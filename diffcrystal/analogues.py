@@ -26,6 +26,14 @@ file (:meth:`AnalogueLibrary.write_table` / :meth:`AnalogueLibrary.from_table`, 
 what a checkpoint ships). A table of format 2 keeps each template's geometry (lattice rows in
 Å, fractional coordinates, atomic numbers), so the substituted templates themselves are
 candidates (``diffcrystal predict``); format 1 tables hold only the assignments.
+
+**Structure-type votes** (:meth:`AnalogueLibrary.type_votes`): the nearest analogues vote for
+their structure type (space group and Wyckoff sites with the target's species), each with
+weight ``exp(-d / scale)``; a type's vote is its share of the total. A type that many near
+analogues adopt is likelier than the single nearest one's (a k-nearest-neighbour prior): over
+158 held-out validation structures the type with the most votes among the 10 nearest (scale 1)
+matched 68.4 % of targets against 62.7 % for the nearest analogue's (docs/benchmarks.md,
+"Ranked prediction").
 """
 
 from __future__ import annotations
@@ -60,6 +68,12 @@ LATTICE_DECIMALS = 6
 
 FRAC_DECIMALS = 7
 """Decimals of a template's fractional coordinates in a table file."""
+
+VOTING_ANALOGUES = 10
+"""How many nearest analogues vote in :meth:`AnalogueLibrary.type_votes` (chosen on validation)."""
+
+VOTE_DISTANCE_SCALE = 1.0
+"""Mendeleev units: an analogue at distance d votes with weight exp(-d / scale) (chosen on validation)."""
 
 DEFAULT_MAX_ANALOGUE_DISTANCE = 8.0
 """Farthest analogue ``sample --analogues`` uses unless told otherwise (Mendeleev units).
@@ -144,6 +158,12 @@ class Analogue:
         return WyckoffAssignment(own.spacegroup, tuple(Orbit(self.species_map[o.atomic_number], o.site)
                                                         for o in own.orbits))
 
+    def structure_type(self) -> tuple:
+        """``(space group, sorted (element, Wyckoff site) pairs)`` with the target's species:
+        two analogues of one type give the same crystal up to lattice and free parameters."""
+        assignment = self.assignment()
+        return assignment.spacegroup, tuple(sorted((o.atomic_number, o.site) for o in assignment.orbits))
+
 
 class AnalogueLibrary:
     """Templates indexed by formula type (see the module docstring). ``assignments``: the
@@ -211,14 +231,25 @@ class AnalogueLibrary:
         for analogue in self.analogues(composition, num_atoms):
             if max_distance is not None and analogue.distance > max_distance:
                 continue
-            assignment = analogue.assignment()
-            kind = (assignment.spacegroup, tuple(sorted((o.atomic_number, o.site) for o in assignment.orbits)))
+            kind = analogue.structure_type()
             if kind not in seen:
                 seen.add(kind)
                 chosen.append(analogue)
                 if len(chosen) == k:
                     break
         return chosen
+
+    def type_votes(self, composition: Composition, num_atoms: int | None = None, nearest: int = VOTING_ANALOGUES,
+                   scale: float = VOTE_DISTANCE_SCALE) -> dict[tuple, float]:
+        """Each structure type's share of the votes of the ``nearest`` analogues (in the order of
+        :meth:`analogues`), an analogue at distance ``d`` voting ``exp(-d / scale)``
+        (module docstring); the shares sum to 1, empty when there is no analogue."""
+        votes: dict[tuple, float] = {}
+        for analogue in self.analogues(composition, num_atoms)[:nearest]:
+            kind = analogue.structure_type()
+            votes[kind] = votes.get(kind, 0.0) + math.exp(-analogue.distance / scale)
+        total = sum(votes.values())
+        return {kind: vote / total for kind, vote in votes.items()}
 
     def candidates_for(self, target: Crystal, k: int) -> list[Analogue]:
         """``k`` analogues for a CSP target cell: the nearest of distinct structure types with

@@ -14,8 +14,10 @@ When the cell's atom count is given (``num_atoms``, as the CSP benchmarks give i
 with that many atoms come first and free samples have that many atoms.
 
 Every candidate records its source, the analogue behind it and that analogue's Mendeleev
-distance (``nan`` for free samples) and energy above the hull in its own data (``nan`` when
-unknown): the ranking score may use them (:mod:`diffcrystal.ranking`).
+distance (``nan`` for free samples), energy above the hull in its own data (``nan`` when
+unknown) and its structure type's share of the nearest analogues' votes
+(:meth:`~diffcrystal.analogues.AnalogueLibrary.type_votes`; 0 for free samples): the ranking
+score uses them (:mod:`diffcrystal.ranking`).
 
 Before any relaxation, candidates that pymatgen's ``StructureMatcher`` calls the same crystal
 are merged (:func:`deduplicate_candidates`): the first in source order is relaxed, the others
@@ -47,8 +49,9 @@ DEFAULT_COUNTS: dict[Source, int] = {"template": 8, "analogue_diffusion": 3, "fr
 class Candidate:
     """One candidate crystal: ``label`` (unique in a run), the ``crystal`` (lattice rows in Å),
     its ``source``, the ``analogue`` template behind it (``''`` for free samples) with its
-    Mendeleev distance ``analogue_distance`` (per formula atom; ``nan`` for free samples) and
-    the template's ``template_e_above_hull`` (eV/atom in its own data; ``nan`` when unknown)."""
+    Mendeleev distance ``analogue_distance`` (per formula atom; ``nan`` for free samples), the
+    template's ``template_e_above_hull`` (eV/atom in its own data; ``nan`` when unknown) and
+    ``type_vote``, the share of the nearest analogues' votes its structure type has (0 to 1)."""
 
     label: str
     crystal: Crystal
@@ -56,12 +59,14 @@ class Candidate:
     analogue: str = ""
     analogue_distance: float = math.nan
     template_e_above_hull: float = math.nan
+    type_vote: float = 0.0
 
 
-def _from_analogue(label: str, crystal: Crystal, source: Source, analogue: Analogue) -> Candidate:
+def _from_analogue(label: str, crystal: Crystal, source: Source, analogue: Analogue,
+                   votes: dict[tuple, float]) -> Candidate:
     stability = analogue.template.e_above_hull
     return Candidate(label, crystal, source, analogue.template.label, analogue.distance,
-                     stability if math.isfinite(stability) else math.nan)
+                     stability if math.isfinite(stability) else math.nan, votes.get(analogue.structure_type(), 0.0))
 
 
 def nearest_analogues(composition: Composition, library: AnalogueLibrary, k: int,
@@ -72,13 +77,16 @@ def nearest_analogues(composition: Composition, library: AnalogueLibrary, k: int
     return library.distinct_analogues(composition, k, num_atoms, max_distance) if k > 0 else []
 
 
-def template_candidates(analogues: list[Analogue]) -> list[Candidate]:
-    """The substituted templates of ``analogues`` (needs a library with geometry)."""
-    return [_from_analogue(f"template-{i:02d}", a.substituted(), "template", a) for i, a in enumerate(analogues)]
+def template_candidates(analogues: list[Analogue], votes: dict[tuple, float] | None = None) -> list[Candidate]:
+    """The substituted templates of ``analogues`` (needs a library with geometry); ``votes``:
+    structure-type shares (:meth:`~diffcrystal.analogues.AnalogueLibrary.type_votes`)."""
+    return [_from_analogue(f"template-{i:02d}", a.substituted(), "template", a, votes or {})
+            for i, a in enumerate(analogues)]
 
 
 def analogue_diffusion_candidates(generator, analogues: list[Analogue], n: int, seed: int,
-                                  num_steps: int | None = None, progress: bool = False) -> list[Candidate]:
+                                  num_steps: int | None = None, progress: bool = False,
+                                  votes: dict[tuple, float] | None = None) -> list[Candidate]:
     """``n`` samples of the CSP ``generator`` on the space groups and Wyckoff assignments of
     ``analogues``, cycled nearest first, skipping analogues whose conventional cell has more
     atoms than the generator's largest training cell (their samples are poor and costly: a
@@ -96,7 +104,7 @@ def analogue_diffusion_candidates(generator, analogues: list[Analogue], n: int, 
     for i, (crystal, assignment, analogue) in enumerate(zip(crystals, assignments, chosen)):
         if isinstance(crystal, Crystal):
             crystal = reduced_cell(break_extra_symmetry(crystal, assignment, seed=i)[0])
-            out.append(_from_analogue(f"analogue-{i:02d}", crystal, "analogue_diffusion", analogue))
+            out.append(_from_analogue(f"analogue-{i:02d}", crystal, "analogue_diffusion", analogue, votes or {}))
     return out
 
 

@@ -192,16 +192,17 @@ def gather_candidates(composition: Composition, generator, library: AnalogueLibr
     counts = settings.counts
     wanted = max(counts["template"], counts["analogue_diffusion"])
     analogues = nearest_analogues(composition, library, wanted, settings.max_analogue_distance, num_atoms)
+    votes = library.type_votes(composition, num_atoms) if analogues else {}
     notes = []
     if not analogues and wanted:
         notes.append(describe_missing_analogues(composition, library, settings.max_analogue_distance))
-    candidates = template_candidates(analogues[:counts["template"]])
+    candidates = template_candidates(analogues[:counts["template"]], votes)
     free = counts["free_diffusion"]
     if not analogues and wanted:
         free += counts["template"] + counts["analogue_diffusion"]  # the templates' budget goes to free samples
     if generator is not None and analogues and counts["analogue_diffusion"]:
         sampled = analogue_diffusion_candidates(generator, analogues, counts["analogue_diffusion"],
-                                                settings.seed, settings.sampler_steps, progress)
+                                                settings.seed, settings.sampler_steps, progress, votes)
         if not any(a.assignment().num_atoms <= generator.statistics.max_atoms for a in analogues):
             notes.append(f"no analogue's conventional cell has at most {generator.statistics.max_atoms} atoms "
                          "(the generator's largest training cell): no analogue_diffusion samples")
@@ -337,8 +338,8 @@ def predict(composition: str, *, checkpoint: str | Path | None = None, templates
     seconds["deduplicate"] = time.perf_counter() - started - seconds["candidates"]
     items = [(c.label, c.crystal.to_atoms()) for c in distinct]
     score = settings.score
-    offsets = [score.offset(c.analogue_distance, c.template_e_above_hull, fits_atom_count(c.crystal.num_atoms, num_atoms))
-               for c in distinct]
+    offsets = [score.offset(c.analogue_distance, c.template_e_above_hull,
+                            fits_atom_count(c.crystal.num_atoms, num_atoms), c.type_vote) for c in distinct]
     relax_start = time.perf_counter()
     if settings.funnel is not None:
         report = relax_funnel(items, potential, settings.relax, settings.funnel, offsets, workers=workers,

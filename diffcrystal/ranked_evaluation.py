@@ -7,7 +7,7 @@ the protocol's matcher (:func:`~diffcrystal.metrics.csp.compare_with_target`). O
 per target is appended to ``records.jsonl`` as soon as it is done (an interrupted evaluation
 resumes after the last finished target). A record keeps, per ranked structure, the score's
 inputs (relaxed energy per atom, analogue distance, the template's energy above the hull, the
-atom count of its cell), so
+atom count of its cell, its structure type's vote), so
 the ranking can be re-scored with other weights without relaxing again
 (:func:`rescored_results`): this is how the weights are calibrated on validation targets.
 
@@ -90,7 +90,7 @@ def target_record(target: Crystal, prediction, seconds: float, cpu_seconds: floa
             "energy_per_atom": entry.energy_per_atom, "converged": entry.converged,
             "analogue_distance": None if math.isnan(c.analogue_distance) else c.analogue_distance,
             "template_e_above_hull": None if math.isnan(c.template_e_above_hull) else c.template_e_above_hull,
-            "space_group": entry.space_group, "num_atoms": c.crystal.num_atoms,
+            "space_group": entry.space_group, "num_atoms": c.crystal.num_atoms, "type_vote": c.type_vote,
             **_pair(compare_with_target(entry.best.result.crystal, target)),
         })
     candidates = [{"label": o.candidate.label, "source": o.candidate.source, "state": o.status,
@@ -166,7 +166,9 @@ def rescored_results(records: Sequence[dict], score: RankingScore, k: int) -> li
             distance = math.nan if entry["analogue_distance"] is None else entry["analogue_distance"]
             stability = math.nan if entry["template_e_above_hull"] is None else entry["template_e_above_hull"]
             fits = fits_atom_count(entry.get("num_atoms", 0), record.get("given_atoms"))
-            return (not entry["converged"], score(entry["energy_per_atom"], distance, stability, fits), entry["label"])
+            vote = entry.get("type_vote", 1.0)  # records made before the votes: no charge
+            return (not entry["converged"], score(entry["energy_per_atom"], distance, stability, fits, vote),
+                    entry["label"])
 
         ranked = sorted(record["ranked"], key=key)[:k]
         pairs = [PairResult(e["status"], rms=e["rms"]) for e in ranked]

@@ -34,20 +34,24 @@ FREE_DISTANCES = (4.0, 8.0, 16.0)
 """Grid of the distance charged to free diffusion samples (Mendeleev units)."""
 STABILITY_WEIGHTS = (0.0, 0.25, 0.5, 1.0)
 """Grid of w_s (dimensionless)."""
-ATOM_COUNT_WEIGHTS = (0.0, 0.01, 0.02, 0.05, 0.1, 1.0)
+ATOM_COUNT_WEIGHTS = (0.0, 0.02, 0.05, 0.1, 1.0)
 """Grid of w_n (eV/atom), searched when the records were made with the atom count given."""
+VOTE_WEIGHTS = (0.0, 0.01, 0.02, 0.04, 0.08)
+"""Grid of w_v (eV/atom)."""
 
 
 def grid(records: list[dict], k: int) -> list[dict]:
     """Ranked figures for every weight combination, best first (precise @1, then matched @1, then @k)."""
     atom_weights = ATOM_COUNT_WEIGHTS if any(r.get("given_atoms") is not None for r in records) else (0.0,)
     rows = []
-    for w_d, free, w_s, w_n in itertools.product(DISTANCE_WEIGHTS, FREE_DISTANCES, STABILITY_WEIGHTS, atom_weights):
-        summary = ranked_metrics(records, RankingScore(w_d, free, w_s, w_n), k)
+    for w_d, free, w_s, w_n, w_v in itertools.product(DISTANCE_WEIGHTS, FREE_DISTANCES, STABILITY_WEIGHTS,
+                                                      atom_weights, VOTE_WEIGHTS):
+        summary = ranked_metrics(records, RankingScore(w_d, free, w_s, w_n, w_v), k)
         rows.append({"distance_weight": w_d, "free_distance": free, "stability_weight": w_s,
-                     "atom_count_weight": w_n, "at_1": summary.at_1, "at_k": summary.at_k})
+                     "atom_count_weight": w_n, "vote_weight": w_v, "at_1": summary.at_1, "at_k": summary.at_k})
     rows.sort(key=lambda r: (-r["at_1"]["precise_0.1"], -r["at_1"]["matched"], -r["at_k"]["matched"],
-                             r["distance_weight"], r["stability_weight"], r["atom_count_weight"], r["free_distance"]))
+                             r["distance_weight"], r["stability_weight"], r["atom_count_weight"], r["vote_weight"],
+                             r["free_distance"]))
     return rows
 
 
@@ -85,10 +89,10 @@ def main(argv: list[str] | None = None) -> int:
     nearest = default.sources_at_1["template"]
     print(f"{len(records)} validation targets; nearest template alone @1: {nearest['matched']:.1f} % matched, "
           f"{nearest['precise_0.1']:.1f} % precise; {default.seconds_per_target:.1f} s per target")
-    print(f"{'w_d':>7} {'free':>5} {'w_s':>4} {'w_n':>4}  @1 matched / precise   @{args.k} matched / precise")
+    print(f"{'w_d':>7} {'free':>5} {'w_s':>4} {'w_n':>4} {'w_v':>4}  @1 matched / precise   @{args.k} matched / precise")
     for row in rows[:12]:
         print(f"{row['distance_weight']:>7g} {row['free_distance']:>5g} {row['stability_weight']:>4g} "
-              f"{row['atom_count_weight']:>4g}  "
+              f"{row['atom_count_weight']:>4g} {row['vote_weight']:>4g}  "
               f"{row['at_1']['matched']:>6.1f} / {row['at_1']['precise_0.1']:>5.1f}         "
               f"{row['at_k']['matched']:>6.1f} / {row['at_k']['precise_0.1']:>5.1f}")
     return 0

@@ -121,3 +121,29 @@ def test_free_samples_count_formula_units_of_the_reduced_formula():
     assert reduce({8: 14, 39: 2, 56: 4, 29: 6}) == {8: 7, 29: 3, 39: 1, 56: 2}
     assert formula_unit_atoms({31: 4, 52: 4}) == 2
     assert formula_unit_atoms({8: 7, 29: 3, 39: 1, 56: 2}) == 13
+
+
+def test_structure_type_votes_against_a_hand_count():
+    """Votes exp(-d) of every analogue, summed per structure type and normalised: two L1_0
+    analogues (CuAu itself at d = 0 and NiPt-like at d > 0) outvote one B2 at a smaller distance."""
+    import math
+
+    from diffcrystal.analogues import AnalogueLibrary
+    from tests.predict.structures import AG, PD, b2, rock_salt
+
+    far_l10 = l10(species=(PD, AG), label="L10-PdAg")
+    library = AnalogueLibrary.from_crystals([b2(), l10(), rock_salt(), far_l10])
+    found = library.analogues({CU: 1, AU: 1})
+    expected: dict = {}
+    for analogue in found:
+        expected[analogue.structure_type()] = expected.get(analogue.structure_type(), 0.0) + math.exp(-analogue.distance)
+    total = sum(expected.values())
+    votes = library.type_votes({CU: 1, AU: 1})
+    assert votes == pytest.approx({k: v / total for k, v in expected.items()})
+    assert sum(votes.values()) == pytest.approx(1.0)
+    l10_type = next(a for a in found if a.template.label == "L10-CuAu").structure_type()
+    assert max(votes, key=votes.get) == l10_type
+    assert library.type_votes({CU: 1, AU: 1}, nearest=1) == {found[0].structure_type(): 1.0}
+    candidates = template_candidates(library.distinct_analogues({CU: 1, AU: 1}, 3), votes)
+    assert [c.type_vote for c in candidates] == pytest.approx([votes[a.structure_type()] for a in
+                                                             library.distinct_analogues({CU: 1, AU: 1}, 3)])

@@ -43,3 +43,11 @@ def test_a_candidate_the_given_cell_cannot_hold_is_charged_the_atom_count_weight
     assert score(-3.0, 1.0, fits_atoms=True) == pytest.approx(-3.0)
     # a misfit 0.04 eV/atom lower in energy still ranks below one that fits
     assert score(-3.04, 1.0, fits_atoms=False) > score(-3.0, 1.0, fits_atoms=True)
+
+
+def test_the_vote_charges_the_share_of_votes_a_type_lacks():
+    score = RankingScore(distance_weight=0.0, stability_weight=0.0, vote_weight=0.04)
+    assert score(-3.0, 0.0, type_vote=1.0) == pytest.approx(-3.0)
+    assert score(-3.0, 0.0, type_vote=0.25) == pytest.approx(-3.0 + 0.04 * 0.75)
+    # a type with 80 % of the votes beats one 20 meV/atom lower with 10 %
+    assert score(-3.0, 0.0, type_vote=0.8) < score(-3.02, 0.0, type_vote=0.1)
