@@ -37,6 +37,10 @@ CPU_STATE_KEY = "cpu_time_s"
 """Entry of the clock's checkpoint state holding the CPU seconds spent up to the checkpoint
 (the wall seconds are Lightning's ``Timer`` state, ``time_elapsed``)."""
 
+LEGACY_WALL_STATE = ("ExportGenerator", "wall_time_s")
+"""Callback state key and entry where checkpoints written before this clock kept their wall
+seconds of training."""
+
 
 class TrainingClock(Timer):
     """Wall and CPU seconds of training across resumes; stops training after ``max_hours``
@@ -86,3 +90,11 @@ class TrainingClock(Timer):
     def load_state_dict(self, state_dict: dict) -> None:
         super().load_state_dict(state_dict)
         self._cpu_offset_s = float(state_dict.get(CPU_STATE_KEY, 0.0))
+
+    def on_load_checkpoint(self, trainer: L.Trainer, module: L.LightningModule, checkpoint: dict) -> None:
+        """A checkpoint written before the clock existed holds its wall seconds in the
+        generator exporter's state (:data:`LEGACY_WALL_STATE`); its CPU seconds are unknown
+        and count from this session."""
+        states = checkpoint.get("callbacks", {})
+        if self.state_key not in states:
+            self._offset = float(states.get(LEGACY_WALL_STATE[0], {}).get(LEGACY_WALL_STATE[1], 0.0))

@@ -79,6 +79,21 @@ def test_kill_and_resume(tmp_path, tiny_data, monkeypatch, make_config):
     assert 1e6 < exported["training"]["cpu_time_s"] < 1e6 + 600
 
 
+def test_resume_of_a_run_older_than_the_clock_counts_its_wall_time(tmp_path, tiny_data, make_config):
+    config = ExperimentConfig.from_dict(make_config(tiny_data, max_steps=2, checkpoint_every_n_steps=1))
+    train(config, tmp_path, progress=False)
+    last = tmp_path / "checkpoints" / "last.ckpt"
+    saved = torch.load(last, map_location="cpu", weights_only=True)
+    del saved["callbacks"]["TrainingClock"]
+    saved["callbacks"]["ExportGenerator"] = {"wall_time_s": 1e6}  # where such runs kept their time
+    torch.save(saved, last)
+    config.train.max_steps = 4
+    result = train(config, tmp_path, resume=last, progress=False)
+    assert result.global_step == 4 and 1e6 < result.wall_time_s < 1e6 + 600
+    _, exported = load_checkpoint(result.generator_path)
+    assert 0 < exported["training"]["cpu_time_s"] < 600  # unknown before the clock: this session's only
+
+
 def test_exported_generator_records_config_and_data(tiny_generators):
     tensors, config = load_checkpoint(tiny_generators["denovo"])
     assert config["experiment"]["diffusion"]["mode"] == "denovo"
