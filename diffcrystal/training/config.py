@@ -20,6 +20,7 @@ root). The resolved config is saved beside every checkpoint.
 from __future__ import annotations
 
 import dataclasses
+import math
 import re
 import types
 import typing
@@ -188,6 +189,9 @@ class TrainConfig:
     max_epochs: int = 100
     max_steps: int = -1
     """Stop after this many optimiser steps (-1: no step limit)."""
+    max_hours: float | None = None
+    """Wall-clock budget in hours: training stops cleanly at the first optimiser step where
+    the time spent, earlier ``--resume`` sessions included, reaches it (null: no budget)."""
     learning_rate: float = 1e-3
     weight_decay: float = 0.0
     lr_warmup_steps: int = 100
@@ -217,6 +221,9 @@ class TrainConfig:
         for name in ("max_epochs", "max_steps"):
             value = getattr(self, name)
             _require(value == -1 or value >= 1, f"train.{name}", value, ">= 1 or -1 (no limit)")
+        if self.max_hours is not None:
+            _require(math.isfinite(self.max_hours) and self.max_hours > 0, "train.max_hours",
+                     self.max_hours, "a finite number > 0, or null")
         _require(self.learning_rate > 0, "train.learning_rate", self.learning_rate, "> 0")
         for name in ("weight_decay", "lr_warmup_steps", "gradient_clip_val"):
             _require(getattr(self, name) >= 0, f"train.{name}", getattr(self, name), ">= 0")

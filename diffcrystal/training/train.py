@@ -3,8 +3,9 @@
 Layout of a run folder ``out_dir`` (default ``runs/<config name>``)::
 
     config.yaml              the resolved experiment config
-    checkpoints/last.ckpt    Lightning checkpoint for --resume (every N steps)
-    logs/metrics.csv         CSV log of the losses (the whole history, across resumes)
+    checkpoints/last.ckpt    Lightning checkpoint for --resume (every N steps, and where training stops)
+    logs/metrics.csv         CSV log of the losses and the time spent (wall and CPU seconds, see
+                             :mod:`~diffcrystal.training.clock`), the whole history across resumes
     skipped.csv              data entries that could not be read (source, reason), if any
     generator.safetensors    EMA weights + config + data statistics, for `diffcrystal sample`
 
@@ -19,26 +20,27 @@ from __future__ import annotations
 import csv
 import io
 import platform
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import lightning as L
 import torch
 import yaml
-from lightning.pytorch.callbacks import Callback, EMAWeightAveraging, ModelCheckpoint
+from lightning.pytorch.callbacks import Callback, EMAWeightAveraging
 from lightning.fabric.utilities.exceptions import MisconfigurationException
 from lightning.pytorch.loggers import CSVLogger
 
 from diffcrystal.atomic_write import atomic_write_text
 from diffcrystal.checkpoint import save_checkpoint
 from diffcrystal.errors import InputError
+from diffcrystal.training.clock import TrainingClock
 from diffcrystal.training.config import ExperimentConfig
 from diffcrystal.training.datamodule import CrystalDataModule
 from diffcrystal.training.init_weights import read_initial_weights
 from diffcrystal.training.module import DiffusionModule
 from diffcrystal.training.quiet_lightning import quiet_lightning
 from diffcrystal.training.resume import check_resume
+from diffcrystal.training.step_checkpoint import StepCheckpoint
 from diffcrystal.training.run_folder import (
     GENERATOR_NAME,
     LAST_CHECKPOINT,
@@ -60,25 +62,14 @@ def _hardware() -> str:
 
 class ExportGenerator(Callback):
     """Writes ``generator.safetensors`` from the EMA weights every ``every_n_steps`` optimiser
-    steps and at the end of training, so an interrupted run always leaves a usable generator."""
+    steps and at the end of training, so an interrupted run always leaves a usable generator;
+    its ``training`` record holds the ``clock``'s wall and CPU seconds."""
 
-    def __init__(self, path: Path, ema: EMAWeightAveraging, every_n_steps: int):
+    def __init__(self, path: Path, ema: EMAWeightAveraging, every_n_steps: int, clock: TrainingClock):
         self.path = path
         self.ema = ema
         self.every_n_steps = every_n_steps
-        self.started = time.perf_counter()
-        self.earlier_wall_s = 0.0
-
-    def wall_time_s(self) -> float:
-        """Training wall time in s, summed over the runs this one resumes (each counted up to
-        its last Lightning checkpoint)."""
-        return self.earlier_wall_s + time.perf_counter() - self.started
-
-    def state_dict(self) -> dict:
-        return {"wall_time_s": self.wall_time_s()}
-
-    def load_state_dict(self, state_dict: dict) -> None:
-        self.earlier_wall_s = float(state_dict.get("wall_time_s", 0.0))
+        self.clock = clock
 
     def export(self, trainer: L.Trainer, module: DiffusionModule, weights: dict) -> None:
         if trainer.global_rank != 0:
@@ -86,7 +77,8 @@ class ExportGenerator(Callback):
         record = {
             "global_step": int(trainer.global_step),
             "epoch": int(trainer.current_epoch),
-            "wall_time_s": round(self.wall_time_s(), 1),
+            "wall_time_s": round(self.clock.wall_time_s(), 1),
+            "cpu_time_s": round(self.clock.cpu_time_s(), 1),
             "hardware": _hardware(),
             "torch": torch.__version__,
         }
@@ -115,13 +107,17 @@ class ExportGenerator(Callback):
 
 @dataclass(frozen=True)
 class TrainResult:
-    """``generator_path`` and ``run_dir`` of the run, its final ``global_step``, and how many
-    data entries were skipped (listed in ``run_dir/skipped.csv``)."""
+    """``generator_path`` and ``run_dir`` of the run, its final ``global_step``, how many
+    data entries were skipped (listed in ``run_dir/skipped.csv``), the wall seconds of
+    training (earlier ``--resume`` sessions included) and whether the ``train.max_hours``
+    budget stopped it before ``max_steps``."""
 
     generator_path: Path
     run_dir: Path
     global_step: int
     num_skipped: int = 0
+    wall_time_s: float = 0.0
+    stopped_by_budget: bool = False
 
 
 def _skipped_csv(skipped) -> str:
@@ -142,7 +138,8 @@ def train(
 
     ``resume``: a Lightning checkpoint (``checkpoints/last.ckpt``) to continue from; it is
     loaded with ``weights_only=True``, and the loss history logged before its step (in the
-    ``logs/metrics.csv`` of the run folder holding it) is kept. Without ``resume``, a folder
+    ``logs/metrics.csv`` of the run folder holding it) is kept, and the time it spent counts
+    toward ``train.max_hours``. Without ``resume``, a folder
     that already holds a run is refused. Raises :class:`InputError` before writing anything
     when an input is bad.
     """
@@ -167,16 +164,9 @@ def train(
             print(initial.summary())
 
     ema = EMAWeightAveraging(decay=train_cfg.ema_decay)
-    checkpoints = ModelCheckpoint(
-        dirpath=run_dir / LAST_CHECKPOINT.parent,
-        filename="step{step}",
-        auto_insert_metric_name=False,
-        every_n_train_steps=train_cfg.checkpoint_every_n_steps,
-        save_last=True,
-        save_top_k=1,
-        monitor=None,
-    )
-    exporter = ExportGenerator(run_dir / GENERATOR_NAME, ema, train_cfg.checkpoint_every_n_steps)
+    checkpoints = StepCheckpoint(run_dir / LAST_CHECKPOINT.parent, train_cfg.checkpoint_every_n_steps)
+    clock = TrainingClock(train_cfg.max_hours)
+    exporter = ExportGenerator(run_dir / GENERATOR_NAME, ema, train_cfg.checkpoint_every_n_steps, clock)
     logger = CSVLogger(run_dir, name=METRICS_FILE.parent.name, version="")
     try:
         with quiet_lightning():
@@ -190,7 +180,7 @@ def train(
                 precision=train_cfg.precision,
                 gradient_clip_val=train_cfg.gradient_clip_val,
                 log_every_n_steps=train_cfg.log_every_n_steps,
-                callbacks=[ema, checkpoints, exporter],
+                callbacks=[clock, ema, checkpoints, exporter],
                 logger=[logger],
                 enable_progress_bar=progress,
                 enable_model_summary=False,
@@ -215,6 +205,8 @@ def train(
         restore_metrics(logger.experiment, *history)  # creating the experiment empties metrics.csv
     with quiet_lightning():
         trainer.fit(module, datamodule=datamodule, ckpt_path=resume, weights_only=True)
+    steps = int(trainer.global_step)
     return TrainResult(
-        run_dir / GENERATOR_NAME, run_dir, int(trainer.global_step), len(datamodule.skipped)
+        run_dir / GENERATOR_NAME, run_dir, steps, len(datamodule.skipped), clock.wall_time_s(),
+        clock.budget_spent() and steps != train_cfg.max_steps,
     )

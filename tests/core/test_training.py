@@ -64,9 +64,9 @@ def test_kill_and_resume(tmp_path, tiny_data, monkeypatch, make_config):
     last = tmp_path / "checkpoints" / "last.ckpt"
     saved = torch.load(last, map_location="cpu", weights_only=True)
     assert saved["global_step"] == 4  # the last checkpoint before the interrupt
-    (exporter_key,) = [k for k in saved["callbacks"] if k.startswith("ExportGenerator")]
-    assert saved["callbacks"][exporter_key]["wall_time_s"] > 0
-    saved["callbacks"][exporter_key]["wall_time_s"] = 1e6  # as if the first run had taken that long
+    clock = saved["callbacks"]["TrainingClock"]
+    assert clock["time_elapsed"]["train"] > 0 and clock["cpu_time_s"] > 0
+    clock["time_elapsed"]["train"] = clock["cpu_time_s"] = 1e6  # as if the first run had taken that long
     torch.save(saved, last)
 
     first = FirstStep()
@@ -76,6 +76,22 @@ def test_kill_and_resume(tmp_path, tiny_data, monkeypatch, make_config):
     assert result.global_step == 12
     _, exported = load_checkpoint(result.generator_path)
     assert 1e6 < exported["training"]["wall_time_s"] < 1e6 + 600  # earlier runs' time carried over
+    assert 1e6 < exported["training"]["cpu_time_s"] < 1e6 + 600
+
+
+def test_resume_of_a_run_older_than_the_clock_counts_its_wall_time(tmp_path, tiny_data, make_config):
+    config = ExperimentConfig.from_dict(make_config(tiny_data, max_steps=2, checkpoint_every_n_steps=1))
+    train(config, tmp_path, progress=False)
+    last = tmp_path / "checkpoints" / "last.ckpt"
+    saved = torch.load(last, map_location="cpu", weights_only=True)
+    del saved["callbacks"]["TrainingClock"]
+    saved["callbacks"]["ExportGenerator"] = {"wall_time_s": 1e6}  # where such runs kept their time
+    torch.save(saved, last)
+    config.train.max_steps = 4
+    result = train(config, tmp_path, resume=last, progress=False)
+    assert result.global_step == 4 and 1e6 < result.wall_time_s < 1e6 + 600
+    _, exported = load_checkpoint(result.generator_path)
+    assert 0 < exported["training"]["cpu_time_s"] < 600  # unknown before the clock: this session's only
 
 
 def test_exported_generator_records_config_and_data(tiny_generators):
@@ -153,5 +169,5 @@ def test_train_command_is_quiet_on_stderr(tmp_path, tiny_data, make_config, capf
         lightning_log.removeHandler(recorder)
     assert recorder.messages == []  # no 'GPU available', no tip banner, no model summary
     out, err = capfd.readouterr()
-    assert err == "" and "trained 1 step; generator:" in out
+    assert err == "" and "trained 1 step (" in out and "generator:" in out
     assert not [w for w in recwarn if "LeafSpec" in str(w.message)]

@@ -1,0 +1,33 @@
+"""The study arms of ``configs/study/`` (issue 27) compare with ``configs/mp20_csp.yaml``: same
+data, hold-out split and diffusion (so their validation losses are losses on the same
+structures and noise), a schedule that ends within the arm's time budget, and a network small
+enough to bundle."""
+
+from pathlib import Path
+
+import pytest
+
+from diffcrystal.models import Denoiser
+from diffcrystal.training.config import load_config
+
+CONFIGS = Path(__file__).resolve().parents[2] / "configs"
+STUDY_ARMS = sorted((CONFIGS / "study").glob("*.yaml"))
+MAX_PARAMETERS = 1_500_000
+"""Largest denoiser of a study arm: its Lightning checkpoint (weights, EMA copy, two Adam
+moments) stays under 20 MB in float32."""
+
+
+def test_the_study_has_arms():
+    assert "mp20_csp_wide.yaml" in [path.name for path in STUDY_ARMS]
+
+
+@pytest.mark.parametrize("path", STUDY_ARMS, ids=lambda path: path.stem)
+def test_arm_compares_with_the_bundled_run(path):
+    arm, baseline = load_config(path), load_config(CONFIGS / "mp20_csp.yaml")
+    assert arm.data == baseline.data
+    assert arm.train.seed == baseline.train.seed  # the seed draws the validation hold-out
+    assert arm.diffusion == baseline.diffusion and arm.sampling == baseline.sampling
+    assert arm.model.num_vectors == baseline.model.num_vectors and arm.model.l_max == baseline.model.l_max
+    assert arm.train.max_hours is not None and arm.train.max_steps >= 1
+    parameters = sum(p.numel() for p in Denoiser(arm.model).parameters())
+    assert parameters <= MAX_PARAMETERS, parameters
