@@ -7,7 +7,10 @@ Both engines (:mod:`~diffcrystal.potential.relax`, ASE optimizers; and
 :func:`record_final` (the final state). A structure has *exploded* when
 
 - energy, forces, stress, positions or cell are not finite,
-- two atoms are closer than :data:`~diffcrystal.symmetry.MIN_DISTANCE_A` (0.5 Å), or
+- two atoms are closer than :data:`~diffcrystal.symmetry.MIN_DISTANCE_A` (0.5 Å), or closer
+  than :data:`COLLAPSE_FRACTION` of the sum of their covalent radii (no bond is that short:
+  N≡N and C≡O are 0.77-0.80 of it; a universal potential can lack the repulsive wall there and
+  pull such pairs into a hole hundreds of eV/atom deep, which would rank first), or
 - the volume per atom exceeds :data:`~diffcrystal.symmetry.MAX_VOLUME_PER_ATOM_A3`.
 
 A structure still above ``fmax`` after ``max_steps`` is ``'not_converged'``: its energy is not
@@ -149,6 +152,31 @@ class RelaxResult:
         return self.energy_per_atom * self.num_atoms
 
 
+COLLAPSE_FRACTION = 0.5
+"""Shortest sane distance of a pair of atoms, as a fraction of the sum of their covalent radii
+(ASE's ``covalent_radii``, Cordero et al. 2008)."""
+
+
+def _collapsed_pair(atoms) -> str:
+    """``'As-Nb 0.612 Å apart (< 0.5 x covalent radii 2.83 Å)'`` for the closest such pair, or ''."""
+    from ase.data import chemical_symbols, covalent_radii
+    from ase.neighborlist import neighbor_list
+
+    radii = covalent_radii[atoms.numbers]
+    cutoff = COLLAPSE_FRACTION * 2.0 * float(radii.max())
+    first, second, distances = neighbor_list("ijd", atoms, cutoff)
+    if not distances.size:
+        return ""
+    ratio = distances / (radii[first] + radii[second])
+    worst = int(np.argmin(ratio))
+    if ratio[worst] >= COLLAPSE_FRACTION:
+        return ""
+    a, b = chemical_symbols[atoms.numbers[first[worst]]], chemical_symbols[atoms.numbers[second[worst]]]
+    bond = radii[first[worst]] + radii[second[worst]]
+    return (f"{a}-{b} {distances[worst]:.3f} Å apart (< {COLLAPSE_FRACTION:g} x their covalent radii sum "
+            f"{bond:.2f} Å)")
+
+
 def explosion_reason(atoms, energy: float | None = None, forces=None, stress=None) -> str:
     """Why ``atoms`` (with optional energy in eV, forces (N, 3) eV/Å, stress (6,) eV/Å³) counts as
     exploded, or ``''`` when it is sane. See the module docstring for the criteria."""
@@ -170,7 +198,7 @@ def explosion_reason(atoms, energy: float | None = None, forces=None, stress=Non
     distances = neighbor_list("d", atoms, MIN_DISTANCE_A)
     if distances.size:
         return f"atoms {float(distances.min()):.3f} Å apart (< {MIN_DISTANCE_A} Å)"
-    return ""
+    return _collapsed_pair(atoms)
 
 
 def _reduced_formula(atoms) -> str:

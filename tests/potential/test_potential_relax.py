@@ -123,3 +123,19 @@ def test_bad_settings_are_rejected():
         RelaxSettings(fmax=0.0)
     with pytest.raises(InputError, match="optimizer"):
         RelaxSettings(optimizer="LBFGS")
+
+
+def test_a_pair_collapsed_below_half_its_covalent_bond_is_exploded():
+    """As and Nb 0.9 Å apart (covalent radii 1.19 + 1.64 = 2.83 Å, ratio 0.32): beyond every
+    real bond, though above the 0.5 Å floor; 1.6 Å (ratio 0.57) is left alone."""
+    from ase import Atoms
+
+    def pair(distance):
+        return Atoms("AsNb", positions=[[0, 0, 0], [distance, 0, 0]], cell=np.eye(3) * 6.0, pbc=True)
+
+    reason = explosion_reason(pair(0.9))
+    assert reason.startswith("As-Nb 0.900 Å apart") and "2.83 Å" in reason
+    assert explosion_reason(pair(1.6)) == ""
+    assert explosion_reason(pair(0.3)).startswith("atoms 0.300 Å apart")  # the absolute floor first
+    # every MP-20-like bond survives: N2's triple bond is 0.78 of its radii sum
+    assert explosion_reason(Atoms("N2", positions=[[0, 0, 0], [1.10, 0, 0]], cell=np.eye(3) * 6.0, pbc=True)) == ""
