@@ -345,13 +345,14 @@ def write_sample_overview(folder: str | Path) -> Path:
     return path
 
 
-def write_rank_overview(report, inputs: Sequence[str | Path], out_dir: str | Path) -> Path:
-    """``overview.png`` of a ``diffcrystal rank`` run in ``out_dir``: the relaxed structures of
-    ``report`` (a :class:`~diffcrystal.potential.rank.RankingReport`) beside the sampled ones
-    (from the ``summary.csv`` of each input sample folder), with an energy panel."""
+def input_series(inputs: Sequence[str | Path]) -> tuple[dict[str, list[StructureStats]], dict | None]:
+    """The structures of ``rank``'s input folders by kind, from each folder's ``summary.csv``:
+    ``'sampled'`` (a sample folder's) and ``'relaxed before'`` (an earlier ``relax`` run's, whose
+    summary carries relaxed values: ``energy_per_atom_eV``); and the first training summary
+    found. Folders without a usable summary add nothing."""
     from diffcrystal.sample_writer import SUMMARY_NAME
 
-    sampled: list[StructureStats] = []
+    series: dict[str, list[StructureStats]] = {}
     training = None
     for folder in (Path(p) for p in inputs):
         summary = folder / SUMMARY_NAME
@@ -359,9 +360,17 @@ def write_rank_overview(report, inputs: Sequence[str | Path], out_dir: str | Pat
             with open(summary, newline="") as handle:
                 header = next(csv.reader(handle), [])
             if set(PROPERTIES) <= set(header):
-                sampled.extend(stats_from_summary(summary))
+                kind = "relaxed before" if "energy_per_atom_eV" in header else "sampled"
+                series.setdefault(kind, []).extend(stats_from_summary(summary))
             training = training or run_training_summary(folder)
-    series = {"sampled": sampled} if sampled else {}
+    return series, training
+
+
+def write_rank_overview(report, inputs: Sequence[str | Path], out_dir: str | Path) -> Path:
+    """``overview.png`` of a ``diffcrystal rank`` run in ``out_dir``: the relaxed structures of
+    ``report`` (a :class:`~diffcrystal.potential.rank.RankingReport`) beside the input ones
+    (:func:`input_series`), with an energy panel."""
+    series, training = input_series(inputs)
     series["relaxed"] = stats_from_relaxed(report.results)
     path = Path(out_dir) / OVERVIEW_NAME
     plot_overview(series, path, training=training, potential=report.potential.split("/")[-1],

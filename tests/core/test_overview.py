@@ -116,3 +116,9 @@ def test_rank_writes_overview_with_energy_panel(tmp_path, tiny_generators, capsy
     height, width, _ = image_shape(out / OVERVIEW_NAME)
     assert (width, height) == (1500, 800)  # five panels: the energy panel was added
     assert (samples / OVERVIEW_NAME).is_file()  # the sample folder's own overview is left as it was
+    from diffcrystal.overview import input_series
+
+    # a relaxed folder given to rank again is drawn as what it is, not as samples
+    series, _ = input_series([samples, out / "relaxed"])
+    assert sorted(series) == ["relaxed before", "sampled"]
+    assert len(series["sampled"]) == 2 and len(series["relaxed before"]) >= 1
