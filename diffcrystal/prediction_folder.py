@@ -39,7 +39,7 @@ RANKED_COLUMNS = [
     "num_atoms", "members", "cif",
 ]
 CANDIDATE_COLUMNS = [
-    "label", "source", "analogue", "analogue_distance", "template_e_above_hull_eV_atom", "status",
+    "label", "source", "analogue", "analogue_distance", "template_e_above_hull_eV_atom", "type_vote", "status",
     "duplicate_of", "rank", "steps", "energy_per_atom_eV", "score_eV_atom", "space_group", "reason",
 ]
 
@@ -122,6 +122,7 @@ def candidate_rows(prediction) -> list[dict]:
             "label": c.label, "source": c.source, "analogue": c.analogue,
             "analogue_distance": _number(c.analogue_distance, 4),
             "template_e_above_hull_eV_atom": _number(c.template_e_above_hull, 4),
+            "type_vote": _number(c.type_vote, 3),
             "status": outcome.status, "duplicate_of": outcome.duplicate_of, "rank": ranks.get(c.label, ""),
             "steps": r.steps if r is not None else "", "energy_per_atom_eV": _number(r.energy_per_atom) if r else "",
             "score_eV_atom": _number(outcome.score), "space_group": r.space_group if r else "",

@@ -34,6 +34,7 @@ def test_predict_writes_the_ranked_answer_and_resumes(tmp_path, table, capsys):
     candidates = rows(out / "candidates.csv")
     assert {c["label"] for c in candidates} == {"template-00", "template-01", "template-02"}
     assert all(c["status"] in ("converged", "not_converged", "pruned", "duplicate") for c in candidates)
+    assert sum(float(c["type_vote"]) for c in candidates) == pytest.approx(1.0, abs=2e-3)  # three types, all voted
     record = json.loads((out / "run.json").read_text())
     assert record["potential"] == "emt" and record["settings"]["counts"]["template"] == 8
     assert [a["template"] for a in record["analogues"]][0] == "L10-CuAu"
