@@ -147,3 +147,31 @@ def test_structure_type_votes_against_a_hand_count():
     candidates = template_candidates(library.distinct_analogues({CU: 1, AU: 1}, 3), votes)
     assert [c.type_vote for c in candidates] == pytest.approx([votes[a.structure_type()] for a in
                                                              library.distinct_analogues({CU: 1, AU: 1}, 3)])
+
+
+def test_deduplication_agrees_with_a_plain_loop_over_pairs():
+    """The grouped matcher gives what comparing each candidate with every earlier kept one
+    gives (the brute-force reference), on rattled copies of three AB crystals."""
+    from pymatgen.analysis.structure_matcher import StructureMatcher
+
+    from diffcrystal.potential.rank import default_matcher
+    from tests.predict.structures import b2, rock_salt
+
+    rng = np.random.default_rng(3)
+    candidates = []
+    for i, base in enumerate([l10(), b2(species=(CU, AU)), rock_salt(species=(CU, AU)), l10(), b2(species=(CU, AU))] * 2):
+        shaken = Crystal(base.lattice * (1 + rng.normal(0, 0.03)), base.frac_coords + rng.normal(0, 0.02, (2, 3)),
+                         base.atomic_numbers)
+        candidates.append(Candidate(f"c{i}", shaken, "free_diffusion"))
+    matcher = default_matcher()
+    assert isinstance(matcher, StructureMatcher)
+    kept, merged = [], {}
+    for candidate in candidates:
+        twin = next((k for k in kept if matcher.fit(k.crystal.to_structure(), candidate.crystal.to_structure())), None)
+        if twin is None:
+            kept.append(candidate)
+        else:
+            merged[candidate.label] = twin.label
+    distinct, grouped = deduplicate_candidates(candidates)
+    assert [c.label for c in distinct] == [c.label for c in kept]
+    assert grouped == merged and len(distinct) < len(candidates)
