@@ -33,6 +33,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--hull-max-e-above-hull", type=float, default=None, metavar="EV",
                         help="leave out --hull entries whose own e_above_hull column exceeds EV "
                              "eV/atom (they are counted in the output; default: keep all)")
+    parser.add_argument("--keep-duplicates", action="store_true",
+                        help="relax every input, even those StructureMatcher calls the same crystal as an earlier "
+                             "one (default: relax such a crystal once; the others are listed as duplicate)")
     add_funnel_arguments(parser)
 
 
@@ -48,7 +51,8 @@ def run(args: argparse.Namespace) -> int:
                             workers=args.workers, reference=args.reference,
                             progress=not args.quiet, hull=args.hull,
                             hull_max_e_above_hull=args.hull_max_e_above_hull,
-                            device=device_from(args), trajectories=args.trajectory, funnel=funnel)
+                            device=device_from(args), trajectories=args.trajectory, funnel=funnel,
+                            merge_duplicates=not args.keep_duplicates)
     print(f"relaxed {status_line(report.results)} (potential {report.potential})")
     if report.references is not None:
         print(f"known phases: {status_line(report.references)}"

@@ -108,7 +108,7 @@ def status_line(results) -> str:
     for result in results:
         counts[result.status] = counts.get(result.status, 0) + 1
     parts = []
-    for status in ("converged", "not_converged", "pruned", "exploded", "failed"):
+    for status in ("converged", "not_converged", "pruned", "duplicate", "exploded", "failed"):
         if counts.get(status):
             part = f"{counts[status]} {status.replace('_', ' ')}"
             if status == "not_converged":

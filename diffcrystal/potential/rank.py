@@ -1,5 +1,7 @@
 """Relax, deduplicate and rank candidates by energy per atom (one potential per ranking).
 
+- **Merge duplicates before relaxing**: inputs that ``StructureMatcher`` calls the same
+  crystal are relaxed once (:func:`deduplicate_inputs`; the others get status ``duplicate``).
 - **Deduplicate**: relaxed structures are grouped with pymatgen's ``StructureMatcher`` (its
   defaults, :data:`MATCHER_LTOL` etc.; grouping is by composition first, any supercell /
   rotation / origin shift / permutation of the same crystal matches); each group keeps its
@@ -36,6 +38,7 @@ from diffcrystal.potential.io import (
     check_not_input,
     check_output_folder,
     cif_text,
+    MissingStructure,
     input_paths,
     read_candidates,
     write_csv_atomic,
@@ -126,6 +129,37 @@ def _single_potential(results: Sequence[RelaxResult]) -> str:
             f"refusing to compare energies from different potentials: {', '.join(sorted(labels))}"
         )
     return labels.pop() if labels else ""
+
+
+def same_crystal_groups(structures: Sequence, matcher=None) -> list[list[int]]:
+    """Indices of the pymatgen ``structures`` grouped by ``matcher`` (default
+    :func:`default_matcher`) through its ``group_structures``, which reduces each structure once
+    and compares each with the first member of every group so far; each group ascending, the
+    groups in order of their first index."""
+    matcher = matcher or default_matcher()
+    tagged = []
+    for index, structure in enumerate(structures):
+        structure = structure.copy()
+        structure.properties["_index"] = index
+        tagged.append(structure)
+    groups = [sorted(s.properties["_index"] for s in group) for group in matcher.group_structures(tagged)]
+    return sorted(groups)
+
+
+def deduplicate_inputs(items: Sequence, matcher=None) -> tuple[list, dict[str, str]]:
+    """``(distinct items, {label of a duplicate: label of the item relaxed for it})`` of
+    ``(label, Atoms | MissingStructure)`` input pairs, before relaxing: the same crystal
+    (:func:`same_crystal_groups`) is relaxed once, the first in input order; unreadable items
+    are all kept (their relaxation reports why)."""
+    from pymatgen.io.ase import AseAtomsAdaptor
+
+    readable = [i for i, (_, atoms) in enumerate(items) if not isinstance(atoms, MissingStructure)]
+    structures = [AseAtomsAdaptor.get_structure(items[i][1]) for i in readable]
+    duplicates: dict[str, str] = {}
+    for group in same_crystal_groups(structures, matcher):
+        for member in group[1:]:
+            duplicates[items[readable[member]][0]] = items[readable[group[0]]][0]
+    return [item for item in items if item[0] not in duplicates], duplicates
 
 
 def deduplicate(results: Sequence[RelaxResult], matcher=None, unconverged: bool = False) -> list[RankedEntry]:
@@ -396,8 +430,13 @@ def relax_and_rank(paths: Sequence[str | Path], out_dir: Path, potential: str | 
                    reference: str | Path | None = None, progress: bool = True,
                    hull: str | Path | None = None,
                    hull_max_e_above_hull: float | None = None,
-                   device: str = "cpu", trajectories: bool = False, funnel=None) -> RankingReport:
+                   device: str = "cpu", trajectories: bool = False, funnel=None,
+                   merge_duplicates: bool = True) -> RankingReport:
     """Relax ``paths`` (and known phases) with one potential, deduplicate, rank.
+
+    With ``merge_duplicates``, inputs that are the same crystal are relaxed once
+    (:func:`deduplicate_inputs`); the others are listed in the relaxed summary with status
+    ``duplicate`` and a reason naming the one relaxed for them.
 
     Known phases: the CIFs of the folder ``reference`` and the entries of the dataset ``hull``
     in the candidates' chemical systems (:func:`~diffcrystal.potential.hull.dataset_references`,
@@ -436,6 +475,10 @@ def relax_and_rank(paths: Sequence[str | Path], out_dir: Path, potential: str | 
     check_no_earlier_output(out_dir, RANK_OUTPUTS, "a ranking")
     if funnel is not None and trajectories:
         raise InputError("trajectories record whole relaxations; relax without the funnel to write them")
+    order = [label for label, _ in candidates]
+    duplicates: dict[str, str] = {}
+    if merge_duplicates:
+        candidates, duplicates = deduplicate_inputs(candidates)
     if funnel is not None:
         from diffcrystal.potential.funnel import relax_funnel
 
@@ -444,6 +487,12 @@ def relax_and_rank(paths: Sequence[str | Path], out_dir: Path, potential: str | 
     else:
         results = relax_many(candidates, potential, settings, workers=workers, progress=progress,
                              trajectory_dir=out_dir / TRAJECTORY_FOLDER if trajectories else None)
+    if duplicates:
+        merged = [RelaxResult(label, "duplicate", potential.label,
+                              reason=f"the same crystal as {kept} (StructureMatcher before relaxing): relaxed once")
+                  for label, kept in duplicates.items()]
+        position = {label: i for i, label in enumerate(order)}
+        results = sorted(list(results) + merged, key=lambda r: position[r.label])
     references: list[RelaxResult] | None = [] if known else None
     cached = 0
     if reference_candidates is not None:
@@ -455,6 +504,8 @@ def relax_and_rank(paths: Sequence[str | Path], out_dir: Path, potential: str | 
         references += from_hull
     entries = rank_results(results, references)
     unconverged = rank_results(results, references, unconverged=True)
+    for entry in entries + unconverged:  # a crystal's group lists the inputs merged before relaxing too
+        entry.members += [label for label, kept in duplicates.items() if kept in entry.members]
     write_relaxed(results, out_dir / RELAXED_FOLDER, protected,
                   _input_summaries(paths, out_dir / RELAXED_FOLDER))
     if references is not None:

@@ -49,7 +49,7 @@ DEFAULT_ENGINE = "batched"
 """Engine for FIRE when none is named (same verdicts as ``ase``; see docs/benchmarks.md);
 BFGS runs on ``ase``."""
 
-Status = Literal["converged", "not_converged", "exploded", "failed"]
+Status = Literal["converged", "not_converged", "exploded", "failed", "pruned", "duplicate"]
 
 RANKABLE_STATUSES = ("converged",)
 """Statuses whose energies enter the main ranking (minima of the potential)."""

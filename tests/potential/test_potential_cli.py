@@ -120,7 +120,15 @@ def test_rank_deduplicates_and_reports_hull(sample_folder, tmp_path):
     assert float(rows[0]["energy_per_atom_eV"]) <= float(rows[1]["energy_per_atom_eV"])
     assert {r["potential"] for r in rows} == {"emt"}
     assert (out / "ranking.png").stat().st_size > 0
-    assert len(read_rows(out / "relaxed" / "summary.csv")) == 3
+    summary = read_rows(out / "relaxed" / "summary.csv")
+    assert [r["id"] for r in summary] == ["l12", "dup", "cu"]  # input order
+    dup = summary[1]  # the supercell is the same crystal before relaxing: relaxed once, as l12
+    assert dup["status"] == "duplicate" and "the same crystal as l12" in dup["reason"] and dup["steps"] == "0"
+    kept = tmp_path / "kept"
+    assert main(["rank", str(sample_folder), "--potential", "emt", "--out", str(kept), "--workers", "1",
+                 "--keep-duplicates", "--quiet"]) == 0
+    assert [r["status"] for r in read_rows(kept / "relaxed" / "summary.csv")] == ["converged"] * 3
+    assert int(next(r for r in read_rows(kept / "ranked.csv") if r["formula"] == "Cu3Au")["group_size"]) == 2
 
 
 def test_cli_errors_are_one_line(sample_folder, tmp_path, capsys):
@@ -210,15 +218,17 @@ def test_unconverged_structures_are_ranked_separately(sample_folder, tmp_path, c
                  "--workers", "1", "--quiet"])
     assert code == 0
     printed = capsys.readouterr().out
-    assert "3 not converged (max force up to" in printed and "ranked 0 distinct converged" in printed
+    assert "2 not converged (max force up to" in printed and "1 duplicate" in printed  # 'dup' is l12's supercell
+    assert "ranked 0 distinct converged" in printed
     assert read_rows(out / "ranked.csv") == []  # header only: nothing converged in 2 steps
     unconverged = read_rows(out / "ranked_unconverged.csv")
     assert len(unconverged) == 2  # l12 and its supercell 'dup' are one crystal
+    assert sorted(next(r for r in unconverged if r["formula"] == "Cu3Au")["group_members"].split()) == ["dup", "l12"]
     assert all(r["converged"] == "False" and float(r["max_force_eV_A"]) > 0.02 for r in unconverged)
     assert float(unconverged[0]["energy_per_atom_eV"]) <= float(unconverged[1]["energy_per_atom_eV"])
     summary = read_rows(out / "relaxed" / "summary.csv")
-    assert {r["status"] for r in summary} == {"not_converged"}
-    assert all("not reached in 2 steps" in r["reason"] for r in summary)
+    assert [r["status"] for r in summary] == ["not_converged", "duplicate", "not_converged"]
+    assert all("not reached in 2 steps" in r["reason"] for r in summary if r["status"] == "not_converged")
     assert (out / "ranking.png").stat().st_size > 0
 
 
