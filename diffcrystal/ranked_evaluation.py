@@ -266,7 +266,9 @@ def summary_markdown(summary: RankedSummary, score: RankingScore) -> str:
     lines = [f"# Ranked prediction on {summary.targets} targets",
              "",
              f"Score: E/atom + {score.distance_weight:g} eV/atom x analogue distance (free samples at "
-             f"{score.free_distance:g}) + {score.stability_weight:g} x template e_above_hull.",
+             f"{score.free_distance:g}) + {score.stability_weight:g} x template e_above_hull + "
+             f"{score.atom_count_weight:g} eV/atom if the given atom count rules the cell out + "
+             f"{score.vote_weight:g} eV/atom x (1 - structure-type vote).",
              "",
              "| what | matched | precise (RMSE < 0.1) | precise (< 0.05) |",
              "|---|---|---|---|"]
