@@ -58,21 +58,23 @@ def _pair(result: PairResult) -> dict:
     return {"status": result.status, "rms": result.rms}
 
 
-def held_out_validation(checkpoint: str | Path = "mp20_csp"):
-    """``(checkpoint path, generator, validation crystals)``: the structures a CSP checkpoint held
+def held_out_validation(checkpoint: str | Path = "mp20_csp", train_data: Sequence[str] | None = None):
+    """``(checkpoint path, generator, validation crystals)``: the structures a checkpoint held
     out of training (its recorded data section and seed, through
-    :func:`~diffcrystal.training.datamodule.load_split`), where ``predict``'s settings are tuned."""
+    :func:`~diffcrystal.training.datamodule.load_split`), where ``predict``'s settings are tuned
+    and the study's arms compared. ``checkpoint``: a file or bundled CSP name; ``train_data``:
+    its training files where the recorded paths are not found."""
     import dataclasses
 
-    from diffcrystal.checkpoint import resolve_checkpoint
-    from diffcrystal.checkpoint import checkpoint_train_data
+    from diffcrystal.checkpoint import checkpoint_train_data, resolve_checkpoint
     from diffcrystal.generator import Generator
     from diffcrystal.training.datamodule import load_split
 
     path = resolve_checkpoint(checkpoint, "csp")
     generator = Generator.from_checkpoint(path)
-    data = dataclasses.replace(generator.experiment.data, train=[str(p) for p in checkpoint_train_data(path)])
-    _, validation, _ = load_split(data, generator.experiment.train.seed)
+    files = list(train_data) if train_data else [str(p) for p in checkpoint_train_data(path)]
+    _, validation, _ = load_split(dataclasses.replace(generator.experiment.data, train=files),
+                                  generator.experiment.train.seed)
     return path, generator, validation
 
 

@@ -2,8 +2,8 @@
 
 The arms of the fixed-budget study (``configs/study/README.md``) are compared on the same
 held-out structures: this script rebuilds them from the checkpoint's recorded ``data`` section
-and ``train.seed`` (:func:`~diffcrystal.training.datamodule.load_split`, as training drew
-them) and evaluates the joint diffusion loss of the generator's (EMA) denoiser in float32 with
+and ``train.seed`` (:func:`~diffcrystal.ranked_evaluation.held_out_validation`, as training
+drew them) and evaluates the joint diffusion loss of the generator's (EMA) denoiser in float32 with
 the timesteps restricted to each of ``--bins`` equal ranges of t in 1..T. The noise is drawn
 from a fixed seed per bin and repeat, so two checkpoints of the same data see the same noisy
 structures. The mean over the bins estimates the loss over uniform t (``val/loss`` in the
@@ -23,7 +23,6 @@ was measured (checkpoint, its training step and time, structures, seed, repeats)
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import sys
 import time
@@ -32,12 +31,12 @@ from pathlib import Path
 import torch
 
 from diffcrystal.atomic_write import atomic_write_text
-from diffcrystal.checkpoint import checkpoint_train_data, resolve_checkpoint
+from diffcrystal.checkpoint import resolve_checkpoint
 from diffcrystal.data.graph import collate
 from diffcrystal.diffusion.joint import JointDiffusion
 from diffcrystal.errors import InputError
 from diffcrystal.generator import Generator
-from diffcrystal.training.datamodule import load_split
+from diffcrystal.ranked_evaluation import held_out_validation
 from diffcrystal.training.run_folder import GENERATOR_NAME
 
 DEFAULT_BINS = 10
@@ -95,13 +94,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.repeats < 1:
             raise InputError(f"--repeats must be >= 1, got {args.repeats}")
-        checkpoint = checkpoint_of(args.checkpoint)
-        generator = Generator.from_checkpoint(checkpoint)
+        checkpoint, generator, validation = held_out_validation(checkpoint_of(args.checkpoint), args.train_data)
         generator.denoiser.float()
         experiment = generator.experiment
         bins = timestep_bins(generator.joint.num_timesteps, args.bins)
-        train_data = args.train_data or [str(path) for path in checkpoint_train_data(checkpoint)]
-        _, validation, _ = load_split(dataclasses.replace(experiment.data, train=train_data), experiment.train.seed)
         if not validation:
             raise InputError(f"{checkpoint}: its training data hold out no validation structures")
     except InputError as error:

@@ -169,16 +169,9 @@ def deduplicate(results: Sequence[RelaxResult], matcher=None, unconverged: bool 
     rankable = [r for r in results if (r.unconverged if unconverged else r.rankable)]
     if not rankable:
         return []
-    matcher = matcher or default_matcher()
-    structures = []
-    for index, result in enumerate(rankable):
-        structure = result.structure
-        structure.properties["_index"] = index
-        structures.append(structure)
     entries = []
-    for group in matcher.group_structures(structures):
-        members = [rankable[s.properties["_index"]] for s in group]
-        members.sort(key=lambda r: r.energy_per_atom)
+    for group in same_crystal_groups([r.structure for r in rankable], matcher):
+        members = sorted((rankable[i] for i in group), key=lambda r: r.energy_per_atom)
         entries.append(RankedEntry(best=members[0], members=[m.label for m in members]))
     return entries
 

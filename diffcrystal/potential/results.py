@@ -157,16 +157,20 @@ COLLAPSE_FRACTION = 0.5
 (ASE's ``covalent_radii``, Cordero et al. 2008)."""
 
 
-def _collapsed_pair(atoms) -> str:
-    """``'As-Nb 0.612 Å apart (< 0.5 x covalent radii 2.83 Å)'`` for the closest such pair, or ''."""
+def _too_close(atoms) -> str:
+    """Why two atoms of ``atoms`` are too close (below :data:`MIN_DISTANCE_A`, or below
+    :data:`COLLAPSE_FRACTION` of their covalent radii sum), naming the worst pair, or ''. One
+    neighbour list serves both tests (this runs after every relaxation step)."""
     from ase.data import chemical_symbols, covalent_radii
     from ase.neighborlist import neighbor_list
 
     radii = covalent_radii[atoms.numbers]
-    cutoff = COLLAPSE_FRACTION * 2.0 * float(radii.max())
+    cutoff = max(MIN_DISTANCE_A, COLLAPSE_FRACTION * 2.0 * float(radii.max()))
     first, second, distances = neighbor_list("ijd", atoms, cutoff)
     if not distances.size:
         return ""
+    if distances.min() < MIN_DISTANCE_A:
+        return f"atoms {float(distances.min()):.3f} Å apart (< {MIN_DISTANCE_A} Å)"
     ratio = distances / (radii[first] + radii[second])
     worst = int(np.argmin(ratio))
     if ratio[worst] >= COLLAPSE_FRACTION:
@@ -180,8 +184,6 @@ def _collapsed_pair(atoms) -> str:
 def explosion_reason(atoms, energy: float | None = None, forces=None, stress=None) -> str:
     """Why ``atoms`` (with optional energy in eV, forces (N, 3) eV/Å, stress (6,) eV/Å³) counts as
     exploded, or ``''`` when it is sane. See the module docstring for the criteria."""
-    from ase.neighborlist import neighbor_list
-
     cell = np.asarray(atoms.cell.array, dtype=float)
     positions = np.asarray(atoms.positions, dtype=float)
     if not (np.all(np.isfinite(cell)) and np.all(np.isfinite(positions))):
@@ -195,10 +197,7 @@ def explosion_reason(atoms, energy: float | None = None, forces=None, stress=Non
     per_atom = volume / len(atoms)
     if per_atom > MAX_VOLUME_PER_ATOM_A3:
         return f"volume per atom {per_atom:.1f} Å³ > {MAX_VOLUME_PER_ATOM_A3} Å³"
-    distances = neighbor_list("d", atoms, MIN_DISTANCE_A)
-    if distances.size:
-        return f"atoms {float(distances.min()):.3f} Å apart (< {MIN_DISTANCE_A} Å)"
-    return _collapsed_pair(atoms)
+    return _too_close(atoms)
 
 
 def _reduced_formula(atoms) -> str:

@@ -71,18 +71,17 @@ class TrainingClock(Timer):
         super().on_train_start(trainer, module)
         self._cpu_started = time.process_time()
 
-    def _log_elapsed(self) -> None:
-        self.log(WALL_COLUMN, self.wall_time_s(), on_step=True, on_epoch=False)
-        self.log(CPU_COLUMN, self.cpu_time_s(), on_step=True, on_epoch=False)
+    def _log_elapsed(self, on_step: bool) -> None:
+        self.log(WALL_COLUMN, self.wall_time_s(), on_step=on_step, on_epoch=not on_step)
+        self.log(CPU_COLUMN, self.cpu_time_s(), on_step=on_step, on_epoch=not on_step)
 
     def on_train_batch_end(self, trainer: L.Trainer, module: L.LightningModule, *args) -> None:
-        self._log_elapsed()  # before the budget check, so the last step's row has its time
+        self._log_elapsed(on_step=True)  # before the budget check, so the last step's row has its time
         super().on_train_batch_end(trainer, module, *args)
 
     def on_validation_epoch_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:
         if not trainer.sanity_checking:
-            self.log(WALL_COLUMN, self.wall_time_s(), on_step=False, on_epoch=True)
-            self.log(CPU_COLUMN, self.cpu_time_s(), on_step=False, on_epoch=True)
+            self._log_elapsed(on_step=False)
 
     def state_dict(self) -> dict:
         return {**super().state_dict(), CPU_STATE_KEY: self.cpu_time_s()}

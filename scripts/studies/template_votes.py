@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 from pathlib import Path
 
@@ -28,16 +27,18 @@ SCALES = (0.5, 1.0, 2.0)
 TEST_FILE = Path("../shared/data/mp_20/test.csv")
 
 
-def winner(analogues, nearest: int, scale: float):
+def winner(library, target, nearest: int, scale: float):
     """The nearest analogue of the structure type with most votes among the ``nearest`` first
-    (ties: the type whose first analogue is nearer)."""
-    votes, first = {}, {}
+    (:meth:`~diffcrystal.analogues.AnalogueLibrary.type_votes`; ties: the type whose first
+    analogue is nearer), or None when the target has no analogue."""
+    analogues = library.analogues(target.composition, target.num_atoms)
+    votes = library.type_votes(target.composition, target.num_atoms, nearest, scale)
+    if not votes:
+        return None
+    first = {}
     for analogue in analogues[:nearest]:
-        kind = analogue.structure_type()
-        votes[kind] = votes.get(kind, 0.0) + math.exp(-analogue.distance / scale)
-        first.setdefault(kind, analogue)
-    best = max(votes, key=lambda kind: (votes[kind], -first[kind].distance))
-    return first[best]
+        first.setdefault(analogue.structure_type(), analogue)
+    return first[max(votes, key=lambda kind: (votes[kind], -first[kind].distance))]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -67,11 +68,10 @@ def main(argv: list[str] | None = None) -> int:
     counts = {(n, s): [0, 0] for n in NEAREST for s in SCALES}
     for target in targets:
         templates = library.without({target.label}) if args.split == "validation" else library
-        analogues = templates.analogues(target.composition, target.num_atoms)
-        if not analogues:
-            continue
         for key in counts:
-            chosen = winner(analogues, *key)
+            chosen = winner(templates, target, *key)
+            if chosen is None:
+                break
             pair = (target.label, chosen.template.label)
             if pair not in compared:
                 result = compare_with_target(chosen.substituted(), target)
