@@ -33,7 +33,7 @@ from diffcrystal.errors import InputError
 DEFAULT_DISTANCE_WEIGHT_EV = 0.0025
 """w_d in eV/atom per Mendeleev unit. All five weights are the best of the grid of
 ``scripts/calibrate_ranking.py --atom-count`` on 79 held-out validation structures (ranked @1
-77.2 % matched, 72.2 % precise in sample, 73.4 / 68.4 % leave-one-out; the nearest template
+77.2 % matched, 72.2 % precise; the nearest template
 65.8 / 63.3 %, energy alone 65.8 / 60.8 %); docs/benchmarks.md, "Ranked prediction", also
 gives the test figures, where the gain over the nearest template did not hold."""
 

@@ -1,0 +1,66 @@
+"""Re-score ranked-evaluation records without relaxing again: the default score, energy alone,
+the ranking without structures only diffusion samples reached, and @1 by the target's energy
+above the hull ("Ranked prediction", its paragraph "What this says"):
+
+    python scripts/studies/rescore_ranked.py benchmarks/ranked_atoms_mp20_every15_176/records.jsonl.gz \\
+        --data ../shared/data/mp_20/test.csv
+
+``--data`` is the file the targets came from (its ``e_above_hull`` column gives the strata).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import gzip
+import json
+import sys
+from pathlib import Path
+
+from diffcrystal.ranked_evaluation import ranked_metrics, rescored_results
+from diffcrystal.ranking import RankingScore
+
+STRATA = ((None, 1e-6, "on the hull"), (1e-6, 0.02, "0-20 meV/atom above"), (0.02, None, "> 20 meV/atom above"))
+"""Ranges of the target's energy above the hull (eV/atom) and their names."""
+
+
+def read_records(path: Path) -> list[dict]:
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rt") as handle:
+        return [json.loads(line) for line in handle if line.strip()]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("records", type=Path, help="records.jsonl(.gz) of evaluate --ranked")
+    parser.add_argument("--data", type=Path, required=True, help="the targets' CSV (with e_above_hull)")
+    parser.add_argument("--k", type=int, default=5)
+    args = parser.parse_args(argv)
+    records = read_records(args.records)
+    csv.field_size_limit(1 << 30)
+    with open(args.data, newline="") as handle:
+        hull = {row["material_id"]: float(row["e_above_hull"] or "nan") for row in csv.DictReader(handle)}
+    only_templates = [dict(r, ranked=[e for e in r["ranked"] if "template" in e["sources"]]) for r in records]
+    print(f"{len(records)} targets")
+    for name, chosen, score in (("default score", records, RankingScore()),
+                                ("energy alone", records, RankingScore(0.0, 8.0, 0.0, 0.0, 0.0)),
+                                ("without diffusion-only structures", only_templates, RankingScore())):
+        s = ranked_metrics(chosen, score, args.k)
+        print(f"{name}: @1 {s.at_1['matched']:.2f} / {s.at_1['precise_0.1']:.2f} %, "
+              f"@{args.k} {s.at_k['matched']:.2f} / {s.at_k['precise_0.1']:.2f} %")
+    answers = rescored_results(records, RankingScore(), 1)
+    for low, high, name in STRATA:
+        chosen = [i for i, r in enumerate(records)
+                  if (low is None or hull[r["label"]] > low) and (high is None or hull[r["label"]] <= high)]
+        if not chosen:
+            continue
+        ranked = sum(answers[i].matched_at_1 for i in chosen) / len(chosen)
+        nearest = sum(any(c["label"] == "template-00" and c["status"] == "match" for c in records[i]["candidates"])
+                      for i in chosen) / len(chosen)
+        print(f"{name}: {len(chosen)} targets ({100 * len(chosen) / len(records):.0f} %), ranked @1 "
+              f"{100 * ranked:.0f} %, nearest template {100 * nearest:.0f} %")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
