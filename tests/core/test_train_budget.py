@@ -53,7 +53,9 @@ def test_budget_stops_at_a_checkpoint_and_resume_continues_the_clock(tmp_path, c
     assert int(rows[-1]["step"]) == first_steps - 1
     for column in (WALL_COLUMN, CPU_COLUMN):
         times = [float(row[column]) for row in rows]
-        assert times == sorted(times) and 0 < times[0] and times[-1] <= first_wall_s + 1e-3, column
+        assert times == sorted(times) and 0 < times[0], column
+    # wall time is bounded by the clock's; CPU time is not (it sums every thread of the process)
+    assert float(rows[-1][WALL_COLUMN]) <= first_wall_s + 1e-3
     assert load_checkpoint(run / "generator.safetensors")[1]["training"]["wall_time_s"] >= FIRST_BUDGET_S
 
     assert train_cli(tmp_path, values, "--max-hours", SECOND_BUDGET_S / SECONDS_PER_HOUR, "--resume", last) == 0
