@@ -27,6 +27,7 @@ Figures (:func:`ranked_metrics`):
 
 from __future__ import annotations
 
+import gzip
 import json
 import math
 import time
@@ -104,11 +105,14 @@ def target_record(target: Crystal, prediction, seconds: float, cpu_seconds: floa
 
 
 def read_records(path: Path) -> list[dict]:
-    """Records of ``records.jsonl``; a torn last line (an interrupted write) is ignored."""
+    """Records of ``records.jsonl`` (or a gzipped ``records.jsonl.gz``, as committed); a torn
+    last line (an interrupted write) is ignored."""
     records = []
-    if not Path(path).is_file():
+    path = Path(path)
+    if not path.is_file():
         return records
-    for line in Path(path).read_text().splitlines():
+    text = gzip.decompress(path.read_bytes()).decode() if path.suffix == ".gz" else path.read_text()
+    for line in text.splitlines():
         try:
             records.append(json.loads(line))
         except ValueError:
@@ -244,6 +248,13 @@ def answer_polymorph_metrics(records: Sequence[dict], results: Sequence[TargetRe
         rms_total += metrics.crmse * len(members)
     shared = sum(len(m) for m in groups.values() if len(m) > 1)
     return 100.0 * matched / len(records), rms_total / len(records), shared
+
+
+def ranked_rates(records: Sequence[dict], score: RankingScore, k: int = 5) -> tuple[dict, dict]:
+    """``(at_1, at_k)`` rates of ``records`` ranked by ``score``: the part of
+    :func:`ranked_metrics` a search over weights needs."""
+    results = rescored_results(records, score, k)
+    return _rates(results, "1"), _rates(results, "k")
 
 
 def ranked_metrics(records: Sequence[dict], score: RankingScore = RankingScore(), k: int = 5) -> RankedSummary:

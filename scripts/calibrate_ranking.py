@@ -28,7 +28,7 @@ from pathlib import Path
 from diffcrystal.checkpoint import bundled_analogue_table
 from diffcrystal.errors import InputError
 from diffcrystal.prediction import PredictSettings, load_library
-from diffcrystal.ranked_evaluation import held_out_validation, ranked_metrics, run_ranked
+from diffcrystal.ranked_evaluation import held_out_validation, ranked_metrics, ranked_rates, run_ranked
 from diffcrystal.ranking import RankingScore
 
 DISTANCE_WEIGHTS = (0.0, 0.0025, 0.005, 0.01, 0.02, 0.04, 0.08)
@@ -51,9 +51,9 @@ def grid(records: list[dict], k: int) -> list[dict]:
     rows = []
     for w_d, free, w_s, w_n, w_v in itertools.product(DISTANCE_WEIGHTS, FREE_DISTANCES, STABILITY_WEIGHTS,
                                                       atom_weights, VOTE_WEIGHTS):
-        summary = ranked_metrics(records, RankingScore(w_d, free, w_s, w_n, w_v), k)
+        at_1, at_k = ranked_rates(records, RankingScore(w_d, free, w_s, w_n, w_v), k)
         rows.append({"distance_weight": w_d, "free_distance": free, "stability_weight": w_s,
-                     "atom_count_weight": w_n, "vote_weight": w_v, "at_1": summary.at_1, "at_k": summary.at_k})
+                     "atom_count_weight": w_n, "vote_weight": w_v, "at_1": at_1, "at_k": at_k})
     rows.sort(key=lambda r: (-r["at_1"]["precise_0.1"], -r["at_1"]["matched"], -r["at_k"]["matched"],
                              r["distance_weight"], r["stability_weight"], r["atom_count_weight"], r["vote_weight"],
                              r["free_distance"]))

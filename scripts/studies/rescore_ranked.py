@@ -12,22 +12,14 @@ from __future__ import annotations
 
 import argparse
 import csv
-import gzip
-import json
 import sys
 from pathlib import Path
 
-from diffcrystal.ranked_evaluation import ranked_metrics, rescored_results
+from diffcrystal.ranked_evaluation import ranked_metrics, read_records, rescored_results
 from diffcrystal.ranking import RankingScore
 
 STRATA = ((None, 1e-6, "on the hull"), (1e-6, 0.02, "0-20 meV/atom above"), (0.02, None, "> 20 meV/atom above"))
 """Ranges of the target's energy above the hull (eV/atom) and their names."""
-
-
-def read_records(path: Path) -> list[dict]:
-    opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rt") as handle:
-        return [json.loads(line) for line in handle if line.strip()]
 
 
 def main(argv: list[str] | None = None) -> int:

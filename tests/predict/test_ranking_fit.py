@@ -112,3 +112,18 @@ def test_cross_validation_scores_held_out_records_only():
 def test_a_fit_without_any_matched_record_is_an_error():
     with pytest.raises(InputError, match="nothing to fit"):
         fit_parameters([ChoiceSet(np.zeros((2, len(FEATURES))), [False, False]), None], l2=0.1)
+
+
+def test_the_default_weights_are_the_fit_on_the_committed_validation_records():
+    from pathlib import Path
+
+    from diffcrystal.ranked_evaluation import read_records
+    from diffcrystal.ranking import RankingScore
+
+    records = read_records(Path(__file__).resolve().parents[2] / "benchmarks" / "ranked_calibration_atoms_mp20_val"
+                           / "records.jsonl.gz")
+    assert len(records) == 158
+    fitted = score_from_parameters(fit_parameters(choice_sets(records), l2=0.03))
+    default = RankingScore()
+    for name in ("distance_weight", "free_distance", "stability_weight", "atom_count_weight", "vote_weight"):
+        assert getattr(default, name) == pytest.approx(getattr(fitted, name), rel=0.03), name  # two digits
