@@ -3,8 +3,8 @@
 :func:`learn` runs the loop (units: energies eV, forces eV/Å; records in meV/atom and meV/Å):
 
 - **Split by structure.** The candidates are shuffled and a share ``held_out_share`` of them is
-  held out: rattled + strained copies of those (never of a training candidate) labelled by the
-  teacher are the evaluation set.
+  held out: rattled + strained copies of those and snapshots of the teacher relaxing them (never
+  frames of a training candidate), labelled by the teacher, are the evaluation set.
 - **Round 0.** ``initial`` frames drawn at random from rattled + strained copies of the training
   candidates are labelled; an ensemble of ``ensemble`` students (seeds ``seed + 1 ...``) is fitted.
 - **Round r >= 1.** The first student relaxes every training candidate (FIRE on a
@@ -88,9 +88,9 @@ def most_disagreeing(disagreements: Sequence[float], count: int) -> list[int]:
 class LearnSettings:
     """Loop sizes: ``rounds`` after round 0; ``ensemble`` members (>= 2); ``initial`` random
     frames; ``per_round`` frames added per round; ``held_out_share`` of candidates held out, with
-    ``held_out_copies`` rattled copies each; pool per training candidate per round:
-    ``relax_snapshots`` snapshots every ``snapshot_every`` FIRE steps plus ``pool_copies``
-    rattled copies; ``seed`` of every random choice; ``control`` fits the random-frames arm."""
+    ``held_out_copies`` rattled copies and ``relax_snapshots`` teacher-relaxation snapshots each;
+    pool per training candidate per round: ``relax_snapshots`` snapshots every ``snapshot_every``
+    FIRE steps plus ``pool_copies`` rattled copies; ``seed`` of every random choice; ``control`` fits the random-frames arm."""
 
     rounds: int = 3
     ensemble: int = 3
@@ -257,8 +257,9 @@ def learn(candidates: Sequence, out_dir: str | Path, teacher, fitter: Fitter,
     rng = np.random.default_rng(settings.seed)
     train_ids, held_ids = split_candidates(candidates, settings.held_out_share, settings.seed)
 
-    held_out, unlabelled = label_frames(_copies(candidates, held_ids, settings.held_out_copies,
-                                             settings.seed, "held-out"), teacher_name, calculator=teacher)
+    held_out_frames = _copies(candidates, held_ids, settings.held_out_copies, settings.seed, "held-out")
+    held_out_frames += _snapshots(candidates, held_ids, teacher, settings)
+    held_out, unlabelled = label_frames(held_out_frames, teacher_name, calculator=teacher)
     if not held_out:
         raise InputError(f"the teacher labelled none of the {unlabelled} held-out frames")
     write_frames(held_out, out_dir / HELD_OUT_NAME)
@@ -328,15 +329,20 @@ def learn(candidates: Sequence, out_dir: str | Path, teacher, fitter: Fitter,
     return LearnResult(record, out_dir / f"round-{settings.rounds}" / "member-0")
 
 
+def _snapshots(candidates: Sequence, indices: Sequence[int], calculator, settings: LearnSettings) -> list:
+    frames = []
+    for index in indices:
+        label, atoms = candidates[index]
+        frames += _tagged(relaxation_snapshots(atoms, calculator, settings.relax_snapshots, settings.snapshot_every),
+                          candidate=label, origin="relaxation")
+    return frames
+
+
 def _pool(candidates: Sequence, train_ids: Sequence[int], student, settings: LearnSettings,
           round_index: int) -> list:
     """Unlabelled frames of a round: snapshots of ``student`` relaxing each training candidate
     plus fresh rattled copies; exploded frames dropped."""
-    pool = []
-    for index in train_ids:
-        label, atoms = candidates[index]
-        pool += _tagged(relaxation_snapshots(atoms, student, settings.relax_snapshots, settings.snapshot_every),
-                        candidate=label, origin="relaxation")
+    pool = _snapshots(candidates, train_ids, student, settings)
     if settings.pool_copies:
         pool += _copies(candidates, train_ids, settings.pool_copies, settings.seed + 1 + round_index, "rattled")
     return [frame for frame in pool if not explosion_reason(frame)]
