@@ -196,7 +196,26 @@ class FitSettings:
             raise InputError(f"val_fraction must be in (0, 1), got {self.val_fraction}")
 
 
-def _model_block(settings: FitSettings) -> dict:
+def composition_energy_shifts(frames: Sequence, type_names: Sequence[str]) -> dict[str, float]:
+    """Per-species energies ``μ_s`` (eV/atom, keyed by the ``type_names``) from the least-squares fit
+    ``E ≈ Σ_s n_s μ_s`` over the labelled ``frames`` (``n_s`` atoms of species ``s``; minimum-norm
+    solution when species always occur together). A species absent from the frames gets the mean
+    per-atom energy. As the student's per-type energy shifts they leave it only the part of the
+    energy that composition does not explain (a single mean shift leaves errors of ~0.4 eV/atom
+    across MP-20 chemistries)."""
+    index = {name: i for i, name in enumerate(type_names)}
+    counts = np.zeros((len(frames), len(type_names)))
+    for row, frame in enumerate(frames):
+        for symbol in frame.get_chemical_symbols():
+            counts[row, index[symbol]] += 1
+    energies = np.array([frame.calc.results["energy"] for frame in frames])
+    shifts = np.linalg.lstsq(counts, energies, rcond=None)[0]
+    absent = counts.sum(axis=0) == 0
+    shifts[absent] = energies.sum() / counts.sum()
+    return {name: float(value) for name, value in zip(type_names, shifts)}
+
+
+def _model_block(settings: FitSettings, energy_shifts: dict[str, float] | None) -> dict:
     common = {
         "seed": "${seed}",
         "model_dtype": settings.model_dtype,
@@ -206,7 +225,8 @@ def _model_block(settings: FitSettings) -> dict:
         "parity": True,
         "num_layers": settings.num_layers,
         "avg_num_neighbors": "${training_data_stats:num_neighbors_mean}",
-        "per_type_energy_shifts": "${training_data_stats:per_atom_energy_mean}",
+        "per_type_energy_shifts": (dict(energy_shifts) if energy_shifts is not None
+                                   else "${training_data_stats:per_atom_energy_mean}"),
         "per_type_energy_scales": "${training_data_stats:forces_rms}",
     }
     if settings.arch == "nequip":
@@ -239,10 +259,12 @@ def _model_block(settings: FitSettings) -> dict:
 
 
 def training_config(frames_path: Path, type_names: Sequence[str], num_frames: int,
-                    settings: FitSettings) -> dict:
+                    settings: FitSettings, energy_shifts: dict[str, float] | None = None) -> dict:
     """The ``nequip-train`` (hydra) config for ``num_frames`` labelled frames in
     ``frames_path`` with chemical species ``type_names``. Split: train / val / test, with the
-    held-out part used for both validation and the final test."""
+    held-out part used for both validation and the final test. ``energy_shifts``: per-type
+    energies (eV/atom by type name; see :func:`composition_energy_shifts`), default the
+    data's mean per-atom energy for every type."""
     num_val = max(1, int(round(settings.val_fraction * num_frames)))
     num_train = num_frames - 2 * num_val
     if num_train < 1:
@@ -318,7 +340,7 @@ def training_config(frames_path: Path, type_names: Sequence[str], num_frames: in
             },
             "test_metrics": "${training_module.val_metrics}",
             "optimizer": {"_target_": "torch.optim.Adam", "lr": settings.learning_rate},
-            "model": _model_block(settings),
+            "model": _model_block(settings, energy_shifts),
         },
     }
 
@@ -372,7 +394,8 @@ def train_student(frames_path: str | Path, out_dir: str | Path, settings: FitSet
     """Train (without compiling) a student on the labelled extxyz ``frames_path`` in ``out_dir``.
 
     ``type_names``: the student's chemical species (default: those in the frames); give a
-    superset to let the student evaluate structures with species its frames lack. Writes
+    superset to let the student evaluate structures with species its frames lack. Per-type energy
+    shifts come from :func:`composition_energy_shifts`. Writes
     ``out_dir/train.yaml``, ``out_dir/train.log`` and ``out_dir/train/``.
     """
     import yaml
@@ -388,7 +411,8 @@ def train_student(frames_path: str | Path, out_dir: str | Path, settings: FitSet
             raise InputError(f"{frames_path} frame {i}: no energy/forces labels (run potential label)")
     present = {s for frame in frames for s in frame.get_chemical_symbols()}
     type_names = sorted(present | set(type_names or ()))
-    config = training_config(frames_path, type_names, len(frames), settings)
+    config = training_config(frames_path, type_names, len(frames), settings,
+                             composition_energy_shifts(frames, type_names))
     out_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out_dir / CONFIG_NAME, yaml.safe_dump(config, sort_keys=False))
     train_dir = out_dir / "train"
