@@ -224,6 +224,27 @@ def evaluate(calculator, frames: Sequence, disagreements: Sequence[float] | None
     return result
 
 
+def _select(pool: Sequence, members: Sequence, count: int, teacher_name: str, teacher) -> tuple[list, dict]:
+    """Rank ``pool`` by the ``members``' :func:`force_disagreement` and label the ``count`` highest
+    the teacher can label. Marks every pool frame's ``info`` with its ``disagreement`` (eV/Å) and
+    ``selected``; returns (the labelled frames, the round's selection record)."""
+    disagreements = _disagreements(_ensemble_forces(members, pool))
+    order = most_disagreeing(disagreements, len(pool))
+    added, ranks = _label_in_order([pool[i] for i in order], count, teacher_name, teacher)
+    selected = {order[rank] for rank in ranks}
+    for i, frame in enumerate(pool):
+        frame.info["disagreement"] = round(disagreements[i], 6)
+        frame.info["selected"] = i in selected
+    return added, {
+        "pool": len(pool),
+        "added": len(added),
+        "passed_over": ranks[-1] + 1 - len(ranks) if ranks else 0,
+        "pool_mean_disagreement_meV_A": _finite_or_none(1000 * np.mean(disagreements)),
+        "selected_mean_disagreement_meV_A": _finite_or_none(
+            1000 * np.mean([disagreements[i] for i in selected])) if selected else None,
+    }
+
+
 def split_candidates(candidates: Sequence, share: float, seed: int) -> tuple[list[int], list[int]]:
     """Indices of (training, held-out) candidates: a seeded shuffle, ``round(share * n)`` (at least
     one) held out, at least one kept for training."""
@@ -282,28 +303,15 @@ def learn(candidates: Sequence, out_dir: str | Path, teacher, fitter: Fitter,
         "held_out_frames": len(held_out),
         "rounds": [],
     }
-    members, control, pool = [], None, []
+    members = []
     for round_index in range(settings.rounds + 1):
         start = time.perf_counter()
         folder = out_dir / f"round-{round_index}"
         entry = {"round": round_index}
         if round_index > 0:
             pool = _pool(candidates, train_ids, members[0], settings, round_index)
-            disagreements = _disagreements(_ensemble_forces(members, pool))
-            order = most_disagreeing(disagreements, len(pool))
-            added, ranks = _label_in_order([pool[i] for i in order], settings.per_round, teacher_name, teacher)
-            selected = {order[rank] for rank in ranks}
-            for i, frame in enumerate(pool):
-                frame.info["disagreement"] = round(disagreements[i], 6)
-                frame.info["selected"] = i in selected
-            entry.update({
-                "pool": len(pool),
-                "added": len(added),
-                "passed_over": ranks[-1] + 1 - len(ranks) if ranks else 0,
-                "pool_mean_disagreement_meV_A": _finite_or_none(1000 * np.mean(disagreements)),
-                "selected_mean_disagreement_meV_A": _finite_or_none(
-                    1000 * np.mean([disagreements[i] for i in selected])) if selected else None,
-            })
+            added, selection = _select(pool, members, settings.per_round, teacher_name, teacher)
+            entry.update(selection)
             write_frames(pool, folder / POOL_NAME)
             train = train + _tagged(added, round=round_index)
             if settings.control:
