@@ -7,8 +7,9 @@
   ``nequip-train`` (subprocess) and compile to ``DIR/model.nequip.pt2``; then use
   ``--potential DIR`` in ``relax``/``rank``.
 - ``learn CANDIDATES... --out DIR``: active learning (ensemble disagreement picks the frames the
-  teacher labels, beside a random-frames control; per-round record in ``DIR/learn.json``), the
-  final student compiled to ``DIR/model.nequip.pt2``.
+  teacher labels, beside a random-frames control; per-round record in ``DIR/learn.json``;
+  ``--resume`` goes on after the last recorded round), the final student compiled to
+  ``DIR/model.nequip.pt2``.
 """
 
 from __future__ import annotations
@@ -79,6 +80,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     learn.add_argument("--seed", type=int, default=defaults.seed, help="random seed (default: %(default)s)")
     learn.add_argument("--no-control", action="store_true",
                        help="skip the control student trained on randomly chosen frames")
+    learn.add_argument("--resume", action="store_true",
+                       help="go on after the last round recorded in --out (same settings; --rounds may grow)")
     learn.add_argument("--no-compile", action="store_true",
                        help="do not compile the final student into OUT/model.nequip.pt2 (saves ~10-17 min)")
     learn.add_argument("--arch", choices=ARCHITECTURES, default="nequip",
@@ -158,8 +161,8 @@ def run_learn(args: argparse.Namespace, candidates: list) -> None:
     if not candidates:
         raise InputError("no candidate structures in " + " ".join(map(str, args.inputs)))
     check_output_folder(args.out)
-    if args.out.is_dir() and any(args.out.iterdir()):
-        raise InputError(f"output folder {args.out} is not empty; choose a new --out")
+    if not args.resume and args.out.is_dir() and any(args.out.iterdir()):
+        raise InputError(f"output folder {args.out} is not empty; choose a new --out (or --resume a stopped run)")
     settings = LearnSettings(rounds=args.rounds, ensemble=args.ensemble, initial=args.initial,
                              per_round=args.per_round, held_out_share=args.held_out_share,
                              seed=args.seed, control=not args.no_control)
@@ -168,7 +171,7 @@ def run_learn(args: argparse.Namespace, candidates: list) -> None:
         FitSettings(arch=args.arch, epochs=args.epochs, num_features=args.features), species)
     teacher = potential_label(args.teacher)
     result = active_learning.learn(candidates, args.out, load_calculator(teacher), fitter, settings,
-                                   teacher_name=teacher)
+                                   teacher_name=teacher, resume=args.resume)
     print(f"wrote {args.out / active_learning.RECORD_NAME}")
     if not args.no_compile:
         model, seconds = compile_student(fitter.checkpoint(result.final_student), args.out)

@@ -21,7 +21,11 @@ After every round ``<out>/learn.json`` is rewritten atomically with the per-roun
 teacher on the held-out frames, and how well the ensemble's disagreement ranks the first
 member's true max-atom force error there.
 
-The fitter is injected (:data:`Fitter`): :class:`NequipFitter` trains NequIP/Allegro students
+With ``resume=True`` a stopped run goes on after its last completed round: the held-out and
+training frames are read back from their extxyz files (8 decimals, so the continuation matches
+an uninterrupted run to round-off), the students are reloaded and the random draws replayed.
+
+The fitter is injected (:class:`Fitter`): :class:`NequipFitter` trains NequIP/Allegro students
 with ``nequip-train`` and serves their checkpoints uncompiled.
 """
 
@@ -32,7 +36,7 @@ import math
 import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, Protocol, Sequence
 
 import numpy as np
 
@@ -59,8 +63,13 @@ TOP_SHARE = 0.1
 LEARN_EPOCHS = 20
 """Training epochs of each fit in the loop (every round refits every member from scratch)."""
 
-Fitter = Callable[[Sequence, Path, int], object]
-"""``fitter(labelled_frames, folder, seed) -> ASE calculator``: fit one student in ``folder``."""
+class Fitter(Protocol):
+    """Makes the loop's students: ``fit`` one on labelled frames in ``folder`` (an ASE calculator
+    back), or ``load`` the one fitted there before (for ``resume``)."""
+
+    def fit(self, frames: Sequence, folder: Path, seed: int): ...
+
+    def load(self, folder: Path): ...
 
 
 def force_disagreement(force_sets) -> float:
@@ -118,7 +127,7 @@ class LearnSettings:
 
 
 class NequipFitter:
-    """:data:`Fitter` training a NequIP/Allegro student with ``nequip-train`` (``settings`` with
+    """:class:`Fitter` training a NequIP/Allegro student with ``nequip-train`` (``settings`` with
     the member's seed) over species ``type_names``; returns an eager calculator on its best
     checkpoint (:func:`~diffcrystal.potential.calculators.load_checkpoint_calculator`)."""
 
@@ -126,12 +135,18 @@ class NequipFitter:
         self.settings = settings
         self.type_names = sorted(type_names)
 
-    def __call__(self, frames: Sequence, folder: Path, seed: int):
+    def fit(self, frames: Sequence, folder: Path, seed: int):
+        frames_path = write_frames(frames, Path(folder) / TRAIN_NAME)
+        train_student(frames_path, folder, replace(self.settings, seed=seed), self.type_names)
+        return self.load(folder)
+
+    def load(self, folder: Path):
         from diffcrystal.potential.calculators import load_checkpoint_calculator
 
-        frames_path = write_frames(frames, Path(folder) / TRAIN_NAME)
-        trained = train_student(frames_path, folder, replace(self.settings, seed=seed), self.type_names)
-        return load_checkpoint_calculator(trained.checkpoint)
+        checkpoint = self.checkpoint(folder)
+        if not checkpoint.is_file():
+            raise InputError(f"cannot resume: no student checkpoint {checkpoint}")
+        return load_checkpoint_calculator(checkpoint)
 
     @staticmethod
     def checkpoint(folder: Path) -> Path:
@@ -267,44 +282,45 @@ def _copies(candidates: Sequence, indices: Sequence[int], copies: int, seed: int
 # ---------------------------------------------------------------------- the loop
 def learn(candidates: Sequence, out_dir: str | Path, teacher, fitter: Fitter,
           settings: LearnSettings = LearnSettings(), teacher_name: str = "teacher",
-          log: Callable[[str], None] = print) -> LearnResult:
+          resume: bool = False, log: Callable[[str], None] = print) -> LearnResult:
     """Run the active-learning loop (module docstring) on ``candidates`` (``(label, Atoms)``
     pairs) with the ASE calculator ``teacher`` and students from ``fitter``, writing into
     ``out_dir`` (``learn.json``, ``held_out.extxyz``, ``round-<r>/`` with the training sets, the
     ranked pool with each frame's ``disagreement`` (eV/Å) and ``selected`` flag, and one folder
-    per fitted student)."""
+    per fitted student). ``resume``: go on after the last round recorded in ``out_dir`` (same
+    teacher, candidates and settings; only ``rounds`` may grow)."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(settings.seed)
     train_ids, held_ids = split_candidates(candidates, settings.held_out_share, settings.seed)
-
-    held_out_frames = _copies(candidates, held_ids, settings.held_out_copies, settings.seed, "held-out")
-    held_out_frames += _snapshots(candidates, held_ids, teacher, settings)
-    held_out, unlabelled = label_frames(held_out_frames, teacher_name, calculator=teacher)
-    if not held_out:
-        raise InputError(f"the teacher labelled none of the {unlabelled} held-out frames")
-    write_frames(held_out, out_dir / HELD_OUT_NAME)
-
-    per_candidate = math.ceil(settings.initial / len(train_ids))
-    initial_pool = _copies(candidates, train_ids, per_candidate, settings.seed + 1, "initial")
-    shuffled = [initial_pool[i] for i in rng.permutation(len(initial_pool))]
-    train, _ = _label_in_order(shuffled, settings.initial, teacher_name, teacher)
-    train = _tagged(train, round=0)
-    if len(train) < settings.initial:
-        raise InputError(f"the teacher labelled only {len(train)} of the {settings.initial} initial frames")
-    control_train = list(train)
-
     record = {
         "teacher": teacher_name,
         "settings": asdict(settings),
         "candidates": len(candidates),
         "training_candidates": [candidates[i][0] for i in train_ids],
         "held_out_candidates": [candidates[i][0] for i in held_ids],
-        "held_out_frames": len(held_out),
+        "held_out_frames": None,
         "rounds": [],
     }
-    members = []
-    for round_index in range(settings.rounds + 1):
+    per_candidate = math.ceil(settings.initial / len(train_ids))
+    initial_pool = _copies(candidates, train_ids, per_candidate, settings.seed + 1, "initial")
+    shuffled = [initial_pool[i] for i in rng.permutation(len(initial_pool))]
+    if resume:
+        record, held_out, train, control_train, members = _resumed(out_dir, record, fitter, settings, rng)
+    else:
+        held_out_frames = _copies(candidates, held_ids, settings.held_out_copies, settings.seed, "held-out")
+        held_out_frames += _snapshots(candidates, held_ids, teacher, settings)
+        held_out, unlabelled = label_frames(held_out_frames, teacher_name, calculator=teacher)
+        if not held_out:
+            raise InputError(f"the teacher labelled none of the {unlabelled} held-out frames")
+        write_frames(held_out, out_dir / HELD_OUT_NAME)
+        record["held_out_frames"] = len(held_out)
+        train, _ = _label_in_order(shuffled, settings.initial, teacher_name, teacher)
+        train = _tagged(train, round=0)
+        if len(train) < settings.initial:
+            raise InputError(f"the teacher labelled only {len(train)} of the {settings.initial} initial frames")
+        control_train, members = list(train), []
+    for round_index in range(len(record["rounds"]), settings.rounds + 1):
         start = time.perf_counter()
         folder = out_dir / f"round-{round_index}"
         entry = {"round": round_index}
@@ -319,7 +335,7 @@ def learn(candidates: Sequence, out_dir: str | Path, teacher, fitter: Fitter,
                 control_added, _ = _label_in_order(random_order, len(added), teacher_name, teacher)
                 control_train = control_train + _tagged(control_added, round=round_index)
         write_frames(train, folder / TRAIN_NAME)
-        members = [fitter(train, folder / f"member-{m}", settings.seed + 1 + m) for m in range(settings.ensemble)]
+        members = [fitter.fit(train, folder / f"member-{m}", settings.seed + 1 + m) for m in range(settings.ensemble)]
         held_disagreements = _disagreements(_ensemble_forces(members, held_out))
         entry["frames"] = len(train)
         entry["student"] = evaluate(members[0], held_out, held_disagreements)
@@ -328,13 +344,39 @@ def learn(candidates: Sequence, out_dir: str | Path, teacher, fitter: Fitter,
                 control = members[0]
             else:
                 write_frames(control_train, folder / CONTROL_TRAIN_NAME)
-                control = fitter(control_train, folder / "control", settings.seed + 1)
+                control = fitter.fit(control_train, folder / "control", settings.seed + 1)
             entry["control"] = {"frames": len(control_train), **evaluate(control, held_out)}
         entry["seconds"] = round(time.perf_counter() - start, 1)
         record["rounds"].append(entry)
         atomic_write_text(out_dir / RECORD_NAME, json.dumps(record, indent=2) + "\n")
         log(round_line(entry))
     return LearnResult(record, out_dir / f"round-{settings.rounds}" / "member-0")
+
+
+def _resumed(out_dir: Path, fresh: dict, fitter: Fitter, settings: LearnSettings, rng) -> tuple:
+    """State after the last round recorded in ``out_dir``: (record, held-out frames, training
+    frames, control frames, students); replays the control's random draws on ``rng``."""
+    from ase.io import read
+
+    path = out_dir / RECORD_NAME
+    if not path.is_file():
+        raise InputError(f"cannot resume: no {path} (a run records its first round there)")
+    record = json.loads(path.read_text())
+    record["settings"] = {**record.get("settings", {}), "rounds": settings.rounds}
+    for key in ("teacher", "settings", "training_candidates", "held_out_candidates"):
+        if record.get(key) != fresh[key]:
+            raise InputError(f"cannot resume {out_dir}: it was started with other {key.replace('_', ' ')} "
+                             f"(only --rounds may change)")
+    last = len(record["rounds"]) - 1
+    folder = out_dir / f"round-{last}"
+    control_file = folder / CONTROL_TRAIN_NAME if last > 0 else folder / TRAIN_NAME
+    held_out, train = read(out_dir / HELD_OUT_NAME, index=":"), read(folder / TRAIN_NAME, index=":")
+    control_train = read(control_file, index=":") if settings.control else []
+    members = [fitter.load(folder / f"member-{m}") for m in range(settings.ensemble)]
+    if settings.control:
+        for entry in record["rounds"][1:]:
+            rng.permutation(entry["pool"])
+    return record, held_out, train, control_train, members
 
 
 def _snapshots(candidates: Sequence, indices: Sequence[int], calculator, settings: LearnSettings) -> list:

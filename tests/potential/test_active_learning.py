@@ -3,6 +3,7 @@ students (EMT teacher), the CLI's one-line errors and (slow) the real nequip pat
 
 import csv
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -61,14 +62,21 @@ class WrongEMT(Calculator):
 
 
 class FakeFitter:
-    """Fits nothing: a :class:`WrongEMT` whose error shrinks as 1/frames; remembers each student."""
+    """Fits nothing: a :class:`WrongEMT` whose error shrinks as 1/frames; remembers each student
+    (by ``round-<r>/<member>``) and writes its size and seed into its folder for ``load``."""
 
     def __init__(self):
-        self.students = {}
+        self.students, self.fitted = {}, []
 
-    def __call__(self, frames, folder, seed):
-        folder.mkdir(parents=True)
-        self.students[folder.relative_to(folder.parent.parent).as_posix()] = student = WrongEMT(2.0 / len(frames), seed)
+    def fit(self, frames, folder, seed):
+        self.fitted.append(folder.relative_to(folder.parent.parent).as_posix())
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "student.json").write_text(json.dumps([2.0 / len(frames), seed]))
+        return self.load(folder)
+
+    def load(self, folder):
+        student = WrongEMT(*json.loads((folder / "student.json").read_text()))
+        self.students[folder.relative_to(folder.parent.parent).as_posix()] = student
         return student
 
 
@@ -140,6 +148,34 @@ def test_without_control_no_control_student_is_fitted(tmp_path):
     assert sorted(fitter.students) == ["round-0/member-0", "round-0/member-1", "round-1/member-0", "round-1/member-1"]
 
 
+def test_a_stopped_run_resumes_as_if_uninterrupted(tmp_path):
+    settings = LearnSettings(rounds=2, ensemble=2, initial=6, per_round=3, seed=5)
+    whole = learn(metal_cells(), tmp_path / "whole", EMT(), FakeFitter(), settings, log=lambda line: None).record
+    out = tmp_path / "stopped"
+    learn(metal_cells(), out, EMT(), FakeFitter(), replace(settings, rounds=1), log=lambda line: None)
+    lines, fitter = [], FakeFitter()
+    resumed = learn(metal_cells(), out, EMT(), fitter, settings, resume=True, log=lines.append).record
+    assert [line.split(":")[0] for line in lines] == ["round 2"]
+    assert fitter.fitted == ["round-2/member-0", "round-2/member-1", "round-2/control"]
+    assert {"round-1/member-0", "round-1/member-1"} <= set(fitter.students)
+
+    def without_time(rounds):
+        return [{k: v for k, v in entry.items() if k != "seconds"} for entry in rounds]
+
+    assert without_time(resumed["rounds"][:2]) == without_time(whole["rounds"][:2])
+    assert resumed["settings"] == whole["settings"] and resumed["rounds"][2]["frames"] == 12
+    assert resumed["rounds"][2]["student"]["force_mae_meV_A"] == pytest.approx(
+        whole["rounds"][2]["student"]["force_mae_meV_A"], abs=0.05)
+    for name in ("train.extxyz", "control_train.extxyz"):  # the same frames chosen, to round-off
+        again, first = (read(folder / "round-2" / name, index=":") for folder in (out, tmp_path / "whole"))
+        assert np.allclose([f.positions for f in again], [f.positions for f in first], atol=1e-6)
+
+    with pytest.raises(InputError, match="other settings"):
+        learn(metal_cells(), out, EMT(), FakeFitter(), replace(settings, per_round=4), resume=True)
+    with pytest.raises(InputError, match="cannot resume: no"):
+        learn(metal_cells(), tmp_path / "new", EMT(), FakeFitter(), settings, resume=True)
+
+
 def test_learn_settings_are_checked():
     with pytest.raises(InputError, match="at least 2 members"):
         LearnSettings(ensemble=1)
@@ -180,6 +216,8 @@ def test_cli_errors_are_one_line(cif_folder, tmp_path, capsys):
     busy.mkdir()
     (busy / "old.txt").write_text("keep me")
     assert "not empty" in one_line_error(capsys, [str(cif_folder), "--out", str(busy), "--teacher", "emt"])
+    assert "cannot resume: no" in one_line_error(capsys, [str(cif_folder), "--out", str(busy), "--teacher", "emt",
+                                                          "--resume"])
     assert (busy / "old.txt").read_text() == "keep me"
 
     blocker = tmp_path / "file"
