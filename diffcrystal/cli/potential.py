@@ -77,6 +77,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
                        help="frames the teacher labels per round (default: %(default)s)")
     learn.add_argument("--held-out-share", type=float, default=defaults.held_out_share,
                        help="share of candidates held out for evaluation (default: %(default)s)")
+    learn.add_argument("--max-per-candidate", type=int, default=None,
+                       help="at most this many frames of one candidate selected per round (default: no limit)")
     learn.add_argument("--seed", type=int, default=defaults.seed, help="random seed (default: %(default)s)")
     learn.add_argument("--no-control", action="store_true",
                        help="skip the control student trained on randomly chosen frames")
@@ -108,6 +110,7 @@ def check_arguments(args: argparse.Namespace) -> None:
         at_least("--rounds", args.rounds, 0)
         at_least("--initial", args.initial, 3)
         at_least("--per-round", args.per_round, 1)
+        at_least("--max-per-candidate", args.max_per_candidate, 1)
         at_least("--epochs", args.epochs, 1)
         at_least("--features", args.features, 1)
         if not 0 < args.held_out_share < 1:
@@ -165,7 +168,8 @@ def run_learn(args: argparse.Namespace, candidates: list) -> None:
         raise InputError(f"output folder {args.out} is not empty; choose a new --out (or --resume a stopped run)")
     settings = LearnSettings(rounds=args.rounds, ensemble=args.ensemble, initial=args.initial,
                              per_round=args.per_round, held_out_share=args.held_out_share,
-                             seed=args.seed, control=not args.no_control)
+                             seed=args.seed, control=not args.no_control,
+                             max_per_candidate=args.max_per_candidate)
     species = {symbol for _, atoms in candidates for symbol in atoms.get_chemical_symbols()}
     fitter = active_learning.NequipFitter(
         FitSettings(arch=args.arch, epochs=args.epochs, num_features=args.features), species)

@@ -10,7 +10,8 @@
 - **Round r >= 1.** The first student relaxes every training candidate (FIRE on a
   FrechetCellFilter, a few steps), and its snapshots plus fresh rattled copies form the unlabelled
   pool (exploded frames dropped). The ensemble ranks the pool by :func:`force_disagreement`; the
-  teacher labels the ``per_round`` highest (in rank order, skipping frames it cannot label), they
+  teacher labels the ``per_round`` highest (in rank order, skipping frames it cannot label and,
+  with ``max_per_candidate``, frames of a candidate that already gave that many this round), they
   join the training set and every member is refitted from scratch.
 - **Control** (``control=True``): one student per round (seed of the first member) on the initial
   frames plus as many frames per round, chosen at random from the same pools; at round 0 it is
@@ -112,6 +113,7 @@ class LearnSettings:
     pool_copies: int = 1
     seed: int = 0
     control: bool = True
+    max_per_candidate: int | None = None
 
     def __post_init__(self) -> None:
         if self.ensemble < 2:
@@ -122,6 +124,8 @@ class LearnSettings:
         for name in ("initial", "per_round", "held_out_copies", "snapshot_every"):
             if getattr(self, name) < 1:
                 raise InputError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.max_per_candidate is not None and self.max_per_candidate < 1:
+            raise InputError(f"max_per_candidate must be at least 1, got {self.max_per_candidate}")
         if not 0 < self.held_out_share < 1:
             raise InputError(f"held-out share must be in (0, 1), got {self.held_out_share}")
 
@@ -169,14 +173,20 @@ def _tagged(frames: Sequence, **info) -> list:
     return list(frames)
 
 
-def _label_in_order(frames: Sequence, count: int, teacher_name: str, teacher) -> tuple[list, list[int]]:
+def _label_in_order(frames: Sequence, count: int, teacher_name: str, teacher,
+                    per_candidate: int | None = None) -> tuple[list, list[int]]:
     """Teacher labels of the first ``count`` frames of ``frames`` it can label, and their
-    positions in ``frames`` (frames it cannot label are passed over)."""
-    labelled, positions = [], []
+    positions in ``frames`` (frames it cannot label, and with ``per_candidate`` frames of a
+    candidate already labelled that many times, are passed over)."""
+    labelled, positions, taken = [], [], {}
     for position, frame in enumerate(frames):
         if len(labelled) == count:
             break
+        candidate = frame.info.get("candidate")
+        if per_candidate is not None and taken.get(candidate, 0) >= per_candidate:
+            continue
         done, _ = label_frames([frame], teacher_name, calculator=teacher)
+        taken[candidate] = taken.get(candidate, 0) + len(done)
         if done:
             labelled.extend(done)
             positions.append(position)
@@ -239,13 +249,14 @@ def evaluate(calculator, frames: Sequence, disagreements: Sequence[float] | None
     return result
 
 
-def _select(pool: Sequence, members: Sequence, count: int, teacher_name: str, teacher) -> tuple[list, dict]:
+def _select(pool: Sequence, members: Sequence, count: int, teacher_name: str, teacher,
+            per_candidate: int | None = None) -> tuple[list, dict]:
     """Rank ``pool`` by the ``members``' :func:`force_disagreement` and label the ``count`` highest
-    the teacher can label. Marks every pool frame's ``info`` with its ``disagreement`` (eV/Å) and
+    the teacher can label (at most ``per_candidate`` per candidate). Marks every pool frame's ``info`` with its ``disagreement`` (eV/Å) and
     ``selected``; returns (the labelled frames, the round's selection record)."""
     disagreements = _disagreements(_ensemble_forces(members, pool))
     order = most_disagreeing(disagreements, len(pool))
-    added, ranks = _label_in_order([pool[i] for i in order], count, teacher_name, teacher)
+    added, ranks = _label_in_order([pool[i] for i in order], count, teacher_name, teacher, per_candidate)
     selected = {order[rank] for rank in ranks}
     for i, frame in enumerate(pool):
         frame.info["disagreement"] = round(disagreements[i], 6)
@@ -326,7 +337,8 @@ def learn(candidates: Sequence, out_dir: str | Path, teacher, fitter: Fitter,
         entry = {"round": round_index}
         if round_index > 0:
             pool = _pool(candidates, train_ids, members[0], settings, round_index)
-            added, selection = _select(pool, members, settings.per_round, teacher_name, teacher)
+            added, selection = _select(pool, members, settings.per_round, teacher_name, teacher,
+                                       settings.max_per_candidate)
             entry.update(selection)
             write_frames(pool, folder / POOL_NAME)
             train = train + _tagged(added, round=round_index)

@@ -139,6 +139,23 @@ def test_loop_selects_the_most_disagreeing_frames_and_records_every_round(tmp_pa
     assert result.final_student == out / "round-2" / "member-0"
 
 
+def test_a_cap_per_candidate_spreads_the_batch_over_structures(tmp_path):
+    out = tmp_path / "capped"
+    learn(metal_cells(), out, EMT(), FakeFitter(),
+          LearnSettings(rounds=1, ensemble=2, initial=6, per_round=3, held_out_share=0.34, max_per_candidate=1),
+          log=lambda line: None)
+    pool = read(out / "round-1" / "pool.extxyz", index=":")
+    best = {}  # each candidate's most disagreeing frame
+    for frame in pool:
+        key = frame.info["candidate"]
+        if key not in best or frame.info["disagreement"] > best[key].info["disagreement"]:
+            best[key] = frame
+    expected = sorted(best.values(), key=lambda f: -f.info["disagreement"])[:3]
+    selected = [f for f in pool if f.info["selected"]]
+    assert sorted(f.info["disagreement"] for f in selected) == sorted(f.info["disagreement"] for f in expected)
+    assert len({f.info["candidate"] for f in selected}) == 3
+
+
 def test_without_control_no_control_student_is_fitted(tmp_path):
     fitter = FakeFitter()
     record = learn(metal_cells(), tmp_path / "o", EMT(), fitter,
@@ -179,6 +196,8 @@ def test_a_stopped_run_resumes_as_if_uninterrupted(tmp_path):
 def test_learn_settings_are_checked():
     with pytest.raises(InputError, match="at least 2 members"):
         LearnSettings(ensemble=1)
+    with pytest.raises(InputError, match="max_per_candidate"):
+        LearnSettings(max_per_candidate=0)
     with pytest.raises(InputError, match="held-out share"):
         LearnSettings(held_out_share=1.0)
     with pytest.raises(InputError, match="at least 2 candidates"):
