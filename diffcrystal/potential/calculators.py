@@ -197,25 +197,32 @@ def _default_dtype(dtype):
         torch.set_default_dtype(previous)
 
 
-def _load_nequip(path: Path, device: str):
-    """A ``NequIPCalculator`` whose every call runs under nequip's float64 default dtype (its
+def _isolated_nequip_calculator_class():
+    """``NequIPCalculator`` whose every call runs under nequip's float64 default dtype (its
     ``from_ase`` builds input tensors in the default dtype, and a compiled model fed float32
-    positions returns NaN), with torch's previous default restored after loading and each call.
+    positions returns NaN), restoring torch's previous default after each call. Imports nequip:
+    call under :func:`preserved_torch_state`."""
+    from nequip.integrations.ase import NequIPCalculator
+    from nequip.utils.global_dtype import _GLOBAL_DTYPE
+
+    class IsolatedNequIPCalculator(NequIPCalculator):
+        def calculate(self, *args, **kwargs):
+            with _default_dtype(_GLOBAL_DTYPE):
+                return super().calculate(*args, **kwargs)
+
+    return IsolatedNequIPCalculator
+
+
+def _load_nequip(path: Path, device: str):
+    """A calculator for the compiled model ``path`` (see :func:`_isolated_nequip_calculator_class`),
+    with torch's previous default dtype and RNG states restored after loading.
 
     Not restored (process-wide, harmless to the generator): nequip's JIT fusion strategy, e3nn
     optimisation flags, two ``torch._dynamo`` capture flags and torch.multiprocessing's sharing
     strategy (``nequip/utils/global_state.py``)."""
     with preserved_torch_state():
-        from nequip.integrations.ase import NequIPCalculator
-        from nequip.utils.global_dtype import _GLOBAL_DTYPE
-
-        class IsolatedNequIPCalculator(NequIPCalculator):
-            def calculate(self, *args, **kwargs):
-                with _default_dtype(_GLOBAL_DTYPE):
-                    return super().calculate(*args, **kwargs)
-
         try:
-            calculator = IsolatedNequIPCalculator.from_compiled_model(
+            calculator = _isolated_nequip_calculator_class().from_compiled_model(
                 str(path), device=device, chemical_species_to_atom_type_map=True
             )
         except Exception as error:  # torch/nequip raise many kinds on a bad archive
@@ -223,6 +230,16 @@ def _load_nequip(path: Path, device: str):
             raise InputError(f"{path}: cannot load as a compiled NequIP/Allegro model "
                              f"({type(error).__name__}: {first_line})") from None
     return calculator
+
+
+def load_checkpoint_calculator(checkpoint: str | Path, device: str = "cpu"):
+    """An ASE calculator for a ``nequip-train`` checkpoint (``*.ckpt``), run eagerly without
+    compiling (slower per call than a compiled model, but ready in seconds); torch state is
+    isolated as for compiled models."""
+    with preserved_torch_state():
+        return _isolated_nequip_calculator_class()._from_saved_model(
+            str(checkpoint), device=device, compile_mode="eager", chemical_species_to_atom_type_map=True
+        )
 
 
 _LOADERS = {"sevennet-0": _load_sevennet, "chgnet": _load_chgnet, "emt": _load_emt}

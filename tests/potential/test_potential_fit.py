@@ -1,9 +1,12 @@
 """Own NequIP/Allegro students: config generation (fast) and a real fit on EMT labels (slow)."""
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
 import yaml
+from ase import Atoms
 from ase.build import bulk
 from ase.calculators.emt import EMT
 
@@ -11,6 +14,7 @@ from diffcrystal.errors import InputError
 from diffcrystal.potential.calculators import preserved_torch_state
 from diffcrystal.potential.fit import (
     FitSettings,
+    composition_energy_shifts,
     fit_potential,
     force_mae,
     label_frames,
@@ -60,6 +64,23 @@ def test_fit_settings_and_frames_are_checked(tmp_path):
     write_frames(make_frames([bulk("Cu", "fcc", a=3.6, cubic=True)], copies=4), unlabelled)
     with pytest.raises(InputError, match="no energy/forces labels"):
         fit_potential(unlabelled, tmp_path / "fit")
+
+
+def test_energy_shifts_recover_per_species_energies():
+    from ase.calculators.singlepoint import SinglePointCalculator
+
+    mu = {"Cu": -3.5, "O": -4.25}
+    frames = []
+    for formula in ("Cu2O", "CuO", "Cu4O2", "CuO2"):
+        atoms = Atoms(formula, positions=np.zeros((len(Atoms(formula)), 3)))
+        energy = sum(mu[s] for s in atoms.get_chemical_symbols())
+        atoms.calc = SinglePointCalculator(atoms, energy=energy, forces=np.zeros((len(atoms), 3)))
+        frames.append(atoms)
+    shifts = composition_energy_shifts(frames, ["Cu", "O", "Y"])
+    assert [shifts["Cu"], shifts["O"]] == pytest.approx([-3.5, -4.25])
+    assert shifts["Y"] == pytest.approx(sum(f.calc.results["energy"] for f in frames) / sum(map(len, frames)))
+    config = training_config(Path("f.extxyz"), ["Cu", "O", "Y"], 20, FitSettings(), shifts)
+    assert config["training_module"]["model"]["per_type_energy_shifts"] == shifts
 
 
 def test_make_frames_rattles_and_strains():
