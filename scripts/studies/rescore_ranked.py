@@ -1,6 +1,6 @@
 """Re-score ranked-evaluation records without relaxing again: the default score, energy alone,
-the ranking without structures only diffusion samples reached, and @1 by the target's energy
-above the hull ("Ranked prediction", its paragraph "What this says"):
+the ranking without structures only diffusion samples reached, other weights (``--weights``),
+and @1 by the target's energy above the hull ("Ranked prediction", its paragraph "What this says"):
 
     python scripts/studies/rescore_ranked.py benchmarks/ranked_atoms_mp20_every15_176/records.jsonl.gz \\
         --data ../shared/data/mp_20/test.csv
@@ -27,6 +27,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("records", type=Path, help="records.jsonl(.gz) of evaluate --ranked")
     parser.add_argument("--data", type=Path, required=True, help="the targets' CSV (with e_above_hull)")
     parser.add_argument("--k", type=int, default=5)
+    parser.add_argument("--weights", type=float, nargs=5, action="append", default=[],
+                        metavar=("W_D", "FREE", "W_S", "W_N", "W_V"),
+                        help="another score to compare (RankingScore's five weights); repeatable")
     args = parser.parse_args(argv)
     records = read_records(args.records)
     csv.field_size_limit(1 << 30)
@@ -36,7 +39,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{len(records)} targets")
     for name, chosen, score in (("default score", records, RankingScore()),
                                 ("energy alone", records, RankingScore(0.0, 8.0, 0.0, 0.0, 0.0)),
-                                ("without diffusion-only structures", only_templates, RankingScore())):
+                                ("without diffusion-only structures", only_templates, RankingScore()),
+                                *((f"weights {' '.join(f'{w:g}' for w in weights)}", records, RankingScore(*weights))
+                                  for weights in args.weights)):
         s = ranked_metrics(chosen, score, args.k)
         print(f"{name}: @1 {s.at_1['matched']:.2f} / {s.at_1['precise_0.1']:.2f} %, "
               f"@{args.k} {s.at_k['matched']:.2f} / {s.at_k['precise_0.1']:.2f} %")
