@@ -121,7 +121,9 @@ class LearnSettings:
         for name in ("rounds", "relax_snapshots", "pool_copies"):
             if getattr(self, name) < 0:
                 raise InputError(f"{name} must be at least 0, got {getattr(self, name)}")
-        for name in ("initial", "per_round", "held_out_copies", "snapshot_every"):
+        if self.initial < 3:
+            raise InputError(f"initial must be at least 3 (a fit holds out a validation frame), got {self.initial}")
+        for name in ("per_round", "held_out_copies", "snapshot_every"):
             if getattr(self, name) < 1:
                 raise InputError(f"{name} must be at least 1, got {getattr(self, name)}")
         if self.max_per_candidate is not None and self.max_per_candidate < 1:

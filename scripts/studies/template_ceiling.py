@@ -17,11 +17,13 @@ import json
 import sys
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from template_votes import library_and_targets  # noqa: E402  (the study beside this one)
+
 COUNTS = (1, 3, 5, 8, 12, 16, 24)
 """Numbers of distinct templates tried."""
 MAX_DISTANCES = (4.0, 8.0, None)
 """Farthest analogue (Mendeleev units; None: any)."""
-TEST_FILE = Path("../shared/data/mp_20/test.csv")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -34,24 +36,12 @@ def main(argv: list[str] | None = None) -> int:
 
     from tqdm import tqdm
 
-    from diffcrystal.checkpoint import bundled_analogue_table, resolve_checkpoint
     from diffcrystal.metrics.csp import compare_with_target
-    from diffcrystal.prediction import load_library
 
-    checkpoint = resolve_checkpoint("mp20_csp", "csp")
-    library = load_library(bundled_analogue_table(checkpoint), checkpoint)
-    if args.split == "validation":
-        from diffcrystal.ranked_evaluation import held_out_validation
-
-        targets = held_out_validation(checkpoint)[2]
-    else:
-        from diffcrystal.data.readers import read_crystals
-
-        targets = read_crystals(TEST_FILE, progress=False).crystals
-    targets = targets[::args.every][:args.limit]
+    library, targets = library_and_targets(args.split, args.every, args.limit)
+    # Per distance limit and target: 1-based position, among the templates within the limit, of
+    # the first matching template and of the first precise one (0: none).
     first = {limit: [] for limit in MAX_DISTANCES}
-    """Per distance limit and target: 1-based position, among the templates within the limit, of
-    the first matching template and of the first precise one (0: none)."""
     for target in tqdm(targets, desc="targets"):
         templates = library.without({target.label}) if args.split == "validation" else library
         compared = {}

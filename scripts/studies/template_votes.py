@@ -41,6 +41,26 @@ def winner(library, target, nearest: int, scale: float):
     return first[max(votes, key=lambda kind: (votes[kind], -first[kind].distance))]
 
 
+def library_and_targets(split: str, every: int, limit: int | None):
+    """``(templates, targets)``: ``mp20_csp``'s bundled template library and every ``every``-th
+    target (at most ``limit``) of ``split``: its held-out validation structures (each to be
+    compared with its own entry left out of the templates) or the shared test file."""
+    from diffcrystal.checkpoint import bundled_analogue_table, resolve_checkpoint
+    from diffcrystal.prediction import load_library
+
+    checkpoint = resolve_checkpoint("mp20_csp", "csp")
+    library = load_library(bundled_analogue_table(checkpoint), checkpoint)
+    if split == "validation":
+        from diffcrystal.ranked_evaluation import held_out_validation
+
+        targets = held_out_validation(checkpoint)[2]
+    else:
+        from diffcrystal.data.readers import read_crystals
+
+        targets = read_crystals(TEST_FILE, progress=False).crystals
+    return library, targets[::every][:limit]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--split", choices=("validation", "test"), required=True)
@@ -49,21 +69,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, required=True, help="JSON report")
     args = parser.parse_args(argv)
 
-    from diffcrystal.checkpoint import bundled_analogue_table, resolve_checkpoint
     from diffcrystal.metrics.csp import compare_with_target
-    from diffcrystal.prediction import load_library
 
-    checkpoint = resolve_checkpoint("mp20_csp", "csp")
-    library = load_library(bundled_analogue_table(checkpoint), checkpoint)
-    if args.split == "validation":
-        from diffcrystal.ranked_evaluation import held_out_validation
-
-        targets = held_out_validation(checkpoint)[2]
-    else:
-        from diffcrystal.data.readers import read_crystals
-
-        targets = read_crystals(TEST_FILE, progress=False).crystals
-    targets = targets[::args.every][:args.limit]
+    library, targets = library_and_targets(args.split, args.every, args.limit)
     compared: dict[tuple[str, str], tuple[bool, float | None]] = {}
     counts = {(n, s): [0, 0] for n in NEAREST for s in SCALES}
     for target in targets:

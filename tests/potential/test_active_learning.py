@@ -198,6 +198,8 @@ def test_learn_settings_are_checked():
         LearnSettings(ensemble=1)
     with pytest.raises(InputError, match="max_per_candidate"):
         LearnSettings(max_per_candidate=0)
+    with pytest.raises(InputError, match="initial must be at least 3"):
+        LearnSettings(initial=2)  # the CLI's own bound: the API and the CLI agree
     with pytest.raises(InputError, match="held-out share"):
         LearnSettings(held_out_share=1.0)
     with pytest.raises(InputError, match="at least 2 candidates"):
