@@ -45,12 +45,17 @@ L2_STRENGTHS = (0.001, 0.01, 0.03, 0.1, 0.3)
 """L2 strengths of the maximum-likelihood fit tried by cross-validation."""
 
 
+def weight_sets(records: list[dict]) -> list[tuple[float, ...]]:
+    """The grid's (w_d, free, w_s, w_n, w_v) sets; w_n only when the records were made with the
+    atom count given."""
+    atom_weights = ATOM_COUNT_WEIGHTS if any(r.get("given_atoms") is not None for r in records) else (0.0,)
+    return list(itertools.product(DISTANCE_WEIGHTS, FREE_DISTANCES, STABILITY_WEIGHTS, atom_weights, VOTE_WEIGHTS))
+
+
 def grid(records: list[dict], k: int) -> list[dict]:
     """Ranked figures for every weight combination, best first (precise @1, then matched @1, then @k)."""
-    atom_weights = ATOM_COUNT_WEIGHTS if any(r.get("given_atoms") is not None for r in records) else (0.0,)
     rows = []
-    for w_d, free, w_s, w_n, w_v in itertools.product(DISTANCE_WEIGHTS, FREE_DISTANCES, STABILITY_WEIGHTS,
-                                                      atom_weights, VOTE_WEIGHTS):
+    for w_d, free, w_s, w_n, w_v in weight_sets(records):
         at_1, at_k = ranked_rates(records, RankingScore(w_d, free, w_s, w_n, w_v), k)
         rows.append({"distance_weight": w_d, "free_distance": free, "stability_weight": w_s,
                      "atom_count_weight": w_n, "vote_weight": w_v, "at_1": at_1, "at_k": at_k})
@@ -68,8 +73,7 @@ def grid_cross_validated_at_1(records: list[dict], folds: int = 5, seed: int = 0
 
     from diffcrystal.ranked_evaluation import rescored_results
 
-    atom_weights = ATOM_COUNT_WEIGHTS if any(r.get("given_atoms") is not None for r in records) else (0.0,)
-    combos = list(itertools.product(DISTANCE_WEIGHTS, FREE_DISTANCES, STABILITY_WEIGHTS, atom_weights, VOTE_WEIGHTS))
+    combos = weight_sets(records)
     matched = np.zeros((len(combos), len(records)), dtype=bool)
     precise = np.zeros_like(matched)
     for row, weights in enumerate(combos):
