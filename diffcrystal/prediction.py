@@ -83,12 +83,16 @@ class PredictSettings:
 @dataclass
 class CandidateOutcome:
     """A candidate and what became of it: its relaxation ``result`` (None when it was merged
-    before relaxing into ``duplicate_of``), and its ranking ``score`` (eV/atom; nan unranked)."""
+    before relaxing into ``duplicate_of``), its ranking ``score`` (eV/atom; nan unranked), the
+    score's ``offset`` added to the energy (eV/atom) and, relaxed through the funnel, where it
+    stood after each stage (``stages``)."""
 
     candidate: Candidate
     result: RelaxResult | None = None
     duplicate_of: str = ""
     score: float = math.nan
+    offset: float = math.nan
+    stages: list[StageRecord] = field(default_factory=list)
 
     @property
     def status(self) -> str:
@@ -345,6 +349,8 @@ def predict(composition: str, *, checkpoint: str | Path | None = None, templates
         report = relax_funnel(items, potential, settings.relax, settings.funnel, offsets, workers=workers,
                               progress=progress, device=device, cache_dir=cache_dir)
         results, steps, cap = report.results, report.steps_total, report.steps_cap
+        for candidate, recorded in zip(distinct, report.stages):
+            outcomes[candidate.label].stages = recorded
     else:
         from diffcrystal.potential.relax_cache import relax_cached
 
@@ -355,6 +361,7 @@ def predict(composition: str, *, checkpoint: str | Path | None = None, templates
     for candidate, result, offset in zip(distinct, results, offsets):
         outcome = outcomes[candidate.label]
         outcome.result = result
+        outcome.offset = offset
         if result.status in ("converged", "not_converged") and math.isfinite(result.energy_per_atom):
             outcome.score = result.energy_per_atom + offset
     ordered = list(outcomes.values())

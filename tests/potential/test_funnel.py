@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from diffcrystal.errors import InputError
-from diffcrystal.potential.funnel import FunnelSettings, relax_funnel
+from diffcrystal.potential.funnel import FunnelSettings, relax_funnel, replay_funnel, stage_survivors
 from diffcrystal.potential.relax import RelaxSettings, relax_many
 from tests.predict.structures import AU, CU, b2, l10, rock_salt
 
@@ -67,6 +67,44 @@ def test_keep_everything_reaches_the_same_minima_as_a_plain_relaxation(tmp_path)
         assert np.isclose(staged.atoms.get_volume(), direct.atoms.get_volume(), rtol=1e-2)
 
 
+def test_survivors_keep_the_top_share_and_everything_within_the_margin():
+    scores = {0: -1.00, 1: -0.99, 2: -0.95, 3: -0.949, 4: -0.90, 5: float("nan"), 6: -0.5}
+    half = FunnelSettings(keep_fraction=0.5, keep_at_least=1)
+    # brute force: 6 finite scores, half is 3, sorted by score
+    assert stage_survivors(scores, half) == [0, 1, 2]
+    assert stage_survivors(scores, FunnelSettings(keep_fraction=0.5, keep_at_least=1, margin=0.002)) == [0, 1, 2, 3]
+    assert stage_survivors(scores, FunnelSettings(keep_fraction=0.5, keep_at_least=1, margin=0.06)) == [0, 1, 2, 3, 4]
+    assert stage_survivors(scores, FunnelSettings(keep_fraction=0.5, keep_at_least=5)) == [0, 1, 2, 3, 4]
+    assert stage_survivors(scores, FunnelSettings(keep_fraction=0.5, keep_at_least=9)) == [0, 1, 2, 3, 4, 6]
+    assert stage_survivors({}, half) == []
+
+
+@pytest.mark.parametrize("funnel", [
+    FunnelSettings(stage_steps=(3, 4), keep_fraction=0.5, keep_at_least=1),
+    FunnelSettings(stage_steps=(3, 4), keep_fraction=0.4, keep_at_least=1, margin=0.05),
+    FunnelSettings(stage_steps=(3, 4), keep_fraction=0.5, keep_at_least=2),
+])
+def test_replaying_a_keep_everything_funnel_equals_running_the_stricter_one(tmp_path, funnel):
+    items = candidates()
+    offsets = [0.0, 0.03, 0.0, 0.0, 0.01]
+    everything = relax_funnel(items, "emt", SETTINGS, FunnelSettings(funnel.stage_steps, keep_fraction=1.0),
+                              offsets, workers=1, progress=False, cache_dir=tmp_path / "all")
+    assert all(r.status != "pruned" for r in everything.results)
+    replay = replay_funnel(everything.stages, [r.steps for r in everything.results], offsets, funnel)
+    real = relax_funnel(items, "emt", SETTINGS, funnel, offsets, workers=1, progress=False, cache_dir=tmp_path / "real")
+    assert [at is not None for at in replay.pruned_at] == [r.status == "pruned" for r in real.results]
+    assert any(at is not None for at in replay.pruned_at)
+    assert replay.steps == [r.steps for r in real.results]
+    for recorded, result in zip(everything.results, real.results):
+        if result.status != "pruned":  # survivors relax from the same stage inputs to the same end
+            assert result.energy_per_atom == pytest.approx(recorded.energy_per_atom, abs=1e-9)
+
+
+def test_replay_checks_its_inputs():
+    with pytest.raises(InputError, match="2 recorded candidates, 1 step counts"):
+        replay_funnel([[], []], [0], [0.0, 0.0], FunnelSettings())
+
+
 def test_a_repeated_funnel_reads_every_stage_from_the_cache(tmp_path):
     items = candidates()
     funnel = FunnelSettings(stage_steps=(3,), keep_fraction=0.5, keep_at_least=1)
@@ -84,6 +122,8 @@ def test_a_repeated_funnel_reads_every_stage_from_the_cache(tmp_path):
     ({"keep_fraction": 0.0}, "keep fraction"),
     ({"keep_fraction": 1.5}, "keep fraction"),
     ({"keep_at_least": 0}, "at least 1 candidate"),
+    ({"margin": -0.01}, "margin"),
+    ({"margin": float("nan")}, "margin"),
 ])
 def test_bad_funnel_settings_are_one_line_errors(kwargs, message):
     with pytest.raises(InputError, match=message):
