@@ -19,6 +19,9 @@ relaxation cut into pieces; :attr:`FunnelReport.stages` then holds what every ca
 every stage, from which any stricter funnel on the same stages can be replayed exactly
 (:func:`replay_funnel`): a stage's outcome depends only on its own input structure.
 
+With a pre-relaxing student (``RelaxSettings.prerelax``) every candidate is relaxed by it once,
+before the first stage; the stages and the last run are the main potential's alone.
+
 Every stage goes through :func:`~diffcrystal.potential.relax_cache.relax_cached`, keyed on the
 stage's input structure and step budget, so an interrupted funnel resumes from its last
 finished stage (``diffcrystal predict --resume``) and a repeated one costs nothing.
@@ -154,6 +157,16 @@ def relax_funnel(items: Sequence[tuple[str, object]], potential: str | Potential
                                                     workers=1, progress=False)):
             results[i] = result
         live = [i for i in live if i not in set(unreadable)]
+    prerelaxed: dict[int, RelaxResult] = {}
+    if settings.prerelax is not None and live:
+        student = resolve_potential(settings.prerelax, device)
+        settings = replace(settings, prerelax=None)
+        done, _ = relax_cached([current[i] for i in live], student, settings, workers=workers,
+                               progress=progress, device=device, cache_dir=cache_dir)
+        for i, result in zip(live, done):
+            prerelaxed[i] = result
+            if result.atoms is not None:
+                current[i] = (current[i][0], result.atoms)
     for stage, steps in enumerate(funnel.stage_steps):
         if not live:
             break
@@ -177,6 +190,8 @@ def relax_funnel(items: Sequence[tuple[str, object]], potential: str | Potential
         run(live, settings.max_steps - staged)
         for i in live:  # the last run is the relaxation to the end, not a stage
             stages[i].pop()
+    for i, done in prerelaxed.items():
+        results[i].prerelax_status, results[i].prerelax_steps = done.status, done.steps
     return FunnelReport(results, steps_total, settings.max_steps * len(items), stages)  # type: ignore[arg-type]
 
 

@@ -167,3 +167,16 @@ def test_rank_prunes_through_the_funnel_unless_told_not_to(tmp_path):
     assert first_funnel["id"] == first_plain["id"]  # the funnel keeps the winner
     assert float(first_funnel["energy_per_atom_eV"]) == pytest.approx(float(first_plain["energy_per_atom_eV"]),
                                                                      abs=2e-3)
+
+
+def test_a_student_prerelaxes_once_before_the_stages(tmp_path):
+    items = candidates()
+    settings = RelaxSettings(fmax=0.05, max_steps=120, prerelax="emt")
+    report = relax_funnel(items, "emt", settings, FunnelSettings(stage_steps=(3,), keep_fraction=0.5, keep_at_least=1),
+                          workers=1, progress=False, cache_dir=tmp_path)
+    student = relax_many(items, "emt", RelaxSettings(fmax=0.05, max_steps=120), workers=1, progress=False)
+    for result, alone in zip(report.results, student):
+        # the student (EMT) ran once to its own end; the teacher (EMT too) starts at a minimum
+        assert (result.prerelax_status, result.prerelax_steps) == (alone.status, alone.steps)
+        assert result.status == "converged" and result.steps <= 1
+        assert result.energy_per_atom == pytest.approx(alone.energy_per_atom, abs=1e-6)
