@@ -12,6 +12,16 @@ answer is also compared with the target (the protocol's matcher):
 ``--atom-count`` gives ``predict`` each target cell's atom count, as ``evaluate --ranked --atom-count`` does.
 
 Each run relaxes into its own empty cache folder, so neither reads the other's relaxations.
+
+``--folder SAMPLES`` compares the settings of ``diffcrystal rank`` on a sample folder instead
+(the README's 100 YBa2Cu3O7 samples): every input relaxed to the end, the default funnel, and
+with ``--student MODEL`` the funnel after the student's pre-relaxation. For each: wall and CPU
+seconds, teacher and student steps, and whether its first five crystals are the full
+relaxation's first five (StructureMatcher, position by position, energies within
+``--tolerance`` meV/atom), all as ratios to the full relaxation:
+
+    OMP_NUM_THREADS=1 python scripts/benchmark_rank.py --folder runs/ybco100 \
+        --student runs/student_ybco/model --out benchmarks/rank_settings_ybco100.json
 """
 
 from __future__ import annotations
@@ -82,6 +92,72 @@ def summarise(rows: list[dict], atom_count_given: bool) -> dict:
             "seconds": total, "steps": steps, "rows": rows}
 
 
+TOP = 5
+"""Crystals at the top of a ranking that a faster setting must reproduce."""
+
+
+def _cpu_seconds() -> float:
+    """CPU seconds of this process and its finished children (the relaxation workers)."""
+    import resource
+
+    return sum(resource.getrusage(who).ru_utime + resource.getrusage(who).ru_stime
+               for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN))
+
+
+def rank_setting(folder: Path, potential, funnel, student: str | None, workers: int) -> tuple[dict, list]:
+    """``rank`` of ``folder`` under one setting, into a fresh output folder and relaxation cache:
+    its costs and its ranked entries."""
+    import os
+
+    from diffcrystal.potential.rank import relax_and_rank
+    from diffcrystal.potential.results import RelaxSettings
+
+    with tempfile.TemporaryDirectory() as scratch:
+        os.environ["DIFFCRYSTAL_CACHE"] = str(Path(scratch) / "cache")
+        started, cpu = time.perf_counter(), _cpu_seconds()
+        report = relax_and_rank([folder], Path(scratch) / "out", potential, RelaxSettings(prerelax=student),
+                                workers=workers, progress=False, funnel=funnel)
+        seconds, cpu = time.perf_counter() - started, _cpu_seconds() - cpu
+    relaxed = [r for r in report.results if r.status != "duplicate"]
+    return ({"seconds": round(seconds, 1), "cpu_seconds": round(cpu, 1),
+             "teacher_steps": sum(r.steps for r in relaxed), "student_steps": sum(r.prerelax_steps for r in relaxed),
+             "statuses": {status: sum(r.status == status for r in report.results)
+                          for status in sorted({r.status for r in report.results})}}, report.entries)
+
+
+def top_agreement(full: list, other: list, tolerance_meV: float) -> dict:
+    """Position by position over the full ranking's first :data:`TOP`: the same crystal
+    (StructureMatcher of the two best structures) with energies within ``tolerance_meV``."""
+    from diffcrystal.potential.rank import default_matcher
+
+    matcher, same, differences = default_matcher(), 0, []
+    for mine, theirs in zip(full[:TOP], other[:TOP]):
+        difference = 1e3 * abs(mine.best.energy_per_atom - theirs.best.energy_per_atom)
+        differences.append(round(difference, 3))
+        same += bool(matcher.fit(mine.best.structure, theirs.best.structure) and difference <= tolerance_meV)
+    return {"same_top": same, "of": min(TOP, len(full)), "energy_differences_meV_atom": differences}
+
+
+def compare_settings(args: argparse.Namespace) -> dict:
+    """The folder mode: full, funnel and (with a student) funnel + student, as ratios to full."""
+    potential = resolve_potential(args.potential)
+    funnel = dataclasses.replace(PredictSettings().funnel, **({} if args.keep is None else {"keep_at_least": args.keep}))
+    settings = [("full", None, None), ("funnel", funnel, None)]
+    if args.student:
+        settings.append(("funnel+student", funnel, args.student))
+    runs, entries = {}, {}
+    for name, funnel, student in settings:
+        runs[name], entries[name] = rank_setting(args.folder, potential, funnel, student, args.workers)
+        print(f"{name}: {json.dumps(runs[name])}", flush=True)
+    for name in runs:
+        runs[name].update(top_agreement(entries["full"], entries[name], args.tolerance))
+        for cost in ("seconds", "cpu_seconds", "teacher_steps"):
+            runs[name][f"{cost}_ratio"] = round(runs[name][cost] / max(runs["full"][cost], 1e-9), 3)
+    return {"folder": str(args.folder), "potential": potential.label, "student": args.student,
+            "funnel": dataclasses.asdict(funnel),
+            "workers": args.workers, "tolerance_meV_atom": args.tolerance, "settings": runs}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--checkpoint", default="mp20_csp", help="CSP checkpoint (file or bundled name)")
@@ -91,8 +167,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, required=True, help="JSON file of the comparison")
     parser.add_argument("--atom-count", action="store_true",
                         help="give predict each target cell's atom count (predict --atoms), as evaluate --ranked --atom-count")
+    parser.add_argument("--folder", type=Path, help="compare rank's settings on this sample folder instead")
+    parser.add_argument("--student", help="with --folder: a fitted student model for the third setting")
+    parser.add_argument("--workers", type=int, default=2, help="with --folder: relaxation worker processes")
+    parser.add_argument("--keep", type=int, help="with --folder: the funnel's top K (default: predict's)")
+    parser.add_argument("--tolerance", type=float, default=2.0,
+                        help="with --folder: energy agreement of the top crystals (meV/atom)")
     args = parser.parse_args(argv)
     try:
+        if args.folder is not None:
+            report = compare_settings(args)
+            args.out.parent.mkdir(parents=True, exist_ok=True)
+            atomic_write_text(args.out, json.dumps(report, indent=1) + "\n")
+            for name, run in report["settings"].items():
+                print(f"{name}: {run['seconds']} s wall, {run['cpu_seconds']} s CPU, {run['teacher_steps']} teacher "
+                      f"steps ({run['teacher_steps_ratio']} of full), top {run['of']}: {run['same_top']} the same")
+            return 0
         checkpoint, generator, validation = held_out_validation(args.checkpoint)
         targets = validation[::args.every][:args.limit]
         if not targets:

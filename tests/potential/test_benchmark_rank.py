@@ -1,0 +1,45 @@
+"""``scripts/benchmark_rank.py --folder``: rank's settings compared on a folder, with EMT."""
+
+import json
+
+from pymatgen.io.ase import AseAtomsAdaptor
+
+from tests.potential.test_funnel import candidates
+from tests.script_loading import load_script
+
+
+def test_settings_are_compared_with_the_full_relaxation(tmp_path):
+    benchmark = load_script("benchmark_rank")
+    folder = tmp_path / "cifs"
+    folder.mkdir()
+    for label, atoms in candidates():
+        AseAtomsAdaptor.get_structure(atoms).to(filename=str(folder / f"{label}.cif"))
+    out = tmp_path / "report.json"
+    assert benchmark.main(["--folder", str(folder), "--potential", "emt", "--student", "emt", "--workers", "1",
+                           "--keep", "1", "--out", str(out)]) == 0
+    report = json.loads(out.read_text())
+    full, funnel, student = (report["settings"][name] for name in ("full", "funnel", "funnel+student"))
+    assert full["seconds_ratio"] == full["teacher_steps_ratio"] == 1.0 and full["same_top"] == full["of"] >= 2
+    assert full["energy_differences_meV_atom"] == [0.0] * full["of"]
+    assert funnel["statuses"].get("pruned", 0) >= 1 and funnel["teacher_steps"] < full["teacher_steps"]
+    assert funnel["same_top"] >= 1  # the winner survives the funnel (test_funnel's rank test)
+    # EMT pre-relaxing for EMT leaves the teacher nothing to do
+    assert student["student_steps"] > 0 and student["teacher_steps"] < funnel["teacher_steps"]
+
+
+def test_top_agreement_counts_positions_that_hold_the_same_crystal():
+    from diffcrystal.potential.rank import RankedEntry
+    from diffcrystal.potential.results import RelaxResult
+
+    benchmark = load_script("benchmark_rank")
+    items = candidates()
+
+    def entry(i, energy):
+        return RankedEntry(RelaxResult(items[i][0], "converged", "emt", energy_per_atom=energy, atoms=items[i][1]))
+
+    full = [entry(3, -1.0), entry(4, -0.9), entry(0, -0.8)]
+    assert benchmark.top_agreement(full, full, 2.0)["same_top"] == 3
+    swapped = [entry(4, -0.9), entry(3, -1.0), entry(0, -0.8015)]
+    agreement = benchmark.top_agreement(full, swapped, 2.0)
+    assert agreement["same_top"] == 1 and agreement["energy_differences_meV_atom"] == [100.0, 100.0, 1.5]
+    assert benchmark.top_agreement(full, [entry(3, -1.0), entry(4, -0.9), entry(0, -0.797)], 2.0)["same_top"] == 2
