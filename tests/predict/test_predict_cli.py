@@ -58,6 +58,7 @@ def test_predict_writes_the_ranked_answer_and_resumes(tmp_path, table, capsys):
     (["--funnel-stages", "a,b"], "--funnel-stages must be whole numbers"),
     (["--steps", "0"], "--steps must be >= 1"),
     (["--keep", "0"], "keep at least 1 candidate"),
+    (["--funnel-margin", "-0.1"], "margin must be >= 0 eV/atom"),
     (["--potential", "no-such-potential"], "no-such-potential"),
     (["--templates", "/no/such/table.json.gz"], "no such table"),
     (["--atoms", "3"], "--atoms 3: a cell of CuAu holds a whole number of formula units of 2 atoms"),
