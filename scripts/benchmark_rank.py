@@ -146,16 +146,18 @@ def compare_settings(args: argparse.Namespace) -> dict:
     if args.student:
         settings.append(("funnel+student", funnel, args.student))
     runs, entries = {}, {}
+    report = {"folder": str(args.folder), "potential": potential.label, "student": args.student,
+              "funnel": dataclasses.asdict(funnel), "workers": args.workers, "tolerance_meV_atom": args.tolerance,
+              "settings": runs}
     for name, funnel, student in settings:
         runs[name], entries[name] = rank_setting(args.folder, potential, funnel, student, args.workers)
-        print(f"{name}: {json.dumps(runs[name])}", flush=True)
-    for name in runs:
         runs[name].update(top_agreement(entries["full"], entries[name], args.tolerance))
         for cost in ("seconds", "cpu_seconds", "teacher_steps"):
             runs[name][f"{cost}_ratio"] = round(runs[name][cost] / max(runs["full"][cost], 1e-9), 3)
-    return {"folder": str(args.folder), "potential": potential.label, "student": args.student,
-            "funnel": dataclasses.asdict(funnel),
-            "workers": args.workers, "tolerance_meV_atom": args.tolerance, "settings": runs}
+        print(f"{name}: {json.dumps(runs[name])}", flush=True)
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(args.out, json.dumps(report, indent=1) + "\n")  # after every setting
+    return report
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -177,8 +179,6 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.folder is not None:
             report = compare_settings(args)
-            args.out.parent.mkdir(parents=True, exist_ok=True)
-            atomic_write_text(args.out, json.dumps(report, indent=1) + "\n")
             for name, run in report["settings"].items():
                 print(f"{name}: {run['seconds']} s wall, {run['cpu_seconds']} s CPU, {run['teacher_steps']} teacher "
                       f"steps ({run['teacher_steps_ratio']} of full), top {run['of']}: {run['same_top']} the same")
