@@ -148,6 +148,30 @@ class Analogue:
         species = np.array([self.species_map[int(z)] for z in crystal.atomic_numbers])
         return Crystal(crystal.lattice, crystal.frac_coords, species, label=f"{crystal.label} as analogue")
 
+    def rescaled(self) -> Crystal:
+        """:meth:`substituted`, its lattice scaled isotropically to the volume pymatgen's
+        ``RLSVolumePredictor`` predicts from the template with atomic radii r:
+        ``V = V_template (sum_i r_i n_i^(1/3) / sum_j r_j n_j^(1/3))^3`` over the new elements i
+        and the template's j, n their atom counts; unscaled when an element has no radius. A template of much smaller or larger atoms
+        otherwise starts strained, and a few relaxation steps say little about its minimum."""
+        import warnings
+
+        from pymatgen.analysis.structure_prediction.volume_predictor import RLSVolumePredictor
+
+        substituted = self.substituted()
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                volume = RLSVolumePredictor(check_isostructural=False, radii_type="atomic").predict(
+                    substituted.to_structure(), self.template.crystal.to_structure())
+        except Exception:  # pymatgen knows no radius for an element: keep the template's volume
+            return substituted
+        if not (np.isfinite(volume) and volume > 0):
+            return substituted
+        scale = (volume / abs(np.linalg.det(substituted.lattice))) ** (1 / 3)
+        return Crystal(substituted.lattice * scale, substituted.frac_coords, substituted.atomic_numbers,
+                       label=substituted.label)
+
     def assignment(self):
         """The template's :class:`~diffcrystal.spacegroup.WyckoffAssignment` (spglib at
         :data:`~diffcrystal.symmetry.SYMPREC_TIGHT`) with the target's species; every atom on

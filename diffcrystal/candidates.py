@@ -77,11 +77,13 @@ def nearest_analogues(composition: Composition, library: AnalogueLibrary, k: int
     return library.distinct_analogues(composition, k, num_atoms, max_distance) if k > 0 else []
 
 
-def template_candidates(analogues: list[Analogue], votes: dict[tuple, float] | None = None) -> list[Candidate]:
+def template_candidates(analogues: list[Analogue], votes: dict[tuple, float] | None = None,
+                        rescale: bool = False) -> list[Candidate]:
     """The substituted templates of ``analogues`` (needs a library with geometry); ``votes``:
-    structure-type shares (:meth:`~diffcrystal.analogues.AnalogueLibrary.type_votes`)."""
-    return [_from_analogue(f"template-{i:02d}", a.substituted(), "template", a, votes or {})
-            for i, a in enumerate(analogues)]
+    structure-type shares (:meth:`~diffcrystal.analogues.AnalogueLibrary.type_votes`);
+    ``rescale``: at the volume predicted for the new species (:meth:`Analogue.rescaled`)."""
+    return [_from_analogue(f"template-{i:02d}", a.rescaled() if rescale else a.substituted(), "template", a,
+                           votes or {}) for i, a in enumerate(analogues)]
 
 
 def analogue_diffusion_candidates(generator, analogues: list[Analogue], n: int, seed: int,

@@ -64,13 +64,14 @@ class PredictSettings:
     """How ``predict`` works: candidates per source (``counts``, :data:`~diffcrystal.candidates.SOURCES`),
     the farthest analogue used (``max_analogue_distance``, Mendeleev units; None: any), the
     relaxation (``relax``; ``funnel``: None relaxes everything to the end), the ranking
-    ``score``, the sampler's ``seed`` and ``sampler_steps`` (None: the checkpoint's)."""
+    ``score``, whether templates start at their predicted volume (``rescale_templates``), the sampler's ``seed`` and ``sampler_steps`` (None: the checkpoint's)."""
 
     counts: dict = field(default_factory=lambda: dict(DEFAULT_COUNTS))
     max_analogue_distance: float | None = DEFAULT_MAX_ANALOGUE_DISTANCE
     relax: RelaxSettings = RelaxSettings(fmax=PREDICT_FMAX_EV_A, max_steps=PREDICT_MAX_STEPS)
     funnel: FunnelSettings | None = FunnelSettings()
     score: RankingScore = RankingScore()
+    rescale_templates: bool = False
     seed: int = 0
     sampler_steps: int | None = None
 
@@ -200,7 +201,7 @@ def gather_candidates(composition: Composition, generator, library: AnalogueLibr
     notes = []
     if not analogues and wanted:
         notes.append(describe_missing_analogues(composition, library, settings.max_analogue_distance))
-    candidates = template_candidates(analogues[:counts["template"]], votes)
+    candidates = template_candidates(analogues[:counts["template"]], votes, settings.rescale_templates)
     free = counts["free_diffusion"]
     if not analogues and wanted:
         free += counts["template"] + counts["analogue_diffusion"]  # the templates' budget goes to free samples

@@ -41,15 +41,16 @@ MATCHED_GROUPS = 5
 when it prunes the first ones are rarely further down)."""
 
 
-def collect_target(target, library, generator, potential, cache_dir: str) -> dict:
+def collect_target(target, library, generator, potential, cache_dir: str, rescale_templates: bool = False) -> dict:
     """One validation target through ``predict`` with a keep-everything funnel: the record
-    ``replay`` reads."""
+    ``replay`` reads (``rescale_templates``: templates at their predicted volume)."""
     from diffcrystal.data.composition import format_composition
     from diffcrystal.data.crystal import Crystal
     from diffcrystal.metrics.csp import compare_with_target
     from diffcrystal.prediction import PredictSettings, predict
 
-    settings = dataclasses.replace(PredictSettings(), funnel=FunnelSettings(keep_fraction=1.0))
+    settings = dataclasses.replace(PredictSettings(), funnel=FunnelSettings(keep_fraction=1.0),
+                                   rescale_templates=rescale_templates)
     started = time.perf_counter()
     prediction = predict(format_composition(target.composition), templates=library, generator=generator,
                          potential=potential, settings=settings, cache_dir=cache_dir, num_atoms=target.num_atoms)
@@ -63,6 +64,7 @@ def collect_target(target, library, generator, potential, cache_dir: str) -> dic
               for r in prediction.ranked]
     return {"target": target.label, "composition": format_composition(target.composition),
             "num_atoms": target.num_atoms, "stage_steps": list(settings.funnel.stage_steps),
+            "rescale_templates": rescale_templates,
             "seconds": round(time.perf_counter() - started, 2), "steps": prediction.relax_steps,
             "candidates": candidates, "ranked": ranked}
 
@@ -85,7 +87,8 @@ def collect(args: argparse.Namespace) -> int:
         if target.label in done:
             continue
         with tempfile.TemporaryDirectory() as cache:
-            record = collect_target(target, library.without({target.label}), generator, potential, cache)
+            record = collect_target(target, library.without({target.label}), generator, potential, cache,
+                                    args.rescale_templates)
         with args.out.open("a") as handle:  # one whole line per finished target
             handle.write(json.dumps(record) + "\n")
         print(f"[{number}/{len(targets)}] {record['composition']}: {len(record['candidates'])} candidates, "
@@ -157,6 +160,8 @@ def main(argv: list[str] | None = None) -> int:
     gather.add_argument("--limit", type=int, default=40, help="at most M of those")
     gather.add_argument("--potential", default="sevennet-0")
     gather.add_argument("--out", type=Path, required=True, help="JSON lines, appended per target")
+    gather.add_argument("--rescale-templates", action="store_true",
+                        help="templates start at the volume predicted for the new species")
     again = commands.add_parser("replay", help="apply funnel settings to recorded targets")
     again.add_argument("records", type=Path, nargs="+", help="JSON lines of collect (.gz read too)")
     again.add_argument("--keep", type=int, nargs="+", default=[3, 5], help="top K values to replay")

@@ -30,6 +30,34 @@ def test_templates_are_the_nearest_structure_types_with_the_composition_substitu
     assert len(nearest_analogues({CU: 1, AU: 1}, library, 5, max_distance=0.0)) == 1
 
 
+def test_rescaled_templates_take_the_volume_the_atomic_radii_predict():
+    from pymatgen.core import Element
+
+    library = ab_library()
+    analogues = nearest_analogues({CU: 1, AU: 1}, library, 5, max_distance=None)
+    plain, rescaled = template_candidates(analogues), template_candidates(analogues, rescale=True)
+    for analogue, before, after in zip(analogues, plain, rescaled):
+        template = analogue.template.crystal
+        counts = {}
+        for z in template.atomic_numbers.tolist():
+            counts[z] = counts.get(z, 0) + 1
+
+        def radius_sum(mapping):  # sum over elements of r n^(1/3), by hand from pymatgen's radii
+            return sum(Element.from_Z(mapping(z)).atomic_radius * n ** (1 / 3) for z, n in counts.items())
+
+        expected = abs(np.linalg.det(template.lattice)) * (radius_sum(lambda z: analogue.species_map[z])
+                                                          / radius_sum(lambda z: z)) ** 3
+        assert abs(np.linalg.det(after.crystal.lattice)) == pytest.approx(expected, rel=1e-9)
+        np.testing.assert_allclose(after.crystal.frac_coords, before.crystal.frac_coords)
+        np.testing.assert_array_equal(after.crystal.atomic_numbers, before.crystal.atomic_numbers)
+        # isotropic: every lattice entry scaled by the same factor
+        scale = (abs(np.linalg.det(after.crystal.lattice)) / abs(np.linalg.det(before.crystal.lattice))) ** (1 / 3)
+        np.testing.assert_allclose(after.crystal.lattice, scale * before.crystal.lattice, rtol=1e-12, atol=1e-12)
+    # the CuAu template itself keeps its volume; NiAl and AgPd ones change
+    assert [abs(np.linalg.det(c.crystal.lattice)) == pytest.approx(abs(np.linalg.det(p.crystal.lattice)))
+            for c, p in zip(rescaled, plain)] == [a.distance == 0 for a in analogues]
+
+
 def test_duplicates_are_merged_before_relaxing_even_when_rotated_and_shifted():
     base = l10()
     rotation = np.array([[0.0, -1.0, 0.0], [1.0, 0.0, 0.0], [0.0, 0.0, 1.0]])  # 90° about z
