@@ -17,7 +17,7 @@ answer's energy above the full answer's when missed, whether the answer matches 
 and the share of potential steps against relaxing everything:
 
     python scripts/studies/funnel_replay.py replay runs/funnel_replay/records.jsonl \\
-        --keep 3 5 8 --fraction 0.5 --margin 0 0.02 0.05 --out benchmarks/funnel_replay_mp20_val.json
+        --keep 3 5 8 --fraction 0.5 --margin 0 0.02 0.05 --out runs/funnel_replay/report.json
 """
 
 from __future__ import annotations
