@@ -71,7 +71,7 @@ class PredictSettings:
     relax: RelaxSettings = RelaxSettings(fmax=PREDICT_FMAX_EV_A, max_steps=PREDICT_MAX_STEPS)
     funnel: FunnelSettings | None = FunnelSettings()
     score: RankingScore = RankingScore()
-    rescale_templates: bool = False
+    rescale_templates: bool = True
     seed: int = 0
     sampler_steps: int | None = None
 

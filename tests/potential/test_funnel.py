@@ -23,7 +23,7 @@ def candidates():
 
 def test_stage_prunes_the_worst_by_energy_plus_offset(tmp_path):
     items = candidates()
-    funnel = FunnelSettings(stage_steps=(3,), keep_fraction=0.5, keep_at_least=1)
+    funnel = FunnelSettings(stage_steps=(3,), keep_fraction=0.5, keep_at_least=1, margin=0.0)
     offsets = [0.0, 0.0, 0.0, 0.0, 0.0]
     report = relax_funnel(items, "emt", SETTINGS, funnel, offsets, workers=1, progress=False, cache_dir=tmp_path)
     # independent reference: every candidate relaxed for the stage's 3 steps, no funnel
@@ -46,7 +46,7 @@ def test_stage_prunes_the_worst_by_energy_plus_offset(tmp_path):
 
 def test_offsets_change_what_is_pruned(tmp_path):
     items = candidates()
-    funnel = FunnelSettings(stage_steps=(3,), keep_fraction=0.2, keep_at_least=1)
+    funnel = FunnelSettings(stage_steps=(3,), keep_fraction=0.2, keep_at_least=1, margin=0.0)
     plain = relax_funnel(items, "emt", SETTINGS, funnel, workers=1, progress=False, cache_dir=tmp_path)
     best = next(i for i, r in enumerate(plain.results) if r.status != "pruned")
     offsets = [0.0] * len(items)
@@ -69,20 +69,20 @@ def test_keep_everything_reaches_the_same_minima_as_a_plain_relaxation(tmp_path)
 
 def test_survivors_keep_the_top_share_and_everything_within_the_margin():
     scores = {0: -1.00, 1: -0.99, 2: -0.95, 3: -0.949, 4: -0.90, 5: float("nan"), 6: -0.5}
-    half = FunnelSettings(keep_fraction=0.5, keep_at_least=1)
+    half = FunnelSettings(keep_fraction=0.5, keep_at_least=1, margin=0.0)
     # brute force: 6 finite scores, half is 3, sorted by score
     assert stage_survivors(scores, half) == [0, 1, 2]
     assert stage_survivors(scores, FunnelSettings(keep_fraction=0.5, keep_at_least=1, margin=0.002)) == [0, 1, 2, 3]
     assert stage_survivors(scores, FunnelSettings(keep_fraction=0.5, keep_at_least=1, margin=0.06)) == [0, 1, 2, 3, 4]
-    assert stage_survivors(scores, FunnelSettings(keep_fraction=0.5, keep_at_least=5)) == [0, 1, 2, 3, 4]
-    assert stage_survivors(scores, FunnelSettings(keep_fraction=0.5, keep_at_least=9)) == [0, 1, 2, 3, 4, 6]
+    assert stage_survivors(scores, FunnelSettings(keep_fraction=0.5, keep_at_least=5, margin=0.0)) == [0, 1, 2, 3, 4]
+    assert stage_survivors(scores, FunnelSettings(keep_fraction=0.5, keep_at_least=9, margin=0.0)) == [0, 1, 2, 3, 4, 6]
     assert stage_survivors({}, half) == []
 
 
 @pytest.mark.parametrize("funnel", [
-    FunnelSettings(stage_steps=(3, 4), keep_fraction=0.5, keep_at_least=1),
+    FunnelSettings(stage_steps=(3, 4), keep_fraction=0.5, keep_at_least=1, margin=0.0),
     FunnelSettings(stage_steps=(3, 4), keep_fraction=0.4, keep_at_least=1, margin=0.05),
-    FunnelSettings(stage_steps=(3, 4), keep_fraction=0.5, keep_at_least=2),
+    FunnelSettings(stage_steps=(3, 4), keep_fraction=0.5, keep_at_least=2, margin=0.0),
 ])
 def test_replaying_a_keep_everything_funnel_equals_running_the_stricter_one(tmp_path, funnel):
     items = candidates()
@@ -107,7 +107,7 @@ def test_replay_checks_its_inputs():
 
 def test_a_repeated_funnel_reads_every_stage_from_the_cache(tmp_path):
     items = candidates()
-    funnel = FunnelSettings(stage_steps=(3,), keep_fraction=0.5, keep_at_least=1)
+    funnel = FunnelSettings(stage_steps=(3,), keep_fraction=0.5, keep_at_least=1, margin=0.0)
     first = relax_funnel(items, "emt", SETTINGS, funnel, workers=1, progress=False, cache_dir=tmp_path)
     cached = sorted((tmp_path / "relaxed").glob("*.json"))
     assert cached
@@ -172,8 +172,8 @@ def test_rank_prunes_through_the_funnel_unless_told_not_to(tmp_path):
 def test_a_student_prerelaxes_once_before_the_stages(tmp_path):
     items = candidates()
     settings = RelaxSettings(fmax=0.05, max_steps=120, prerelax="emt")
-    report = relax_funnel(items, "emt", settings, FunnelSettings(stage_steps=(3,), keep_fraction=0.5, keep_at_least=1),
-                          workers=1, progress=False, cache_dir=tmp_path)
+    report = relax_funnel(items, "emt", settings, FunnelSettings(stage_steps=(3,), keep_fraction=0.5, keep_at_least=1,
+                                                                   margin=0.0), workers=1, progress=False, cache_dir=tmp_path)
     student = relax_many(items, "emt", RelaxSettings(fmax=0.05, max_steps=120), workers=1, progress=False)
     for result, alone in zip(report.results, student):
         # the student (EMT) ran once to its own end; the teacher (EMT too) starts at a minimum

@@ -22,7 +22,7 @@ def emt_minimum_per_atom(crystal) -> float:
     return atoms.get_potential_energy() / len(atoms)
 
 
-@pytest.mark.parametrize("funnel", [None, FunnelSettings((3,), keep_fraction=0.34, keep_at_least=1)])
+@pytest.mark.parametrize("funnel", [None, FunnelSettings((3,), keep_fraction=0.34, keep_at_least=1, margin=0.0)])
 def test_the_known_structure_ranks_first_at_its_own_minimum(tmp_path, funnel):
     settings = PredictSettings(counts=TEMPLATES_ONLY, funnel=funnel)
     prediction = predict("CuAu", templates=ab_library(), potential="emt", settings=settings, cache_dir=tmp_path)
