@@ -15,7 +15,9 @@ Each run relaxes into its own empty cache folder, so neither reads the other's r
 
 ``--folder SAMPLES`` compares the settings of ``diffcrystal rank`` on a sample folder instead
 (the README's 100 YBa2Cu3O7 samples): every input relaxed to the end, the default funnel, and
-with ``--student MODEL`` the funnel after the student's pre-relaxation. For each: wall and CPU
+with ``--student MODEL`` the funnel after the student's pre-relaxation. ``--keep-outputs DIR``
+keeps each setting's ``rank`` output, and a later run compares new settings with a kept full
+relaxation (``--reference DIR/full``) without repeating it. For each: wall and CPU
 seconds, teacher and student steps, and whether its first five crystals are the full
 relaxation's first five (StructureMatcher, position by position, energies within
 ``--tolerance`` meV/atom), all as ratios to the full relaxation:
@@ -104,9 +106,15 @@ def _cpu_seconds() -> float:
                for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN))
 
 
-def rank_setting(folder: Path, potential, funnel, student: str | None, workers: int) -> tuple[dict, list]:
-    """``rank`` of ``folder`` under one setting, into a fresh output folder and relaxation cache:
-    its costs and its ranked entries."""
+COSTS_NAME = "costs.json"
+"""A kept setting's costs, beside its ``rank`` output (``--keep-outputs``)."""
+
+
+def rank_setting(folder: Path, potential, funnel, student: str | None, workers: int,
+                 keep: Path | None = None) -> tuple[dict, list]:
+    """``rank`` of ``folder`` under one setting, into a fresh relaxation cache and output folder
+    (``keep``: this new folder, kept with a ``costs.json``; None: a temporary one): its costs and
+    its ranked entries."""
     import os
 
     from diffcrystal.potential.rank import relax_and_rank
@@ -115,14 +123,40 @@ def rank_setting(folder: Path, potential, funnel, student: str | None, workers: 
     with tempfile.TemporaryDirectory() as scratch:
         os.environ["DIFFCRYSTAL_CACHE"] = str(Path(scratch) / "cache")
         started, cpu = time.perf_counter(), _cpu_seconds()
-        report = relax_and_rank([folder], Path(scratch) / "out", potential, RelaxSettings(prerelax=student),
+        report = relax_and_rank([folder], keep or Path(scratch) / "out", potential, RelaxSettings(prerelax=student),
                                 workers=workers, progress=False, funnel=funnel)
         seconds, cpu = time.perf_counter() - started, _cpu_seconds() - cpu
     relaxed = [r for r in report.results if r.status != "duplicate"]
-    return ({"seconds": round(seconds, 1), "cpu_seconds": round(cpu, 1),
+    costs = {"seconds": round(seconds, 1), "cpu_seconds": round(cpu, 1),
              "teacher_steps": sum(r.steps for r in relaxed), "student_steps": sum(r.prerelax_steps for r in relaxed),
              "statuses": {status: sum(r.status == status for r in report.results)
-                          for status in sorted({r.status for r in report.results})}}, report.entries)
+                          for status in sorted({r.status for r in report.results})}}
+    if keep is not None:
+        atomic_write_text(keep / COSTS_NAME, json.dumps(costs, indent=1) + "\n")
+    return costs, report.entries
+
+
+def read_setting(out_dir: Path) -> tuple[dict, list]:
+    """A setting kept by ``--keep-outputs``: its costs and its first :data:`TOP` ranked crystals
+    (``ranked.csv`` and the relaxed CIFs), as :func:`rank_setting` returns them."""
+    import csv
+
+    from pymatgen.core import Structure
+    from pymatgen.io.ase import AseAtomsAdaptor
+
+    from diffcrystal.potential.rank import RANKED_NAME, RELAXED_FOLDER, RankedEntry
+    from diffcrystal.potential.results import RelaxResult
+
+    if not (out_dir / COSTS_NAME).is_file() or not (out_dir / RANKED_NAME).is_file():
+        raise InputError(f"{out_dir}: not a setting kept by --keep-outputs (no {COSTS_NAME} or {RANKED_NAME})")
+    with open(out_dir / RANKED_NAME, newline="") as handle:
+        rows = list(csv.DictReader(handle))[:TOP]
+    entries = [RankedEntry(RelaxResult(row["id"], "converged", row["potential"],
+                                       energy_per_atom=float(row["energy_per_atom_eV"]),
+                                       atoms=AseAtomsAdaptor.get_atoms(
+                                           Structure.from_file(out_dir / RELAXED_FOLDER / f"{row['id']}.cif"))))
+               for row in rows]
+    return json.loads((out_dir / COSTS_NAME).read_text()), entries
 
 
 def top_agreement(full: list, other: list, tolerance_meV: float) -> dict:
@@ -149,8 +183,15 @@ def compare_settings(args: argparse.Namespace) -> dict:
     report = {"folder": str(args.folder), "potential": potential.label, "student": args.student,
               "funnel": dataclasses.asdict(funnel), "workers": args.workers, "tolerance_meV_atom": args.tolerance,
               "settings": runs}
+    if args.keep_outputs is not None:
+        args.keep_outputs.mkdir(parents=True, exist_ok=True)
     for name, funnel, student in settings:
-        runs[name], entries[name] = rank_setting(args.folder, potential, funnel, student, args.workers)
+        if name == "full" and args.reference is not None:
+            runs[name], entries[name] = read_setting(args.reference)
+            runs[name]["read_from"] = str(args.reference)
+        else:
+            keep = None if args.keep_outputs is None else args.keep_outputs / name
+            runs[name], entries[name] = rank_setting(args.folder, potential, funnel, student, args.workers, keep)
         runs[name].update(top_agreement(entries["full"], entries[name], args.tolerance))
         for cost in ("seconds", "cpu_seconds", "teacher_steps"):
             runs[name][f"{cost}_ratio"] = round(runs[name][cost] / max(runs["full"][cost], 1e-9), 3)
@@ -173,6 +214,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--student", help="with --folder: a fitted student model for the third setting")
     parser.add_argument("--workers", type=int, default=2, help="with --folder: relaxation worker processes")
     parser.add_argument("--keep", type=int, help="with --folder: the funnel's top K (default: predict's)")
+    parser.add_argument("--keep-outputs", type=Path, metavar="DIR",
+                        help="with --folder: keep each setting's rank output (and its costs) in DIR/<setting>")
+    parser.add_argument("--reference", type=Path, metavar="DIR",
+                        help="with --folder: read the full relaxation from a folder kept by --keep-outputs "
+                             "instead of running it again")
     parser.add_argument("--tolerance", type=float, default=2.0,
                         help="with --folder: energy agreement of the top crystals (meV/atom)")
     args = parser.parse_args(argv)

@@ -27,6 +27,24 @@ def test_settings_are_compared_with_the_full_relaxation(tmp_path):
     assert student["student_steps"] > 0 and student["teacher_steps"] < funnel["teacher_steps"]
 
 
+def test_a_kept_full_relaxation_is_reused_as_the_reference(tmp_path):
+    benchmark = load_script("benchmark_rank")
+    folder = tmp_path / "cifs"
+    folder.mkdir()
+    for label, atoms in candidates():
+        AseAtomsAdaptor.get_structure(atoms).to(filename=str(folder / f"{label}.cif"))
+    common = ["--folder", str(folder), "--potential", "emt", "--workers", "1", "--keep", "1"]
+    assert benchmark.main(common + ["--keep-outputs", str(tmp_path / "kept"), "--out", str(tmp_path / "a.json")]) == 0
+    assert benchmark.main(common + ["--reference", str(tmp_path / "kept" / "full"), "--out", str(tmp_path / "b.json")]) == 0
+    first, again = (json.loads((tmp_path / name).read_text())["settings"] for name in ("a.json", "b.json"))
+    assert again["full"]["read_from"] == str(tmp_path / "kept" / "full")
+    assert again["full"]["teacher_steps"] == first["full"]["teacher_steps"] and again["full"]["same_top"] == again["full"]["of"]
+    # the same funnel run again agrees with the kept reference as it did with the one in memory
+    assert again["funnel"]["same_top"] == first["funnel"]["same_top"]
+    assert again["funnel"]["teacher_steps_ratio"] == first["funnel"]["teacher_steps_ratio"]
+    assert benchmark.main(common + ["--reference", str(tmp_path), "--out", str(tmp_path / "c.json")]) == 1
+
+
 def test_top_agreement_counts_positions_that_hold_the_same_crystal():
     from diffcrystal.potential.rank import RankedEntry
     from diffcrystal.potential.results import RelaxResult
