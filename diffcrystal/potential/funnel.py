@@ -162,7 +162,7 @@ def relax_funnel(items: Sequence[tuple[str, object]], potential: str | Potential
     prerelaxed: dict[int, RelaxResult] = {}
     if settings.prerelax is not None and live:
         student = resolve_potential(settings.prerelax, device)
-        settings = replace(settings, prerelax=None)
+        settings = replace(settings, prerelax=None)  # what run() relaxes with from here on
         done, _ = relax_cached([current[i] for i in live], student, settings, workers=workers,
                                progress=progress, device=device, cache_dir=cache_dir)
         for i, result in zip(live, done):

@@ -12,13 +12,12 @@ unless relaxation or diffusion turns a non-matching candidate into a match:
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from template_votes import library_and_targets  # noqa: E402  (the study beside this one)
+from template_votes import library_and_targets, target_arguments  # noqa: E402  (the study beside this one)
 
 COUNTS = (1, 3, 5, 8, 12, 16, 24)
 """Numbers of distinct templates tried."""
@@ -27,12 +26,7 @@ MAX_DISTANCES = (4.0, 8.0, None)
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--split", choices=("validation", "test"), required=True)
-    parser.add_argument("--every", type=int, default=5, help="take every N-th target")
-    parser.add_argument("--limit", type=int, default=None, help="at most M targets")
-    parser.add_argument("--out", type=Path, required=True, help="JSON report")
-    args = parser.parse_args(argv)
+    args = target_arguments(__doc__.splitlines()[0]).parse_args(argv)
 
     from tqdm import tqdm
 

@@ -61,13 +61,18 @@ def library_and_targets(split: str, every: int, limit: int | None):
     return library, targets[::every][:limit]
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def target_arguments(description: str) -> argparse.ArgumentParser:
+    """A parser with the options of :func:`library_and_targets` and ``--out`` (a JSON report)."""
+    parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--split", choices=("validation", "test"), required=True)
     parser.add_argument("--every", type=int, default=5, help="take every N-th target")
     parser.add_argument("--limit", type=int, default=None, help="at most M targets")
     parser.add_argument("--out", type=Path, required=True, help="JSON report")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = target_arguments(__doc__.splitlines()[0]).parse_args(argv)
 
     from diffcrystal.metrics.csp import compare_with_target
 

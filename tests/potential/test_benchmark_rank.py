@@ -8,12 +8,18 @@ from tests.potential.test_funnel import candidates
 from tests.script_loading import load_script
 
 
-def test_settings_are_compared_with_the_full_relaxation(tmp_path):
-    benchmark = load_script("benchmark_rank")
+def cif_folder(tmp_path):
+    """The funnel tests' five CuAu candidates as CIFs in a new folder."""
     folder = tmp_path / "cifs"
     folder.mkdir()
     for label, atoms in candidates():
         AseAtomsAdaptor.get_structure(atoms).to(filename=str(folder / f"{label}.cif"))
+    return folder
+
+
+def test_settings_are_compared_with_the_full_relaxation(tmp_path):
+    benchmark = load_script("benchmark_rank")
+    folder = cif_folder(tmp_path)
     out = tmp_path / "report.json"
     assert benchmark.main(["--folder", str(folder), "--potential", "emt", "--student", "emt", "--workers", "1",
                            "--keep", "1", "--out", str(out)]) == 0
@@ -29,10 +35,7 @@ def test_settings_are_compared_with_the_full_relaxation(tmp_path):
 
 def test_a_kept_full_relaxation_is_reused_as_the_reference(tmp_path):
     benchmark = load_script("benchmark_rank")
-    folder = tmp_path / "cifs"
-    folder.mkdir()
-    for label, atoms in candidates():
-        AseAtomsAdaptor.get_structure(atoms).to(filename=str(folder / f"{label}.cif"))
+    folder = cif_folder(tmp_path)
     common = ["--folder", str(folder), "--potential", "emt", "--workers", "1", "--keep", "1"]
     assert benchmark.main(common + ["--keep-outputs", str(tmp_path / "kept"), "--out", str(tmp_path / "a.json")]) == 0
     assert benchmark.main(common + ["--reference", str(tmp_path / "kept" / "full"), "--out", str(tmp_path / "b.json")]) == 0
