@@ -83,6 +83,18 @@ class Generator:
         self.experiment = dataclasses.replace(self.experiment, diffusion=diffusion)
         self.joint = build_joint_diffusion(diffusion)
 
+    @property
+    def step_spacing(self) -> float:
+        """ρ of the sampler's timestep grid ``t_k = T (1 - k/K)^ρ`` (1: evenly spaced)."""
+        return self.experiment.sampling.step_spacing
+
+    def set_step_spacing(self, spacing: float) -> None:
+        """Sample on another timestep grid than the checkpoint's (a sampling-time setting)."""
+        if not (math.isfinite(spacing) and spacing >= 1):
+            raise InputError(f"step spacing must be a finite number >= 1, got {spacing}")
+        sampling = dataclasses.replace(self.experiment.sampling, step_spacing=float(spacing))
+        self.experiment = dataclasses.replace(self.experiment, sampling=sampling)
+
     @classmethod
     def from_checkpoint(cls, path: str | Path, device: str | torch.device = "cpu") -> "Generator":
         tensors, config = load_checkpoint(path)
@@ -168,6 +180,7 @@ class Generator:
             progress=progress,
             project=constraint,
             start=start,
+            spacing=self.experiment.sampling.step_spacing,
         )
         lattices = result[keys.LATTICE].double().cpu().numpy()
         frac = result[keys.FRAC_COORDS].double().cpu().numpy()

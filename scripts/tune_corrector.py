@@ -1,25 +1,32 @@
-"""Tune a CSP checkpoint's Langevin corrector step on its own held-out validation structures.
+"""Tune a CSP checkpoint's sampler on its own held-out validation structures: the Langevin
+corrector step, the number of steps and their spacing.
 
 The corrector step ``step_lr (sigma_t / sigma_min)^2`` is a sampling-time setting: DiffCSP tuned
-one value per benchmark for its network, and ours may want another. Tuning it on the test file
-would make the test figures optimistic, so this script rebuilds the validation structures the
-checkpoint never trained on (its recorded ``data`` section and ``train.seed``, through
+one value per benchmark for its network, and ours may want another. So are the number of
+predictor steps K and the spacing ρ of their timesteps ``t_k = T (1 - k/K)^ρ`` (1: even; larger:
+denser at low noise, :func:`~diffcrystal.diffusion.sampler.timestep_grid`). Tuning on the test
+file would make the test figures optimistic, so this script rebuilds the validation structures
+the checkpoint never trained on (its recorded ``data`` section and ``train.seed``, through
 :func:`~diffcrystal.training.datamodule.load_split`) and samples each of their compositions
-``k`` times for every ``step_lr`` given. Reported per value: the share of *samples* that match
-their target and that match precisely (RMSE < 0.1): the expected @1, with about k times less
-variance than @1 itself, and @k.
+``k`` times for every combination of the settings given. Reported per setting: the share of
+*samples* that match their target and that match precisely (RMSE < 0.1): the expected @1, with
+about k times less variance than @1 itself, @k, and the sampling seconds.
 
     OMP_NUM_THREADS=1 python scripts/tune_corrector.py --checkpoint perov5_csp \\
         --values 5e-7 1.5e-6 5e-6 1.5e-5 5e-5 --k 8 --out runs/tune/perov5_csp
+    OMP_NUM_THREADS=1 python scripts/tune_corrector.py --checkpoint mp20_csp --values 3e-5 \\
+        --steps 100 200 --spacings 1 2 3 --k 4 --limit 200 --out runs/tune/mp20_csp_spacing
 
-Writes ``validation.extxyz``, one ``evaluate`` folder per value (``lr_<value>``) and
-``summary.json`` into ``--out``, and prints a Markdown table.
+Writes ``validation.extxyz``, one ``evaluate`` folder per setting (``lr_<value>``, with
+``_steps<K>_rho<ρ>`` when ``--steps`` or ``--spacings`` are given) and ``summary.json`` into
+``--out``, and prints a Markdown table.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import itertools
 import json
 import sys
 from pathlib import Path
@@ -55,9 +62,12 @@ def per_sample_rates(metrics) -> dict:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--checkpoint", required=True, help="CSP checkpoint file or bundled model name")
-    parser.add_argument("--values", type=float, nargs="+", required=True, help="corrector step_lr values to try")
+    parser.add_argument("--values", type=float, nargs="+", help="corrector step_lr values to try "
+                        "(default: the checkpoint's)")
     parser.add_argument("--k", type=int, default=8, help="samples per validation composition (default: 8)")
-    parser.add_argument("--steps", type=int, help="sampler steps (default: the checkpoint's)")
+    parser.add_argument("--steps", type=int, nargs="+", help="sampler step counts to try (default: the checkpoint's)")
+    parser.add_argument("--spacings", type=float, nargs="+",
+                        help="timestep spacings ρ to try, each >= 1 (default: the checkpoint's)")
     parser.add_argument("--limit", type=int, help="use only the first M validation structures")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, required=True)
@@ -76,27 +86,36 @@ def main(argv: list[str] | None = None) -> int:
         args.out.mkdir(parents=True, exist_ok=True)
         val_path = args.out / "validation.extxyz"
         write(val_path, [crystal.to_atoms() for crystal in validation], format="extxyz")
-        rows = {}
-        for value in args.values:
+        settings = list(itertools.product(args.values or [generator.corrector_step_lr],
+                                          args.steps or [experiment.sampling.num_steps],
+                                          args.spacings or [experiment.sampling.step_spacing]))
+        rows = []
+        for value, steps, spacing in settings:
             generator.set_corrector_step_lr(value)
-            run = evaluate(generator, val_path, args.out / f"lr_{value:g}", k=args.k, num_steps=args.steps,
+            generator.set_step_spacing(spacing)
+            name = f"lr_{value:g}" + ("" if args.steps is None and args.spacings is None else f"_steps{steps}_rho{spacing:g}")
+            run = evaluate(generator, val_path, args.out / name, k=args.k, num_steps=steps,
                            seed=args.seed, workers=1, progress=False,
-                           extra={"checkpoint": str(checkpoint), "corrector_step_lr": value})
-            rows[f"{value:g}"] = per_sample_rates(run.metrics)
-            print(f"step_lr {value:g}: {rows[f'{value:g}']}", file=sys.stderr)
+                           extra={"checkpoint": str(checkpoint), "corrector_step_lr": value, "step_spacing": spacing})
+            row = {"step_lr": value, "num_steps": steps, "step_spacing": spacing,
+                   "sampling_seconds": round(run.sampling_seconds, 1), **per_sample_rates(run.metrics)}
+            rows.append(row)
+            print(f"{name}: {row}", file=sys.stderr)
+            summary = {"checkpoint": str(checkpoint), "validation_structures": len(validation), "k": args.k,
+                       "seed": args.seed, "rows": rows}
+            atomic_write_text(args.out / "summary.json", json.dumps(summary, indent=1) + "\n")  # after every row
     except InputError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
-    summary = {"checkpoint": str(checkpoint), "validation_structures": len(validation), "k": args.k,
-               "num_steps": args.steps or experiment.sampling.num_steps, "seed": args.seed, "by_step_lr": rows}
-    atomic_write_text(args.out / "summary.json", json.dumps(summary, indent=1) + "\n")
-    print(f"{len(validation)} validation structures of {checkpoint.name}, k = {args.k}, "
-          f"{summary['num_steps']} sampler steps\n")
-    print("| corrector step_lr | matched / sample | precise / sample | matched @k | precise @k | invalid |")
-    print("|---|---|---|---|---|---|")
-    for value, row in rows.items():
-        print(f"| {value} | {row['match_per_sample_percent']:.1f} % | {row['precise_per_sample_percent']:.1f} % | "
-              f"{row['match_at_k_percent']:.1f} % | {row['precise_at_k_percent']:.1f} % | {row['n_invalid']} |")
+    print(f"{len(validation)} validation structures of {checkpoint.name}, k = {args.k}\n")
+    print("| corrector step_lr | steps | spacing ρ | matched / sample | precise / sample | matched @k | precise @k "
+          "| invalid | sampling s |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for row in rows:
+        print(f"| {row['step_lr']:g} | {row['num_steps']} | {row['step_spacing']:g} | "
+              f"{row['match_per_sample_percent']:.1f} % | {row['precise_per_sample_percent']:.1f} % | "
+              f"{row['match_at_k_percent']:.1f} % | {row['precise_at_k_percent']:.1f} % | {row['n_invalid']} | "
+              f"{row['sampling_seconds']} |")
     return 0
 
 

@@ -38,6 +38,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--corrector-step-lr", type=float, metavar="LR",
                         help="Langevin corrector step_lr of the coordinates (default: the checkpoint's; "
                         "recorded in metrics.json when given)")
+    parser.add_argument("--step-spacing", type=float, metavar="RHO",
+                        help="spacing ρ >= 1 of the sampler's timesteps t_k = T (1 - k/K)^ρ (1: even; larger: "
+                        "denser at low noise; default: the checkpoint's; recorded in metrics.json when given)")
     parser.add_argument("--limit", type=int, help="use only the first M test structures (after --offset)")
     parser.add_argument("--offset", type=int, default=0,
                         help="skip the first M test structures: score a test set in chunks, then merge "
@@ -103,7 +106,8 @@ def check_arguments(args: argparse.Namespace) -> None:
     if args.atom_count and not args.ranked:
         raise InputError("--atom-count tells predict the atom count: it goes with --ranked")
     if args.baseline is not None:
-        for option, value in (("--corrector-step-lr", args.corrector_step_lr), ("--device", args.device)):
+        for option, value in (("--corrector-step-lr", args.corrector_step_lr), ("--step-spacing", args.step_spacing),
+                              ("--device", args.device)):
             if value is not None:
                 raise InputError(f"{option} is a sampler setting; a --baseline samples nothing")
 
@@ -174,6 +178,8 @@ def run(args: argparse.Namespace) -> int:
         generator = Generator.from_checkpoint(checkpoint, device=resolve_device(args.device or "auto"))
         if args.corrector_step_lr is not None:
             generator.set_corrector_step_lr(args.corrector_step_lr)
+        if args.step_spacing is not None:
+            generator.set_step_spacing(args.step_spacing)
         if generator.mode == "denovo" and not train_data:  # novelty against the model's own data
             try:
                 train_data = checkpoint_train_data(checkpoint)
@@ -205,6 +211,7 @@ def run(args: argparse.Namespace) -> int:
             "checkpoint": None if checkpoint is None else str(checkpoint),
             "checkpoint_sha256": None if checkpoint is None else file_sha256(checkpoint),
             **({} if args.corrector_step_lr is None else {"corrector_step_lr": args.corrector_step_lr}),
+            **({} if args.step_spacing is None else {"step_spacing": args.step_spacing}),
         },
         progress=not args.quiet,
     )

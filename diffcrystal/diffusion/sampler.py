@@ -1,8 +1,8 @@
 """Predictor-corrector sampling of a :class:`~diffcrystal.diffusion.joint.JointDiffusion`.
 
 The sampler owns no maths: it draws every field from its prior at ``t = T``, then walks
-``num_steps`` evenly spaced timesteps ``T = t_0 > t_1 > ... > t_K = 0`` (rounded,
-:func:`timestep_grid`). At each step t -> s:
+``num_steps`` timesteps ``T = t_0 > t_1 > ... > t_K = 0`` (evenly spaced, or denser at low
+noise with ``spacing`` > 1; rounded, :func:`timestep_grid`). At each step t -> s:
 
 1. **corrector** (``corrector_steps`` times): one denoiser call on the current state at time
    t, then ``process.corrector_step`` for every field with ``has_corrector`` (the coordinate
@@ -55,16 +55,29 @@ class SamplingBatch(dict):
         return SamplingBatch({key: value.to(device) for key, value in self.items()}, self.num_graphs)
 
 
-def timestep_grid(num_timesteps: int, num_steps: int) -> list[int]:
-    """``num_steps + 1`` strictly decreasing ints from T to 0, evenly spaced (rounded).
+def timestep_grid(num_timesteps: int, num_steps: int, spacing: float = 1.0) -> list[int]:
+    """``num_steps + 1`` strictly decreasing ints from T to 0 on the power grid
+    ``t_k = T (1 - k/K)^spacing``, k = 0..K, rounded.
+
+    ``spacing`` 1 spaces the steps evenly; ``spacing`` ρ > 1 puts more of them at low noise
+    (the step near t = 0 shrinks as K^-ρ), as the ρ of EDM's time grid (Karras et al.,
+    arXiv:2206.00364) does. Where rounding would repeat a timestep, the later ones move down
+    by one, so the grid never has fewer than K steps: at most the last few are unit steps.
 
     >>> timestep_grid(1000, 4)
     [1000, 750, 500, 250, 0]
+    >>> timestep_grid(1000, 4, spacing=2)
+    [1000, 562, 250, 62, 0]
     """
     if not isinstance(num_steps, int) or not 1 <= num_steps <= num_timesteps:
         raise ValueError(f"num_steps must be an int in 1..{num_timesteps} (T), got {num_steps!r}")
-    grid = np.round(np.linspace(num_timesteps, 0, num_steps + 1)).astype(int).tolist()
-    assert all(a > b for a, b in zip(grid, grid[1:])), grid
+    if not (np.isfinite(spacing) and spacing >= 1):
+        raise ValueError(f"step spacing must be a number >= 1, got {spacing!r}")
+    fractions = (1.0 - np.arange(num_steps + 1) / num_steps) ** float(spacing)
+    grid = np.round(num_timesteps * fractions).astype(int).tolist()
+    for k in range(num_steps - 1, 0, -1):  # from the end: at least one below the next
+        grid[k] = max(grid[k], grid[k + 1] + 1)
+    assert grid[0] == num_timesteps and grid[-1] == 0 and all(a > b for a, b in zip(grid, grid[1:])), grid
     return grid
 
 
@@ -109,6 +122,7 @@ def sample(
     dtype: torch.dtype | None = None,
     project: Callable[[str, torch.Tensor], torch.Tensor] | None = None,
     start: int | None = None,
+    spacing: float = 1.0,
 ):
     """Generate crystals shaped like ``template``.
 
@@ -128,6 +142,7 @@ def sample(
         draw and after each update (a projection onto constrained states); None: unconstrained.
     start : timestep 1..T to start from, noising the template's own fields (every diffused
         field must then be in the template); None: from the prior at T.
+    spacing : ρ of the power timestep grid (:func:`timestep_grid`); 1: evenly spaced.
 
     Returns
     -------
@@ -141,7 +156,7 @@ def sample(
     if start is not None and (isinstance(start, bool) or not isinstance(start, int)
                               or not 1 <= start <= joint.num_timesteps):
         raise ValueError(f"start must be an int timestep in 1..{joint.num_timesteps}, got {start!r}")
-    grid = timestep_grid(start or joint.num_timesteps, num_steps)
+    grid = timestep_grid(start or joint.num_timesteps, num_steps, spacing)
     project = project or (lambda _key, value: value)
     state = copy.copy(template)
     batch_index = _batch_index(template).to(generator.device)  # (N,)

@@ -29,18 +29,35 @@ def test_tune_corrector_samples_each_value_on_the_validation_structures(tmp_path
     assert load_script("tune_corrector").main(["--checkpoint", str(tiny_generators["csp"]), "--values", "5e-7", "5e-6",
                            "--k", "2", "--steps", "2", "--out", str(out)]) == 0
     summary = json.loads((out / "summary.json").read_text())
-    assert list(summary["by_step_lr"]) == ["5e-07", "5e-06"] and summary["k"] == 2 and summary["num_steps"] == 2
+    assert [row["step_lr"] for row in summary["rows"]] == [5e-7, 5e-6] and summary["k"] == 2
     n = summary["validation_structures"]
-    for value, folder in (("5e-07", "lr_5e-07"), ("5e-06", "lr_5e-06")):
-        row = summary["by_step_lr"][value]
-        assert row["n_samples"] == 2 * n
+    for row, folder in zip(summary["rows"], ("lr_5e-07_steps2_rho1", "lr_5e-06_steps2_rho1")):
+        assert row["n_samples"] == 2 * n and row["step_spacing"] == 1.0
         assert 0 <= row["precise_per_sample_percent"] <= row["match_per_sample_percent"] <= 100
         recorded = json.loads((out / folder / "metrics.json").read_text())
-        assert recorded["extra"]["corrector_step_lr"] == float(value)
+        assert recorded["extra"]["corrector_step_lr"] == row["step_lr"]
         candidates = [c for t in recorded["per_target"] for c in t["candidates"]]
         matched = sum(c["rms"] is not None for c in candidates)
         assert row["match_per_sample_percent"] == 100 * matched / len(candidates)  # brute-force recount
-    assert "| corrector step_lr | matched / sample |" in capsys.readouterr().out
+    assert "| corrector step_lr | steps | spacing ρ |" in capsys.readouterr().out
+
+
+def test_tune_corrector_sweeps_step_counts_and_spacings(tmp_path, tiny_generators):
+    out = tmp_path / "sweep"
+    assert load_script("tune_corrector").main(["--checkpoint", str(tiny_generators["csp"]), "--steps", "2", "3",
+                           "--spacings", "1", "2.5", "--k", "1", "--out", str(out)]) == 0
+    rows = json.loads((out / "summary.json").read_text())["rows"]
+    assert [(r["num_steps"], r["step_spacing"]) for r in rows] == [(2, 1.0), (2, 2.5), (3, 1.0), (3, 2.5)]
+    for row in rows:
+        recorded = json.loads((out / f"lr_{row['step_lr']:g}_steps{row['num_steps']}_rho{row['step_spacing']:g}"
+                                / "metrics.json").read_text())
+        assert recorded["extra"]["step_spacing"] == row["step_spacing"] and recorded["extra"]["num_steps"] == row["num_steps"]
+
+
+def test_tune_corrector_refuses_a_spacing_below_one(tmp_path, tiny_generators, capsys):
+    assert load_script("tune_corrector").main(["--checkpoint", str(tiny_generators["csp"]), "--spacings", "0.5",
+                           "--k", "1", "--steps", "2", "--out", str(tmp_path / "o")]) == 1
+    assert "step spacing must be a finite number >= 1" in capsys.readouterr().err
 
 
 def test_tune_corrector_refuses_a_denovo_checkpoint(tmp_path, tiny_generators, capsys):

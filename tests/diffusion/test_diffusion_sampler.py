@@ -26,22 +26,23 @@ from tests.diffusion.exact_toy_denoiser import ExactToyDenoiser
 MEAN_A, STD_A = 3.0, 0.5
 
 
-def lattice_only_run(num_steps, scale=1.0, n=4000, seed=0):
+def lattice_only_run(num_steps, scale=1.0, n=4000, seed=0, spacing=1.0):
     joint = JointDiffusion({"lattice": LatticeDiffusion(CosineBetaSchedule(1000), length_scale_A=scale)})
     den = ExactToyDenoiser(joint, lattice_mean_A=MEAN_A, lattice_std_A=STD_A)
     template = make_template([1] * n, torch.ones(n, dtype=torch.long))
-    out = sample(joint, den, template, num_steps=num_steps, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+    out = sample(joint, den, template, num_steps=num_steps, generator=torch.Generator().manual_seed(seed),
+                 dtype=torch.float64, spacing=spacing)
     return joint, out[keys.LATTICE]
 
 
-def predicted_sampler_moments(joint, num_steps, scale, start=1000, m=0.0, v=1.0):
+def predicted_sampler_moments(joint, num_steps, scale, start=1000, m=0.0, v=1.0, grid=None):
     """Independent derivation: with the exact eps of Gaussian data, each ancestral step is
     affine-Gaussian, x_s = a x_t + b + sqrt(beta_tilde) z, with the DDPM posterior (eq. 7) of
     the respaced chain; propagate mean ``m`` and variance ``v`` (of the N(0, 1) prior by
     default) from timestep ``start``."""
     ab = joint.fields["lattice"].schedule.alpha_bars.tolist()
     mu, var = MEAN_A / scale, (STD_A / scale) ** 2
-    grid = timestep_grid(start, num_steps)
+    grid = grid or timestep_grid(start, num_steps)
     for t, s in zip(grid[:-1], grid[1:]):
         c = math.sqrt(1 - ab[t]) / (ab[t] * var + 1 - ab[t])  # eps_hat = c (x - sqrt(ab_t) mu)
         x0_a = (1 - math.sqrt(1 - ab[t]) * c) / math.sqrt(ab[t])  # x0_hat = x0_a x + x0_b
@@ -73,6 +74,20 @@ def test_strided_lattice_sampler_matches_its_exact_affine_gaussian_prediction(nu
     assert abs(float(L.mean()) - m) < 5 * s / n**0.5
     assert abs(float(L.std()) / s - 1) < 5 / (2 * n) ** 0.5
     assert abs(m - MEAN_A) < 0.01 and abs(s / STD_A - 1) < 0.08
+
+
+@pytest.mark.parametrize("spacing", [1.5, 2.0])
+def test_lattice_sampler_on_a_power_grid_matches_its_exact_affine_gaussian_prediction(spacing):
+    """The same exact propagation, walked on the uneven grid written out here by hand."""
+    num_steps = 40
+    grid = [round(1000 * (1 - k / num_steps) ** spacing) for k in range(num_steps + 1)]
+    assert len(set(grid)) == num_steps + 1  # no rounding collisions at these settings
+    assert timestep_grid(1000, num_steps, spacing) == grid
+    joint, L = lattice_only_run(num_steps, spacing=spacing)
+    m, s = predicted_sampler_moments(joint, num_steps, 1.0, grid=grid)
+    n = L.numel()
+    assert abs(float(L.mean()) - m) < 5 * s / n**0.5
+    assert abs(float(L.std()) / s - 1) < 5 / (2 * n) ** 0.5
 
 
 def coord_run(num_steps, corrector_steps, n=1000, std=0.03, center=(0.2, 0.7, 0.97)):
@@ -167,11 +182,27 @@ def test_csp_sampling_keeps_species_is_deterministic_and_ignores_global_rng():
         sample(joint, ExactToyDenoiser(joint), template, num_steps=101, generator=torch.Generator())
 
 
-def test_timestep_grid_is_strictly_decreasing_for_all_step_counts():
+@pytest.mark.parametrize("spacing", [1.0, 1.5, 2.0, 3.0, 7.0])
+def test_timestep_grid_is_strictly_decreasing_for_all_step_counts(spacing):
     for k in (1, 7, 50, 100, 200, 333, 999, 1000):
-        grid = timestep_grid(1000, k)
+        grid = timestep_grid(1000, k, spacing)
         assert grid[0] == 1000 and grid[-1] == 0 and len(grid) == k + 1
         assert all(a > b for a, b in zip(grid, grid[1:]))
+        # where no collision was resolved, each point is the rounded power law
+        target = [round(1000 * (1 - i / k) ** spacing) for i in range(k + 1)]
+        moved = [i for i in range(k + 1) if grid[i] != target[i]]
+        assert all(grid[i] > target[i] and grid[i] == grid[i + 1] + 1 for i in moved)
+
+
+def test_a_wider_spacing_puts_more_steps_at_low_noise():
+    counts = [sum(t <= 100 for t in timestep_grid(1000, 100, rho)[1:]) for rho in (1.0, 2.0, 3.0)]
+    assert counts == sorted(counts) and counts[0] == 11 and counts[2] > 40
+
+
+@pytest.mark.parametrize("spacing", [0.5, float("nan"), float("inf")])
+def test_timestep_grid_refuses_a_spacing_below_one_or_not_finite(spacing):
+    with pytest.raises(ValueError, match="step spacing"):
+        timestep_grid(1000, 100, spacing)
 
 
 def test_a_walk_started_from_a_noised_template_follows_the_affine_gaussian_propagation():

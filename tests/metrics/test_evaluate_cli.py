@@ -362,3 +362,37 @@ def test_every_takes_the_same_targets_as_the_ranked_evaluation(tmp_path, perovsk
     expected = [c.label for c in read_crystals(test, canonical=False, progress=False).crystals[1::2][:2]]
     assert [t["label"] for t in report["per_target"]] == expected
     assert report["extra"]["test_every"] == 2
+
+
+def test_step_spacing_reaches_the_sampler_and_the_record(tmp_path, perovskite_files, monkeypatch):
+    import diffcrystal.generator
+
+    test, _ = perovskite_files
+    seen = []
+    original = diffcrystal.generator.run_sampler
+
+    def spy(*args, **kwargs):
+        seen.append(kwargs["spacing"])
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(diffcrystal.generator, "run_sampler", spy)
+    out = tmp_path / "eval"
+    assert evaluate("--checkpoint", "perov5_csp", "--data", str(test), "--k", "1", "--steps", "2",
+                    "--step-spacing", "2.5", "--out", str(out)) == 0
+    assert seen and all(spacing == 2.5 for spacing in seen)
+    assert json.loads((out / "metrics.json").read_text())["extra"]["step_spacing"] == 2.5
+    seen.clear()
+    assert evaluate("--checkpoint", "perov5_csp", "--data", str(test), "--k", "1", "--steps", "2",
+                    "--out", str(tmp_path / "default")) == 0
+    assert seen and all(spacing == 1.0 for spacing in seen)  # the bundled checkpoint's even grid
+    assert "step_spacing" not in json.loads((tmp_path / "default" / "metrics.json").read_text())["extra"]
+
+
+@pytest.mark.parametrize("value", ["0.5", "nan"])
+def test_step_spacing_must_be_a_finite_number_of_at_least_one(tmp_path, perovskite_files, capsys, value):
+    test, _ = perovskite_files
+    assert evaluate("--checkpoint", "perov5_csp", "--data", str(test), "--k", "1",
+                    f"--step-spacing={value}", "--out", str(tmp_path / "o")) == 1
+    err = capsys.readouterr().err
+    assert "step spacing must be a finite number >= 1" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "o" / "metrics.json").exists()
