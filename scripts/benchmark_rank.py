@@ -17,10 +17,11 @@ Each run relaxes into its own empty cache folder, so neither reads the other's r
 (the README's 100 YBa2Cu3O7 samples): every input relaxed to the end, the default funnel, and
 with ``--student MODEL`` the funnel after the student's pre-relaxation. ``--keep-outputs DIR``
 keeps each setting's ``rank`` output, and a later run compares new settings with a kept full
-relaxation (``--reference DIR/full``) without repeating it. For each: wall and CPU
-seconds, teacher and student steps, and whether its first five crystals are the full
-relaxation's first five (StructureMatcher, position by position, energies within
-``--tolerance`` meV/atom), all as ratios to the full relaxation:
+relaxation (``--reference DIR/full``) without repeating it; with ``--reuse`` every setting
+already kept in DIR is read, not run again. For each: wall and CPU seconds, teacher and
+student steps, and whether its first five crystals are the full relaxation's first five
+(StructureMatcher, energies within ``--tolerance`` meV/atom; counted position by position and
+in any order), all as ratios to the full relaxation:
 
     OMP_NUM_THREADS=1 python scripts/benchmark_rank.py --folder runs/ybco100 \
         --student runs/student_ybco/model --out benchmarks/rank_settings_ybco100.json
@@ -160,16 +161,24 @@ def read_setting(out_dir: Path) -> tuple[dict, list]:
 
 
 def top_agreement(full: list, other: list, tolerance_meV: float) -> dict:
-    """Position by position over the full ranking's first :data:`TOP`: the same crystal
-    (StructureMatcher of the two best structures) with energies within ``tolerance_meV``."""
+    """Over the full ranking's first :data:`TOP`, two counts of the same crystal (StructureMatcher
+    of the two best structures) with energies within ``tolerance_meV``: position by position
+    (``same_top``), and anywhere among the other's first :data:`TOP` (``same_set``: the top five
+    are the same five, in any order; two crystals closer in energy than the tolerance may swap)."""
     from diffcrystal.potential.rank import default_matcher
 
     matcher, same, differences = default_matcher(), 0, []
-    for mine, theirs in zip(full[:TOP], other[:TOP]):
+
+    def agree(mine, theirs) -> bool:
         difference = 1e3 * abs(mine.best.energy_per_atom - theirs.best.energy_per_atom)
-        differences.append(round(difference, 3))
-        same += bool(matcher.fit(mine.best.structure, theirs.best.structure) and difference <= tolerance_meV)
-    return {"same_top": same, "of": min(TOP, len(full)), "energy_differences_meV_atom": differences}
+        return difference <= tolerance_meV and bool(matcher.fit(mine.best.structure, theirs.best.structure))
+
+    for mine, theirs in zip(full[:TOP], other[:TOP]):
+        differences.append(round(1e3 * abs(mine.best.energy_per_atom - theirs.best.energy_per_atom), 3))
+        same += agree(mine, theirs)
+    same_set = sum(any(agree(mine, theirs) for theirs in other[:TOP]) for mine in full[:TOP])
+    return {"same_top": same, "same_set": same_set, "of": min(TOP, len(full)),
+            "energy_differences_meV_atom": differences}
 
 
 def compare_settings(args: argparse.Namespace) -> dict:
@@ -186,11 +195,13 @@ def compare_settings(args: argparse.Namespace) -> dict:
     if args.keep_outputs is not None:
         args.keep_outputs.mkdir(parents=True, exist_ok=True)
     for name, funnel, student in settings:
-        if name == "full" and args.reference is not None:
-            runs[name], entries[name] = read_setting(args.reference)
-            runs[name]["read_from"] = str(args.reference)
+        keep = None if args.keep_outputs is None else args.keep_outputs / name
+        kept = args.reference if name == "full" and args.reference is not None else (
+            keep if args.reuse and keep is not None and (keep / COSTS_NAME).is_file() else None)
+        if kept is not None:
+            runs[name], entries[name] = read_setting(kept)
+            runs[name]["read_from"] = str(kept)
         else:
-            keep = None if args.keep_outputs is None else args.keep_outputs / name
             runs[name], entries[name] = rank_setting(args.folder, potential, funnel, student, args.workers, keep)
         runs[name].update(top_agreement(entries["full"], entries[name], args.tolerance))
         for cost in ("seconds", "cpu_seconds", "teacher_steps"):
@@ -219,6 +230,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--reference", type=Path, metavar="DIR",
                         help="with --folder: read the full relaxation from a folder kept by --keep-outputs "
                              "instead of running it again")
+    parser.add_argument("--reuse", action="store_true",
+                        help="with --keep-outputs: read a setting already kept there instead of running it again")
     parser.add_argument("--tolerance", type=float, default=2.0,
                         help="with --folder: energy agreement of the top crystals (meV/atom)")
     args = parser.parse_args(argv)
@@ -227,7 +240,8 @@ def main(argv: list[str] | None = None) -> int:
             report = compare_settings(args)
             for name, run in report["settings"].items():
                 print(f"{name}: {run['seconds']} s wall, {run['cpu_seconds']} s CPU, {run['teacher_steps']} teacher "
-                      f"steps ({run['teacher_steps_ratio']} of full), top {run['of']}: {run['same_top']} the same")
+                      f"steps ({run['teacher_steps_ratio']} of full), top {run['of']}: {run['same_top']} the same in place, "
+                      f"{run['same_set']} in any order")
             return 0
         checkpoint, generator, validation = held_out_validation(args.checkpoint)
         targets = validation[::args.every][:args.limit]

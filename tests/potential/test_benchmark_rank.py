@@ -46,6 +46,12 @@ def test_a_kept_full_relaxation_is_reused_as_the_reference(tmp_path):
     assert again["funnel"]["same_top"] == first["funnel"]["same_top"]
     assert again["funnel"]["teacher_steps_ratio"] == first["funnel"]["teacher_steps_ratio"]
     assert benchmark.main(common + ["--reference", str(tmp_path), "--out", str(tmp_path / "c.json")]) == 1
+    # --reuse reads every kept setting instead of running it
+    assert benchmark.main(common + ["--keep-outputs", str(tmp_path / "kept"), "--reuse", "--out", str(tmp_path / "d.json")]) == 0
+    reused = json.loads((tmp_path / "d.json").read_text())["settings"]
+    assert {name: run["read_from"] for name, run in reused.items()} == {
+        name: str(tmp_path / "kept" / name) for name in ("full", "funnel")}
+    assert reused["funnel"]["same_set"] == first["funnel"]["same_set"] >= reused["funnel"]["same_top"]
 
 
 def test_top_agreement_counts_positions_that_hold_the_same_crystal():
@@ -63,4 +69,7 @@ def test_top_agreement_counts_positions_that_hold_the_same_crystal():
     swapped = [entry(4, -0.9), entry(3, -1.0), entry(0, -0.8015)]
     agreement = benchmark.top_agreement(full, swapped, 2.0)
     assert agreement["same_top"] == 1 and agreement["energy_differences_meV_atom"] == [100.0, 100.0, 1.5]
-    assert benchmark.top_agreement(full, [entry(3, -1.0), entry(4, -0.9), entry(0, -0.797)], 2.0)["same_top"] == 2
+    assert agreement["same_set"] == 3  # the same three crystals, two of them swapped
+    beyond = benchmark.top_agreement(full, [entry(3, -1.0), entry(4, -0.9), entry(0, -0.797)], 2.0)
+    assert beyond["same_top"] == beyond["same_set"] == 2  # 3 meV/atom off: outside the tolerance
+    assert benchmark.top_agreement(full, [entry(3, -1.0), entry(3, -1.0), entry(4, -0.9)], 2.0)["same_set"] == 2
