@@ -90,8 +90,8 @@ class Generator:
 
     def set_step_spacing(self, spacing: float) -> None:
         """Sample on another timestep grid than the checkpoint's (a sampling-time setting)."""
-        if not (math.isfinite(spacing) and spacing >= 1):
-            raise InputError(f"step spacing must be a finite number >= 1, got {spacing}")
+        if not (math.isfinite(spacing) and spacing > 0):
+            raise InputError(f"step spacing must be a finite number > 0, got {spacing}")
         sampling = dataclasses.replace(self.experiment.sampling, step_spacing=float(spacing))
         self.experiment = dataclasses.replace(self.experiment, sampling=sampling)
 

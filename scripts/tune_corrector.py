@@ -4,7 +4,7 @@ corrector step, the number of steps and their spacing.
 The corrector step ``step_lr (sigma_t / sigma_min)^2`` is a sampling-time setting: DiffCSP tuned
 one value per benchmark for its network, and ours may want another. So are the number of
 predictor steps K and the spacing ρ of their timesteps ``t_k = T (1 - k/K)^ρ`` (1: even; larger:
-denser at low noise, :func:`~diffcrystal.diffusion.sampler.timestep_grid`). Tuning on the test
+denser at low noise, smaller: at high noise; :func:`~diffcrystal.diffusion.sampler.timestep_grid`). Tuning on the test
 file would make the test figures optimistic, so this script rebuilds the validation structures
 the checkpoint never trained on (its recorded ``data`` section and ``train.seed``, through
 :func:`~diffcrystal.training.datamodule.load_split`) and samples each of their compositions
@@ -67,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--k", type=int, default=8, help="samples per validation composition (default: 8)")
     parser.add_argument("--steps", type=int, nargs="+", help="sampler step counts to try (default: the checkpoint's)")
     parser.add_argument("--spacings", type=float, nargs="+",
-                        help="timestep spacings ρ to try, each >= 1 (default: the checkpoint's)")
+                        help="timestep spacings ρ to try, each > 0 (default: the checkpoint's)")
     parser.add_argument("--limit", type=int, help="use only the first M validation structures")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, required=True)

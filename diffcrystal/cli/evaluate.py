@@ -39,8 +39,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="Langevin corrector step_lr of the coordinates (default: the checkpoint's; "
                         "recorded in metrics.json when given)")
     parser.add_argument("--step-spacing", type=float, metavar="RHO",
-                        help="spacing ρ >= 1 of the sampler's timesteps t_k = T (1 - k/K)^ρ (1: even; larger: "
-                        "denser at low noise; default: the checkpoint's; recorded in metrics.json when given)")
+                        help="spacing ρ > 0 of the sampler's timesteps t_k = T (1 - k/K)^ρ (1: even; larger: "
+                        "denser at low noise, smaller: at high noise; default: the checkpoint's; recorded in metrics.json when given)")
     parser.add_argument("--limit", type=int, help="use only the first M test structures (after --offset)")
     parser.add_argument("--offset", type=int, default=0,
                         help="skip the first M test structures: score a test set in chunks, then merge "

@@ -2,7 +2,7 @@
 
 The sampler owns no maths: it draws every field from its prior at ``t = T``, then walks
 ``num_steps`` timesteps ``T = t_0 > t_1 > ... > t_K = 0`` (evenly spaced, or denser at low
-noise with ``spacing`` > 1; rounded, :func:`timestep_grid`). At each step t -> s:
+noise with ``spacing`` > 1, at high noise with ``spacing`` < 1; rounded, :func:`timestep_grid`). At each step t -> s:
 
 1. **corrector** (``corrector_steps`` times): one denoiser call on the current state at time
    t, then ``process.corrector_step`` for every field with ``has_corrector`` (the coordinate
@@ -61,8 +61,9 @@ def timestep_grid(num_timesteps: int, num_steps: int, spacing: float = 1.0) -> l
 
     ``spacing`` 1 spaces the steps evenly; ``spacing`` ρ > 1 puts more of them at low noise
     (the step near t = 0 shrinks as K^-ρ), as the ρ of EDM's time grid (Karras et al.,
-    arXiv:2206.00364) does. Where rounding would repeat a timestep, the later ones move down
-    by one, so the grid never has fewer than K steps: at most the last few are unit steps.
+    arXiv:2206.00364) does; ρ < 1 puts more at high noise. Where rounding would repeat a
+    timestep, neighbours move by one (t_k is kept within [K - k, T - k], then each step is made
+    at least one long from the end), so the grid always has K distinct steps.
 
     >>> timestep_grid(1000, 4)
     [1000, 750, 500, 250, 0]
@@ -71,12 +72,13 @@ def timestep_grid(num_timesteps: int, num_steps: int, spacing: float = 1.0) -> l
     """
     if not isinstance(num_steps, int) or not 1 <= num_steps <= num_timesteps:
         raise ValueError(f"num_steps must be an int in 1..{num_timesteps} (T), got {num_steps!r}")
-    if not (np.isfinite(spacing) and spacing >= 1):
-        raise ValueError(f"step spacing must be a number >= 1, got {spacing!r}")
-    fractions = (1.0 - np.arange(num_steps + 1) / num_steps) ** float(spacing)
-    grid = np.round(num_timesteps * fractions).astype(int).tolist()
-    for k in range(num_steps - 1, 0, -1):  # from the end: at least one below the next
-        grid[k] = max(grid[k], grid[k + 1] + 1)
+    if not (np.isfinite(spacing) and spacing > 0):
+        raise ValueError(f"step spacing must be a finite number > 0, got {spacing!r}")
+    k = np.arange(num_steps + 1)
+    grid = np.round(num_timesteps * (1.0 - k / num_steps) ** float(spacing)).astype(int)
+    grid = np.clip(grid, num_steps - k, num_timesteps - k).tolist()
+    for i in range(num_steps - 1, 0, -1):  # from the end: at least one above the next
+        grid[i] = max(grid[i], grid[i + 1] + 1)
     assert grid[0] == num_timesteps and grid[-1] == 0 and all(a > b for a, b in zip(grid, grid[1:])), grid
     return grid
 
@@ -142,7 +144,7 @@ def sample(
         draw and after each update (a projection onto constrained states); None: unconstrained.
     start : timestep 1..T to start from, noising the template's own fields (every diffused
         field must then be in the template); None: from the prior at T.
-    spacing : ρ of the power timestep grid (:func:`timestep_grid`); 1: evenly spaced.
+    spacing : ρ > 0 of the power timestep grid (:func:`timestep_grid`); 1: evenly spaced.
 
     Returns
     -------

@@ -246,14 +246,15 @@ class SamplingConfig:
     """Langevin corrector steps on the coordinates per predictor step (each costs one
     denoiser call)."""
     step_spacing: float = 1.0
-    """ρ of the timestep grid ``t_k = T (1 - k/K)^ρ``: 1 spaces the steps evenly, larger
-    values put more of them at low noise (:func:`~diffcrystal.diffusion.sampler.timestep_grid`)."""
+    """ρ > 0 of the timestep grid ``t_k = T (1 - k/K)^ρ``: 1 spaces the steps evenly, larger
+    values put more of them at low noise, smaller at high noise
+    (:func:`~diffcrystal.diffusion.sampler.timestep_grid`)."""
 
     def __post_init__(self) -> None:
         _require(self.num_steps >= 1, "sampling.num_steps", self.num_steps, ">= 1")
         _require(self.corrector_steps >= 0, "sampling.corrector_steps", self.corrector_steps, ">= 0")
-        _require(math.isfinite(self.step_spacing) and self.step_spacing >= 1, "sampling.step_spacing",
-                 self.step_spacing, "a number >= 1")
+        _require(math.isfinite(self.step_spacing) and self.step_spacing > 0, "sampling.step_spacing",
+                 self.step_spacing, "a finite number > 0")
 
 
 @dataclass

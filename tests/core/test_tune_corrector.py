@@ -54,10 +54,10 @@ def test_tune_corrector_sweeps_step_counts_and_spacings(tmp_path, tiny_generator
         assert recorded["extra"]["step_spacing"] == row["step_spacing"] and recorded["extra"]["num_steps"] == row["num_steps"]
 
 
-def test_tune_corrector_refuses_a_spacing_below_one(tmp_path, tiny_generators, capsys):
-    assert load_script("tune_corrector").main(["--checkpoint", str(tiny_generators["csp"]), "--spacings", "0.5",
+def test_tune_corrector_refuses_a_spacing_that_is_not_positive(tmp_path, tiny_generators, capsys):
+    assert load_script("tune_corrector").main(["--checkpoint", str(tiny_generators["csp"]), "--spacings", "0",
                            "--k", "1", "--steps", "2", "--out", str(tmp_path / "o")]) == 1
-    assert "step spacing must be a finite number >= 1" in capsys.readouterr().err
+    assert "step spacing must be a finite number > 0" in capsys.readouterr().err
 
 
 def test_tune_corrector_refuses_a_denovo_checkpoint(tmp_path, tiny_generators, capsys):
