@@ -1,0 +1,37 @@
+"""``scripts/studies/trajectory_student.py``: frames taken from relaxation trajectories."""
+
+import numpy as np
+from ase import Atoms
+from ase.calculators.singlepoint import SinglePointCalculator
+from ase.io import write
+
+from tests.script_loading import load_script
+
+
+def trajectory(path, num_states):
+    states = []
+    for i in range(num_states):
+        atoms = Atoms("Cu2", positions=[[0, 0, 0], [1.8 + 0.01 * i, 0, 0]], cell=np.eye(3) * 4, pbc=True)
+        atoms.calc = SinglePointCalculator(atoms, energy=-float(i), forces=np.full((2, 3), 0.1 * i), stress=np.zeros(6))
+        states.append(atoms)
+    write(str(path), states)
+
+
+def test_every_nth_state_and_the_last_of_each_kept_trajectory(tmp_path):
+    trajectory(tmp_path / "a.traj", 7)  # states 0 3 6: the last is on the stride
+    trajectory(tmp_path / "b.traj", 5)  # states 0 3, then the last (4)
+    trajectory(tmp_path / "held.traj", 4)
+    frames, used = load_script("studies/trajectory_student").trajectory_frames(tmp_path, {"held"}, every=3)
+    assert used == ["a", "b"]
+    assert [(f.info["candidate"], f.get_potential_energy()) for f in frames] == [
+        ("a", 0.0), ("a", -3.0), ("a", -6.0), ("b", 0.0), ("b", -3.0), ("b", -4.0)]
+    assert np.allclose(frames[-1].get_forces(), 0.4)  # labels travel with the frames
+
+
+def test_no_trajectory_left_is_a_clear_error(tmp_path, capsys):
+    trajectory(tmp_path / "held.traj", 4)
+    (tmp_path / "learn.json").write_text('{"held_out_candidates": ["held"]}')
+    script = load_script("studies/trajectory_student")
+    assert script.main([str(tmp_path), "--exclude-from", str(tmp_path / "learn.json"), "--out", str(tmp_path / "o")]) == 1
+    assert "no trajectories left after excluding 1 candidates" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()
