@@ -15,7 +15,8 @@ Each run relaxes into its own empty cache folder, so neither reads the other's r
 
 ``--folder SAMPLES`` compares the settings of ``diffcrystal rank`` on a sample folder instead
 (the README's 100 YBa2Cu3O7 samples): every input relaxed to the end, the default funnel, and
-with ``--student MODEL`` the funnel after the student's pre-relaxation. ``--keep-outputs DIR``
+with ``--student MODEL`` the funnel after the student's pre-relaxation (``--keep``, ``--stages``,
+``--fraction``, ``--margin`` change the funnel; the setting's name then says how). ``--keep-outputs DIR``
 keeps each setting's ``rank`` output, and a later run compares new settings with a kept full
 relaxation (``--reference DIR/full``) without repeating it; with ``--reuse`` every setting
 already kept in DIR is read, not run again. For each: wall and CPU seconds, teacher and
@@ -44,6 +45,7 @@ from diffcrystal.data.crystal import Crystal
 from diffcrystal.metrics.csp import compare_with_target
 from diffcrystal.errors import InputError
 from diffcrystal.potential.calculators import resolve_potential
+from diffcrystal.potential.funnel import FunnelSettings
 from diffcrystal.prediction import PredictSettings, load_library, predict
 from diffcrystal.ranked_evaluation import held_out_validation
 
@@ -181,13 +183,35 @@ def top_agreement(full: list, other: list, tolerance_meV: float) -> dict:
             "energy_differences_meV_atom": differences}
 
 
+def funnel_of(args: argparse.Namespace) -> FunnelSettings:
+    """``predict``'s funnel with the options given (``--keep``, ``--stages``, ``--fraction``,
+    ``--margin``) in place of its defaults."""
+    given = {"keep_at_least": args.keep, "stage_steps": args.stages, "keep_fraction": args.fraction,
+             "margin": args.margin}
+    return dataclasses.replace(PredictSettings().funnel, **{k: v for k, v in given.items() if v is not None})
+
+
+def funnel_tag(funnel: FunnelSettings) -> str:
+    """How ``funnel`` differs from ``predict``'s (``[stages=1,keep=8]``), or "" when it does not:
+    a setting's name, and so its folder under ``--keep-outputs``, says what it ran."""
+    default = PredictSettings().funnel
+    names = {"stage_steps": "stages", "keep_at_least": "keep", "keep_fraction": "fraction", "margin": "margin"}
+    parts = []
+    for field, name in names.items():
+        value = getattr(funnel, field)
+        if value != getattr(default, field):
+            parts.append(f"{name}={','.join(map(str, value)) if isinstance(value, tuple) else f'{value:g}'}")
+    return f"[{','.join(parts)}]" if parts else ""
+
+
 def compare_settings(args: argparse.Namespace) -> dict:
     """The folder mode: full, funnel and (with a student) funnel + student, as ratios to full."""
     potential = resolve_potential(args.potential)
-    funnel = dataclasses.replace(PredictSettings().funnel, **({} if args.keep is None else {"keep_at_least": args.keep}))
-    settings = [("full", None, None), ("funnel", funnel, None)]
+    funnel = funnel_of(args)
+    tag = funnel_tag(funnel)
+    settings = [("full", None, None), (f"funnel{tag}", funnel, None)]
     if args.student:
-        settings.append(("funnel+student", funnel, args.student))
+        settings.append((f"funnel{tag}+student", funnel, args.student))
     runs, entries = {}, {}
     report = {"folder": str(args.folder), "potential": potential.label, "student": args.student,
               "funnel": dataclasses.asdict(funnel), "workers": args.workers, "tolerance_meV_atom": args.tolerance,
@@ -225,6 +249,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--student", help="with --folder: a fitted student model for the third setting")
     parser.add_argument("--workers", type=int, default=2, help="with --folder: relaxation worker processes")
     parser.add_argument("--keep", type=int, help="with --folder: the funnel's top K (default: predict's)")
+    parser.add_argument("--stages", type=lambda text: tuple(int(s) for s in text.split(",")), metavar="S1,S2",
+                        help="with --folder: the funnel's stage steps (default: predict's)")
+    parser.add_argument("--fraction", type=float, help="with --folder: the share each funnel stage keeps "
+                        "(default: predict's)")
+    parser.add_argument("--margin", type=float, help="with --folder: the funnel's margin, eV/atom (default: predict's)")
     parser.add_argument("--keep-outputs", type=Path, metavar="DIR",
                         help="with --folder: keep each setting's rank output (and its costs) in DIR/<setting>")
     parser.add_argument("--reference", type=Path, metavar="DIR",

@@ -24,7 +24,7 @@ def test_settings_are_compared_with_the_full_relaxation(tmp_path):
     assert benchmark.main(["--folder", str(folder), "--potential", "emt", "--student", "emt", "--workers", "1",
                            "--keep", "1", "--out", str(out)]) == 0
     report = json.loads(out.read_text())
-    full, funnel, student = (report["settings"][name] for name in ("full", "funnel", "funnel+student"))
+    full, funnel, student = (report["settings"][name] for name in ("full", "funnel[keep=1]", "funnel[keep=1]+student"))
     assert full["seconds_ratio"] == full["teacher_steps_ratio"] == 1.0 and full["same_top"] == full["of"] >= 2
     assert full["energy_differences_meV_atom"] == [0.0] * full["of"]
     assert funnel["statuses"].get("pruned", 0) >= 1 and funnel["teacher_steps"] < full["teacher_steps"]
@@ -43,15 +43,26 @@ def test_a_kept_full_relaxation_is_reused_as_the_reference(tmp_path):
     assert again["full"]["read_from"] == str(tmp_path / "kept" / "full")
     assert again["full"]["teacher_steps"] == first["full"]["teacher_steps"] and again["full"]["same_top"] == again["full"]["of"]
     # the same funnel run again agrees with the kept reference as it did with the one in memory
-    assert again["funnel"]["same_top"] == first["funnel"]["same_top"]
-    assert again["funnel"]["teacher_steps_ratio"] == first["funnel"]["teacher_steps_ratio"]
+    assert again["funnel[keep=1]"]["same_top"] == first["funnel[keep=1]"]["same_top"]
+    assert again["funnel[keep=1]"]["teacher_steps_ratio"] == first["funnel[keep=1]"]["teacher_steps_ratio"]
     assert benchmark.main(common + ["--reference", str(tmp_path), "--out", str(tmp_path / "c.json")]) == 1
     # --reuse reads every kept setting instead of running it
     assert benchmark.main(common + ["--keep-outputs", str(tmp_path / "kept"), "--reuse", "--out", str(tmp_path / "d.json")]) == 0
     reused = json.loads((tmp_path / "d.json").read_text())["settings"]
     assert {name: run["read_from"] for name, run in reused.items()} == {
-        name: str(tmp_path / "kept" / name) for name in ("full", "funnel")}
-    assert reused["funnel"]["same_set"] == first["funnel"]["same_set"] >= reused["funnel"]["same_top"]
+        name: str(tmp_path / "kept" / name) for name in ("full", "funnel[keep=1]")}
+    assert reused["funnel[keep=1]"]["same_set"] == first["funnel[keep=1]"]["same_set"] >= reused["funnel[keep=1]"]["same_top"]
+
+
+def test_a_changed_funnel_is_named_by_its_changes():
+    import argparse
+
+    benchmark = load_script("benchmark_rank")
+    unchanged = argparse.Namespace(keep=None, stages=None, fraction=None, margin=None)
+    assert benchmark.funnel_tag(benchmark.funnel_of(unchanged)) == ""
+    changed = benchmark.funnel_of(argparse.Namespace(keep=8, stages=(1,), fraction=0.01, margin=0.0))
+    assert (changed.stage_steps, changed.keep_at_least, changed.keep_fraction, changed.margin) == ((1,), 8, 0.01, 0.0)
+    assert benchmark.funnel_tag(changed) == "[stages=1,keep=8,fraction=0.01,margin=0]"
 
 
 def test_top_agreement_counts_positions_that_hold_the_same_crystal():
