@@ -2,17 +2,20 @@
 
 The active-learning loop (``potential learn``) labels a few hundred frames; here the teacher
 relaxes whole candidates once (``diffcrystal relax --trajectory``), every state it evaluated is a
-labelled frame, and a student is fitted on a stride of them. Candidates named in ``--exclude``
-(the loop's held-out candidates) are left out, so the student can be scored on the loop's own
-held-out frames (``--held-out``) beside the loop's students:
+labelled frame, and a student is fitted on a stride of them. The candidates ``--exclude-from``
+names (the loop's held-out candidates) are left out of training. The student is scored against the
+teacher on those candidates' own trajectories (what pre-relaxation meets) and on the loop's
+held-out frames (``--held-out``: rattled copies and snapshots), beside any other students given
+with ``--compare``:
 
     OMP_NUM_THREADS=1 diffcrystal relax runs/ybco_al/samples --workers 1 --trajectory --out runs/ybco_traj/relaxed
     OMP_NUM_THREADS=1 python scripts/studies/trajectory_student.py runs/ybco_traj/relaxed/trajectories \\
         --exclude-from runs/ybco_al/al/learn.json --held-out runs/ybco_al/al/held_out.extxyz \\
-        --every 3 --features 32 --layers 3 --epochs 20 --out runs/ybco_traj/student
+        --every 4 --features 32 --layers 3 --epochs 15 --compare runs/ybco_al/al/model.nequip.pt2 \\
+        --out runs/ybco_traj/student
 
 Writes ``frames.extxyz`` (the training frames), the fitted student (``potential fit``'s files)
-and ``report.json`` (frames, seconds, and the student's errors on the held-out frames).
+and ``report.json`` (frames, seconds, and each student's errors on the held-out sets).
 """
 
 from __future__ import annotations
@@ -49,25 +52,50 @@ def trajectory_frames(folder: Path, exclude: set[str], every: int) -> tuple[list
     return frames, used
 
 
+def held_out_sets(trajectories: Path, held_out_ids: list[str], held_out_frames: Path | None, every: int) -> dict:
+    """The frames a student is scored on: every ``every``-th state of the held-out candidates'
+    teacher trajectories (how pre-relaxation meets them) and, when given, the loop's own
+    held-out frames (rattled copies and relaxation snapshots)."""
+    from ase.io import read
+
+    sets = {"held_out_trajectories": [state for name in held_out_ids
+                                      for state in read(str(trajectories / f"{name}{TRAJECTORY_SUFFIX}"), index=":")[::every]]}
+    if held_out_frames is not None:
+        sets["loop_held_out_frames"] = read(str(held_out_frames), index=":")
+    return sets
+
+
+def score(model: str | Path, sets: dict) -> dict:
+    """Force (meV/Å) and energy (meV/atom) MAE of ``model`` against the teacher on each set."""
+    from diffcrystal.potential.calculators import load_calculator
+
+    calculator = load_calculator(model)
+    out = {}
+    for name, frames in sets.items():
+        errors = force_mae(calculator, frames)
+        out[name] = {"frames": len(frames), "force_mae_meV_A": round(1e3 * errors["forces_mae_eV_A"], 1),
+                     "energy_mae_meV_atom": round(1e3 * errors["energy_mae_eV_atom"], 1)}
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("trajectories", type=Path, help="folder of <id>.traj from diffcrystal relax --trajectory")
-    parser.add_argument("--exclude-from", type=Path,
-                        help="a potential learn record (learn.json): leave out its held-out candidates")
-    parser.add_argument("--held-out", type=Path, help="labelled frames (extxyz) to score the student on")
+    parser.add_argument("--exclude-from", type=Path, required=True,
+                        help="a potential learn record (learn.json): its held-out candidates are left out of "
+                             "training and scored on")
+    parser.add_argument("--held-out", type=Path, help="the loop's held-out frames (extxyz), scored on as well")
     parser.add_argument("--every", type=int, default=3, help="take every N-th state of each trajectory (default: 3)")
     parser.add_argument("--features", type=int, default=16)
     parser.add_argument("--layers", type=int, default=2)
     parser.add_argument("--epochs", type=int, default=20)
+    parser.add_argument("--compare", nargs="*", default=[], metavar="MODEL",
+                        help="other students (e.g. the loop's model.nequip.pt2) scored on the same frames")
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args(argv)
     try:
-        from ase.io import read
-
-        exclude = set()
-        if args.exclude_from is not None:
-            exclude = set(json.loads(args.exclude_from.read_text())["held_out_candidates"])
-        frames, used = trajectory_frames(args.trajectories, exclude, args.every)
+        exclude = json.loads(args.exclude_from.read_text())["held_out_candidates"]
+        frames, used = trajectory_frames(args.trajectories, set(exclude), args.every)
         args.out.mkdir(parents=True, exist_ok=True)
         frames_path = write_frames(frames, args.out / "frames.extxyz")
         print(f"{len(frames)} frames from {len(used)} trajectories (every {args.every})", file=sys.stderr)
@@ -78,15 +106,11 @@ def main(argv: list[str] | None = None) -> int:
                   "every": args.every, "frames": len(frames), "features": args.features, "layers": args.layers,
                   "epochs": args.epochs, "fit_seconds": round(time.perf_counter() - started, 1),
                   "model": str(result.model_path)}
-        if args.held_out is not None:
-            from diffcrystal.potential.calculators import load_calculator
-
-            held_out = read(str(args.held_out), index=":")
-            errors = force_mae(load_calculator(result.model_path), held_out)
-            report["held_out"] = {"frames": len(held_out), "force_mae_meV_A": round(1e3 * errors["forces_mae_eV_A"], 2),
-                                  "energy_mae_meV_atom": round(1e3 * errors["energy_mae_eV_atom"], 2)}
+        sets = held_out_sets(args.trajectories, sorted(exclude), args.held_out, args.every)
+        report["scores"] = {str(result.model_path): score(result.model_path, sets),
+                            **{str(model): score(model, sets) for model in args.compare}}
         atomic_write_text(args.out / "report.json", json.dumps(report, indent=1) + "\n")
-        print(json.dumps(report.get("held_out", {})))
+        print(json.dumps(report["scores"], indent=1))
     except (InputError, OSError, KeyError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1

@@ -35,3 +35,27 @@ def test_no_trajectory_left_is_a_clear_error(tmp_path, capsys):
     assert script.main([str(tmp_path), "--exclude-from", str(tmp_path / "learn.json"), "--out", str(tmp_path / "o")]) == 1
     assert "no trajectories left after excluding 1 candidates" in capsys.readouterr().err
     assert not (tmp_path / "o").exists()
+
+
+def test_a_student_is_scored_on_the_held_out_trajectories_against_their_labels(tmp_path):
+    from ase.calculators.emt import EMT
+
+    script = load_script("studies/trajectory_student")
+    states = []
+    for i in range(5):  # an EMT 'teacher' trajectory: its labels are EMT's own
+        atoms = Atoms("Cu2", positions=[[0, 0, 0], [2.0 + 0.05 * i, 0.1, 0]], cell=np.eye(3) * 5, pbc=True)
+        atoms.calc = EMT()
+        atoms.calc = SinglePointCalculator(atoms, energy=atoms.get_potential_energy(), forces=atoms.get_forces(),
+                                           stress=atoms.get_stress())
+        states.append(atoms)
+    write(str(tmp_path / "held.traj"), states)
+    sets = script.held_out_sets(tmp_path, ["held"], None, every=2)
+    assert [len(frames) for frames in sets.values()] == [3]
+    scores = script.score("emt", sets)["held_out_trajectories"]
+    assert scores == {"frames": 3, "force_mae_meV_A": 0.0, "energy_mae_meV_atom": 0.0}
+    shifted = [a.copy() for a in sets["held_out_trajectories"]]
+    for atoms, original in zip(shifted, sets["held_out_trajectories"]):
+        atoms.calc = SinglePointCalculator(atoms, energy=original.get_potential_energy() + 0.2,
+                                           forces=original.get_forces() + 0.01, stress=original.get_stress())
+    off = script.score("emt", {"shifted": shifted})["shifted"]
+    assert off["energy_mae_meV_atom"] == 100.0 and off["force_mae_meV_A"] == 10.0  # 0.2 eV over 2 atoms; 0.01 eV/Å
