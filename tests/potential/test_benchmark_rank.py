@@ -81,6 +81,10 @@ def test_top_agreement_counts_positions_that_hold_the_same_crystal():
     agreement = benchmark.top_agreement(full, swapped, 2.0)
     assert agreement["same_top"] == 1 and agreement["energy_differences_meV_atom"] == [100.0, 100.0, 1.5]
     assert agreement["same_set"] == 3  # the same three crystals, two of them swapped
+    assert agreement["as_low"] == 2  # position 1 is 100 meV/atom above; 2 is below; 3 is 1.5 meV below
     beyond = benchmark.top_agreement(full, [entry(3, -1.0), entry(4, -0.9), entry(0, -0.797)], 2.0)
     assert beyond["same_top"] == beyond["same_set"] == 2  # 3 meV/atom off: outside the tolerance
+    assert beyond["as_low"] == 2
+    lower = benchmark.top_agreement(full, [entry(3, -1.0), entry(0, -0.95), entry(4, -0.9)], 2.0)
+    assert lower["as_low"] == 3 and lower["same_top"] == 1  # other crystals, each at least as low
     assert benchmark.top_agreement(full, [entry(3, -1.0), entry(3, -1.0), entry(4, -0.9)], 2.0)["same_set"] == 2
