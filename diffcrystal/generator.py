@@ -95,6 +95,14 @@ class Generator:
         sampling = dataclasses.replace(self.experiment.sampling, step_spacing=float(spacing))
         self.experiment = dataclasses.replace(self.experiment, sampling=sampling)
 
+    def set_corrector_steps(self, steps: int) -> None:
+        """Sample with another number of Langevin corrector steps per predictor step than the
+        checkpoint's (each costs one denoiser call; a sampling-time setting)."""
+        if isinstance(steps, bool) or not isinstance(steps, int) or steps < 0:
+            raise InputError(f"corrector steps must be an int >= 0, got {steps!r}")
+        sampling = dataclasses.replace(self.experiment.sampling, corrector_steps=steps)
+        self.experiment = dataclasses.replace(self.experiment, sampling=sampling)
+
     @classmethod
     def from_checkpoint(cls, path: str | Path, device: str | torch.device = "cpu") -> "Generator":
         tensors, config = load_checkpoint(path)

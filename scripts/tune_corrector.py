@@ -1,5 +1,5 @@
 """Tune a CSP checkpoint's sampler on its own held-out validation structures: the Langevin
-corrector step, the number of steps and their spacing.
+corrector step, the number of steps, their spacing and the corrector steps per step.
 
 The corrector step ``step_lr (sigma_t / sigma_min)^2`` is a sampling-time setting: DiffCSP tuned
 one value per benchmark for its network, and ours may want another. So are the number of
@@ -8,7 +8,8 @@ denser at low noise, smaller: at high noise; :func:`~diffcrystal.diffusion.sampl
 file would make the test figures optimistic, so this script rebuilds the validation structures
 the checkpoint never trained on (its recorded ``data`` section and ``train.seed``, through
 :func:`~diffcrystal.training.datamodule.load_split`) and samples each of their compositions
-``k`` times for every combination of the settings given. Reported per setting: the share of
+``k`` times for every combination of the settings given (``--corrector-steps``: Langevin
+corrector steps per predictor step, each one more denoiser call). Reported per setting: the share of
 *samples* that match their target and that match precisely (RMSE < 0.1): the expected @1, with
 about k times less variance than @1 itself, @k, and the sampling seconds.
 
@@ -18,7 +19,8 @@ about k times less variance than @1 itself, @k, and the sampling seconds.
         --steps 100 200 --spacings 1 2 3 --k 4 --limit 200 --out runs/tune/mp20_csp_spacing
 
 Writes ``validation.extxyz``, one ``evaluate`` folder per setting (``lr_<value>``, with
-``_steps<K>_rho<ρ>`` when ``--steps`` or ``--spacings`` are given) and ``summary.json`` into
+``_steps<K>_rho<ρ>`` when ``--steps`` or ``--spacings`` are given, ``_corrector<C>`` with
+``--corrector-steps``) and ``summary.json`` into
 ``--out``, and prints a Markdown table.
 """
 
@@ -68,6 +70,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, nargs="+", help="sampler step counts to try (default: the checkpoint's)")
     parser.add_argument("--spacings", type=float, nargs="+",
                         help="timestep spacings ρ to try, each > 0 (default: the checkpoint's)")
+    parser.add_argument("--corrector-steps", type=int, nargs="+",
+                        help="corrector steps per predictor step to try (default: the checkpoint's)")
     parser.add_argument("--limit", type=int, help="use only the first M validation structures")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, required=True)
@@ -88,16 +92,23 @@ def main(argv: list[str] | None = None) -> int:
         write(val_path, [crystal.to_atoms() for crystal in validation], format="extxyz")
         settings = list(itertools.product(args.values or [generator.corrector_step_lr],
                                           args.steps or [experiment.sampling.num_steps],
-                                          args.spacings or [experiment.sampling.step_spacing]))
+                                          args.spacings or [experiment.sampling.step_spacing],
+                                          args.corrector_steps or [experiment.sampling.corrector_steps]))
         rows = []
-        for value, steps, spacing in settings:
+        for value, steps, spacing, correctors in settings:
             generator.set_corrector_step_lr(value)
             generator.set_step_spacing(spacing)
-            name = f"lr_{value:g}" + ("" if args.steps is None and args.spacings is None else f"_steps{steps}_rho{spacing:g}")
+            generator.set_corrector_steps(correctors)
+            name = f"lr_{value:g}"
+            if args.steps is not None or args.spacings is not None:
+                name += f"_steps{steps}_rho{spacing:g}"
+            if args.corrector_steps is not None:
+                name += f"_corrector{correctors}"
             run = evaluate(generator, val_path, args.out / name, k=args.k, num_steps=steps,
                            seed=args.seed, workers=1, progress=False,
-                           extra={"checkpoint": str(checkpoint), "corrector_step_lr": value, "step_spacing": spacing})
-            row = {"step_lr": value, "num_steps": steps, "step_spacing": spacing,
+                           extra={"checkpoint": str(checkpoint), "corrector_step_lr": value, "step_spacing": spacing,
+                                  "corrector_steps": correctors})
+            row = {"step_lr": value, "num_steps": steps, "step_spacing": spacing, "corrector_steps": correctors,
                    "sampling_seconds": round(run.sampling_seconds, 1), **per_sample_rates(run.metrics)}
             rows.append(row)
             print(f"{name}: {row}", file=sys.stderr)
@@ -108,11 +119,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 1
     print(f"{len(validation)} validation structures of {checkpoint.name}, k = {args.k}\n")
-    print("| corrector step_lr | steps | spacing ρ | matched / sample | precise / sample | matched @k | precise @k "
-          "| invalid | sampling s |")
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("| corrector step_lr | steps | spacing ρ | corrector steps | matched / sample | precise / sample | "
+          "matched @k | precise @k | invalid | sampling s |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for row in rows:
-        print(f"| {row['step_lr']:g} | {row['num_steps']} | {row['step_spacing']:g} | "
+        print(f"| {row['step_lr']:g} | {row['num_steps']} | {row['step_spacing']:g} | {row['corrector_steps']} | "
               f"{row['match_per_sample_percent']:.1f} % | {row['precise_per_sample_percent']:.1f} % | "
               f"{row['match_at_k_percent']:.1f} % | {row['precise_at_k_percent']:.1f} % | {row['n_invalid']} | "
               f"{row['sampling_seconds']} |")

@@ -39,7 +39,7 @@ def test_tune_corrector_samples_each_value_on_the_validation_structures(tmp_path
         candidates = [c for t in recorded["per_target"] for c in t["candidates"]]
         matched = sum(c["rms"] is not None for c in candidates)
         assert row["match_per_sample_percent"] == 100 * matched / len(candidates)  # brute-force recount
-    assert "| corrector step_lr | steps | spacing ρ |" in capsys.readouterr().out
+    assert "| corrector step_lr | steps | spacing ρ | corrector steps |" in capsys.readouterr().out
 
 
 def test_tune_corrector_sweeps_step_counts_and_spacings(tmp_path, tiny_generators):
@@ -52,6 +52,24 @@ def test_tune_corrector_sweeps_step_counts_and_spacings(tmp_path, tiny_generator
         recorded = json.loads((out / f"lr_{row['step_lr']:g}_steps{row['num_steps']}_rho{row['step_spacing']:g}"
                                 / "metrics.json").read_text())
         assert recorded["extra"]["step_spacing"] == row["step_spacing"] and recorded["extra"]["num_steps"] == row["num_steps"]
+
+
+def test_tune_corrector_sweeps_corrector_steps_and_the_sampler_makes_that_many_calls(tmp_path, tiny_generators,
+                                                                                     monkeypatch):
+    import diffcrystal.generator
+
+    calls = []
+    original = diffcrystal.generator.run_sampler
+    monkeypatch.setattr(diffcrystal.generator, "run_sampler",
+                        lambda *a, **kw: calls.append(kw["corrector_steps"]) or original(*a, **kw))
+    out = tmp_path / "correctors"
+    assert load_script("tune_corrector").main(["--checkpoint", str(tiny_generators["csp"]), "--steps", "2",
+                           "--corrector-steps", "0", "3", "--k", "1", "--out", str(out)]) == 0
+    rows = json.loads((out / "summary.json").read_text())["rows"]
+    assert [row["corrector_steps"] for row in rows] == [0, 3] and set(calls) == {0, 3}
+    for row in rows:
+        name = f"lr_{row['step_lr']:g}_steps2_rho1_corrector{row['corrector_steps']}"
+        assert json.loads((out / name / "metrics.json").read_text())["extra"]["corrector_steps"] == row["corrector_steps"]
 
 
 def test_tune_corrector_refuses_a_spacing_that_is_not_positive(tmp_path, tiny_generators, capsys):
