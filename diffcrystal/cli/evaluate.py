@@ -41,6 +41,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--step-spacing", type=float, metavar="RHO",
                         help="spacing ρ > 0 of the sampler's timesteps t_k = T (1 - k/K)^ρ (1: even; larger: "
                         "denser at low noise, smaller: at high noise; default: the checkpoint's; recorded in metrics.json when given)")
+    parser.add_argument("--corrector-steps", type=int, metavar="C",
+                        help="Langevin corrector steps per predictor step, each one more denoiser call (default: "
+                        "the checkpoint's; recorded in metrics.json when given)")
     parser.add_argument("--limit", type=int, help="use only the first M test structures (after --offset)")
     parser.add_argument("--offset", type=int, default=0,
                         help="skip the first M test structures: score a test set in chunks, then merge "
@@ -107,7 +110,7 @@ def check_arguments(args: argparse.Namespace) -> None:
         raise InputError("--atom-count tells predict the atom count: it goes with --ranked")
     if args.baseline is not None:
         for option, value in (("--corrector-step-lr", args.corrector_step_lr), ("--step-spacing", args.step_spacing),
-                              ("--device", args.device)):
+                              ("--corrector-steps", args.corrector_steps), ("--device", args.device)):
             if value is not None:
                 raise InputError(f"{option} is a sampler setting; a --baseline samples nothing")
 
@@ -180,6 +183,8 @@ def run(args: argparse.Namespace) -> int:
             generator.set_corrector_step_lr(args.corrector_step_lr)
         if args.step_spacing is not None:
             generator.set_step_spacing(args.step_spacing)
+        if args.corrector_steps is not None:
+            generator.set_corrector_steps(args.corrector_steps)
         if generator.mode == "denovo" and not train_data:  # novelty against the model's own data
             try:
                 train_data = checkpoint_train_data(checkpoint)
@@ -212,6 +217,7 @@ def run(args: argparse.Namespace) -> int:
             "checkpoint_sha256": None if checkpoint is None else file_sha256(checkpoint),
             **({} if args.corrector_step_lr is None else {"corrector_step_lr": args.corrector_step_lr}),
             **({} if args.step_spacing is None else {"step_spacing": args.step_spacing}),
+            **({} if args.corrector_steps is None else {"corrector_steps": args.corrector_steps}),
         },
         progress=not args.quiet,
     )

@@ -270,6 +270,7 @@ def test_corrector_step_lr_reaches_the_sampler_and_the_record(tmp_path, perovski
     ("--corrector-step-lr=nan", "corrector step_lr must be a finite number >= 0"),
     ("--step-spacing=0", "step spacing must be a finite number > 0"),
     ("--step-spacing=nan", "step spacing must be a finite number > 0"),
+    ("--corrector-steps=-1", "corrector steps must be an int >= 0"),
 ])
 def test_a_sampler_setting_out_of_range_is_refused_in_one_line(tmp_path, perovskite_files, capsys, option, message):
     test, _ = perovskite_files
@@ -391,3 +392,18 @@ def test_step_spacing_reaches_the_sampler_and_the_record(tmp_path, perovskite_fi
                     "--out", str(tmp_path / "default")) == 0
     assert seen and all(spacing == 1.0 for spacing in seen)  # the bundled checkpoint's even grid
     assert "step_spacing" not in json.loads((tmp_path / "default" / "metrics.json").read_text())["extra"]
+
+
+def test_corrector_steps_reach_the_sampler_and_the_record(tmp_path, perovskite_files, monkeypatch):
+    import diffcrystal.generator
+
+    test, _ = perovskite_files
+    seen = []
+    original = diffcrystal.generator.run_sampler
+    monkeypatch.setattr(diffcrystal.generator, "run_sampler",
+                        lambda *a, **kw: seen.append(kw["corrector_steps"]) or original(*a, **kw))
+    out = tmp_path / "eval"
+    assert evaluate("--checkpoint", "perov5_csp", "--data", str(test), "--k", "1", "--steps", "2",
+                    "--corrector-steps", "3", "--out", str(out)) == 0
+    assert seen and set(seen) == {3}
+    assert json.loads((out / "metrics.json").read_text())["extra"]["corrector_steps"] == 3
