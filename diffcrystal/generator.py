@@ -83,24 +83,11 @@ class Generator:
         self.experiment = dataclasses.replace(self.experiment, diffusion=diffusion)
         self.joint = build_joint_diffusion(diffusion)
 
-    @property
-    def step_spacing(self) -> float:
-        """ρ of the sampler's timestep grid ``t_k = T (1 - k/K)^ρ`` (1: evenly spaced)."""
-        return self.experiment.sampling.step_spacing
-
-    def set_step_spacing(self, spacing: float) -> None:
-        """Sample on another timestep grid than the checkpoint's (a sampling-time setting)."""
-        if not (math.isfinite(spacing) and spacing > 0):
-            raise InputError(f"step spacing must be a finite number > 0, got {spacing}")
-        sampling = dataclasses.replace(self.experiment.sampling, step_spacing=float(spacing))
-        self.experiment = dataclasses.replace(self.experiment, sampling=sampling)
-
-    def set_corrector_steps(self, steps: int) -> None:
-        """Sample with another number of Langevin corrector steps per predictor step than the
-        checkpoint's (each costs one denoiser call; a sampling-time setting)."""
-        if isinstance(steps, bool) or not isinstance(steps, int) or steps < 0:
-            raise InputError(f"corrector steps must be an int >= 0, got {steps!r}")
-        sampling = dataclasses.replace(self.experiment.sampling, corrector_steps=steps)
+    def set_sampling(self, **changes) -> None:
+        """Sample with other :class:`~diffcrystal.training.config.SamplingConfig` values than the
+        checkpoint's (e.g. ``step_spacing``, ``corrector_steps``; the weights are unchanged).
+        Out-of-range values raise the config's own :class:`InputError`."""
+        sampling = dataclasses.replace(self.experiment.sampling, **changes)
         self.experiment = dataclasses.replace(self.experiment, sampling=sampling)
 
     @classmethod

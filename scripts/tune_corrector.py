@@ -97,8 +97,7 @@ def main(argv: list[str] | None = None) -> int:
         rows = []
         for value, steps, spacing, correctors in settings:
             generator.set_corrector_step_lr(value)
-            generator.set_step_spacing(spacing)
-            generator.set_corrector_steps(correctors)
+            generator.set_sampling(step_spacing=spacing, corrector_steps=correctors)
             name = f"lr_{value:g}"
             if args.steps is not None or args.spacings is not None:
                 name += f"_steps{steps}_rho{spacing:g}"

@@ -181,10 +181,8 @@ def run(args: argparse.Namespace) -> int:
         generator = Generator.from_checkpoint(checkpoint, device=resolve_device(args.device or "auto"))
         if args.corrector_step_lr is not None:
             generator.set_corrector_step_lr(args.corrector_step_lr)
-        if args.step_spacing is not None:
-            generator.set_step_spacing(args.step_spacing)
-        if args.corrector_steps is not None:
-            generator.set_corrector_steps(args.corrector_steps)
+        sampling = {"step_spacing": args.step_spacing, "corrector_steps": args.corrector_steps}
+        generator.set_sampling(**{key: value for key, value in sampling.items() if value is not None})
         if generator.mode == "denovo" and not train_data:  # novelty against the model's own data
             try:
                 train_data = checkpoint_train_data(checkpoint)

@@ -75,7 +75,7 @@ def test_tune_corrector_sweeps_corrector_steps_and_the_sampler_makes_that_many_c
 def test_tune_corrector_refuses_a_spacing_that_is_not_positive(tmp_path, tiny_generators, capsys):
     assert load_script("tune_corrector").main(["--checkpoint", str(tiny_generators["csp"]), "--spacings", "0",
                            "--k", "1", "--steps", "2", "--out", str(tmp_path / "o")]) == 1
-    assert "step spacing must be a finite number > 0" in capsys.readouterr().err
+    assert "sampling.step_spacing: 0.0; expected a finite number > 0" in capsys.readouterr().err
 
 
 def test_tune_corrector_refuses_a_denovo_checkpoint(tmp_path, tiny_generators, capsys):

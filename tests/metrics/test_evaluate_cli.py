@@ -268,9 +268,9 @@ def test_corrector_step_lr_reaches_the_sampler_and_the_record(tmp_path, perovski
 @pytest.mark.parametrize("option,message", [
     ("--corrector-step-lr=-1e-6", "corrector step_lr must be a finite number >= 0"),
     ("--corrector-step-lr=nan", "corrector step_lr must be a finite number >= 0"),
-    ("--step-spacing=0", "step spacing must be a finite number > 0"),
-    ("--step-spacing=nan", "step spacing must be a finite number > 0"),
-    ("--corrector-steps=-1", "corrector steps must be an int >= 0"),
+    ("--step-spacing=0", "sampling.step_spacing: 0.0; expected a finite number > 0"),
+    ("--step-spacing=nan", "sampling.step_spacing: nan; expected a finite number > 0"),
+    ("--corrector-steps=-1", "sampling.corrector_steps: -1; expected >= 0"),
 ])
 def test_a_sampler_setting_out_of_range_is_refused_in_one_line(tmp_path, perovskite_files, capsys, option, message):
     test, _ = perovskite_files
