@@ -1,15 +1,16 @@
 """Copy a trained generator into ``checkpoints/`` and register it in the manifest.
 
     python scripts/bundle_checkpoint.py runs/perov5_csp/generator.safetensors --mode csp [--default] \
-        [--corrector-step-lr 5e-6]
+        [--corrector-step-lr 5e-6] [--num-steps 100] [--corrector-steps 5]
 
 The file is first loaded (format and weight hash checked), then copied to
 ``checkpoints/<config name>.safetensors``; ``checkpoints/manifest.json`` records it under
 that name with its SHA-256 (checked before every use) and, with ``--default``, makes it the
-model used when no ``--checkpoint`` is given for its mode. ``--corrector-step-lr`` replaces the
-sampler's Langevin corrector step recorded in the config (a sampling-time setting, e.g. one
-tuned with ``scripts/tune_corrector.py``); the weights are unchanged. Prints the model-card facts (data,
-steps, wall time, hardware, hash) for ``checkpoints/README.md``.
+model used when no ``--checkpoint`` is given for its mode. ``--corrector-step-lr``,
+``--num-steps`` and ``--corrector-steps`` replace sampler defaults recorded in the config
+(sampling-time settings, e.g. ones tuned with ``scripts/tune_corrector.py``); the weights are
+unchanged, and a bundled file may be rebundled in place this way. Prints the model-card facts
+(data, steps, wall time, hardware, hash) for ``checkpoints/README.md``.
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ import shutil
 from pathlib import Path
 
 from diffcrystal.checkpoint import BUNDLED_DIR, MANIFEST_NAME, file_sha256, load_checkpoint, save_checkpoint
+from diffcrystal.errors import InputError
+from diffcrystal.training.config import SamplingConfig
 
 MAX_BUNDLED_MB = 20
 
@@ -32,6 +35,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--default", action="store_true", help="make it the default model of its mode")
     parser.add_argument("--corrector-step-lr", type=float, metavar="LR",
                         help="record this Langevin corrector step_lr as the sampler default (weights unchanged)")
+    parser.add_argument("--num-steps", type=int, metavar="K", help="record K predictor steps as the sampler default")
+    parser.add_argument("--corrector-steps", type=int, metavar="C",
+                        help="record C corrector steps per predictor step as the sampler default")
     args = parser.parse_args(argv)
 
     tensors, config = load_checkpoint(args.generator)
@@ -42,12 +48,21 @@ def main(argv: list[str] | None = None) -> None:
     if size_mb > MAX_BUNDLED_MB:
         raise SystemExit(f"{args.generator} is {size_mb:.1f} MB; bundled checkpoints stay under {MAX_BUNDLED_MB} MB")
     target = BUNDLED_DIR / f"{experiment['name']}.safetensors"
-    if args.corrector_step_lr is None:
-        shutil.copyfile(args.generator, target)
+    sampling = {key: value for key, value in (("num_steps", args.num_steps),
+                                              ("corrector_steps", args.corrector_steps)) if value is not None}
+    if args.corrector_step_lr is None and not sampling:
+        if not (target.exists() and target.samefile(args.generator)):
+            shutil.copyfile(args.generator, target)
     else:
-        if not (math.isfinite(args.corrector_step_lr) and args.corrector_step_lr >= 0):
-            raise SystemExit(f"--corrector-step-lr must be a finite number >= 0, got {args.corrector_step_lr}")
-        experiment["diffusion"]["corrector_step_lr"] = args.corrector_step_lr
+        if args.corrector_step_lr is not None:
+            if not (math.isfinite(args.corrector_step_lr) and args.corrector_step_lr >= 0):
+                raise SystemExit(f"--corrector-step-lr must be a finite number >= 0, got {args.corrector_step_lr}")
+            experiment["diffusion"]["corrector_step_lr"] = args.corrector_step_lr
+        experiment["sampling"] = {**experiment.get("sampling", {}), **sampling}
+        try:
+            SamplingConfig(**experiment["sampling"])
+        except InputError as error:
+            raise SystemExit(str(error)) from None
         save_checkpoint(target, tensors, config)
     manifest_path = BUNDLED_DIR / MANIFEST_NAME
     manifest = json.loads(manifest_path.read_text()) if manifest_path.exists() else {"models": {}, "defaults": {}}

@@ -206,12 +206,10 @@ def _predict(calculator, frames: Sequence) -> tuple[np.ndarray, list[np.ndarray]
     return np.array(energies), forces
 
 
-def _ensemble_forces(members: Sequence, frames: Sequence) -> list[list[np.ndarray]]:
-    return [_predict(member, frames)[1] for member in members]
-
-
-def _disagreements(member_forces: Sequence[Sequence[np.ndarray]]) -> list[float]:
-    return [force_disagreement([forces[i] for forces in member_forces]) for i in range(len(member_forces[0]))]
+def ensemble_disagreements(members: Sequence, frames: Sequence) -> list[float]:
+    """:func:`force_disagreement` (eV/Å) of the ensemble ``members`` (ASE calculators) on each frame."""
+    member_forces = [_predict(member, frames)[1] for member in members]
+    return [force_disagreement([forces[i] for forces in member_forces]) for i in range(len(frames))]
 
 
 def _finite_or_none(value: float):
@@ -256,7 +254,7 @@ def _select(pool: Sequence, members: Sequence, count: int, teacher_name: str, te
     """Rank ``pool`` by the ``members``' :func:`force_disagreement` and label the ``count`` highest
     the teacher can label (at most ``per_candidate`` per candidate). Marks every pool frame's ``info`` with its ``disagreement`` (eV/Å) and
     ``selected``; returns (the labelled frames, the round's selection record)."""
-    disagreements = _disagreements(_ensemble_forces(members, pool))
+    disagreements = ensemble_disagreements(members, pool)
     order = most_disagreeing(disagreements, len(pool))
     added, ranks = _label_in_order([pool[i] for i in order], count, teacher_name, teacher, per_candidate)
     selected = {order[rank] for rank in ranks}
@@ -350,7 +348,7 @@ def learn(candidates: Sequence, out_dir: str | Path, teacher, fitter: Fitter,
                 control_train = control_train + _tagged(control_added, round=round_index)
         write_frames(train, folder / TRAIN_NAME)
         members = [fitter.fit(train, folder / f"member-{m}", settings.seed + 1 + m) for m in range(settings.ensemble)]
-        held_disagreements = _disagreements(_ensemble_forces(members, held_out))
+        held_disagreements = ensemble_disagreements(members, held_out)
         entry["frames"] = len(train)
         entry["student"] = evaluate(members[0], held_out, held_disagreements)
         if settings.control:

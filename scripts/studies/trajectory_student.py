@@ -29,27 +29,7 @@ from pathlib import Path
 from diffcrystal.atomic_write import atomic_write_text
 from diffcrystal.errors import InputError
 from diffcrystal.potential.fit import FitSettings, fit_potential, force_mae, write_frames
-from diffcrystal.potential.trajectory import TRAJECTORY_SUFFIX
-
-
-def trajectory_frames(folder: Path, exclude: set[str], every: int) -> tuple[list, list[str]]:
-    """Every ``every``-th state of each trajectory in ``folder`` and its last state, for the
-    candidates not in ``exclude``; returns (frames, candidate ids used)."""
-    from ase.io import read
-
-    frames, used = [], []
-    for path in sorted(folder.glob(f"*{TRAJECTORY_SUFFIX}")):
-        if path.stem in exclude:
-            continue
-        states = read(str(path), index=":")
-        picked = states[::every] + ([] if (len(states) - 1) % every == 0 else [states[-1]])
-        for state in picked:
-            state.info["candidate"] = path.stem
-        frames.extend(picked)
-        used.append(path.stem)
-    if not frames:
-        raise InputError(f"{folder}: no trajectories left after excluding {len(exclude)} candidates")
-    return frames, used
+from diffcrystal.potential.trajectory import read_states, trajectory_frames
 
 
 def held_out_sets(trajectories: Path, held_out_ids: list[str], held_out_frames: Path | None, every: int) -> dict:
@@ -58,8 +38,7 @@ def held_out_sets(trajectories: Path, held_out_ids: list[str], held_out_frames: 
     held-out frames (rattled copies and relaxation snapshots)."""
     from ase.io import read
 
-    sets = {"held_out_trajectories": [state for name in held_out_ids
-                                      for state in read(str(trajectories / f"{name}{TRAJECTORY_SUFFIX}"), index=":")[::every]]}
+    sets = {"held_out_trajectories": [state for name in held_out_ids for state in read_states(trajectories, name, every)]}
     if held_out_frames is not None:
         sets["loop_held_out_frames"] = read(str(held_out_frames), index=":")
     return sets

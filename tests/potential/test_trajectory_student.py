@@ -1,10 +1,12 @@
-"""``scripts/studies/trajectory_student.py``: frames taken from relaxation trajectories."""
+"""Frames taken from relaxation trajectories (``diffcrystal.potential.trajectory``) and the student fitted on them
+(``scripts/studies/trajectory_student.py``)."""
 
 import numpy as np
 from ase import Atoms
 from ase.calculators.singlepoint import SinglePointCalculator
 from ase.io import write
 
+from diffcrystal.potential.trajectory import trajectory_frames
 from tests.script_loading import load_script
 
 
@@ -21,7 +23,7 @@ def test_every_nth_state_and_the_last_of_each_kept_trajectory(tmp_path):
     trajectory(tmp_path / "a.traj", 7)  # states 0 3 6: the last is on the stride
     trajectory(tmp_path / "b.traj", 5)  # states 0 3, then the last (4)
     trajectory(tmp_path / "held.traj", 4)
-    frames, used = load_script("studies/trajectory_student").trajectory_frames(tmp_path, {"held"}, every=3)
+    frames, used = trajectory_frames(tmp_path, {"held"}, every=3)
     assert used == ["a", "b"]
     assert [(f.info["candidate"], f.get_potential_energy()) for f in frames] == [
         ("a", 0.0), ("a", -3.0), ("a", -6.0), ("b", 0.0), ("b", -3.0), ("b", -4.0)]
