@@ -59,6 +59,7 @@ RESUME_OPTIONS = {
     "seed": "--seed",
     "n": "--n",
     "num_steps": "--steps",
+    "corrector_steps": "--corrector-steps",
     "batch_size": "--batch-size",
     "spacegroup": "--spacegroup",
     "wyckoff": "--wyckoff",
@@ -302,6 +303,8 @@ def _resume_differences(previous: dict, current: dict) -> list[str]:
     differences = []
     for key, option in RESUME_OPTIONS.items():
         old, new = previous.get(key), current.get(key)
+        if key == "corrector_steps" and old is None:  # run.json from before the option: its config
+            old = previous.get("experiment", {}).get("sampling", {}).get("corrector_steps")
         if key == "checkpoint_sha256" and old != new:  # name the files, not their hashes
             differences.append(f"{option} {current.get('checkpoint')} (the run used {previous.get('checkpoint')}, "
                                "a different file)")
@@ -420,6 +423,7 @@ def sample_to_folder(
             for a, assignment in ((a, a.assignment()) for a in used_analogues)],
         "n": n,
         "num_steps": num_steps,
+        "corrector_steps": generator.experiment.sampling.corrector_steps,
         "batch_size": batch_size,
         "seed": seed,
         "validity_checks": list(VALIDITY_CHECKS[generator.mode]),

@@ -53,6 +53,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path, help="output folder (default: samples/<formula> or samples/denovo)")
     parser.add_argument("--checkpoint", help="generator checkpoint file or bundled model name, e.g. carbon24_csp (default: the bundled one for the mode)")
     parser.add_argument("--steps", type=int, help="sampler steps (default: the checkpoint's recommended number)")
+    parser.add_argument("--corrector-steps", type=int, metavar="C",
+                        help="Langevin corrector steps per sampler step, each one more denoiser call (default: the "
+                        "checkpoint's; 5 for mp20_csp, which with 1 samples about twice as fast and reproduces about half as many "
+                        "structures precisely)")
     parser.add_argument("--batch-size", type=int, default=100, help="crystals sampled together (default: 100)")
     parser.add_argument("--seed", type=int, default=0, help="random seed; the same seed gives the same structures")
     parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto",
@@ -175,6 +179,8 @@ def run(args: argparse.Namespace) -> int:
 
     generator = load_generator(args.checkpoint, mode=mode, device=args.device)
     analogue_table = _analogue_table(args.analogues, generator.checkpoint)
+    if args.corrector_steps is not None:
+        generator.generator.set_sampling(corrector_steps=args.corrector_steps)
     steps = generator.default_steps if args.steps is None else args.steps
     name = "".join(ch for ch in args.composition if ch.isalnum()) if composition is not None else "denovo"
     default = Path("samples") / name
@@ -204,7 +210,8 @@ def run(args: argparse.Namespace) -> int:
     if result.num_kept:
         made = f": {result.num_kept} kept from the earlier run, {total - result.num_kept} sampled {made}"
     print(f"\n{counted(total, 'structure')}{'' if result.num_kept else ' '}{made} "
-          f"({counted(steps, 'step')}, {generator.mode} checkpoint {generator.checkpoint})")
+          f"({counted(steps, 'step')} + {counted(generator.generator.experiment.sampling.corrector_steps, 'corrector step')} "
+          f"each, {generator.mode} checkpoint {generator.checkpoint})")
     if analogue_table is not None:
         _print_analogues(result.out_dir)
     _print_summary(result, args.composition)

@@ -189,6 +189,7 @@ def interrupted_run(tmp_path_factory, tiny_generators):
         (["--seed", "4"], "--seed 4 (the run used 3)"),
         (["--composition", "CsCl"], "--composition CsCl (the run used NaCl)"),
         (["--steps", "5"], "--steps 5 (the run used 6)"),
+        (["--corrector-steps", "3"], "--corrector-steps 3 (the run used 1)"),
         (["--checkpoint", "perov5_csp"], "perov5_csp.safetensors (the run used"),
     ],
 )
@@ -210,6 +211,37 @@ def test_resume_with_other_options_is_refused(tmp_path, tiny_generators, interru
     assert (out / "run.json").read_text() == run_json and (out / "summary.csv").read_text() == summary
 
 
+def test_corrector_steps_are_applied_recorded_and_checked(tmp_path, tiny_generators, capsys):
+    from diffcrystal.generator import Generator
+
+    assert Generator.from_checkpoint(tiny_generators["csp"]).experiment.sampling.corrector_steps == 1
+    out = tmp_path / "o"
+    assert run_sample(tiny_generators["csp"], out, "--composition", "NaCl", "--n", "2", "--corrector-steps", "3") == 0
+    assert "+ 3 corrector steps each" in capsys.readouterr().out
+    run = json.loads((out / "run.json").read_text())
+    assert run["corrector_steps"] == 3 and run["experiment"]["sampling"]["corrector_steps"] == 3
+    assert run_sample(tiny_generators["csp"], tmp_path / "bad", "--composition", "NaCl", "--n", "1",
+                      "--corrector-steps", "-1") == 1
+    err = capsys.readouterr().err
+    assert "invalid config value sampling.corrector_steps: -1; expected >= 0" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "bad").exists()
+
+
+def test_resume_of_a_run_recorded_before_corrector_steps_reads_them_from_its_config(
+        tmp_path, tiny_generators, interrupted_run, capsys, monkeypatch):
+    import shutil
+
+    out = shutil.copytree(interrupted_run, tmp_path / "o")
+    run = json.loads((out / "run.json").read_text())
+    del run["corrector_steps"]  # as written before the option existed
+    (out / "run.json").write_text(json.dumps(run))
+    never_sample(monkeypatch)
+    arguments = RESUMED + ["--out", str(out), "--quiet", "--resume", "--checkpoint", str(tiny_generators["csp"]),
+                           "--steps", STEPS, "--corrector-steps", "2"]
+    assert main(["sample", *arguments]) == 1
+    assert "--corrector-steps 2 (the run used 1)" in capsys.readouterr().err
+
+
 def test_resume_of_a_finished_run_samples_nothing_and_reports_all(tmp_path, tiny_generators, capsys, monkeypatch):
     args = ("--composition", "NaCl", "--n", "3", "--batch-size", "2", "--formula-units", "1,2")
     assert run_sample(tiny_generators["csp"], tmp_path / "o", *args) == 0
@@ -228,7 +260,7 @@ def test_second_run_of_a_composition_names_its_own_folder(tmp_path, tiny_generat
                  "--composition", "NaCl", "--n", "1"]
     assert main(arguments) == 0
     out = capsys.readouterr().out
-    assert "\n1 structure in " in out and f"({STEPS} steps, csp checkpoint" in out
+    assert "\n1 structure in " in out and f"({STEPS} steps + 1 corrector step each, csp checkpoint" in out
     assert out.strip().endswith("next: diffcrystal relax samples/NaCl  (or: diffcrystal rank samples/NaCl)")
     assert "earlier run" not in caplog.text
     assert main(arguments) == 0
