@@ -8,9 +8,10 @@ without the loop's other differences (its pool of student snapshots, its rattled
   every ``--every``-th and the last); an ensemble of ``--ensemble`` students (seeds 1, 2, ...) is
   fitted. Both arms start from it.
 - Round r >= 1, **active** arm: the ensemble ranks the frames it has not used by
-  :func:`~diffcrystal.potential.active_learning.force_disagreement` and the ``--per-round``
-  highest (at most ``--max-per-candidate`` from one candidate in a round) join its training set;
-  the ensemble is refitted from scratch.
+  :func:`~diffcrystal.potential.active_learning.force_disagreement` and the highest (at most
+  ``--max-per-candidate`` from one candidate in a round) join its training set: all
+  ``--per-round`` frames, or with ``--active-share s`` that share of them and the rest drawn at
+  random; the ensemble is refitted from scratch.
 - Round r >= 1, **random** arm: as many frames drawn at random from the frames it has not used;
   one student (seed 1, as the first member) is refitted.
 - After each round the active arm's first member and the random arm's student are scored against
@@ -58,9 +59,13 @@ def most_disagreeing_capped(disagreements, candidates, count: int, per_candidate
 
 
 def replay(pool: list, held_out: list, fitter, out: Path, initial: int, per_round: int, rounds: int,
-           ensemble: int, per_candidate: int | None, seed: int, log=print) -> dict:
+           ensemble: int, per_candidate: int | None, seed: int, active_share: float = 1.0, log=print) -> dict:
     """Run both arms (module docstring) on the labelled ``pool`` with students from ``fitter``,
-    scoring on ``held_out``; writes ``out/record.json`` after every round and returns it."""
+    scoring on ``held_out``; writes ``out/record.json`` after every round and returns it.
+    ``active_share``: the share of each round's frames the active arm chooses by disagreement;
+    it draws the rest at random (in the random arm's order, from the frames it has not used)."""
+    if not 0 < active_share <= 1:
+        raise InputError(f"the active share must be in (0, 1], got {active_share}")
     if initial + rounds * per_round > len(pool):
         raise InputError(f"{initial} initial + {rounds} x {per_round} frames need a pool of that many; "
                          f"it has {len(pool)}")
@@ -68,7 +73,7 @@ def replay(pool: list, held_out: list, fitter, out: Path, initial: int, per_roun
     order = [int(i) for i in rng.permutation(len(pool))]
     used = {"active": set(order[:initial]), "random": set(order[:initial])}
     record = {"pool": len(pool), "held_out": len(held_out), "rounds": []}
-    members = random_student = None
+    members = None
     for round_index in range(rounds + 1):
         start = time.perf_counter()
         entry = {"round": round_index}
@@ -76,12 +81,14 @@ def replay(pool: list, held_out: list, fitter, out: Path, initial: int, per_roun
             unused = sorted(set(range(len(pool))) - used["active"])
             disagreements = ensemble_disagreements(members, [pool[i] for i in unused])
             picked = most_disagreeing_capped(disagreements, [pool[i].info["candidate"] for i in unused],
-                                             per_round, per_candidate)
-            used["active"] |= {unused[i] for i in picked}
+                                             round(active_share * per_round), per_candidate)
             entry["selected_mean_disagreement_meV_A"] = round(1e3 * float(np.mean([disagreements[i] for i in picked])), 1)
             entry["unused_mean_disagreement_meV_A"] = round(1e3 * float(np.mean(disagreements)), 1)
+            used["active"] |= {unused[i] for i in picked}
+            drawn = [i for i in order if i not in used["active"]][:per_round - len(picked)]
+            used["active"] |= set(drawn)
             unused_random = [i for i in order if i not in used["random"]]
-            used["random"] |= set(unused_random[:len(picked)])
+            used["random"] |= set(unused_random[:len(picked) + len(drawn)])
         folder = out / f"round-{round_index}"
         train = [pool[i] for i in sorted(used["active"])]
         members = [fitter.fit(train, folder / f"active-{m}", seed + 1 + m) for m in range(ensemble)]
@@ -127,6 +134,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--initial", type=int, default=150, help="random frames of round 0 (default: 150)")
     parser.add_argument("--per-round", type=int, default=150, help="frames added per round (default: 150)")
     parser.add_argument("--rounds", type=int, default=2, help="rounds after round 0 (default: 2)")
+    parser.add_argument("--active-share", type=float, default=1.0,
+                        help="share of each round's frames chosen by disagreement, the rest at random (default: 1)")
     parser.add_argument("--ensemble", type=int, default=3, help="students in the active arm's ensemble (default: 3)")
     parser.add_argument("--max-per-candidate", type=int, default=10,
                         help="frames one candidate may give the active arm per round (default: 10)")
@@ -154,10 +163,10 @@ def main(argv: list[str] | None = None) -> int:
         args.out.mkdir(parents=True, exist_ok=True)
         record = replay(pool, held_out, fitter, args.out, args.initial,
                         args.per_round, args.rounds, args.ensemble, args.max_per_candidate, args.seed,
-                        log=lambda line: print(line, file=sys.stderr))
+                        args.active_share, log=lambda line: print(line, file=sys.stderr))
         record.update({"trajectories": str(args.trajectories), "candidates": used, "excluded": exclude,
                        "settings": {key: getattr(args, key) for key in (
-                           "every", "initial", "per_round", "rounds", "ensemble", "max_per_candidate",
+                           "every", "initial", "per_round", "rounds", "active_share", "ensemble", "max_per_candidate",
                            "features", "layers", "epochs", "seed")}})
         atomic_write_text(args.out / "record.json", json.dumps(record, indent=1) + "\n")
     except (InputError, OSError, KeyError) as error:

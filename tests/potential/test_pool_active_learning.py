@@ -101,6 +101,26 @@ def test_active_arm_adds_the_most_disagreeing_frames_and_random_the_same_number(
     assert record["rounds"][1]["selected_mean_disagreement_meV_A"] > record["rounds"][1]["unused_mean_disagreement_meV_A"]
 
 
+def test_an_active_share_mixes_the_most_disagreeing_with_random_frames(tmp_path):
+    script = load_script("studies/pool_active_learning")
+    stretches = [round(0.01 * (i + 1), 3) for i in range(12)]
+    pool = [labelled_pair(s, "c") for s in stretches]
+    fitter = RecordingFitter()
+    script.replay(pool, pool[:1], fitter, tmp_path, initial=4, per_round=4, rounds=1, ensemble=2,
+                  per_candidate=None, seed=0, active_share=0.5, log=lambda line: None)
+    initial = fitter.training_sets["round-0/active-0"]
+    added = sorted(set(fitter.training_sets["round-1/active-0"]) - set(initial))
+    unused = sorted(set(stretches) - set(initial), reverse=True)
+    order = [stretches[i] for i in np.random.default_rng(0).permutation(12)]  # the replay's seeded draw order
+    drawn = [s for s in order if s not in initial and s not in unused[:2]][:2]
+    assert added == sorted(unused[:2] + drawn)  # the 2 largest stretches, then the next 2 of the draw order
+    assert added != sorted(unused[:4])  # not all by disagreement
+    assert len(fitter.training_sets["round-1/random"]) == 8
+    with pytest.raises(InputError, match="active share must be in"):
+        script.replay(pool, pool[:1], fitter, tmp_path, initial=4, per_round=4, rounds=1, ensemble=2,
+                      per_candidate=None, seed=0, active_share=0)
+
+
 def test_rescoring_reloads_the_students_and_reproduces_the_record(tmp_path):
     script = load_script("studies/pool_active_learning")
     pool = [labelled_pair(round(0.01 * (i + 1), 3), "a" if i % 2 else "b") for i in range(12)]
