@@ -10,7 +10,7 @@ analogues' space groups) can run a chunk per session with ``diffcrystal evaluate
 A chunk may also be given gzipped (``metrics.json.gz``, as runs are committed in ``benchmarks/``).
 
 The chunks must come from the same protocol (method, checkpoint hash, test file, k, sampler
-steps and corrector step, space-group mode, matcher tolerances) and together cover one contiguous range of test
+steps, corrector step and steps, step spacing, space-group mode, matcher tolerances) and together cover one contiguous range of test
 structures without overlap; anything else stops with a one-line error. Writes
 ``metrics.json``, ``metrics.md`` and ``rmse_histogram.png`` into ``--out`` and prints the table.
 Summary figures are recomputed from the per-target detail (match rates, RMSEs, precise shares,
@@ -31,9 +31,10 @@ from diffcrystal.metrics.rmse_histogram import RMSE_HISTOGRAM_PNG, write_rmse_hi
 PROTOCOL_KEYS = (
     "method", "test_data", "primitive_targets", "num_steps", "k", "checkpoint_sha256", "train_data",
     "spacegroup_from_target", "spacegroup_from_analogues", "analogue_train_data",
-    "refine_analogues_from_timestep", "corrector_step_lr",
+    "refine_analogues_from_timestep", "corrector_step_lr", "corrector_steps", "step_spacing",
 )
-"""Keys of a run's ``extra`` record that must agree between chunks."""
+"""Keys of a run's ``extra`` record that must agree between chunks (a sampler setting is recorded
+only when it overrides the checkpoint's, whose hash stands for the rest)."""
 
 COUNT_KEYS = ("num_target_atoms", "num_targets_in_p1", "num_targets_without_analogue", "num_targets_without_candidates")
 """Per-chunk counts of a run's ``extra`` record that add up (kept when every chunk has them)."""

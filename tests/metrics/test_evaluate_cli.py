@@ -203,6 +203,26 @@ def test_bad_refinement_requests_are_one_line_errors(tmp_path, perovskite_files,
     assert not (tmp_path / "o" / "metrics.json").exists()
 
 
+@pytest.mark.parametrize("setting", [{"corrector_steps": 5}, {"step_spacing": 2.0}, {"corrector_step_lr": 1e-5}])
+def test_chunks_sampled_with_other_settings_do_not_merge(tmp_path, capsys, setting):
+    targets = [S.perovskite(a=a) for a in (3.9, 4.0, 4.1)]
+    test = write_extxyz(tmp_path / "test.extxyz", targets)
+    train = write_extxyz(tmp_path / "train.extxyz", [S.perovskite(a=4.0), S.rocksalt()])
+    common = ["--baseline", "train", "--data", str(test), "--train-data", str(train), "--k", "1"]
+    assert evaluate(*common, "--limit", "1", "--out", str(tmp_path / "a")) == 0
+    assert evaluate(*common, "--offset", "1", "--out", str(tmp_path / "b")) == 0
+    chunk_b = json.loads((tmp_path / "b" / "metrics.json").read_text())
+    chunk_b["extra"].update(setting)  # as an evaluate run with that override records it
+    (tmp_path / "b" / "metrics.json").write_text(json.dumps(chunk_b))
+    capsys.readouterr()
+    merge = load_script("merge_csp_metrics")
+    chunks = [str(tmp_path / name / "metrics.json") for name in ("a", "b")]
+    assert merge.main([*chunks, "--out", str(tmp_path / "merged")]) == 2
+    (key, value), = setting.items()
+    assert f"{key} is {value!r}, but" in capsys.readouterr().err
+    assert not (tmp_path / "merged").exists()
+
+
 def test_chunks_of_a_test_set_merge_to_the_whole_run(tmp_path, capsys):
     """`evaluate --offset M --limit L` scores test structures M+1..M+L; the merge script joins
     chunks into the run over all of them, and refuses chunks that overlap or differ."""
