@@ -83,6 +83,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--atom-count", action="store_true",
                         help="--ranked: tell predict each target cell's atom count too (`predict --atoms`), as the CSP "
                              "benchmarks pose the task; without it, the composition alone")
+    parser.add_argument("--templates", metavar="TABLE",
+                        help="--ranked: predict's template table (default: the one shipped with the checkpoint; "
+                             "build one with scripts/build_analogue_table.py)")
     parser.add_argument("--every", type=int, default=1, metavar="N",
                         help="use every N-th test structure (after --offset, before --limit)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -108,6 +111,8 @@ def check_arguments(args: argparse.Namespace) -> None:
     at_least("--steps", args.steps, 1)
     if args.atom_count and not args.ranked:
         raise InputError("--atom-count tells predict the atom count: it goes with --ranked")
+    if args.templates is not None and not args.ranked:
+        raise InputError("--templates is predict's template table: it goes with --ranked")
     if args.baseline is not None:
         for option, value in (("--corrector-step-lr", args.corrector_step_lr), ("--step-spacing", args.step_spacing),
                               ("--corrector-steps", args.corrector_steps), ("--device", args.device)):
@@ -139,10 +144,12 @@ def run_ranked_evaluation(args: argparse.Namespace) -> int:
     if not targets:
         raise InputError(f"{args.data}: no test structures left after --offset/--every/--limit")
     generator = Generator.from_checkpoint(checkpoint)
-    library = load_library(bundled_analogue_table(checkpoint), checkpoint)
+    templates = Path(args.templates) if args.templates is not None else bundled_analogue_table(checkpoint)
+    library = load_library(templates, checkpoint)
     settings = PredictSettings(seed=args.seed)
     extra = {"command": "diffcrystal " + shlex.join(sys.argv[1:]), "checkpoint": str(checkpoint),
-             "checkpoint_sha256": file_sha256(checkpoint), "potential": args.potential, "offset": args.offset,
+             "checkpoint_sha256": file_sha256(checkpoint), "templates": str(templates),
+             "templates_sha256": file_sha256(templates), "potential": args.potential, "offset": args.offset,
              "every": args.every}
     path, text = evaluate_ranked(targets, out, library=library, generator=generator, potential=args.potential,
                                  settings=settings, k=args.k, extra=extra, progress=not args.quiet,

@@ -223,6 +223,19 @@ def test_chunks_sampled_with_other_settings_do_not_merge(tmp_path, capsys, setti
     assert not (tmp_path / "merged").exists()
 
 
+def test_ranked_evaluation_takes_a_template_table_for_a_checkpoint_without_one(tmp_path, perovskite_files, capsys):
+    test, _ = perovskite_files
+    ranked = ["--ranked", "--checkpoint", "perov5_csp", "--potential", "emt", "--data", str(test)]
+    assert evaluate(*ranked, "--out", str(tmp_path / "a")) == 1
+    assert "perov5_csp.safetensors ships no template table: pass --templates TABLE" in capsys.readouterr().err
+    assert evaluate(*ranked, "--templates", str(tmp_path / "missing.json.gz"), "--out", str(tmp_path / "b")) == 1
+    assert "--templates: no such table file" in capsys.readouterr().err
+    assert evaluate("--checkpoint", "perov5_csp", "--data", str(test), "--templates", "t.json.gz",
+                    "--out", str(tmp_path / "c")) == 1
+    err = capsys.readouterr().err
+    assert "--templates is predict's template table: it goes with --ranked" in err and len(err.strip().splitlines()) == 1
+
+
 def test_chunks_of_a_test_set_merge_to_the_whole_run(tmp_path, capsys):
     """`evaluate --offset M --limit L` scores test structures M+1..M+L; the merge script joins
     chunks into the run over all of them, and refuses chunks that overlap or differ."""
