@@ -58,6 +58,12 @@ def most_disagreeing_capped(disagreements, candidates, count: int, per_candidate
     return picked
 
 
+def round_zero_random(active: dict) -> dict:
+    """The random arm's scores in round 0, where it is the active arm's first member (no ensemble
+    of its own, so no uncertainty figures)."""
+    return {key: value for key, value in active.items() if key != "uncertainty"}
+
+
 def replay(pool: list, held_out: list, fitter, out: Path, initial: int, per_round: int, rounds: int,
            ensemble: int, per_candidate: int | None, seed: int, active_share: float = 1.0, log=print) -> dict:
     """Run both arms (module docstring) on the labelled ``pool`` with students from ``fitter``,
@@ -97,8 +103,8 @@ def replay(pool: list, held_out: list, fitter, out: Path, initial: int, per_roun
             random_train = [pool[i] for i in sorted(used["random"])]
             random_student = fitter.fit(random_train, folder / "random", seed + 1)
             entry["random"] = {"frames": len(random_train), **evaluate(random_student, held_out)}
-        else:  # the same student: the arms part after round 0
-            entry["random"] = {key: value for key, value in entry["active"].items() if key != "uncertainty"}
+        else:  # the arms part after round 0
+            entry["random"] = round_zero_random(entry["active"])
         entry["seconds"] = round(time.perf_counter() - start, 1)
         record["rounds"].append(entry)
         atomic_write_text(out / "record.json", json.dumps(record, indent=1) + "\n")
@@ -117,7 +123,7 @@ def rescore(record: dict, held_out: list, fitter, out: Path, ensemble: int) -> d
         entry["active"] = {"frames": entry["active"]["frames"],
                            **evaluate(members[0], held_out, ensemble_disagreements(members, held_out))}
         if entry["round"] == 0:
-            entry["random"] = {key: value for key, value in entry["active"].items() if key != "uncertainty"}
+            entry["random"] = round_zero_random(entry["active"])
         else:
             entry["random"] = {"frames": entry["random"]["frames"], **evaluate(fitter.load(folder / "random"), held_out)}
     atomic_write_text(out / "record.json", json.dumps(record, indent=1) + "\n")
