@@ -1,4 +1,4 @@
-"""``diffcrystal potential {frames,label,fit,learn}``: build an own NequIP/Allegro student.
+"""``diffcrystal potential {frames,label,fit,learn,bundle}``: build an own NequIP/Allegro student.
 
 - ``frames INPUT... --out FRAMES.extxyz``: rattled + strained copies of candidates (and, with
   ``--snapshots N --teacher NAME``, snapshots along their relaxation), unlabelled.
@@ -10,6 +10,10 @@
   teacher labels, beside a random-frames control; per-round record in ``DIR/learn.json``;
   ``--resume`` goes on after the last recorded round), the final student compiled to
   ``DIR/model.nequip.pt2``.
+- ``bundle FIT_DIR --out FILE.safetensors``: the fitted student as one safe, portable file
+  (:mod:`~diffcrystal.potential.student_bundle`; weights and design, no pickle, no compiled
+  code), with ``FIT_DIR``'s ``fit.json`` and ``report.json`` as its card; use it anywhere a
+  potential is named.
 """
 
 from __future__ import annotations
@@ -94,6 +98,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
                        help="channels (NequIP) or scalar features (Allegro) (default: %(default)s)")
 
 
+    bundle = actions.add_parser("bundle", help="write a fitted student as one safe .safetensors file")
+    bundle.add_argument("fit_dir", type=Path, metavar="FIT_DIR",
+                        help="a potential fit / learn output folder (holding train/best.ckpt)")
+    bundle.add_argument("--out", type=Path, required=True, help="output file (*.safetensors); refused when it exists")
+
+
 def check_arguments(args: argparse.Namespace) -> None:
     """Range checks of the numbers given (one-line errors, before any potential loads)."""
     if args.action == "frames":
@@ -151,7 +161,26 @@ def run(args: argparse.Namespace) -> int:
               f"model {result.model_path}")
     elif args.action == "learn":
         run_learn(args, read_candidates(args.inputs))
+    elif args.action == "bundle":
+        run_bundle(args.fit_dir, args.out)
     return 0
+
+
+def run_bundle(fit_dir: Path, out: Path) -> None:
+    """``potential bundle``: the fit folder's best checkpoint and its records as a student bundle."""
+    import json
+
+    from diffcrystal.potential.student_bundle import bundle_student, student_elements
+
+    checkpoint = fit_dir / "train" / "best.ckpt"
+    if not checkpoint.is_file():
+        raise InputError(f"{fit_dir}: no train/best.ckpt (not a potential fit output folder?)")
+    if out.exists():
+        raise InputError(f"{out} exists; choose another --out")
+    card = {name: json.loads((fit_dir / f"{name}.json").read_text())
+            for name in ("fit", "report") if (fit_dir / f"{name}.json").is_file()}
+    bundle_student(checkpoint, out, card)
+    print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB; elements {' '.join(sorted(student_elements(out)))})")
 
 
 def run_learn(args: argparse.Namespace, candidates: list) -> None:

@@ -13,6 +13,11 @@ Valid names (:data:`POTENTIAL_NAMES`):
 - ``chgnet``: CHGNet, only when the optional package ``chgnet`` is installed.
 - ``emt``: ASE's effective-medium theory (Al, Cu, Ag, Au, Ni, Pd, Pt; H, C, N, O crudely).
   Exact and fast, meant for tests.
+- ``mp20-student``: the NequIP student distilled from SevenNet-0 over the MP-20 chemistry that
+  ships in ``checkpoints/`` (model card: ``checkpoints/README.md``), for ``--prerelax``; it
+  refuses elements it was not trained on.
+- a student bundle (``*.safetensors``, :mod:`~diffcrystal.potential.student_bundle`): weights and
+  design only, safe to load from anyone.
 - a path to a NequIP/Allegro model fitted by diffcrystal (``diffcrystal potential fit``): a
   compiled ``*.nequip.pt2`` (AOTInductor) or ``*.nequip.pth`` file, or the fit folder holding one.
   **Such a file is code**: an AOTInductor archive holds a compiled shared library and a
@@ -48,12 +53,19 @@ from typing import Iterable
 import numpy as np
 
 from diffcrystal.errors import InputError
+from diffcrystal.potential.student_bundle import STUDENT_SUFFIX
 
 DEFAULT_POTENTIAL = "sevennet-0"
 """The potential used when none is named."""
 
-POTENTIAL_NAMES = ("sevennet-0", "chgnet", "emt")
-"""Named potentials; anything else must be a path to a fitted NequIP/Allegro model."""
+POTENTIAL_NAMES = ("sevennet-0", "chgnet", "emt", "mp20-student")
+"""Named potentials; anything else must be a path to a fitted NequIP/Allegro model or student bundle."""
+
+BUNDLED_STUDENTS = {"mp20-student": "mp20_student.safetensors"}
+"""Student bundles shipped in ``checkpoints/``, by potential name."""
+
+STUDENT_LABEL_PREFIX = "student:"
+"""Start of the label of a student bundle given by path, followed by its absolute path."""
 
 SEVENNET_CHECKPOINT = "7net-0"
 """``sevenn``'s name of the SevenNet-0 (11Jul2024) checkpoint bundled in its wheel."""
@@ -70,16 +82,18 @@ POTENTIAL_EXTRA_INSTALL = 'pip install "diffcrystal[potential]"'
 NEQUIP_LABEL_PREFIX = "nequip:"
 """Start of the label of a fitted model, followed by its absolute path."""
 
-REQUIRED_PACKAGES = {"sevennet-0": "sevenn", "nequip": "nequip"}
-"""Package each potential kind imports (model paths are the ``nequip`` kind)."""
+REQUIRED_PACKAGES = {"sevennet-0": "sevenn", "nequip": "nequip", "student": "nequip"}
+"""Package each potential kind imports (model paths are the ``nequip`` kind, student bundles the
+``student`` kind)."""
 
 
 def _valid_names_text() -> str:
-    return ", ".join(POTENTIAL_NAMES) + ", or a path to a fitted NequIP/Allegro model"
+    return ", ".join(POTENTIAL_NAMES) + ", or a path to a fitted NequIP/Allegro model or student bundle"
 
 
 def _is_path_like(name: str) -> bool:
-    return any(sep in name for sep in ("/", "\\")) or name.endswith(COMPILED_MODEL_SUFFIXES) or Path(name).exists()
+    return (any(sep in name for sep in ("/", "\\")) or name.endswith(COMPILED_MODEL_SUFFIXES + (STUDENT_SUFFIX,))
+            or Path(name).exists())
 
 
 def resolve_model_path(name: str | Path) -> Path:
@@ -112,11 +126,34 @@ def potential_label(name: str | Path | None) -> str:
     name = DEFAULT_POTENTIAL if name is None else str(name)
     if name.lower() in POTENTIAL_NAMES:
         return name.lower()
-    if name.startswith(NEQUIP_LABEL_PREFIX):  # a label already: the label of itself
+    if name.startswith(STUDENT_LABEL_PREFIX):  # labels give themselves
+        return f"{STUDENT_LABEL_PREFIX}{_student_file(name.removeprefix(STUDENT_LABEL_PREFIX))}"
+    if name.endswith(STUDENT_SUFFIX) and _is_path_like(name):
+        return f"{STUDENT_LABEL_PREFIX}{_student_file(name)}"
+    if name.startswith(NEQUIP_LABEL_PREFIX):
         return f"{NEQUIP_LABEL_PREFIX}{resolve_model_path(name.removeprefix(NEQUIP_LABEL_PREFIX))}"
     if _is_path_like(name):
         return f"{NEQUIP_LABEL_PREFIX}{resolve_model_path(name)}"
     raise InputError(f"unknown potential {name!r}; valid: {_valid_names_text()}")
+
+
+def _student_file(name: str) -> Path:
+    path = Path(name).expanduser()
+    if not path.is_file():
+        raise InputError(f"no such student bundle: {path}")
+    return path.resolve()
+
+
+def student_path(label: str) -> Path:
+    """The bundle file of a student potential ``label`` (a bundled name or ``student:<path>``)."""
+    if label in BUNDLED_STUDENTS:
+        from diffcrystal.checkpoint import BUNDLED_DIR
+
+        path = BUNDLED_DIR / BUNDLED_STUDENTS[label]
+        if not path.is_file():
+            raise InputError(f"the bundled student {label} is missing: {path} (reinstall diffcrystal)")
+        return path
+    return Path(label.removeprefix(STUDENT_LABEL_PREFIX))
 
 
 @contextlib.contextmanager
@@ -141,7 +178,9 @@ def preserved_torch_state():
 
 
 def _kind(label: str) -> str:
-    return "nequip" if label.startswith("nequip:") else label
+    if label.startswith(STUDENT_LABEL_PREFIX) or label in BUNDLED_STUDENTS:
+        return "student"
+    return "nequip" if label.startswith(NEQUIP_LABEL_PREFIX) else label
 
 
 def require_packages(label: str) -> None:
@@ -258,6 +297,10 @@ def load_calculator(name: str | Path | None = DEFAULT_POTENTIAL, device: str = "
     require_packages(label)
     if label in _LOADERS:
         return _LOADERS[label](device)
+    if _kind(label) == "student":
+        from diffcrystal.potential.student_bundle import load_student_calculator
+
+        return load_student_calculator(student_path(label), device)
     path = Path(label.split(":", 1)[1])
     check_model_file(path)
     return _load_nequip(path, device)
@@ -324,6 +367,8 @@ class Potential:
 
             if self.label == "sevennet-0":
                 weights = f"sha256:{file_sha256(_sevennet_checkpoint())}"
+            elif _kind(self.label) == "student":
+                weights = f"sha256:{file_sha256(student_path(self.label))}"
             elif _kind(self.label) == "nequip":
                 weights = f"sha256:{file_sha256(Path(self.label.split(':', 1)[1]))}"
             else:
@@ -335,7 +380,8 @@ class Potential:
     @property
     def elements(self) -> frozenset[str] | None:
         """Chemical symbols the potential has parameters for (SevenNet-0: from its loaded model,
-        which is kept for the relaxation), or ``None`` when not known (CHGNet, a fitted model)."""
+        which is kept for the relaxation; a student bundle: its header's element types), or
+        ``None`` when not known (CHGNet, a compiled fitted model)."""
         if self.label == "emt":
             from ase.calculators.emt import parameters
 
@@ -346,6 +392,10 @@ class Potential:
             # the calculator's own type map (atomic number -> model index), read from the loaded
             # model: no checkpoint is unpickled here, and the model is needed right after anyway
             return frozenset(chemical_symbols[int(z)] for z in self.calculator.type_map)
+        if _kind(self.label) == "student":
+            from diffcrystal.potential.student_bundle import student_elements
+
+            return student_elements(student_path(self.label))
         return None
 
     def check_elements(self, items: Iterable[tuple[str, object]]) -> None:
@@ -396,4 +446,8 @@ def resolve_potential(potential: str | Path | Potential | None = DEFAULT_POTENTI
         _load_chgnet(device)  # raises the clear InputError
     if _kind(label) == "nequip":
         check_model_file(Path(label.split(":", 1)[1]))
+    if _kind(label) == "student":
+        from diffcrystal.potential.student_bundle import read_header
+
+        read_header(student_path(label))
     return Potential(label, device, calculator)

@@ -14,6 +14,12 @@ with ``--compare``:
         --every 4 --features 32 --layers 3 --epochs 15 --compare runs/ybco_al/al/model.nequip.pt2 \\
         --out runs/ybco_traj/student
 
+Without a loop to take the held-out candidates from, ``--hold-out-targets SHARE`` holds out that
+share of the targets instead: trajectories are named ``<target>__<candidate>``
+(``scripts/studies/student_candidates.py``), and all candidates of a held-out target are left
+out, so the student is scored on compositions it never saw (the universal student,
+``checkpoints/README.md``).
+
 Writes ``frames.extxyz`` (the training frames), the fitted student (``potential fit``'s files)
 and ``report.json`` (frames, seconds, and each student's errors on the held-out sets).
 """
@@ -26,10 +32,29 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
+
 from diffcrystal.atomic_write import atomic_write_text
 from diffcrystal.errors import InputError
 from diffcrystal.potential.fit import FitSettings, fit_potential, force_mae, write_frames
-from diffcrystal.potential.trajectory import read_states, trajectory_frames
+from diffcrystal.potential.trajectory import TRAJECTORY_SUFFIX, read_states, trajectory_frames
+
+TARGET_SEPARATOR = "__"
+"""Separates the target from the candidate in a trajectory's name (``<target>__<candidate>``)."""
+
+
+def held_out_targets(trajectories: Path, share: float, seed: int) -> list[str]:
+    """The trajectories of a random ``share`` of the targets (at least one, never all), sorted:
+    a trajectory's target is its name up to :data:`TARGET_SEPARATOR`."""
+    if not 0 < share < 1:
+        raise InputError(f"--hold-out-targets must be between 0 and 1, got {share}")
+    names = sorted(path.stem for path in trajectories.glob(f"*{TRAJECTORY_SUFFIX}"))
+    targets = sorted({name.split(TARGET_SEPARATOR)[0] for name in names})
+    if len(targets) < 2:
+        raise InputError(f"{trajectories}: {len(targets)} target(s) in the trajectory names; holding some out needs 2")
+    held = min(len(targets) - 1, max(1, round(share * len(targets))))
+    chosen = {targets[i] for i in np.random.default_rng(seed).permutation(len(targets))[:held]}
+    return [name for name in names if name.split(TARGET_SEPARATOR)[0] in chosen]
 
 
 def held_out_sets(trajectories: Path, held_out_ids: list[str], held_out_frames: Path | None, every: int) -> dict:
@@ -60,9 +85,13 @@ def score(model: str | Path, sets: dict) -> dict:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("trajectories", type=Path, help="folder of <id>.traj from diffcrystal relax --trajectory")
-    parser.add_argument("--exclude-from", type=Path, required=True,
-                        help="a potential learn record (learn.json): its held-out candidates are left out of "
-                             "training and scored on")
+    held = parser.add_mutually_exclusive_group(required=True)
+    held.add_argument("--exclude-from", type=Path,
+                      help="a potential learn record (learn.json): its held-out candidates are left out of "
+                           "training and scored on")
+    held.add_argument("--hold-out-targets", type=float, metavar="SHARE",
+                      help="leave out this share of the targets (trajectories <target>__<candidate>) and score on them")
+    parser.add_argument("--seed", type=int, default=0, help="draw of --hold-out-targets (default: 0)")
     parser.add_argument("--held-out", type=Path, help="the loop's held-out frames (extxyz), scored on as well")
     parser.add_argument("--every", type=int, default=3, help="take every N-th state of each trajectory (default: 3)")
     parser.add_argument("--features", type=int, default=16)
@@ -73,7 +102,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args(argv)
     try:
-        exclude = json.loads(args.exclude_from.read_text())["held_out_candidates"]
+        exclude = (json.loads(args.exclude_from.read_text())["held_out_candidates"] if args.exclude_from
+                   else held_out_targets(args.trajectories, args.hold_out_targets, args.seed))
         frames, used = trajectory_frames(args.trajectories, set(exclude), args.every)
         args.out.mkdir(parents=True, exist_ok=True)
         frames_path = write_frames(frames, args.out / "frames.extxyz")
@@ -82,6 +112,7 @@ def main(argv: list[str] | None = None) -> int:
         started = time.perf_counter()
         result = fit_potential(frames_path, args.out, settings)
         report = {"trajectories": str(args.trajectories), "candidates": used, "excluded": sorted(exclude),
+                  "hold_out_targets": args.hold_out_targets, "seed": args.seed,
                   "every": args.every, "frames": len(frames), "features": args.features, "layers": args.layers,
                   "epochs": args.epochs, "fit_seconds": round(time.perf_counter() - started, 1),
                   "model": str(result.model_path)}

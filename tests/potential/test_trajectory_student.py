@@ -61,3 +61,28 @@ def test_a_student_is_scored_on_the_held_out_trajectories_against_their_labels(t
                                            forces=original.get_forces() + 0.01, stress=original.get_stress())
     off = script.score("emt", {"shifted": shifted})["shifted"]
     assert off["energy_mae_meV_atom"] == 100.0 and off["force_mae_meV_A"] == 10.0  # 0.2 eV over 2 atoms; 0.01 eV/Å
+
+
+def test_hold_out_targets_leaves_out_every_candidate_of_a_share_of_targets(tmp_path):
+    script = load_script("studies/trajectory_student")
+    names = [f"mp-{t}__{c}" for t in range(10) for c in ("template-00", "free-00")]
+    for name in names:
+        (tmp_path / f"{name}.traj").write_bytes(b"")
+    held = script.held_out_targets(tmp_path, 0.2, seed=0)
+    targets = {name.split("__")[0] for name in held}
+    assert len(targets) == 2 and len(held) == 4  # both candidates of each held-out target
+    assert held == sorted(n for n in names if n.split("__")[0] in targets)
+    assert script.held_out_targets(tmp_path, 0.2, seed=0) == held  # the draw is reproducible
+    assert len({n.split("__")[0] for n in script.held_out_targets(tmp_path, 0.01, seed=1)}) == 1  # at least one
+    assert len({n.split("__")[0] for n in script.held_out_targets(tmp_path, 0.99, seed=1)}) == 9  # never all
+
+
+def test_hold_out_targets_needs_two_targets_and_a_share_below_one(tmp_path, capsys):
+    script = load_script("studies/trajectory_student")
+    trajectory(tmp_path / "mp-1__a.traj", 3)
+    trajectory(tmp_path / "mp-1__b.traj", 3)
+    assert script.main([str(tmp_path), "--hold-out-targets", "0.2", "--out", str(tmp_path / "o")]) == 1
+    assert "1 target(s) in the trajectory names; holding some out needs 2" in capsys.readouterr().err
+    assert script.main([str(tmp_path), "--hold-out-targets", "1.5", "--out", str(tmp_path / "o")]) == 1
+    assert "--hold-out-targets must be between 0 and 1, got 1.5" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()
