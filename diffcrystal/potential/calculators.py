@@ -177,8 +177,13 @@ def preserved_torch_state():
         random.setstate(python_rng)
 
 
+def is_student(label: str) -> bool:
+    """Whether potential ``label`` (a :func:`potential_label`) is a student bundle."""
+    return label.startswith(STUDENT_LABEL_PREFIX) or label in BUNDLED_STUDENTS
+
+
 def _kind(label: str) -> str:
-    if label.startswith(STUDENT_LABEL_PREFIX) or label in BUNDLED_STUDENTS:
+    if is_student(label):
         return "student"
     return "nequip" if label.startswith(NEQUIP_LABEL_PREFIX) else label
 

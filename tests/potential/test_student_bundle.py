@@ -173,3 +173,28 @@ def test_potential_bundle_of_a_trained_student_matches_nequips_own_loader(tmp_pa
     assert path.read_bytes() == before
     assert main(["potential", "bundle", str(tmp_path), "--out", str(tmp_path / "other.safetensors")]) != 0
     assert "no train/best.ckpt" in capsys.readouterr().err
+
+
+def test_the_batched_evaluator_of_a_bundle_equals_its_calculator_one_by_one(tmp_path):
+    from diffcrystal.potential.calculators import load_calculator
+    from diffcrystal.potential.evaluators import NequIPBatchEvaluator, batch_evaluator
+
+    path = write_bundle(tmp_path / "student.safetensors", built_model())
+    potential = resolve_potential(str(path))
+    evaluator = potential.evaluator()
+    assert isinstance(evaluator, NequIPBatchEvaluator)
+    structures = [cu3au(), bulk("Cu", "fcc", a=3.62).repeat((2, 1, 1)), bulk("NaCl", "rocksalt", a=5.6), cu3au() * (1, 1, 2)]
+    structures[1].rattle(0.04, seed=5)
+    reference = load_calculator(str(path))
+    for chunk_atoms in (1024, 5):  # all in one call; calls of at most 5 atoms
+        evaluator = batch_evaluator(potential.label, potential.calculator)
+        evaluator.max_atoms = chunk_atoms
+        out = evaluator(structures)
+        assert isinstance(out[2], Exception)  # Na and Cl: only that structure fails
+        for atoms, result in zip([s for i, s in enumerate(structures) if i != 2], [r for i, r in enumerate(out) if i != 2]):
+            atoms = atoms.copy()
+            atoms.calc = reference
+            assert result[0] == pytest.approx(atoms.get_potential_energy(), abs=1e-9)
+            np.testing.assert_allclose(result[1], atoms.get_forces(), atol=1e-9)
+            np.testing.assert_allclose(result[2], atoms.get_stress(), atol=1e-11)
+    assert torch.get_default_dtype() == torch.float32
