@@ -115,3 +115,17 @@ def test_checkpoint_argument_is_a_file_or_a_bundled_name(tmp_path, tensors):
     assert resolve_checkpoint(str(own), "csp", bundled) == own
     with pytest.raises(CheckpointError, match="neither a file nor a bundled model .tiny_csp."):
         resolve_checkpoint("carbon24_csp", "csp", bundled)
+
+
+def test_the_model_cards_file_table_gives_each_bundled_files_own_hash():
+    """``checkpoints/README.md``'s table must name each bundled file with its actual SHA-256
+    (a rebundled file once kept its predecessor's hash there)."""
+    import re
+
+    from diffcrystal.checkpoint import BUNDLED_DIR, file_sha256
+
+    rows = re.findall(r"^\|[^|]*\| `([\w.]+\.safetensors)` \| `([0-9a-f]{64})` \|", (BUNDLED_DIR / "README.md").read_text(),
+                      flags=re.MULTILINE)
+    assert len(rows) >= 6
+    for name, digest in rows:
+        assert file_sha256(BUNDLED_DIR / name) == digest, name
