@@ -31,3 +31,12 @@ def test_arm_compares_with_the_bundled_run(path):
     assert arm.train.max_hours is not None and arm.train.max_steps >= 1
     parameters = sum(p.numel() for p in Denoiser(arm.model).parameters())
     assert parameters <= MAX_PARAMETERS, parameters
+
+
+def test_the_winners_longer_run_continues_the_wide_arm():
+    """Item 2 of the issue: the winner's longer run starts from the wide arm's weights, so its
+    network must be the wide arm's, on the same data and noise (checked above for every arm)."""
+    longer, wide = load_config(CONFIGS / "study" / "mp20_csp_wide_long.yaml"), load_config(CONFIGS / "study" / "mp20_csp_wide.yaml")
+    assert longer.model == wide.model
+    assert longer.train.init_from == "runs/study_wide/generator.safetensors"
+    assert longer.train.max_steps > wide.train.max_steps and longer.train.learning_rate < wide.train.learning_rate
