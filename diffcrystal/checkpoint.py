@@ -164,6 +164,22 @@ def bundled_checkpoint(name: str, directory: Path = BUNDLED_DIR) -> Path:
     return path
 
 
+def bundled_potential(name: str, directory: Path = BUNDLED_DIR) -> Path:
+    """Path of a bundled potential (a student bundle; the manifest's ``potentials`` table,
+    ``{"mp20-student": {"file", "sha256"}}``), after checking its file hash."""
+    entry = _read_manifest(directory).get("potentials", {}).get(name)
+    if entry is None:
+        raise CheckpointError(f"no bundled potential {name!r} in {directory / MANIFEST_NAME}")
+    path = directory / entry["file"]
+    if not path.is_file():
+        raise CheckpointError(f"bundled potential missing: {path}")
+    actual = file_sha256(path)
+    if actual != entry["sha256"]:
+        raise CheckpointError(f"corrupt bundled potential {path}: SHA-256 {actual[:12]}… does not match the "
+                              f"manifest's {entry['sha256'][:12]}…")
+    return path
+
+
 def bundled_analogue_table(checkpoint: str | Path, directory: Path = BUNDLED_DIR) -> Path | None:
     """The analogue table (:mod:`diffcrystal.analogues`) shipped with a bundled ``checkpoint``
     (its manifest entry's ``analogues``: ``{"file", "sha256"}``, hash checked), or None."""

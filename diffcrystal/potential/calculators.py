@@ -61,8 +61,9 @@ DEFAULT_POTENTIAL = "sevennet-0"
 POTENTIAL_NAMES = ("sevennet-0", "chgnet", "emt", "mp20-student")
 """Named potentials; anything else must be a path to a fitted NequIP/Allegro model or student bundle."""
 
-BUNDLED_STUDENTS = {"mp20-student": "mp20_student.safetensors"}
-"""Student bundles shipped in ``checkpoints/``, by potential name."""
+BUNDLED_STUDENTS = ("mp20-student",)
+"""Student bundles shipped in ``checkpoints/`` (file and hash in its ``manifest.json``'s
+``potentials`` table), by potential name."""
 
 STUDENT_LABEL_PREFIX = "student:"
 """Start of the label of a student bundle given by path, followed by its absolute path."""
@@ -147,12 +148,9 @@ def _student_file(name: str) -> Path:
 def student_path(label: str) -> Path:
     """The bundle file of a student potential ``label`` (a bundled name or ``student:<path>``)."""
     if label in BUNDLED_STUDENTS:
-        from diffcrystal.checkpoint import BUNDLED_DIR
+        from diffcrystal.checkpoint import bundled_potential
 
-        path = BUNDLED_DIR / BUNDLED_STUDENTS[label]
-        if not path.is_file():
-            raise InputError(f"the bundled student {label} is missing: {path} (reinstall diffcrystal)")
-        return path
+        return bundled_potential(label)
     return Path(label.removeprefix(STUDENT_LABEL_PREFIX))
 
 

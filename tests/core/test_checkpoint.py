@@ -129,3 +129,23 @@ def test_the_model_cards_file_table_gives_each_bundled_files_own_hash():
     assert len(rows) >= 6
     for name, digest in rows:
         assert file_sha256(BUNDLED_DIR / name) == digest, name
+
+
+def test_bundled_potentials_are_hash_checked(tmp_path, tensors):
+    from diffcrystal.checkpoint import bundled_potential, file_sha256
+
+    path = save_checkpoint(tmp_path / "tiny_csp.safetensors", tensors, {})
+    manifest = _manifest(tmp_path, path)
+    student = tmp_path / "student.safetensors"
+    student.write_bytes(b"weights")
+    manifest["potentials"] = {"tiny-student": {"file": student.name, "sha256": file_sha256(student)}}
+    (tmp_path / "manifest.json").write_text(json.dumps(manifest))
+    assert bundled_potential("tiny-student", tmp_path) == student
+    with pytest.raises(CheckpointError, match="no bundled potential 'other'"):
+        bundled_potential("other", tmp_path)
+    student.write_bytes(b"weightz")
+    with pytest.raises(CheckpointError, match="corrupt bundled potential .* does not match"):
+        bundled_potential("tiny-student", tmp_path)
+    student.unlink()
+    with pytest.raises(CheckpointError, match="bundled potential missing"):
+        bundled_potential("tiny-student", tmp_path)

@@ -133,6 +133,12 @@ def test_missing_bundle_and_the_bundled_student_name(tmp_path):
         student = resolve_potential("mp20-student")
         assert student.label == "mp20-student"
         assert {"O", "Cu", "Ba", "Y"} <= student.elements
+        assert len(student.elements) == 72  # the model card's count
+        with pytest.raises(InputError, match=r"potential mp20-student has no parameters for Xe \(in xe\)"):
+            student.check_elements([("xe", bulk("Xe", "fcc", a=6.2))])
+        atoms = cu3au()
+        atoms.calc = student.calculator
+        assert np.isfinite(atoms.get_forces()).all()
 
 
 def test_bundle_student_refuses_a_missing_checkpoint_and_a_wrong_suffix(tmp_path):
