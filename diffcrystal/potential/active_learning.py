@@ -135,7 +135,7 @@ class LearnSettings:
 class NequipFitter:
     """:class:`Fitter` training a NequIP/Allegro student with ``nequip-train`` (``settings`` with
     the member's seed) over species ``type_names``; returns an eager calculator on its best
-    checkpoint (:func:`~diffcrystal.potential.calculators.load_checkpoint_calculator`)."""
+    checkpoint (:func:`~diffcrystal.potential.nequip_state.load_checkpoint_calculator`)."""
 
     def __init__(self, settings: FitSettings, type_names: Sequence[str]):
         self.settings = settings
@@ -147,7 +147,7 @@ class NequipFitter:
         return self.load(folder)
 
     def load(self, folder: Path):
-        from diffcrystal.potential.calculators import load_checkpoint_calculator
+        from diffcrystal.potential.nequip_state import load_checkpoint_calculator
 
         checkpoint = self.checkpoint(folder)
         if not checkpoint.is_file():

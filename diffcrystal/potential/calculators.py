@@ -43,16 +43,16 @@ in the same process is unaffected.
 
 from __future__ import annotations
 
-import contextlib
 import importlib.util
-import random
 import zipfile
 from pathlib import Path
 from typing import Iterable
 
-import numpy as np
-
 from diffcrystal.errors import InputError
+from diffcrystal.potential.nequip_state import (
+    isolated_nequip_calculator_class,
+    preserved_torch_state,
+)
 from diffcrystal.potential.student_bundle import STUDENT_SUFFIX
 
 DEFAULT_POTENTIAL = "sevennet-0"
@@ -154,27 +154,6 @@ def student_path(label: str) -> Path:
     return Path(label.removeprefix(STUDENT_LABEL_PREFIX))
 
 
-@contextlib.contextmanager
-def preserved_torch_state():
-    """Restore torch's default dtype and the torch, numpy and ``random`` RNG states on exit.
-
-    Wraps anything that imports or loads ``nequip`` (which sets float64 and seeds every RNG).
-    """
-    import torch
-
-    dtype = torch.get_default_dtype()
-    torch_rng = torch.get_rng_state()
-    numpy_rng = np.random.get_state()
-    python_rng = random.getstate()
-    try:
-        yield
-    finally:
-        torch.set_default_dtype(dtype)
-        torch.set_rng_state(torch_rng)
-        np.random.set_state(numpy_rng)
-        random.setstate(python_rng)
-
-
 def is_student(label: str) -> bool:
     """Whether potential ``label`` (a :func:`potential_label`) is a student bundle."""
     return label.startswith(STUDENT_LABEL_PREFIX) or label in BUNDLED_STUDENTS
@@ -227,36 +206,8 @@ def _load_emt(device: str):
     return EMT()
 
 
-@contextlib.contextmanager
-def _default_dtype(dtype):
-    import torch
-
-    previous = torch.get_default_dtype()
-    torch.set_default_dtype(dtype)
-    try:
-        yield
-    finally:
-        torch.set_default_dtype(previous)
-
-
-def _isolated_nequip_calculator_class():
-    """``NequIPCalculator`` whose every call runs under nequip's float64 default dtype (its
-    ``from_ase`` builds input tensors in the default dtype, and a compiled model fed float32
-    positions returns NaN), restoring torch's previous default after each call. Imports nequip:
-    call under :func:`preserved_torch_state`."""
-    from nequip.integrations.ase import NequIPCalculator
-    from nequip.utils.global_dtype import _GLOBAL_DTYPE
-
-    class IsolatedNequIPCalculator(NequIPCalculator):
-        def calculate(self, *args, **kwargs):
-            with _default_dtype(_GLOBAL_DTYPE):
-                return super().calculate(*args, **kwargs)
-
-    return IsolatedNequIPCalculator
-
-
 def _load_nequip(path: Path, device: str):
-    """A calculator for the compiled model ``path`` (see :func:`_isolated_nequip_calculator_class`),
+    """A calculator for the compiled model ``path`` (see :func:`~diffcrystal.potential.nequip_state.isolated_nequip_calculator_class`),
     with torch's previous default dtype and RNG states restored after loading.
 
     Not restored (process-wide, harmless to the generator): nequip's JIT fusion strategy, e3nn
@@ -264,7 +215,7 @@ def _load_nequip(path: Path, device: str):
     strategy (``nequip/utils/global_state.py``)."""
     with preserved_torch_state():
         try:
-            calculator = _isolated_nequip_calculator_class().from_compiled_model(
+            calculator = isolated_nequip_calculator_class().from_compiled_model(
                 str(path), device=device, chemical_species_to_atom_type_map=True
             )
         except Exception as error:  # torch/nequip raise many kinds on a bad archive
@@ -272,16 +223,6 @@ def _load_nequip(path: Path, device: str):
             raise InputError(f"{path}: cannot load as a compiled NequIP/Allegro model "
                              f"({type(error).__name__}: {first_line})") from None
     return calculator
-
-
-def load_checkpoint_calculator(checkpoint: str | Path, device: str = "cpu"):
-    """An ASE calculator for a ``nequip-train`` checkpoint (``*.ckpt``), run eagerly without
-    compiling (slower per call than a compiled model, but ready in seconds); torch state is
-    isolated as for compiled models."""
-    with preserved_torch_state():
-        return _isolated_nequip_calculator_class()._from_saved_model(
-            str(checkpoint), device=device, compile_mode="eager", chemical_species_to_atom_type_map=True
-        )
 
 
 _LOADERS = {"sevennet-0": _load_sevennet, "chgnet": _load_chgnet, "emt": _load_emt}
@@ -341,6 +282,12 @@ class Potential:
         self.__init__(state["label"], state["device"])
 
     @property
+    def kind(self) -> str:
+        """``'sevennet-0'``, ``'chgnet'``, ``'emt'``, ``'student'`` (a student bundle) or
+        ``'nequip'`` (a compiled fitted model)."""
+        return _kind(self.label)
+
+    @property
     def short_name(self) -> str:
         """The label without a model file's folders, for progress bars and plot titles."""
         return self.label.split("/")[-1]
@@ -357,7 +304,7 @@ class Potential:
         (:func:`~diffcrystal.potential.evaluators.batch_evaluator`)."""
         from diffcrystal.potential.evaluators import batch_evaluator
 
-        return batch_evaluator(self.label, self.calculator)
+        return batch_evaluator(self.kind, self.calculator)
 
     @property
     def identity(self) -> str:

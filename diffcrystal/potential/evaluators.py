@@ -158,9 +158,9 @@ class NequIPBatchEvaluator(ChunkedBatchEvaluator):
     def _graph(self, atoms):
         from nequip.utils.global_dtype import _GLOBAL_DTYPE
 
-        from diffcrystal.potential.calculators import _default_dtype
+        from diffcrystal.potential.nequip_state import default_dtype
 
-        with _default_dtype(_GLOBAL_DTYPE):
+        with default_dtype(_GLOBAL_DTYPE):
             return self.calculator.atoms_to_data(atoms)
 
     def _call(self, graphs: list) -> list:
@@ -168,9 +168,9 @@ class NequIPBatchEvaluator(ChunkedBatchEvaluator):
         from nequip.data import AtomicDataDict
         from nequip.utils.global_dtype import _GLOBAL_DTYPE
 
-        from diffcrystal.potential.calculators import _default_dtype
+        from diffcrystal.potential.nequip_state import default_dtype
 
-        with _default_dtype(_GLOBAL_DTYPE):
+        with default_dtype(_GLOBAL_DTYPE):
             output = self.calculator.model(AtomicDataDict.batched_from_list(graphs))
         energy = output[AtomicDataDict.TOTAL_ENERGY_KEY].detach().double().cpu().numpy().reshape(-1)
         forces = output[AtomicDataDict.FORCE_KEY].detach().double().cpu().numpy()
@@ -180,15 +180,13 @@ class NequIPBatchEvaluator(ChunkedBatchEvaluator):
                 for i in range(len(graphs))]
 
 
-def batch_evaluator(label: str, calculator):
-    """The evaluator for potential ``label`` (a
-    :func:`~diffcrystal.potential.calculators.potential_label`) over ``calculator``:
-    batched model calls for SevenNet-0 and student bundles, the ASE calculator per structure
-    otherwise."""
-    from diffcrystal.potential.calculators import is_student
-
-    if label == "sevennet-0":
+def batch_evaluator(kind: str, calculator):
+    """The evaluator for a potential of ``kind`` (``'sevennet-0'``, ``'student'`` for a student
+    bundle, or any other: :attr:`~diffcrystal.potential.calculators.Potential.kind`) over
+    ``calculator``: batched model calls for SevenNet-0 and student bundles, the ASE calculator
+    per structure otherwise."""
+    if kind == "sevennet-0":
         return SevenNetBatchEvaluator(calculator)
-    if is_student(label):
+    if kind == "student":
         return NequIPBatchEvaluator(calculator)
     return CalculatorEvaluator(calculator)

@@ -12,7 +12,7 @@ is instead written by :func:`bundle_student` as a safetensors file whose header 
 and the tensors are the evaluation model's state dict (EMA weights when the fit kept them).
 :func:`load_student_calculator` rebuilds the model from the builder and loads the tensors: no
 pickle is read and no code but the named builder runs. The model runs eagerly (no compilation),
-under nequip's float64 default dtype as :mod:`~diffcrystal.potential.calculators` arranges.
+under nequip's float64 default dtype as :mod:`~diffcrystal.potential.nequip_state` arranges.
 """
 
 from __future__ import annotations
@@ -77,7 +77,7 @@ def bundle_student(checkpoint: str | Path, out: str | Path, card: dict | None = 
     from safetensors.torch import save
 
     from diffcrystal.atomic_write import atomic_write_bytes
-    from diffcrystal.potential.calculators import load_checkpoint_calculator, preserved_torch_state
+    from diffcrystal.potential.nequip_state import load_checkpoint_calculator, preserved_torch_state
 
     checkpoint, out = Path(checkpoint), Path(out)
     if not checkpoint.is_file():
@@ -98,7 +98,7 @@ def bundle_student(checkpoint: str | Path, out: str | Path, card: dict | None = 
 
 def load_student_model(path: str | Path):
     """The student's ``nequip`` ``GraphModel`` in eval mode, rebuilt from its header and weights.
-    Call under :func:`~diffcrystal.potential.calculators.preserved_torch_state` (nequip sets its
+    Call under :func:`~diffcrystal.potential.nequip_state.preserved_torch_state` (nequip sets its
     global dtype and seeds)."""
     import torch
     from hydra.utils import get_method
@@ -125,13 +125,13 @@ def load_student_calculator(path: str | Path, device: str = "cpu"):
     from nequip.integrations.utils import basic_transforms, handle_chemical_species_map
     from nequip.nn import graph_model
 
-    from diffcrystal.potential.calculators import _isolated_nequip_calculator_class, preserved_torch_state
+    from diffcrystal.potential.nequip_state import isolated_nequip_calculator_class, preserved_torch_state
 
     with preserved_torch_state():
         model = load_student_model(path)
         r_max = float(model.metadata[graph_model.R_MAX_KEY])
         type_names = model.metadata[graph_model.TYPE_NAMES_KEY].split(" ")
         species = handle_chemical_species_map(True, type_names)
-        return _isolated_nequip_calculator_class()(
+        return isolated_nequip_calculator_class()(
             model=model, device=device,
             transforms=basic_transforms(model.metadata, r_max, type_names, species))

@@ -11,7 +11,7 @@ from ase.build import bulk
 from ase.calculators.emt import EMT
 
 from diffcrystal.errors import InputError
-from diffcrystal.potential.calculators import preserved_torch_state
+from diffcrystal.potential.nequip_state import preserved_torch_state
 from diffcrystal.potential.fit import (
     FitSettings,
     composition_energy_shifts,

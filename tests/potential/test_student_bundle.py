@@ -9,7 +9,8 @@ from ase.build import bulk
 from safetensors.torch import save
 
 from diffcrystal.errors import InputError
-from diffcrystal.potential.calculators import preserved_torch_state, resolve_potential
+from diffcrystal.potential.calculators import resolve_potential
+from diffcrystal.potential.nequip_state import preserved_torch_state
 from diffcrystal.potential.student_bundle import (
     STUDENT_FORMAT,
     bundle_student,
@@ -58,10 +59,10 @@ def nequip_reference(model, atoms):
     """Energy, forces and stress of ``model`` through nequip's own calculator (no bundle)."""
     from nequip.integrations.utils import basic_transforms
 
-    from diffcrystal.potential.calculators import _isolated_nequip_calculator_class
+    from diffcrystal.potential.nequip_state import isolated_nequip_calculator_class
 
     with preserved_torch_state():
-        calculator = _isolated_nequip_calculator_class()(
+        calculator = isolated_nequip_calculator_class()(
             model=model, device="cpu",
             transforms=basic_transforms(model.metadata, MODEL["r_max"], MODEL["type_names"],
                                         {"Au": "Au", "Cu": "Cu"}))
@@ -154,7 +155,7 @@ def test_potential_bundle_of_a_trained_student_matches_nequips_own_loader(tmp_pa
     ``diffcrystal potential bundle``: the bundle gives the energies and forces nequip's
     checkpoint loader gives (EMA weights in both), and an existing file is never overwritten."""
     from diffcrystal.cli.main import main
-    from diffcrystal.potential.calculators import load_checkpoint_calculator
+    from diffcrystal.potential.nequip_state import load_checkpoint_calculator
     from diffcrystal.potential.fit import FitSettings, label_frames, make_frames, train_student, write_frames
 
     frames, _ = label_frames(make_frames([bulk("Cu", "fcc", a=3.6, cubic=True), cu3au()], copies=6, seed=0), "emt")
@@ -193,7 +194,7 @@ def test_the_batched_evaluator_of_a_bundle_equals_its_calculator_one_by_one(tmp_
     structures[1].rattle(0.04, seed=5)
     reference = load_calculator(str(path))
     for chunk_atoms in (1024, 5):  # all in one call; calls of at most 5 atoms
-        evaluator = batch_evaluator(potential.label, potential.calculator)
+        evaluator = batch_evaluator(potential.kind, potential.calculator)
         evaluator.max_atoms = chunk_atoms
         out = evaluator(structures)
         assert isinstance(out[2], Exception)  # Na and Cl: only that structure fails
