@@ -69,17 +69,46 @@ def held_out_sets(trajectories: Path, held_out_ids: list[str], held_out_frames: 
     return sets
 
 
-def score(model: str | Path, sets: dict) -> dict:
-    """Force (meV/Å) and energy (meV/atom) MAE of ``model`` against the teacher on each set."""
+def score(model: str | Path, sets: dict, elements: set[str] | None = None) -> dict:
+    """Force (meV/Å) and energy (meV/atom) MAE of ``model`` against the teacher on each set.
+    ``elements``: the model's element types; frames with others are left out of the MAE (a
+    student refuses them) and counted as ``frames_unseen_elements``."""
     from diffcrystal.potential.calculators import load_calculator
 
     calculator = load_calculator(model)
     out = {}
     for name, frames in sets.items():
-        errors = force_mae(calculator, frames)
-        out[name] = {"frames": len(frames), "force_mae_meV_A": round(1e3 * errors["forces_mae_eV_A"], 1),
-                     "energy_mae_meV_atom": round(1e3 * errors["energy_mae_eV_atom"], 1)}
+        known = [f for f in frames if elements is None or set(f.get_chemical_symbols()) <= elements]
+        entry = {"frames": len(known), "frames_unseen_elements": len(frames) - len(known)}
+        if known:
+            errors = force_mae(calculator, known)
+            entry.update(force_mae_meV_A=round(1e3 * errors["forces_mae_eV_A"], 1),
+                         energy_mae_meV_atom=round(1e3 * errors["energy_mae_eV_atom"], 1))
+        out[name] = entry
     return out
+
+
+def fit_on(frames: list, used: list[str], args: argparse.Namespace) -> dict:
+    """Fit the student on ``frames`` into ``args.out``: ``{'model', 'elements', 'seconds'}``."""
+    args.out.mkdir(parents=True, exist_ok=True)
+    frames_path = write_frames(frames, args.out / "frames.extxyz")
+    print(f"{len(frames)} frames from {len(used)} trajectories (every {args.every})", file=sys.stderr)
+    settings = FitSettings(epochs=args.epochs, num_features=args.features, num_layers=args.layers)
+    started = time.perf_counter()
+    result = fit_potential(frames_path, args.out, settings)
+    return {"model": str(result.model_path), "elements": fitted(args)["elements"],
+            "seconds": round(time.perf_counter() - started, 1)}
+
+
+def fitted(args: argparse.Namespace) -> dict:
+    """The student already fitted in ``args.out``, from its ``fit.json``: ``{'model', 'elements',
+    'seconds'}`` (training plus compilation)."""
+    path = args.out / "fit.json"
+    if not path.is_file():
+        raise InputError(f"--rescore: no fitted student in {args.out} (no fit.json)")
+    record = json.loads(path.read_text())
+    return {"model": record["model"], "elements": sorted(record["type_names"]),
+            "seconds": round(record["train_seconds"] + record["compile_seconds"], 1)}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -100,24 +129,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--compare", nargs="*", default=[], metavar="MODEL",
                         help="other students (e.g. the loop's model.nequip.pt2) scored on the same frames")
     parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--rescore", action="store_true",
+                        help="do not fit: score the student already fitted in --out (its fit.json) again")
     args = parser.parse_args(argv)
     try:
         exclude = (json.loads(args.exclude_from.read_text())["held_out_candidates"] if args.exclude_from
                    else held_out_targets(args.trajectories, args.hold_out_targets, args.seed))
         frames, used = trajectory_frames(args.trajectories, set(exclude), args.every)
-        args.out.mkdir(parents=True, exist_ok=True)
-        frames_path = write_frames(frames, args.out / "frames.extxyz")
-        print(f"{len(frames)} frames from {len(used)} trajectories (every {args.every})", file=sys.stderr)
-        settings = FitSettings(epochs=args.epochs, num_features=args.features, num_layers=args.layers)
-        started = time.perf_counter()
-        result = fit_potential(frames_path, args.out, settings)
+        fit = fitted(args) if args.rescore else fit_on(frames, used, args)
         report = {"trajectories": str(args.trajectories), "candidates": used, "excluded": sorted(exclude),
                   "hold_out_targets": args.hold_out_targets, "seed": args.seed,
                   "every": args.every, "frames": len(frames), "features": args.features, "layers": args.layers,
-                  "epochs": args.epochs, "fit_seconds": round(time.perf_counter() - started, 1),
-                  "model": str(result.model_path)}
+                  "epochs": args.epochs, "fit_seconds": fit["seconds"], "model": fit["model"],
+                  "elements": fit["elements"]}
         sets = held_out_sets(args.trajectories, sorted(exclude), args.held_out, args.every)
-        report["scores"] = {str(result.model_path): score(result.model_path, sets),
+        report["scores"] = {fit["model"]: score(fit["model"], sets, set(fit["elements"])),
                             **{str(model): score(model, sets) for model in args.compare}}
         atomic_write_text(args.out / "report.json", json.dumps(report, indent=1) + "\n")
         print(json.dumps(report["scores"], indent=1))

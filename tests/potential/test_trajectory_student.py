@@ -19,6 +19,20 @@ def trajectory(path, num_states):
     write(str(path), states)
 
 
+def emt_trajectory(path, num_states):
+    """A Cu2 'teacher' trajectory labelled by EMT itself."""
+    from ase.calculators.emt import EMT
+
+    states = []
+    for i in range(num_states):
+        atoms = Atoms("Cu2", positions=[[0, 0, 0], [2.0 + 0.05 * i, 0.1, 0]], cell=np.eye(3) * 5, pbc=True)
+        atoms.calc = EMT()
+        atoms.calc = SinglePointCalculator(atoms, energy=atoms.get_potential_energy(), forces=atoms.get_forces(),
+                                           stress=atoms.get_stress())
+        states.append(atoms)
+    write(str(path), states)
+
+
 def test_every_nth_state_and_the_last_of_each_kept_trajectory(tmp_path):
     trajectory(tmp_path / "a.traj", 7)  # states 0 3 6: the last is on the stride
     trajectory(tmp_path / "b.traj", 5)  # states 0 3, then the last (4)
@@ -40,21 +54,14 @@ def test_no_trajectory_left_is_a_clear_error(tmp_path, capsys):
 
 
 def test_a_student_is_scored_on_the_held_out_trajectories_against_their_labels(tmp_path):
-    from ase.calculators.emt import EMT
-
     script = load_script("studies/trajectory_student")
-    states = []
-    for i in range(5):  # an EMT 'teacher' trajectory: its labels are EMT's own
-        atoms = Atoms("Cu2", positions=[[0, 0, 0], [2.0 + 0.05 * i, 0.1, 0]], cell=np.eye(3) * 5, pbc=True)
-        atoms.calc = EMT()
-        atoms.calc = SinglePointCalculator(atoms, energy=atoms.get_potential_energy(), forces=atoms.get_forces(),
-                                           stress=atoms.get_stress())
-        states.append(atoms)
-    write(str(tmp_path / "held.traj"), states)
+    emt_trajectory(tmp_path / "held.traj", 5)  # an EMT 'teacher' trajectory: its labels are EMT's own
     sets = script.held_out_sets(tmp_path, ["held"], None, every=2)
     assert [len(frames) for frames in sets.values()] == [3]
     scores = script.score("emt", sets)["held_out_trajectories"]
-    assert scores == {"frames": 3, "force_mae_meV_A": 0.0, "energy_mae_meV_atom": 0.0}
+    assert scores == {"frames": 3, "frames_unseen_elements": 0, "force_mae_meV_A": 0.0, "energy_mae_meV_atom": 0.0}
+    only_au = script.score("emt", sets, elements={"Au"})["held_out_trajectories"]  # a student of Au alone
+    assert only_au == {"frames": 0, "frames_unseen_elements": 3}  # is scored on none of the Cu frames
     shifted = [a.copy() for a in sets["held_out_trajectories"]]
     for atoms, original in zip(shifted, sets["held_out_trajectories"]):
         atoms.calc = SinglePointCalculator(atoms, energy=original.get_potential_energy() + 0.2,
@@ -86,3 +93,24 @@ def test_hold_out_targets_needs_two_targets_and_a_share_below_one(tmp_path, caps
     assert script.main([str(tmp_path), "--hold-out-targets", "1.5", "--out", str(tmp_path / "o")]) == 1
     assert "--hold-out-targets must be between 0 and 1, got 1.5" in capsys.readouterr().err
     assert not (tmp_path / "o").exists()
+
+
+def test_rescore_scores_the_student_already_fitted_without_fitting(tmp_path, capsys):
+    import json
+
+    script = load_script("studies/trajectory_student")
+    for name in ("mp-1__a", "mp-2__a", "mp-3__a"):
+        emt_trajectory(tmp_path / f"{name}.traj", 4)
+    out = tmp_path / "student"
+    arguments = [str(tmp_path), "--hold-out-targets", "0.3", "--out", str(out), "--rescore"]
+    assert script.main(arguments) == 1
+    assert f"--rescore: no fitted student in {out} (no fit.json)" in capsys.readouterr().err
+    out.mkdir()
+    (out / "fit.json").write_text(json.dumps({"model": "emt", "type_names": ["Cu"], "train_seconds": 10.0,
+                                              "compile_seconds": 2.5}))
+    assert script.main(arguments) == 0
+    report = json.loads((out / "report.json").read_text())
+    assert report["fit_seconds"] == 12.5 and report["elements"] == ["Cu"] and len(report["excluded"]) == 1
+    assert report["scores"]["emt"]["held_out_trajectories"] == {
+        "frames": 2, "frames_unseen_elements": 0, "force_mae_meV_A": 0.0, "energy_mae_meV_atom": 0.0}
+    assert not (out / "frames.extxyz").exists()  # nothing was fitted
