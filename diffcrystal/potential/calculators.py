@@ -154,13 +154,8 @@ def student_path(label: str) -> Path:
     return Path(label.removeprefix(STUDENT_LABEL_PREFIX))
 
 
-def is_student(label: str) -> bool:
-    """Whether potential ``label`` (a :func:`potential_label`) is a student bundle."""
-    return label.startswith(STUDENT_LABEL_PREFIX) or label in BUNDLED_STUDENTS
-
-
 def _kind(label: str) -> str:
-    if is_student(label):
+    if label.startswith(STUDENT_LABEL_PREFIX) or label in BUNDLED_STUDENTS:
         return "student"
     return "nequip" if label.startswith(NEQUIP_LABEL_PREFIX) else label
 
