@@ -100,7 +100,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
     bundle = actions.add_parser("bundle", help="write a fitted student as one safe .safetensors file")
     bundle.add_argument("fit_dir", type=Path, metavar="FIT_DIR",
-                        help="a potential fit / learn output folder (holding train/best.ckpt)")
+                        help="a potential fit output folder, or a learn student's folder "
+                             "(OUT/round-R/member-0); either holds train/best.ckpt")
     bundle.add_argument("--out", type=Path, required=True, help="output file (*.safetensors); refused when it exists")
 
 
@@ -174,7 +175,7 @@ def run_bundle(fit_dir: Path, out: Path) -> None:
 
     checkpoint = fit_dir / "train" / "best.ckpt"
     if not checkpoint.is_file():
-        raise InputError(f"{fit_dir}: no train/best.ckpt (not a potential fit output folder?)")
+        raise InputError(f"{fit_dir}: no train/best.ckpt (not a potential fit folder or a learn student's folder?)")
     if out.exists():
         raise InputError(f"{out} exists; choose another --out")
     card = {name: json.loads((fit_dir / f"{name}.json").read_text())
