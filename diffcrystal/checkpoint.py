@@ -132,6 +132,19 @@ def _read_manifest(directory: Path) -> dict:
     return manifest
 
 
+def _verified(directory: Path, entry: dict, what: str) -> Path:
+    """The bundled file of a manifest ``entry`` (``{"file", "sha256"}``) in ``directory``, after
+    checking that it exists and has the recorded SHA-256; ``what`` names it in the errors."""
+    path = directory / entry["file"]
+    if not path.is_file():
+        raise CheckpointError(f"bundled {what} missing: {path}")
+    actual = file_sha256(path)
+    if actual != entry["sha256"]:
+        raise CheckpointError(f"corrupt bundled {what} {path}: SHA-256 {actual[:12]}… does not match the "
+                              f"manifest's {entry['sha256'][:12]}…")
+    return path
+
+
 def bundled_models(directory: Path = BUNDLED_DIR) -> dict[str, dict]:
     """The bundled models by name (``{"perov5_csp": {"file", "sha256", "mode", "data"}}``)."""
     return _read_manifest(directory)["models"]
@@ -151,17 +164,7 @@ def bundled_checkpoint(name: str, directory: Path = BUNDLED_DIR) -> Path:
             f"no bundled checkpoint {name!r}; bundled: {', '.join(sorted(models))} "
             f"(defaults: {', '.join(f'{m}={n}' for m, n in sorted(manifest['defaults'].items()))})"
         )
-    entry = models[name]
-    path = directory / entry["file"]
-    if not path.is_file():
-        raise CheckpointError(f"bundled checkpoint missing: {path}")
-    actual = file_sha256(path)
-    if actual != entry["sha256"]:
-        raise CheckpointError(
-            f"corrupt bundled checkpoint {path}: SHA-256 {actual[:12]}… does not match the "
-            f"manifest's {entry['sha256'][:12]}…"
-        )
-    return path
+    return _verified(directory, models[name], "checkpoint")
 
 
 def bundled_potential(name: str, directory: Path = BUNDLED_DIR) -> Path:
@@ -170,14 +173,7 @@ def bundled_potential(name: str, directory: Path = BUNDLED_DIR) -> Path:
     entry = _read_manifest(directory).get("potentials", {}).get(name)
     if entry is None:
         raise CheckpointError(f"no bundled potential {name!r} in {directory / MANIFEST_NAME}")
-    path = directory / entry["file"]
-    if not path.is_file():
-        raise CheckpointError(f"bundled potential missing: {path}")
-    actual = file_sha256(path)
-    if actual != entry["sha256"]:
-        raise CheckpointError(f"corrupt bundled potential {path}: SHA-256 {actual[:12]}… does not match the "
-                              f"manifest's {entry['sha256'][:12]}…")
-    return path
+    return _verified(directory, entry, "potential")
 
 
 def bundled_analogue_table(checkpoint: str | Path, directory: Path = BUNDLED_DIR) -> Path | None:
@@ -188,12 +184,7 @@ def bundled_analogue_table(checkpoint: str | Path, directory: Path = BUNDLED_DIR
         return None
     for entry in _read_manifest(directory)["models"].values():
         if entry.get("file") == checkpoint.name and entry.get("analogues"):
-            table = directory / entry["analogues"]["file"]
-            if not table.is_file():
-                raise CheckpointError(f"bundled analogue table missing: {table}")
-            if file_sha256(table) != entry["analogues"]["sha256"]:
-                raise CheckpointError(f"corrupt bundled analogue table {table}: its SHA-256 does not match the manifest")
-            return table
+            return _verified(directory, entry["analogues"], "analogue table")
     return None
 
 

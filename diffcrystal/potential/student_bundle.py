@@ -70,9 +70,10 @@ def bundle_student(checkpoint: str | Path, out: str | Path, card: dict | None = 
     """Write the ``nequip-train`` checkpoint ``checkpoint`` (a ``best.ckpt`` of
     :func:`~diffcrystal.potential.fit.train_student`) as a student bundle ``out`` with ``card``.
 
-    **Reads a pickle**: only for checkpoints you trained yourself. The evaluation model (EMA
-    weights) is taken through nequip's own loader; the model section of the checkpoint's
-    hyper-parameters becomes the header's ``model``."""
+    The model section of the checkpoint's hyper-parameters (plain data, read with
+    ``weights_only=True``) becomes the header's ``model``. The evaluation model (EMA weights) is
+    taken through nequip's own checkpoint loader, which unpickles: bundle only checkpoints you
+    trained yourself; the bundle it writes is then safe to pass on."""
     import torch
     from safetensors.torch import save
 
@@ -84,13 +85,16 @@ def bundle_student(checkpoint: str | Path, out: str | Path, card: dict | None = 
         raise InputError(f"no such nequip checkpoint: {checkpoint}")
     if out.suffix != STUDENT_SUFFIX:
         raise InputError(f"{out}: a student bundle must end in {STUDENT_SUFFIX}")
+    try:
+        config = torch.load(checkpoint, map_location="cpu", weights_only=True)["hyper_parameters"]["model"]
+    except Exception as error:  # torch raises many kinds on a damaged or foreign file
+        first_line = (str(error).strip().splitlines() or [""])[0]
+        raise InputError(f"{checkpoint}: not a nequip-train checkpoint ({type(error).__name__}: {first_line})") from None
+    if config.get("_target_") not in MODEL_BUILDERS:  # refused before nequip unpickles anything
+        raise InputError(f"{checkpoint}: model builder {config.get('_target_')!r} is not one of {', '.join(MODEL_BUILDERS)}")
     with preserved_torch_state():
         model = load_checkpoint_calculator(checkpoint).model
-        config = torch.load(checkpoint, map_location="cpu", weights_only=False)["hyper_parameters"]["model"]
         tensors = {name: value.detach().clone().contiguous() for name, value in model.state_dict().items()}
-    config = json.loads(json.dumps(dict(config)))  # plain JSON types (omegaconf containers and all)
-    if config.get("_target_") not in MODEL_BUILDERS:
-        raise InputError(f"{checkpoint}: model builder {config.get('_target_')!r} is not one of {', '.join(MODEL_BUILDERS)}")
     metadata = {"format": STUDENT_FORMAT, "model": json.dumps(config), "card": json.dumps(card or {})}
     atomic_write_bytes(out, save(tensors, metadata=metadata))
     return out

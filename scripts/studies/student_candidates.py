@@ -28,8 +28,7 @@ DEFAULT_COUNTS = {"template": 2, "analogue_diffusion": 1, "free_diffusion": 1}
 
 def file_stem(target: str, candidate: str) -> str:
     """``<target>__<candidate>`` with characters that are unsafe in file names replaced."""
-    safe = "".join(c if c.isalnum() or c in "-_." else "-" for c in f"{target}__{candidate}")
-    return safe
+    return "".join(c if c.isalnum() or c in "-_." else "-" for c in f"{target}__{candidate}")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -148,6 +148,12 @@ def test_bundle_student_refuses_a_missing_checkpoint_and_a_wrong_suffix(tmp_path
     (tmp_path / "best.ckpt").write_bytes(b"")
     with pytest.raises(InputError, match=r"must end in \.safetensors"):
         bundle_student(tmp_path / "best.ckpt", tmp_path / "s.pt")
+    with pytest.raises(InputError, match="not a nequip-train checkpoint") as error:
+        bundle_student(tmp_path / "best.ckpt", tmp_path / "s.safetensors")
+    assert "\n" not in str(error.value) and not (tmp_path / "s.safetensors").exists()
+    torch.save({"hyper_parameters": {"model": {"_target_": "os.system"}}}, tmp_path / "best.ckpt")
+    with pytest.raises(InputError, match="model builder 'os.system' is not one of"):
+        bundle_student(tmp_path / "best.ckpt", tmp_path / "s.safetensors")
 
 
 def test_potential_bundle_of_a_trained_student_matches_nequips_own_loader(tmp_path, capsys):
