@@ -138,8 +138,8 @@ class SevenNetBatchEvaluator(ChunkedBatchEvaluator):
 
 
 NEQUIP_MAX_ATOMS_PER_CALL = 1024
-"""Atoms per batched call of a student bundle on CPU: 50 YBa2Cu3O7 cells (650 atoms) in one
-call took 6.1 ms of CPU per cell against 15.2 ms one by one (32 features, 3 layers, one thread)."""
+"""Atoms per batched call of a student bundle on CPU: some 80 cells of 13 atoms, enough to spread
+the eager model's per-call overhead (speed not yet measured by a repository script)."""
 
 
 class NequIPBatchEvaluator(ChunkedBatchEvaluator):
