@@ -18,8 +18,12 @@ energy (meV/atom) and lattice-length (%) differences between the engines (and be
 pre-relaxed and plain batched runs, with whether the converged ranking changed).
 ``per_call_ms`` times single energy+forces+stress calls, after one warm-up call, on the first
 ``--calls`` candidates, in this process with 1 torch thread: median wall and CPU time (CPU
-time is the fairer number on a shared machine); ``batched_call_ms_per_structure`` one batched
-SevenNet-0 call on the same candidates, per structure.
+time is the fairer number on a shared machine); ``batched_call_ms_per_structure`` the batched
+evaluator of SevenNet-0 and of a student bundle on the same candidates, per structure, for
+each ``--chunk-atoms`` (atoms per model call). ``--skip-relax`` times only the calls:
+
+    OMP_NUM_THREADS=1 python scripts/benchmark_relax.py --skip-relax --calls 80 \
+        --prerelax mp20-student --chunk-atoms 13 104 1040
 """
 
 from __future__ import annotations
@@ -92,23 +96,29 @@ def per_call_ms(potential: str, structures: list) -> dict:
             "cpu_ms": round(1e3 * float(np.median(cpu_times)), 1)}
 
 
-def batched_call_ms(structures: list) -> dict:
-    """CPU and wall ms per structure of one batched SevenNet-0 call on ``structures`` (after a
-    warm-up call), 1 torch thread."""
+def batched_call_ms(potential: str, structures: list, max_atoms: int | None = None, repeats: int = 3) -> dict:
+    """CPU and wall ms per structure of ``potential``'s batched evaluator
+    (:func:`~diffcrystal.potential.evaluators.batch_evaluator`: SevenNet-0's or a student
+    bundle's) on ``structures``, in chunks of at most ``max_atoms`` atoms (the evaluator's
+    default when ``None``): the best of ``repeats`` passes after a warm-up pass, 1 torch thread."""
     import torch
 
-    from diffcrystal.potential import load_calculator
-    from diffcrystal.potential.evaluators import SevenNetBatchEvaluator
+    from diffcrystal.potential import resolve_potential
 
     torch.set_num_threads(1)
-    evaluator = SevenNetBatchEvaluator(load_calculator("sevennet-0"))
+    evaluator = resolve_potential(potential).evaluator()
+    if max_atoms is not None:
+        evaluator.max_atoms = max_atoms
     evaluator(structures)
-    start, cpu_start = time.perf_counter(), time.process_time()
-    evaluator(structures)
+    walls, cpus = [], []
+    for _ in range(repeats):
+        start, cpu_start = time.perf_counter(), time.process_time()
+        evaluator(structures)
+        walls.append(time.perf_counter() - start)
+        cpus.append(time.process_time() - cpu_start)
     n = len(structures)
     return {"structures": n, "max_atoms_per_call": evaluator.max_atoms,
-            "wall_ms": round(1e3 * (time.perf_counter() - start) / n, 1),
-            "cpu_ms": round(1e3 * (time.process_time() - cpu_start) / n, 1)}
+            "wall_ms": round(1e3 * min(walls) / n, 2), "cpu_ms": round(1e3 * min(cpus) / n, 2)}
 
 
 def cpu_seconds() -> float:
@@ -166,9 +176,12 @@ def main() -> None:
     parser.add_argument("--potential", default="sevennet-0")
     parser.add_argument("--engines", nargs="*", default=["batched", "ase"], choices=["batched", "ase"],
                         help="engines to time (none: only the --prerelax run)")
-    parser.add_argument("--prerelax", default=None, help="student (fitted model folder) for a "
-                        "batched run pre-relaxed with it; also timed per call")
+    parser.add_argument("--prerelax", default=None, help="student (fitted model folder, bundle or "
+                        "bundled name) for a batched run pre-relaxed with it; also timed per call "
+                        "and, for a bundle, per batched call")
     parser.add_argument("--calls", type=int, default=20)
+    parser.add_argument("--chunk-atoms", type=int, nargs="*", default=None,
+                        help="atoms per batched call to time (default: each evaluator's own)")
     parser.add_argument("--steps", type=int, default=500)
     parser.add_argument("--fmax", type=float, default=0.02)
     parser.add_argument("--rattle", type=float, default=0.1)
@@ -180,7 +193,7 @@ def main() -> None:
 
     from ase.io import write
 
-    from diffcrystal.potential import RelaxSettings
+    from diffcrystal.potential import RelaxSettings, resolve_potential
     from diffcrystal.potential.threads import available_cores
 
     structures = candidates(args.n, args.rattle, args.strain, args.seed)
@@ -220,8 +233,11 @@ def main() -> None:
     report["per_call_ms"] = {args.potential: per_call_ms(args.potential, sample)}
     if args.prerelax:
         report["per_call_ms"][args.prerelax] = per_call_ms(args.prerelax, sample)
-    if args.potential == "sevennet-0":
-        report["batched_call_ms_per_structure"] = batched_call_ms(sample)
+    report["batched_call_ms_per_structure"] = {}
+    for potential in (args.potential, args.prerelax):
+        if potential is not None and resolve_potential(potential).kind in ("sevennet-0", "student"):
+            report["batched_call_ms_per_structure"][potential] = [
+                batched_call_ms(potential, sample, max_atoms) for max_atoms in args.chunk_atoms or [None]]
     print(json.dumps(report, indent=2))
 
 

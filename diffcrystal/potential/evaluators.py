@@ -139,7 +139,9 @@ class SevenNetBatchEvaluator(ChunkedBatchEvaluator):
 
 NEQUIP_MAX_ATOMS_PER_CALL = 1024
 """Atoms per batched call of a student bundle on CPU: some 80 cells of 13 atoms, enough to spread
-the eager model's per-call overhead (speed not yet measured by a repository script)."""
+the eager model's per-call overhead. ``mp20-student`` on 80 YBa2Cu3O7 cells, one thread: 15.2 /
+7.3 / 6.2 ms of CPU per cell in calls of 13 / 104 / 1,040 atoms (``scripts/benchmark_relax.py
+--skip-relax --calls 80 --prerelax mp20-student --chunk-atoms 13 104 1040``; docs/benchmarks.md)."""
 
 
 class NequIPBatchEvaluator(ChunkedBatchEvaluator):

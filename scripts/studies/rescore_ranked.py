@@ -7,6 +7,8 @@ target's energy above the hull ("Ranked prediction", its paragraph "What this sa
         --data ../shared/data/mp_20/test.csv
 
 ``--data`` is the file the targets came from (its ``e_above_hull`` column gives the strata).
+``--targets-of OTHER`` scores only the targets that another run's records also hold, so two runs
+over different target sets (``--every 15`` and ``--every 30``) compare on the same targets.
 """
 
 from __future__ import annotations
@@ -31,8 +33,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--weights", type=float, nargs=5, action="append", default=[],
                         metavar=("W_D", "FREE", "W_S", "W_N", "W_V"),
                         help="another score to compare (RankingScore's five weights); repeatable")
+    parser.add_argument("--targets-of", type=Path, default=None, metavar="OTHER",
+                        help="score only the targets that this other records file also holds")
     args = parser.parse_args(argv)
     records = read_records(args.records)
+    if args.targets_of is not None:
+        shared = {r["label"] for r in read_records(args.targets_of)}
+        missing = len(shared - {r["label"] for r in records})
+        records = [r for r in records if r["label"] in shared]
+        print(f"restricted to the targets of {args.targets_of} ({missing} of theirs not in {args.records})")
+        if not records:
+            raise SystemExit(f"error: {args.records} shares no target with {args.targets_of}")
     csv.field_size_limit(1 << 30)
     with open(args.data, newline="") as handle:
         hull = {row["material_id"]: float(row["e_above_hull"] or "nan") for row in csv.DictReader(handle)}

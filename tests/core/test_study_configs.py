@@ -33,10 +33,12 @@ def test_arm_compares_with_the_bundled_run(path):
     assert parameters <= MAX_PARAMETERS, parameters
 
 
-def test_the_winners_longer_run_continues_the_wide_arm():
-    """Item 2 of the issue: the winner's longer run starts from the wide arm's weights, so its
-    network must be the wide arm's, on the same data and noise (checked above for every arm)."""
+def test_the_winners_longer_run_is_the_wide_arm_on_a_longer_schedule():
+    """Item 2 of the issue: the winner's longer run trains the wide arm's network on the same
+    data, noise and peak learning rate (checked above for every arm), only for longer, and from
+    scratch: it must not depend on weights in an ignored folder that a new checkout lacks."""
     longer, wide = load_config(CONFIGS / "study" / "mp20_csp_wide_long.yaml"), load_config(CONFIGS / "study" / "mp20_csp_wide.yaml")
-    assert longer.model == wide.model
-    assert longer.train.init_from == "runs/study_wide/generator.safetensors"
-    assert longer.train.max_steps > wide.train.max_steps and longer.train.learning_rate < wide.train.learning_rate
+    assert longer.model == wide.model and longer.diffusion == wide.diffusion and longer.data == wide.data
+    assert longer.train.init_from is None
+    assert longer.train.max_steps > 3 * wide.train.max_steps
+    assert longer.train.learning_rate == wide.train.learning_rate
