@@ -139,6 +139,9 @@ def run_ranked(targets: Sequence[Crystal], out_dir: Path, *, library, generator,
     done = {r["label"] for r in records}
     if len(done) != len(records):
         raise InputError(f"{path} records a target twice; targets need distinct labels")
+    optimizer = settings.relax.optimizer
+    if any(r.get("optimizer", "FIRE") != optimizer for r in records):  # records before the field: FIRE
+        raise InputError(f"{path} holds targets relaxed with another optimizer than {optimizer}: use another --out")
     from diffcrystal.potential.calculators import resolve_potential
 
     potential = resolve_potential(potential)  # loaded once for every target
@@ -155,6 +158,7 @@ def run_ranked(targets: Sequence[Crystal], out_dir: Path, *, library, generator,
                              num_atoms=given)
         record = target_record(target, prediction, time.perf_counter() - started, time.process_time() - cpu_started,
                                given)
+        record["optimizer"] = optimizer
         with path.open("a") as handle:
             handle.write(json.dumps(record) + "\n")
         records.append(record)

@@ -6,12 +6,14 @@ from __future__ import annotations
 import argparse
 import shlex
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 from diffcrystal.baselines import BASELINES
 from diffcrystal.cli.checks import at_least
 from diffcrystal.errors import InputError
 from diffcrystal.output_folder import check_no_earlier_output, fresh_folder
+from diffcrystal.potential.results import OPTIMIZERS
 
 EVALUATION_OUTPUTS = ("metrics.json",)
 """Files whose presence marks a folder holding an evaluation (never overwritten)."""
@@ -80,6 +82,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
                              "goes through templates, diffusion, relaxation and ranking; the top --k ranked "
                              "structures are scored (resumable: records.jsonl in --out)")
     parser.add_argument("--potential", default="sevennet-0", help="--ranked: relaxes and ranks (default sevennet-0)")
+    parser.add_argument("--optimizer", choices=OPTIMIZERS, default=None,
+                        help="--ranked: predict's relaxation optimizer, FIRE (default) or BFGS")
     parser.add_argument("--atom-count", action="store_true",
                         help="--ranked: tell predict each target cell's atom count too (`predict --atoms`), as the CSP "
                              "benchmarks pose the task; without it, the composition alone")
@@ -113,6 +117,8 @@ def check_arguments(args: argparse.Namespace) -> None:
         raise InputError("--atom-count tells predict the atom count: it goes with --ranked")
     if args.templates is not None and not args.ranked:
         raise InputError("--templates is predict's template table: it goes with --ranked")
+    if args.optimizer is not None and not args.ranked:
+        raise InputError("--optimizer is predict's relaxation optimizer: it goes with --ranked")
     if args.baseline is not None:
         for option, value in (("--corrector-step-lr", args.corrector_step_lr), ("--step-spacing", args.step_spacing),
                               ("--corrector-steps", args.corrector_steps), ("--device", args.device)):
@@ -147,6 +153,8 @@ def run_ranked_evaluation(args: argparse.Namespace) -> int:
     templates = Path(args.templates) if args.templates is not None else bundled_analogue_table(checkpoint)
     library = load_library(templates, checkpoint)
     settings = PredictSettings(seed=args.seed)
+    if args.optimizer is not None:
+        settings = replace(settings, relax=replace(settings.relax, optimizer=args.optimizer))
     extra = {"command": "diffcrystal " + shlex.join(sys.argv[1:]), "checkpoint": str(checkpoint),
              "checkpoint_sha256": file_sha256(checkpoint), "templates": str(templates),
              "templates_sha256": file_sha256(templates), "potential": args.potential, "offset": args.offset,

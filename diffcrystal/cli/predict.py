@@ -15,6 +15,7 @@ from pathlib import Path
 
 from diffcrystal.cli.funnel_options import add_funnel_arguments, funnel_from
 from diffcrystal.errors import InputError
+from diffcrystal.potential.results import OPTIMIZERS
 
 SOURCE_OPTIONS = {"template": "--templates-n", "analogue_diffusion": "--analogue-samples",
                   "free_diffusion": "--free-samples"}
@@ -61,7 +62,9 @@ def add_predict_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--fmax", type=float, default=PREDICT_FMAX_EV_A,
                         help=f"force threshold in eV/Å (default {PREDICT_FMAX_EV_A})")
     parser.add_argument("--steps", type=int, default=PREDICT_MAX_STEPS,
-                        help=f"FIRE step cap per candidate (default {PREDICT_MAX_STEPS})")
+                        help=f"optimizer step cap per candidate (default {PREDICT_MAX_STEPS})")
+    parser.add_argument("--optimizer", choices=OPTIMIZERS, default="FIRE",
+                        help="FIRE (default) or BFGS, on a Fréchet cell filter")
     add_funnel_arguments(parser)
     parser.add_argument("--distance-weight", type=float, default=DEFAULT_DISTANCE_WEIGHT_EV, metavar="EV",
                         help="ranking score: eV/atom per Mendeleev unit of analogue distance "
@@ -96,7 +99,8 @@ def settings_from(args: argparse.Namespace):
     if not args.fmax > 0:
         raise InputError(f"--fmax must be > 0 eV/Å, got {args.fmax}")
     return PredictSettings(counts=_counts(args), max_analogue_distance=args.max_analogue_distance,
-                           relax=RelaxSettings(fmax=args.fmax, max_steps=args.steps), funnel=funnel_from(args),
+                           relax=RelaxSettings(fmax=args.fmax, max_steps=args.steps, optimizer=args.optimizer),
+                           funnel=funnel_from(args),
                            score=RankingScore(distance_weight=args.distance_weight), seed=args.seed)
 
 

@@ -44,11 +44,11 @@ def add_relax_arguments(parser: argparse.ArgumentParser, suffix: str) -> None:
     parser.add_argument("--steps", type=int, default=DEFAULT_MAX_STEPS,
                         help="step cap per structure (default: %(default)s)")
     parser.add_argument("--optimizer", choices=OPTIMIZERS, default="FIRE",
-                        help="FIRE (default) or BFGS (ase engine only)")
+                        help="FIRE (default) or BFGS, ASE's, in either engine")
     parser.add_argument("--engine", choices=ENGINES, default=None,
                         help="batched: all structures at once, one batched potential call per "
-                             "FIRE step; ase: one ASE optimizer per structure over worker "
-                             f"processes (default: {DEFAULT_ENGINE} for FIRE, ase for BFGS)")
+                             "optimizer step; ase: one ASE optimizer per structure over worker "
+                             f"processes (default: {DEFAULT_ENGINE})")
     parser.add_argument("--prerelax", default=None, metavar="POTENTIAL",
                         help="relax first with this potential (a fitted student folder or model), "
                              "then finish with --potential")

@@ -1,10 +1,10 @@
-"""Batched relaxation: FIRE on a Fréchet cell filter for many crystals at once, in torch.
+"""Batched relaxation: FIRE or BFGS on a Fréchet cell filter for many crystals at once.
 
-The same relaxation as :func:`~diffcrystal.potential.relax.relax_atoms` (ASE ``FIRE`` on a
-``FrechetCellFilter`` at zero pressure, ASE 3.29), written over a batch of structures of mixed
-sizes so that each optimiser step needs **one batched potential call** for every structure still
-running. Each structure keeps its own FIRE state, convergence test, step count and explosion
-checks, and leaves the batch when it converges, explodes or reaches the step cap.
+The same relaxation as :func:`~diffcrystal.potential.relax.relax_atoms` (ASE ``FIRE`` or ``BFGS``
+on a ``FrechetCellFilter`` at zero pressure, ASE 3.29), written over a batch of structures of
+mixed sizes so that each optimiser step needs **one batched potential call** for every structure
+still running. Each structure keeps its own optimiser state, convergence test, step count and
+explosion checks, and leaves the batch when it converges, explodes or reaches the step cap.
 
 Degrees of freedom of a structure with ``N`` atoms, original cell ``L0`` (3, 3; rows a, b, c in
 Å) and current cell ``L = L0 Fᵀ`` (``F`` the deformation gradient):
@@ -12,7 +12,7 @@ Degrees of freedom of a structure with ``N`` atoms, original cell ``L0`` (3, 3; 
 - ``u = X F⁻ᵀ`` (N, 3): Cartesian positions ``X`` mapped back into the original cell, Å;
 - ``c = N log F`` (3, 3): the matrix log of the deformation, scaled by the cell factor ``N``
   (ASE's default ``exp_cell_factor``), so ``F = exp(c / N)``. (ASE's own variable is
-  ``N log(N F)``, larger by the constant ``N log(N) I``, which FIRE's updates never see.)
+  ``N log(N F)``, larger by the constant ``N log(N) I``, which neither optimiser's steps see.)
 
 Generalised forces (the negative gradient of the energy ``E`` in these variables):
 
@@ -30,6 +30,13 @@ A structure has converged when the largest row norm of ``(f_u; f_c)`` ((N + 3) r
 ``dt ← min(finc dt, dtmax)``, ``a ← fa a``; otherwise ``v ← 0``, ``a ← a_start``,
 ``dt ← fdec dt``. Then ``v ← v + dt g`` and the step ``dr = dt v`` is scaled down to length
 ``maxstep`` when longer (one norm over atoms and cell together).
+
+BFGS (ASE's defaults): each structure keeps a Hessian estimate ``H`` over its ``3(N + 3)``
+coordinates ``x = (u; c)``, ``H = α I`` (:data:`BFGS_ALPHA`) at the first step and then, with
+``s = x - x₀`` and ``y = g₀ - g`` (the change of the gradient ``-g``), unless ``s`` is below
+1e-7 everywhere, ``H ← H + y yᵀ / (s·y) - (H s)(H s)ᵀ / (s·H s)``. The step is
+``dx = Σ_k v_k (v_k·g) / |ω_k|`` over the eigenpairs ``(ω_k, v_k)`` of ``H``, scaled down to
+``maxstep`` when its longest row (an atom or a cell vector) is at least that long.
 
 The optimiser state lives in float64 on the CPU; the potential runs on ``device`` (its own dtype).
 Potentials are called through :meth:`~diffcrystal.potential.calculators.Potential.evaluator`
@@ -98,9 +105,16 @@ def _voigt_to_3x3(stress):
                         torch.stack([xz, yz, zz], -1)], -2)
 
 
+BFGS_ALPHA = 70.0
+"""Initial Hessian of BFGS, eV/Å² times the identity (ASE ``BFGS`` default ``alpha``)."""
+BFGS_MAX_STEP_A = 0.2
+"""Longest row of one BFGS step, Å (ASE ``BFGS`` default ``maxstep``)."""
+
+
 class _BatchState:
-    """FIRE state of B structures; per-atom tensors are concatenated, ``owner`` (sum N,) maps
-    each atom row to its structure."""
+    """Optimiser state of B structures; per-atom tensors are concatenated, ``owner`` (sum N,)
+    maps each atom row to its structure. FIRE's state is batched tensors, BFGS's one Hessian
+    per structure (NumPy, float64)."""
 
     def __init__(self, structures: Sequence):
         import torch
@@ -121,6 +135,9 @@ class _BatchState:
         self.downhill = torch.zeros(b, dtype=torch.long)  # ASE's Nsteps
         self.started = torch.zeros(b, dtype=torch.bool)  # ASE's vel is not None
         self.steps = np.zeros(b, dtype=int)
+        self.hessian: list[np.ndarray | None] = [None] * b  # BFGS, (3(N+3), 3(N+3)) eV/Å²
+        self.x0: list[np.ndarray | None] = [None] * b  # BFGS: coordinates of the last step
+        self.g0: list[np.ndarray | None] = [None] * b  # BFGS: generalised forces there
 
     def per_structure(self, atom_values):
         """Sum over each structure's atom rows: (sum N,) → (B,)."""
@@ -204,6 +221,34 @@ class _BatchState:
                              torch.ones_like(length))
         self.u = self.u + shrink[self.owner, None] * dr_atoms
         self.c = self.c + shrink[:, None, None] * dr_cell
+
+
+    def bfgs_step(self, f_u, f_c, moving) -> None:
+        """One ASE-BFGS step of each structure where ``moving`` (B,) bool is set."""
+        import torch
+
+        rows_u, rows_c = self.u.clone(), self.c.clone()
+        for j in torch.nonzero(moving).flatten().tolist():
+            atoms = slice(self.bounds[j], self.bounds[j + 1])
+            x = torch.cat([self.u[atoms], self.c[j]]).numpy().ravel()
+            g = torch.cat([f_u[atoms], f_c[j]]).numpy().ravel()
+            if self.hessian[j] is None:
+                self.hessian[j] = BFGS_ALPHA * np.eye(x.size)
+            else:
+                s, y = x - self.x0[j], self.g0[j] - g
+                if np.abs(s).max() >= 1e-7:
+                    hs = self.hessian[j] @ s
+                    self.hessian[j] += np.outer(y, y) / (s @ y) - np.outer(hs, hs) / (s @ hs)
+            self.x0[j], self.g0[j] = x, g.copy()
+            omega, vectors = np.linalg.eigh(self.hessian[j])
+            dx = (vectors @ (g @ vectors / np.abs(omega))).reshape(-1, 3)
+            longest = float(np.linalg.norm(dx, axis=1).max())
+            if longest >= BFGS_MAX_STEP_A:
+                dx *= BFGS_MAX_STEP_A / longest
+            step = torch.from_numpy(dx)
+            rows_u[atoms] += step[:-3]
+            rows_c[j] += step[-3:]
+        self.u, self.c = rows_u, rows_c
 
 
 def relax_batched(items: Sequence[tuple[str, object]], potential: Potential | str, settings: RelaxSettings,
@@ -298,7 +343,10 @@ def _relax_batched(items, potential: Potential, settings: RelaxSettings, progres
             bar.update(finished)
         if not bool(active.any()):
             break
-        state.fire_step(f_u, f_c, active.clone())
+        if settings.optimizer == "BFGS":
+            state.bfgs_step(f_u, f_c, active.clone())
+        else:
+            state.fire_step(f_u, f_c, active.clone())
         state.steps[active.numpy()] += 1
         bar.set_postfix(running=int(active.sum()), refresh=False)
     bar.close()

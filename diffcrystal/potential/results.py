@@ -42,12 +42,12 @@ OPTIMIZERS = ("FIRE", "BFGS")
 
 ENGINES = ("batched", "ase")
 """How a set is relaxed: ``batched`` — all structures in one process, one batched potential
-call per FIRE step (:mod:`~diffcrystal.potential.batched_relax`); ``ase`` — one ASE optimizer
-per structure over a process pool (the reference)."""
+call per optimizer step (:mod:`~diffcrystal.potential.batched_relax`); ``ase`` — one ASE
+optimizer per structure over a process pool (the reference)."""
 
 DEFAULT_ENGINE = "batched"
-"""Engine for FIRE when none is named (same verdicts as ``ase``; see docs/benchmarks.md);
-BFGS runs on ``ase``."""
+"""Engine when none is named (same verdicts as ``ase`` with either optimizer; see
+docs/benchmarks.md)."""
 
 Status = Literal["converged", "not_converged", "exploded", "failed", "pruned", "duplicate"]
 
@@ -60,9 +60,9 @@ TREND_WINDOW_STEPS = 50
 
 @dataclass(frozen=True)
 class RelaxSettings:
-    """How to relax: ``fmax`` (eV/Å), ``max_steps``, the ``optimizer`` (``FIRE``/``BFGS``; the
-    ``batched`` engine runs FIRE only), the ``engine`` (:data:`ENGINES`; ``None``:
-    :data:`DEFAULT_ENGINE` for FIRE, ``ase`` for BFGS) and ``prerelax``: a
+    """How to relax: ``fmax`` (eV/Å), ``max_steps``, the ``optimizer`` (``FIRE``/``BFGS``, ASE's,
+    in either engine), the ``engine`` (:data:`ENGINES`; ``None``: :data:`DEFAULT_ENGINE`) and
+    ``prerelax``: a
     potential (name or fitted-model path, typically a fast student) that relaxes every structure
     first, the main potential finishing from its result (``None``: no pre-relaxation)."""
 
@@ -80,11 +80,9 @@ class RelaxSettings:
         if self.optimizer not in OPTIMIZERS:
             raise InputError(f"unknown optimizer {self.optimizer!r}; valid: {', '.join(OPTIMIZERS)}")
         if self.engine is None:
-            object.__setattr__(self, "engine", DEFAULT_ENGINE if self.optimizer == "FIRE" else "ase")
+            object.__setattr__(self, "engine", DEFAULT_ENGINE)
         if self.engine not in ENGINES:
             raise InputError(f"unknown engine {self.engine!r}; valid: {', '.join(ENGINES)}")
-        if self.engine == "batched" and self.optimizer != "FIRE":
-            raise InputError(f"the batched engine runs FIRE only; use engine 'ase' for {self.optimizer}")
 
 
 @dataclass

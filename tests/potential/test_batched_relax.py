@@ -65,10 +65,11 @@ def assert_same_outcome(reference, batched):
         assert new.space_group == ref.space_group and new.max_force == pytest.approx(ref.max_force, abs=1e-6)
 
 
-def test_batched_matches_ase_on_emt():
+@pytest.mark.parametrize("optimizer", ["FIRE", "BFGS"])
+def test_batched_matches_ase_on_emt(optimizer):
     items = mixed_emt_set()
-    reference = relax_many(items, "emt", RelaxSettings(engine="ase"), workers=1, progress=False)
-    batched = relax_many(items, "emt", RelaxSettings(engine="batched"), workers=1, progress=False)
+    reference = relax_many(items, "emt", RelaxSettings(optimizer=optimizer, engine="ase"), workers=1, progress=False)
+    batched = relax_many(items, "emt", RelaxSettings(optimizer=optimizer, engine="batched"), workers=1, progress=False)
     assert_same_outcome(reference, batched)
     statuses = {r.label: r.status for r in batched}
     assert statuses["overlap"] == statuses["nan"] == "exploded" and statuses["missing"] == "failed"
@@ -79,9 +80,10 @@ def test_batched_matches_ase_on_emt():
             assert new.energy_per_atom == pytest.approx(ref.energy_per_atom, abs=1e-9)
 
 
-def test_step_cap_matches_ase():
+@pytest.mark.parametrize("optimizer", ["FIRE", "BFGS"])
+def test_step_cap_matches_ase(optimizer):
     items = [("l12", perturbed(cu3au_l12(), 5)), ("cu", perturbed(bulk("Cu", "fcc", a=3.5, cubic=True), 6))]
-    settings = {engine: RelaxSettings(max_steps=3, engine=engine) for engine in ("ase", "batched")}
+    settings = {engine: RelaxSettings(max_steps=3, optimizer=optimizer, engine=engine) for engine in ("ase", "batched")}
     reference = relax_many(items, "emt", settings["ase"], workers=1, progress=False)
     batched = relax_many(items, "emt", settings["batched"], workers=1, progress=False)
     assert_same_outcome(reference, batched)
@@ -157,17 +159,18 @@ def test_prerelax_then_finish():
 
 
 def test_settings_and_cli_reject_bad_engine_options(tmp_path, capsys):
-    with pytest.raises(InputError, match="FIRE only"):
-        RelaxSettings(optimizer="BFGS", engine="batched")
     with pytest.raises(InputError, match="engine"):
         RelaxSettings(engine="gpu")
-    assert RelaxSettings(optimizer="BFGS").engine == "ase" and RelaxSettings().engine == "batched"
+    with pytest.raises(InputError, match="optimizer"):
+        RelaxSettings(optimizer="LBFGS")
+    assert RelaxSettings(optimizer="BFGS").engine == "batched" and RelaxSettings().engine == "batched"
     (tmp_path / "cu.cif").write_text("")
     code = main(["relax", str(tmp_path / "cu.cif"), "--potential", "emt", "--optimizer", "BFGS",
-                 "--engine", "batched", "--out", str(tmp_path / "out")])
+                 "--fmax", "-1", "--out", str(tmp_path / "out")])
     assert code == 1
     message = capsys.readouterr().err.strip()
-    assert "FIRE only" in message and "\n" not in message
+    assert "fmax must be a positive number" in message and "\n" not in message
+    assert not (tmp_path / "out").exists()
 
 
 def test_prerelax_potential_is_checked_before_relaxing():

@@ -49,6 +49,16 @@ def test_predict_writes_the_ranked_answer_and_resumes(tmp_path, table, capsys):
     assert "another settings" in capsys.readouterr().err
     assert main(BASE + ["--templates", str(table), "--out", str(out), "--resume", "--atoms", "4"]) == 1
     assert "another num atoms" in capsys.readouterr().err
+    assert main(BASE + ["--templates", str(table), "--out", str(out), "--resume", "--optimizer", "BFGS"]) == 1
+    assert "another settings" in capsys.readouterr().err
+    assert record["settings"]["relax"]["optimizer"] == "FIRE"
+
+
+def test_predict_relaxes_with_bfgs_when_asked(tmp_path, table):
+    out = tmp_path / "CuAu"
+    assert main(BASE + ["--templates", str(table), "--out", str(out), "--optimizer", "BFGS"]) == 0
+    assert json.loads((out / "run.json").read_text())["settings"]["relax"]["optimizer"] == "BFGS"
+    assert rows(out / "ranked.csv")[0]["matches_known"] == "L10-CuAu"
 
 
 @pytest.mark.parametrize("extra, message", [

@@ -103,3 +103,14 @@ def test_evaluate_ranked_with_the_atom_count_end_to_end(tmp_path, capsys):
     assert main(["evaluate", "--checkpoint", "mp20_csp", "--data", str(data), "--atom-count", "--out",
                  str(tmp_path / "x")]) == 1
     assert "--atom-count" in capsys.readouterr().err
+    # the records name their optimizer, and a resume with another one is refused
+    assert [r["optimizer"] for r in records] == ["FIRE", "FIRE"]
+    assert main(base + ["--atom-count", "--optimizer", "BFGS"]) == 1
+    assert "holds targets relaxed with another optimizer than BFGS" in capsys.readouterr().err
+    bfgs = tmp_path / "ranked_bfgs"
+    assert main(base[:-1] + [str(bfgs), "--atom-count", "--optimizer", "BFGS"]) == 0
+    capsys.readouterr()
+    assert [json.loads(line)["optimizer"] for line in (bfgs / "records.jsonl").read_text().splitlines()] == ["BFGS"] * 2
+    assert main(["evaluate", "--checkpoint", "mp20_csp", "--data", str(data), "--optimizer", "BFGS", "--out",
+                 str(tmp_path / "y")]) == 1
+    assert "--optimizer" in capsys.readouterr().err
