@@ -6,11 +6,11 @@ coordinates rounded) — rattled (Gaussian, ``--rattle`` Å), strained (symmetri
 oxygen moved to the a axis, so the batch holds several distinct crystals.
 
     python scripts/benchmark_relax.py --n 100 --workers 2 --potential sevennet-0 \
-        [--engines batched ase] [--prerelax runs/student] [--calls 20] [--out bench/]
+        [--engines batched ase] [--optimizer FIRE|BFGS] [--prerelax runs/student] [--calls 20] [--out bench/]
 
 For each engine (``--engines``; and ``batched`` with ``--prerelax STUDENT`` when given),
 ``runs.<name>.wall_s`` times :func:`diffcrystal.potential.relax_and_rank` end to end (reading
-CIFs, process start-up and model loading, relaxing, deduplicating, writing) and ``cpu_s`` the
+CIFs, process start-up and model loading, relaxing every candidate (no merging of duplicates), writing) and ``cpu_s`` the
 CPU time of this process and its workers together; on a shared machine
 ``cpu_s / workers`` estimates the wall time with the cores to oneself. ``comparison`` gives
 the ASE / batched ratios, whether every structure got the same verdict, and the largest
@@ -132,7 +132,8 @@ def relax_run(inputs: Path, out: Path, potential: str, settings, workers: int):
     from diffcrystal.potential import relax_and_rank
 
     cpu_before, start = cpu_seconds(), time.perf_counter()
-    ranking = relax_and_rank([inputs], out, potential, settings, workers=workers, progress=False)
+    ranking = relax_and_rank([inputs], out, potential, settings, workers=workers, progress=False,
+                             merge_duplicates=False)  # every candidate relaxed: the engines are compared per structure
     wall = time.perf_counter() - start
     cpu = cpu_seconds() - cpu_before
     statuses: dict = {}
@@ -161,6 +162,7 @@ def compare(first, second) -> dict:
     lattice = max((float(np.max(np.abs(a.atoms.cell.cellpar()[:3] / b.atoms.cell.cellpar()[:3] - 1)))
                    for a, b in both), default=float("nan"))
     return {"same_verdicts": same_verdict,
+            "same_step_counts": f"{sum(a.steps == b.steps for a, b in zip(first.results, second.results))} of {len(first.results)}",
             "max_energy_difference_meV_atom": round(1e3 * energy, 4) if both else None,
             "max_lattice_difference_percent": round(100 * lattice, 4) if both else None,
             # the same distinct crystals (groups of candidates) in the same order; the member
@@ -183,6 +185,7 @@ def main() -> None:
     parser.add_argument("--chunk-atoms", type=int, nargs="*", default=None,
                         help="atoms per batched call to time (default: each evaluator's own)")
     parser.add_argument("--steps", type=int, default=500)
+    parser.add_argument("--optimizer", choices=("FIRE", "BFGS"), default="FIRE", help="for every run (default FIRE)")
     parser.add_argument("--fmax", type=float, default=0.02)
     parser.add_argument("--rattle", type=float, default=0.1)
     parser.add_argument("--strain", type=float, default=0.04)
@@ -199,17 +202,17 @@ def main() -> None:
     structures = candidates(args.n, args.rattle, args.strain, args.seed)
     report: dict = {"n": args.n, "atoms_per_candidate": len(structures[0]), "workers": args.workers,
                     "cores_available": available_cores(), "potential": args.potential,
-                    "fmax": args.fmax, "max_steps": args.steps}
+                    "fmax": args.fmax, "max_steps": args.steps, "optimizer": args.optimizer}
     out = args.out or Path(tempfile.mkdtemp(prefix="benchmark_relax_"))
     if not args.skip_relax:
         inputs = out / "candidates"
         inputs.mkdir(parents=True, exist_ok=True)
         for i, atoms in enumerate(structures):
             write(inputs / f"ybco-{i:03d}.cif", atoms)
-        runs = [(engine, RelaxSettings(fmax=args.fmax, max_steps=args.steps, engine=engine))
+        runs = [(engine, RelaxSettings(fmax=args.fmax, max_steps=args.steps, optimizer=args.optimizer, engine=engine))
                 for engine in args.engines]
         if args.prerelax:
-            runs.append(("batched_prerelax", RelaxSettings(fmax=args.fmax, max_steps=args.steps,
+            runs.append(("batched_prerelax", RelaxSettings(fmax=args.fmax, max_steps=args.steps, optimizer=args.optimizer,
                                                            engine="batched", prerelax=args.prerelax)))
         report["runs"], rankings = {}, {}
         for name, settings in runs:
