@@ -62,6 +62,10 @@ from diffcrystal.potential.results import (
 from diffcrystal.potential.threads import limited_threads
 from diffcrystal.potential.trajectory import TrajectoryRecorder, trajectory_path
 
+BFGS_ALPHA = 70.0
+"""Initial Hessian of BFGS, eV/Å² times the identity (ASE ``BFGS`` default ``alpha``)."""
+BFGS_MAX_STEP_A = 0.2
+"""Longest row of one BFGS step, Å (ASE ``BFGS`` default ``maxstep``)."""
 FIRE_DT = 0.1
 """Initial FIRE time step (ASE ``FIRE`` default ``dt``)."""
 FIRE_DT_MAX = 1.0
@@ -103,12 +107,6 @@ def _voigt_to_3x3(stress):
     xx, yy, zz, yz, xz, xy = stress.unbind(-1)
     return torch.stack([torch.stack([xx, xy, xz], -1), torch.stack([xy, yy, yz], -1),
                         torch.stack([xz, yz, zz], -1)], -2)
-
-
-BFGS_ALPHA = 70.0
-"""Initial Hessian of BFGS, eV/Å² times the identity (ASE ``BFGS`` default ``alpha``)."""
-BFGS_MAX_STEP_A = 0.2
-"""Longest row of one BFGS step, Å (ASE ``BFGS`` default ``maxstep``)."""
 
 
 class _BatchState:
