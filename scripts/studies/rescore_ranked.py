@@ -1,7 +1,8 @@
 """Re-score ranked-evaluation records without relaxing again: the default score, energy alone,
 the ranking without structures only diffusion samples reached, other weights (``--weights``),
-the share of targets some ranked structure matches (what any ranking can reach), and @1 by the
-target's energy above the hull ("Ranked prediction", its paragraph "What this says"):
+the share of targets some ranked structure matches (what any ranking can reach), @1 by the
+target's energy above the hull ("Ranked prediction", its paragraph "What this says"), and the
+mean potential steps and CPU seconds per target:
 
     python scripts/studies/rescore_ranked.py benchmarks/ranked_atoms_mp20_every15_176/records.jsonl.gz \\
         --data ../shared/data/mp_20/test.csv
@@ -48,7 +49,8 @@ def main(argv: list[str] | None = None) -> int:
     with open(args.data, newline="") as handle:
         hull = {row["material_id"]: float(row["e_above_hull"] or "nan") for row in csv.DictReader(handle)}
     only_templates = [dict(r, ranked=[e for e in r["ranked"] if "template" in e["sources"]]) for r in records]
-    print(f"{len(records)} targets")
+    print(f"{len(records)} targets; per target {sum(r['relax_steps'] for r in records) / len(records):.1f} potential "
+          f"steps and {sum(r['cpu_seconds'] for r in records) / len(records):.1f} CPU s (mean)")
     for name, chosen, score in (("default score", records, RankingScore()),
                                 ("energy alone", records, RankingScore(0.0, 8.0, 0.0, 0.0, 0.0)),
                                 ("without diffusion-only structures", only_templates, RankingScore()),

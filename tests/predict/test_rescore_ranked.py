@@ -39,7 +39,10 @@ def test_targets_of_scores_the_shared_targets_only(tmp_path, capsys):
     restricted = _scores(capsys, RECORDS, "--targets-of", other)
     direct = _scores(capsys, every_other)
     assert restricted == direct
-    assert restricted[0] == f"{len(records[::2])} targets" and len(records[::2]) < len(records)
+    chosen = records[::2]
+    steps = sum(r["relax_steps"] for r in chosen) / len(chosen)
+    assert restricted[0].startswith(f"{len(chosen)} targets; per target {steps:.1f} potential steps")
+    assert len(chosen) < len(records)
 
 
 def test_targets_of_with_no_shared_target_is_an_error(tmp_path):
