@@ -83,7 +83,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
                              "structures are scored (resumable: records.jsonl in --out)")
     parser.add_argument("--potential", default="sevennet-0", help="--ranked: relaxes and ranks (default sevennet-0)")
     parser.add_argument("--optimizer", choices=OPTIMIZERS, default=None,
-                        help="--ranked: predict's relaxation optimizer, FIRE (default) or BFGS")
+                        help="--ranked: predict's relaxation optimizer (default: predict's, BFGS; "
+                             "records written before it was recorded were relaxed with FIRE)")
     parser.add_argument("--atom-count", action="store_true",
                         help="--ranked: tell predict each target cell's atom count too (`predict --atoms`), as the CSP "
                              "benchmarks pose the task; without it, the composition alone")

@@ -40,7 +40,7 @@ def add_predict_arguments(parser: argparse.ArgumentParser) -> None:
     device), shared by ``predict`` and ``screen``; read back with :func:`settings_from`."""
     from diffcrystal.analogues import DEFAULT_MAX_ANALOGUE_DISTANCE
     from diffcrystal.candidates import DEFAULT_COUNTS
-    from diffcrystal.prediction import PREDICT_FMAX_EV_A, PREDICT_MAX_STEPS
+    from diffcrystal.prediction import PREDICT_FMAX_EV_A, PREDICT_MAX_STEPS, PREDICT_OPTIMIZER
     from diffcrystal.ranking import DEFAULT_DISTANCE_WEIGHT_EV
 
     parser.add_argument("--checkpoint", default=None, help="CSP generator: a file or bundled name (default mp20_csp)")
@@ -63,8 +63,8 @@ def add_predict_arguments(parser: argparse.ArgumentParser) -> None:
                         help=f"force threshold in eV/Å (default {PREDICT_FMAX_EV_A})")
     parser.add_argument("--steps", type=int, default=PREDICT_MAX_STEPS,
                         help=f"optimizer step cap per candidate (default {PREDICT_MAX_STEPS})")
-    parser.add_argument("--optimizer", choices=OPTIMIZERS, default="FIRE",
-                        help="FIRE (default) or BFGS, on a Fréchet cell filter")
+    parser.add_argument("--optimizer", choices=OPTIMIZERS, default=PREDICT_OPTIMIZER,
+                        help=f"BFGS or FIRE, on a Fréchet cell filter (default {PREDICT_OPTIMIZER})")
     add_funnel_arguments(parser)
     parser.add_argument("--distance-weight", type=float, default=DEFAULT_DISTANCE_WEIGHT_EV, metavar="EV",
                         help="ranking score: eV/atom per Mendeleev unit of analogue distance "

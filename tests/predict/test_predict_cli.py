@@ -49,15 +49,15 @@ def test_predict_writes_the_ranked_answer_and_resumes(tmp_path, table, capsys):
     assert "another settings" in capsys.readouterr().err
     assert main(BASE + ["--templates", str(table), "--out", str(out), "--resume", "--atoms", "4"]) == 1
     assert "another num atoms" in capsys.readouterr().err
-    assert main(BASE + ["--templates", str(table), "--out", str(out), "--resume", "--optimizer", "BFGS"]) == 1
+    assert main(BASE + ["--templates", str(table), "--out", str(out), "--resume", "--optimizer", "FIRE"]) == 1
     assert "another settings" in capsys.readouterr().err
-    assert record["settings"]["relax"]["optimizer"] == "FIRE"
+    assert record["settings"]["relax"]["optimizer"] == "BFGS"  # predict's default
 
 
-def test_predict_relaxes_with_bfgs_when_asked(tmp_path, table):
+def test_predict_relaxes_with_fire_when_asked(tmp_path, table):
     out = tmp_path / "CuAu"
-    assert main(BASE + ["--templates", str(table), "--out", str(out), "--optimizer", "BFGS"]) == 0
-    assert json.loads((out / "run.json").read_text())["settings"]["relax"]["optimizer"] == "BFGS"
+    assert main(BASE + ["--templates", str(table), "--out", str(out), "--optimizer", "FIRE"]) == 0
+    assert json.loads((out / "run.json").read_text())["settings"]["relax"]["optimizer"] == "FIRE"
     assert rows(out / "ranked.csv")[0]["matches_known"] == "L10-CuAu"
 
 

@@ -103,14 +103,24 @@ def test_evaluate_ranked_with_the_atom_count_end_to_end(tmp_path, capsys):
     assert main(["evaluate", "--checkpoint", "mp20_csp", "--data", str(data), "--atom-count", "--out",
                  str(tmp_path / "x")]) == 1
     assert "--atom-count" in capsys.readouterr().err
-    # the records name their optimizer, and a resume with another one is refused
-    assert [r["optimizer"] for r in records] == ["FIRE", "FIRE"]
-    assert main(base + ["--atom-count", "--optimizer", "BFGS"]) == 1
-    assert "holds targets relaxed with another optimizer than BFGS" in capsys.readouterr().err
-    bfgs = tmp_path / "ranked_bfgs"
-    assert main(base[:-1] + [str(bfgs), "--atom-count", "--optimizer", "BFGS"]) == 0
+    # the records name their optimizer (predict's default), and a resume with another one is refused
+    assert [r["optimizer"] for r in records] == ["BFGS", "BFGS"]
+    assert main(base + ["--atom-count", "--optimizer", "FIRE"]) == 1
+    assert "holds targets relaxed with another optimizer than FIRE" in capsys.readouterr().err
+    fire = tmp_path / "ranked_fire"
+    assert main(base[:-1] + [str(fire), "--atom-count", "--optimizer", "FIRE"]) == 0
     capsys.readouterr()
-    assert [json.loads(line)["optimizer"] for line in (bfgs / "records.jsonl").read_text().splitlines()] == ["BFGS"] * 2
+    assert [json.loads(line)["optimizer"] for line in (fire / "records.jsonl").read_text().splitlines()] == ["FIRE"] * 2
+    # records from before the field were relaxed with FIRE: resuming them needs --optimizer FIRE
+    legacy = tmp_path / "ranked_legacy"
+    legacy.mkdir()
+    (legacy / "records.jsonl").write_text("".join(
+        json.dumps({k: v for k, v in json.loads(line).items() if k != "optimizer"}) + "\n"
+        for line in (fire / "records.jsonl").read_text().splitlines()))
+    assert main(base[:-1] + [str(legacy), "--atom-count"]) == 1
+    assert "another optimizer than BFGS" in capsys.readouterr().err
+    assert main(base[:-1] + [str(legacy), "--atom-count", "--optimizer", "FIRE"]) == 0
+    capsys.readouterr()
     assert main(["evaluate", "--checkpoint", "mp20_csp", "--data", str(data), "--optimizer", "BFGS", "--out",
                  str(tmp_path / "y")]) == 1
     assert "--optimizer" in capsys.readouterr().err
