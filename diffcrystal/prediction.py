@@ -59,8 +59,8 @@ PREDICT_MAX_STEPS = 200
 """Step cap of ``predict``'s relaxations (optimizer steps in all, stages included)."""
 
 PREDICT_OPTIMIZER = "BFGS"
-"""Optimizer of ``predict``'s relaxations. On the same 43 MP-20 test targets (every 30th, atom
-count given) BFGS took 8 % fewer potential steps than FIRE and matched the target at @1 in 2 more
+"""Optimizer of ``predict``'s relaxations. On the same 64 MP-20 test targets (every 30th, atom
+count given) BFGS took 7 % fewer potential steps than FIRE and matched the target at @1 in 2 more
 and at @5 in 1 more, in none fewer (docs/benchmarks.md, "FIRE or BFGS")."""
 
 
