@@ -172,6 +172,7 @@ class Generator:
             num_steps=num_steps,
             generator=generator,
             corrector_steps=self.experiment.sampling.corrector_steps,
+            corrector_min_t=self.experiment.sampling.corrector_min_t,
             progress=progress,
             project=constraint,
             start=start,

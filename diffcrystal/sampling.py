@@ -60,6 +60,7 @@ RESUME_OPTIONS = {
     "n": "--n",
     "num_steps": "--steps",
     "corrector_steps": "--corrector-steps",
+    "corrector_min_t": "--corrector-min-t",
     "batch_size": "--batch-size",
     "spacegroup": "--spacegroup",
     "wyckoff": "--wyckoff",
@@ -67,6 +68,10 @@ RESUME_OPTIONS = {
     "max_analogue_distance": "--max-analogue-distance",
 }
 """Fields of ``run.json`` a resumed run must share with the original, and their options."""
+
+SAMPLER_DEFAULTS = {"corrector_steps": None, "corrector_min_t": 0}
+"""Sampler settings a ``run.json`` written before their option lacks: read from its recorded
+config, or (when the config predates the setting too) the value the sampler then used."""
 
 
 @dataclass
@@ -303,8 +308,8 @@ def _resume_differences(previous: dict, current: dict) -> list[str]:
     differences = []
     for key, option in RESUME_OPTIONS.items():
         old, new = previous.get(key), current.get(key)
-        if key == "corrector_steps" and old is None:  # run.json from before the option: its config
-            old = previous.get("experiment", {}).get("sampling", {}).get("corrector_steps")
+        if key in SAMPLER_DEFAULTS and old is None:  # run.json from before the option: its config
+            old = previous.get("experiment", {}).get("sampling", {}).get(key, SAMPLER_DEFAULTS[key])
         if key == "checkpoint_sha256" and old != new:  # name the files, not their hashes
             differences.append(f"{option} {current.get('checkpoint')} (the run used {previous.get('checkpoint')}, "
                                "a different file)")
@@ -424,6 +429,7 @@ def sample_to_folder(
         "n": n,
         "num_steps": num_steps,
         "corrector_steps": generator.experiment.sampling.corrector_steps,
+        "corrector_min_t": generator.experiment.sampling.corrector_min_t,
         "batch_size": batch_size,
         "seed": seed,
         "validity_checks": list(VALIDITY_CHECKS[generator.mode]),

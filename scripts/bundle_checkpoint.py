@@ -1,13 +1,13 @@
 """Copy a trained generator into ``checkpoints/`` and register it in the manifest.
 
     python scripts/bundle_checkpoint.py runs/perov5_csp/generator.safetensors --mode csp [--default] \
-        [--corrector-step-lr 5e-6] [--num-steps 100] [--corrector-steps 5]
+        [--corrector-step-lr 5e-6] [--num-steps 100] [--corrector-steps 5] [--corrector-min-t 20]
 
 The file is first loaded (format and weight hash checked), then copied to
 ``checkpoints/<config name>.safetensors``; ``checkpoints/manifest.json`` records it under
 that name with its SHA-256 (checked before every use) and, with ``--default``, makes it the
 model used when no ``--checkpoint`` is given for its mode. ``--corrector-step-lr``,
-``--num-steps`` and ``--corrector-steps`` replace sampler defaults recorded in the config
+``--num-steps``, ``--corrector-steps`` and ``--corrector-min-t`` replace sampler defaults recorded in the config
 (sampling-time settings, e.g. ones tuned with ``scripts/tune_corrector.py``); the weights are
 unchanged, and a bundled file may be rebundled in place this way. Prints the model-card facts
 (data, steps, wall time, hardware, hash) for ``checkpoints/README.md``.
@@ -38,6 +38,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--num-steps", type=int, metavar="K", help="record K predictor steps as the sampler default")
     parser.add_argument("--corrector-steps", type=int, metavar="C",
                         help="record C corrector steps per predictor step as the sampler default")
+    parser.add_argument("--corrector-min-t", type=int, metavar="T",
+                        help="record T as the timestep at and below which the sampler runs no corrector")
     args = parser.parse_args(argv)
 
     tensors, config = load_checkpoint(args.generator)
@@ -49,7 +51,8 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit(f"{args.generator} is {size_mb:.1f} MB; bundled checkpoints stay under {MAX_BUNDLED_MB} MB")
     target = BUNDLED_DIR / f"{experiment['name']}.safetensors"
     sampling = {key: value for key, value in (("num_steps", args.num_steps),
-                                              ("corrector_steps", args.corrector_steps)) if value is not None}
+                                              ("corrector_steps", args.corrector_steps),
+                                              ("corrector_min_t", args.corrector_min_t)) if value is not None}
     if args.corrector_step_lr is None and not sampling:
         if not (target.exists() and target.samefile(args.generator)):
             shutil.copyfile(args.generator, target)

@@ -31,7 +31,7 @@ from diffcrystal.metrics.rmse_histogram import RMSE_HISTOGRAM_PNG, write_rmse_hi
 PROTOCOL_KEYS = (
     "method", "test_data", "primitive_targets", "num_steps", "k", "checkpoint_sha256", "train_data",
     "spacegroup_from_target", "spacegroup_from_analogues", "analogue_train_data",
-    "refine_analogues_from_timestep", "corrector_step_lr", "corrector_steps", "step_spacing",
+    "refine_analogues_from_timestep", "corrector_step_lr", "corrector_steps", "corrector_min_t", "step_spacing",
 )
 """Keys of a run's ``extra`` record that must agree between chunks (a sampler setting is recorded
 only when it overrides the checkpoint's, whose hash stands for the rest)."""

@@ -46,6 +46,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--corrector-steps", type=int, metavar="C",
                         help="Langevin corrector steps per predictor step, each one more denoiser call (default: "
                         "the checkpoint's; recorded in metrics.json when given)")
+    parser.add_argument("--corrector-min-t", type=int, metavar="T",
+                        help="run the Langevin corrector only at timesteps t > T, leaving the lowest-noise steps "
+                        "to the predictor (default: the checkpoint's; recorded in metrics.json when given)")
     parser.add_argument("--limit", type=int, help="use only the first M test structures (after --offset)")
     parser.add_argument("--offset", type=int, default=0,
                         help="skip the first M test structures: score a test set in chunks, then merge "
@@ -122,7 +125,8 @@ def check_arguments(args: argparse.Namespace) -> None:
         raise InputError("--optimizer is predict's relaxation optimizer: it goes with --ranked")
     if args.baseline is not None:
         for option, value in (("--corrector-step-lr", args.corrector_step_lr), ("--step-spacing", args.step_spacing),
-                              ("--corrector-steps", args.corrector_steps), ("--device", args.device)):
+                              ("--corrector-steps", args.corrector_steps), ("--corrector-min-t", args.corrector_min_t),
+                              ("--device", args.device)):
             if value is not None:
                 raise InputError(f"{option} is a sampler setting; a --baseline samples nothing")
 
@@ -197,7 +201,8 @@ def run(args: argparse.Namespace) -> int:
         generator = Generator.from_checkpoint(checkpoint, device=resolve_device(args.device or "auto"))
         if args.corrector_step_lr is not None:
             generator.set_corrector_step_lr(args.corrector_step_lr)
-        sampling = {"step_spacing": args.step_spacing, "corrector_steps": args.corrector_steps}
+        sampling = {"step_spacing": args.step_spacing, "corrector_steps": args.corrector_steps,
+                    "corrector_min_t": args.corrector_min_t}
         generator.set_sampling(**{key: value for key, value in sampling.items() if value is not None})
         if generator.mode == "denovo" and not train_data:  # novelty against the model's own data
             try:
@@ -232,6 +237,7 @@ def run(args: argparse.Namespace) -> int:
             **({} if args.corrector_step_lr is None else {"corrector_step_lr": args.corrector_step_lr}),
             **({} if args.step_spacing is None else {"step_spacing": args.step_spacing}),
             **({} if args.corrector_steps is None else {"corrector_steps": args.corrector_steps}),
+            **({} if args.corrector_min_t is None else {"corrector_min_t": args.corrector_min_t}),
         },
         progress=not args.quiet,
     )

@@ -245,6 +245,9 @@ class SamplingConfig:
     corrector_steps: int = 1
     """Langevin corrector steps on the coordinates per predictor step (each costs one
     denoiser call)."""
+    corrector_min_t: int = 0
+    """The corrector runs only at steps from a timestep t > this; the steps at and below it are
+    the predictor's alone (0: the corrector runs at every step)."""
     step_spacing: float = 1.0
     """ρ > 0 of the timestep grid ``t_k = T (1 - k/K)^ρ``: 1 spaces the steps evenly, larger
     values put more of them at low noise, smaller at high noise
@@ -253,6 +256,7 @@ class SamplingConfig:
     def __post_init__(self) -> None:
         _require(self.num_steps >= 1, "sampling.num_steps", self.num_steps, ">= 1")
         _require(self.corrector_steps >= 0, "sampling.corrector_steps", self.corrector_steps, ">= 0")
+        _require(self.corrector_min_t >= 0, "sampling.corrector_min_t", self.corrector_min_t, ">= 0")
         _require(math.isfinite(self.step_spacing) and self.step_spacing > 0, "sampling.step_spacing",
                  self.step_spacing, "a finite number > 0")
 

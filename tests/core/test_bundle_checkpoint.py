@@ -52,14 +52,14 @@ def test_rebundling_in_place_records_sampler_steps_and_keeps_the_rest(tmp_path, 
     script.main([str(tiny_generators["csp"]), "--mode", "csp"])
     bundled = tmp_path / next(iter(json.loads((tmp_path / "manifest.json").read_text())["models"].values()))["file"]
     before = load_checkpoint(bundled)
-    script.main([str(bundled), "--mode", "csp", "--corrector-steps", "5", "--num-steps", "50"])
+    script.main([str(bundled), "--mode", "csp", "--corrector-steps", "5", "--num-steps", "50", "--corrector-min-t", "20"])
     entry = next(iter(json.loads((tmp_path / "manifest.json").read_text())["models"].values()))
     assert entry["sha256"] == file_sha256(bundled)
     sampling = Generator.from_checkpoint(bundled).experiment.sampling
-    assert (sampling.corrector_steps, sampling.num_steps) == (5, 50)
+    assert (sampling.corrector_steps, sampling.num_steps, sampling.corrector_min_t) == (5, 50, 20)
     after = load_checkpoint(bundled)
     assert all(torch.equal(before[0][key], after[0][key]) for key in before[0])
-    before[1]["experiment"]["sampling"].update(corrector_steps=5, num_steps=50)
+    before[1]["experiment"]["sampling"].update(corrector_steps=5, num_steps=50, corrector_min_t=20)
     assert after[1] == before[1]
     script.main([str(bundled), "--mode", "csp"])  # nothing to change: the file stays as it is
     assert file_sha256(bundled) == entry["sha256"]
@@ -73,6 +73,8 @@ def test_bundle_refuses_a_wrong_mode_or_a_negative_step(tmp_path, monkeypatch, t
         script.main([str(tiny_generators["csp"]), "--mode", "csp", "--corrector-step-lr=-1"])
     with pytest.raises(SystemExit, match=r"sampling.corrector_steps: -1; expected >= 0"):
         script.main([str(tiny_generators["csp"]), "--mode", "csp", "--corrector-steps=-1"])
+    with pytest.raises(SystemExit, match=r"sampling.corrector_min_t: -1; expected >= 0"):
+        script.main([str(tiny_generators["csp"]), "--mode", "csp", "--corrector-min-t=-1"])
     with pytest.raises(SystemExit, match=r"sampling.num_steps: 0; expected >= 1"):
         script.main([str(tiny_generators["csp"]), "--mode", "csp", "--num-steps=0"])
     assert not (tmp_path / "manifest.json").exists()

@@ -190,6 +190,7 @@ def interrupted_run(tmp_path_factory, tiny_generators):
         (["--composition", "CsCl"], "--composition CsCl (the run used NaCl)"),
         (["--steps", "5"], "--steps 5 (the run used 6)"),
         (["--corrector-steps", "3"], "--corrector-steps 3 (the run used 1)"),
+        (["--corrector-min-t", "20"], "--corrector-min-t 20 (the run used 0)"),
         (["--checkpoint", "perov5_csp"], "perov5_csp.safetensors (the run used"),
     ],
 )
@@ -225,6 +226,36 @@ def test_corrector_steps_are_applied_recorded_and_checked(tmp_path, tiny_generat
     err = capsys.readouterr().err
     assert "invalid config value sampling.corrector_steps: -1; expected >= 0" in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "bad").exists()
+
+
+def test_corrector_min_t_is_applied_recorded_and_checked(tmp_path, tiny_generators, capsys):
+    out = tmp_path / "o"
+    assert run_sample(tiny_generators["csp"], out, "--composition", "NaCl", "--n", "2", "--corrector-min-t", "20") == 0
+    assert "+ 1 corrector step each above t = 20" in capsys.readouterr().out
+    run = json.loads((out / "run.json").read_text())
+    assert run["corrector_min_t"] == 20 and run["experiment"]["sampling"]["corrector_min_t"] == 20
+    assert run_sample(tiny_generators["csp"], tmp_path / "bad", "--composition", "NaCl", "--n", "1",
+                      "--corrector-min-t", "-5") == 1
+    err = capsys.readouterr().err
+    assert "invalid config value sampling.corrector_min_t: -5; expected >= 0" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "bad").exists()
+
+
+def test_resume_of_a_run_recorded_before_corrector_min_t_ran_the_corrector_at_every_step(
+        tmp_path, tiny_generators, interrupted_run, capsys, monkeypatch):
+    import shutil
+
+    out = shutil.copytree(interrupted_run, tmp_path / "o")
+    run = json.loads((out / "run.json").read_text())
+    del run["corrector_min_t"], run["experiment"]["sampling"]["corrector_min_t"]  # as written before the setting
+    (out / "run.json").write_text(json.dumps(run))
+    never_sample(monkeypatch)
+    arguments = RESUMED + ["--out", str(out), "--quiet", "--resume", "--checkpoint", str(tiny_generators["csp"]),
+                           "--steps", STEPS]
+    assert main(["sample", *arguments, "--corrector-min-t", "10"]) == 1
+    assert "--corrector-min-t 10 (the run used 0)" in capsys.readouterr().err
+    with pytest.raises(AssertionError, match="sampling started"):  # accepted: 0 is what the old run used
+        main(["sample", *arguments])
 
 
 def test_resume_of_a_run_recorded_before_corrector_steps_reads_them_from_its_config(

@@ -256,3 +256,45 @@ def test_a_start_needs_the_fields_in_the_template():
     template = make_template([1], torch.ones(1, dtype=torch.long))
     with pytest.raises(ValueError, match="needs 'lattice' in the template"):
         sample(joint, ExactToyDenoiser(joint), template, num_steps=1, generator=torch.Generator(), start=10)
+
+
+class TimeRecordingDenoiser(ExactToyDenoiser):
+    """The exact toy denoiser, recording the timestep of every call."""
+
+    def __init__(self, joint):
+        super().__init__(joint)
+        self.timesteps = []
+
+    def __call__(self, batch):
+        self.timesteps.append(round(float(batch[keys.TIME][0]) * self.joint.num_timesteps))
+        return super().__call__(batch)
+
+
+def test_corrector_runs_only_above_corrector_min_t():
+    joint = build_joint_diffusion(DiffusionConfig(mode="csp"))
+    template = make_template([2, 3], torch.tensor([8, 8, 22, 38, 8]))
+    den = TimeRecordingDenoiser(joint)
+    sample(joint, den, template, num_steps=4, corrector_steps=2, corrector_min_t=500,
+           generator=torch.Generator().manual_seed(0))
+    # grid 1000, 750, 500, 250 -> 0: two corrector calls and the predictor's at t > 500, the predictor's alone below
+    assert den.timesteps == [1000, 1000, 1000, 750, 750, 750, 500, 250]
+
+
+def test_corrector_min_t_at_or_above_the_start_is_plain_ancestral_sampling():
+    joint = build_joint_diffusion(DiffusionConfig(mode="csp", num_timesteps=100))
+    template = make_template([2, 3], torch.tensor([8, 8, 22, 38, 8]))
+    runs = [sample(joint, ExactToyDenoiser(joint), template, num_steps=20, generator=torch.Generator().manual_seed(5),
+                   **options)
+            for options in ({"corrector_steps": 0}, {"corrector_steps": 3, "corrector_min_t": 100})]
+    assert all(torch.equal(runs[0][key], runs[1][key]) for key in (keys.LATTICE, keys.FRAC_COORDS))
+    with_corrector = sample(joint, ExactToyDenoiser(joint), template, num_steps=20, corrector_steps=3,
+                            corrector_min_t=99, generator=torch.Generator().manual_seed(5))
+    assert not torch.equal(with_corrector[keys.FRAC_COORDS], runs[0][keys.FRAC_COORDS])
+
+
+@pytest.mark.parametrize("bad", [-1, 1.5, True])
+def test_corrector_min_t_must_be_a_timestep(bad):
+    joint = build_joint_diffusion(DiffusionConfig(mode="csp", num_timesteps=100))
+    with pytest.raises(ValueError, match="corrector_min_t must be an int timestep >= 0"):
+        sample(joint, ExactToyDenoiser(joint), make_template([2], torch.tensor([8, 8])), num_steps=5,
+               corrector_min_t=bad, generator=torch.Generator())

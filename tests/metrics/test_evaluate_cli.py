@@ -203,7 +203,8 @@ def test_bad_refinement_requests_are_one_line_errors(tmp_path, perovskite_files,
     assert not (tmp_path / "o" / "metrics.json").exists()
 
 
-@pytest.mark.parametrize("setting", [{"corrector_steps": 5}, {"step_spacing": 2.0}, {"corrector_step_lr": 1e-5}])
+@pytest.mark.parametrize("setting", [{"corrector_steps": 5}, {"step_spacing": 2.0}, {"corrector_step_lr": 1e-5},
+                                     {"corrector_min_t": 20}])
 def test_chunks_sampled_with_other_settings_do_not_merge(tmp_path, capsys, setting):
     targets = [S.perovskite(a=a) for a in (3.9, 4.0, 4.1)]
     test = write_extxyz(tmp_path / "test.extxyz", targets)
@@ -304,6 +305,7 @@ def test_corrector_step_lr_reaches_the_sampler_and_the_record(tmp_path, perovski
     ("--step-spacing=0", "sampling.step_spacing: 0.0; expected a finite number > 0"),
     ("--step-spacing=nan", "sampling.step_spacing: nan; expected a finite number > 0"),
     ("--corrector-steps=-1", "sampling.corrector_steps: -1; expected >= 0"),
+    ("--corrector-min-t=-1", "sampling.corrector_min_t: -1; expected >= 0"),
 ])
 def test_a_sampler_setting_out_of_range_is_refused_in_one_line(tmp_path, perovskite_files, capsys, option, message):
     test, _ = perovskite_files
@@ -440,3 +442,18 @@ def test_corrector_steps_reach_the_sampler_and_the_record(tmp_path, perovskite_f
                     "--corrector-steps", "3", "--out", str(out)) == 0
     assert seen and set(seen) == {3}
     assert json.loads((out / "metrics.json").read_text())["extra"]["corrector_steps"] == 3
+
+
+def test_corrector_min_t_reaches_the_sampler_and_the_record(tmp_path, perovskite_files, monkeypatch):
+    import diffcrystal.generator
+
+    test, _ = perovskite_files
+    seen = []
+    original = diffcrystal.generator.run_sampler
+    monkeypatch.setattr(diffcrystal.generator, "run_sampler",
+                        lambda *a, **kw: seen.append(kw["corrector_min_t"]) or original(*a, **kw))
+    out = tmp_path / "eval"
+    assert evaluate("--checkpoint", "perov5_csp", "--data", str(test), "--k", "1", "--steps", "2",
+                    "--corrector-min-t", "20", "--out", str(out)) == 0
+    assert seen and set(seen) == {20}
+    assert json.loads((out / "metrics.json").read_text())["extra"]["corrector_min_t"] == 20
