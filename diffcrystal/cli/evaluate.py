@@ -123,6 +123,13 @@ def check_arguments(args: argparse.Namespace) -> None:
         raise InputError("--templates is predict's template table: it goes with --ranked")
     if args.optimizer is not None and not args.ranked:
         raise InputError("--optimizer is predict's relaxation optimizer: it goes with --ranked")
+    if args.ranked:
+        for option, value in (("--steps", args.steps), ("--corrector-step-lr", args.corrector_step_lr),
+                              ("--step-spacing", args.step_spacing), ("--corrector-steps", args.corrector_steps),
+                              ("--corrector-min-t", args.corrector_min_t)):
+            if value is not None:
+                raise InputError(f"{option} is a sampler setting; --ranked samples as predict does, "
+                                 "with the checkpoint's")
     if args.baseline is not None:
         for option, value in (("--corrector-step-lr", args.corrector_step_lr), ("--step-spacing", args.step_spacing),
                               ("--corrector-steps", args.corrector_steps), ("--corrector-min-t", args.corrector_min_t),

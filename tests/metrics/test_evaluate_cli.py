@@ -457,3 +457,14 @@ def test_corrector_min_t_reaches_the_sampler_and_the_record(tmp_path, perovskite
                     "--corrector-min-t", "20", "--out", str(out)) == 0
     assert seen and set(seen) == {20}
     assert json.loads((out / "metrics.json").read_text())["extra"]["corrector_min_t"] == 20
+
+
+@pytest.mark.parametrize("option", ["--steps=50", "--corrector-steps=1", "--corrector-min-t=0", "--step-spacing=2",
+                                    "--corrector-step-lr=1e-5"])
+def test_a_sampler_setting_with_ranked_is_refused_not_ignored(tmp_path, perovskite_files, capsys, option):
+    test, _ = perovskite_files
+    assert evaluate("--ranked", "--checkpoint", "perov5_csp", "--potential", "emt", "--data", str(test), option,
+                    "--out", str(tmp_path / "o")) == 1
+    err = capsys.readouterr().err
+    assert f"{option.split('=')[0]} is a sampler setting; --ranked samples as predict does" in err
+    assert len(err.strip().splitlines()) == 1 and not (tmp_path / "o").exists()
