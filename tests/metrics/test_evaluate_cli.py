@@ -429,34 +429,22 @@ def test_step_spacing_reaches_the_sampler_and_the_record(tmp_path, perovskite_fi
     assert "step_spacing" not in json.loads((tmp_path / "default" / "metrics.json").read_text())["extra"]
 
 
-def test_corrector_steps_reach_the_sampler_and_the_record(tmp_path, perovskite_files, monkeypatch):
+@pytest.mark.parametrize("option,setting,value", [("--corrector-steps", "corrector_steps", 3),
+                                                  ("--corrector-min-t", "corrector_min_t", 20)])
+def test_corrector_settings_reach_the_sampler_and_the_record(tmp_path, perovskite_files, monkeypatch,
+                                                             option, setting, value):
     import diffcrystal.generator
 
     test, _ = perovskite_files
     seen = []
     original = diffcrystal.generator.run_sampler
     monkeypatch.setattr(diffcrystal.generator, "run_sampler",
-                        lambda *a, **kw: seen.append(kw["corrector_steps"]) or original(*a, **kw))
+                        lambda *a, **kw: seen.append(kw[setting]) or original(*a, **kw))
     out = tmp_path / "eval"
     assert evaluate("--checkpoint", "perov5_csp", "--data", str(test), "--k", "1", "--steps", "2",
-                    "--corrector-steps", "3", "--out", str(out)) == 0
-    assert seen and set(seen) == {3}
-    assert json.loads((out / "metrics.json").read_text())["extra"]["corrector_steps"] == 3
-
-
-def test_corrector_min_t_reaches_the_sampler_and_the_record(tmp_path, perovskite_files, monkeypatch):
-    import diffcrystal.generator
-
-    test, _ = perovskite_files
-    seen = []
-    original = diffcrystal.generator.run_sampler
-    monkeypatch.setattr(diffcrystal.generator, "run_sampler",
-                        lambda *a, **kw: seen.append(kw["corrector_min_t"]) or original(*a, **kw))
-    out = tmp_path / "eval"
-    assert evaluate("--checkpoint", "perov5_csp", "--data", str(test), "--k", "1", "--steps", "2",
-                    "--corrector-min-t", "20", "--out", str(out)) == 0
-    assert seen and set(seen) == {20}
-    assert json.loads((out / "metrics.json").read_text())["extra"]["corrector_min_t"] == 20
+                    option, str(value), "--out", str(out)) == 0
+    assert seen and set(seen) == {value}
+    assert json.loads((out / "metrics.json").read_text())["extra"][setting] == value
 
 
 @pytest.mark.parametrize("option", ["--steps=50", "--corrector-steps=1", "--corrector-min-t=0", "--step-spacing=2",
