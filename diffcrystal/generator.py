@@ -173,6 +173,7 @@ class Generator:
             generator=generator,
             corrector_steps=self.experiment.sampling.corrector_steps,
             corrector_min_t=self.experiment.sampling.corrector_min_t,
+            corrector_max_t=self.experiment.sampling.corrector_max_t,
             progress=progress,
             project=constraint,
             start=start,

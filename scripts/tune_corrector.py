@@ -10,7 +10,7 @@ the checkpoint never trained on (its recorded ``data`` section and ``train.seed`
 :func:`~diffcrystal.training.datamodule.load_split`) and samples each of their compositions
 ``k`` times for every combination of the settings given (``--corrector-steps``: Langevin
 corrector steps per predictor step, each one more denoiser call; ``--corrector-min-t``: the
-timestep at and below which the corrector stops). Reported per setting: the share of
+timestep at and below which the corrector stops; ``--corrector-max-t``: above which). Reported per setting: the share of
 *samples* that match their target and that match precisely (RMSE < 0.1): the expected @1, with
 about k times less variance than @1 itself, @k, and the sampling seconds.
 
@@ -21,7 +21,7 @@ about k times less variance than @1 itself, @k, and the sampling seconds.
 
 Writes ``validation.extxyz``, one ``evaluate`` folder per setting (``lr_<value>``, with
 ``_steps<K>_rho<ρ>`` when ``--steps`` or ``--spacings`` are given, ``_corrector<C>`` with
-``--corrector-steps``, ``_cmin<t>`` with ``--corrector-min-t``) and ``summary.json`` into
+``--corrector-steps``, ``_cmin<t>`` with ``--corrector-min-t``, ``_cmax<t>`` with ``--corrector-max-t``) and ``summary.json`` into
 ``--out``, and prints a Markdown table.
 """
 
@@ -75,6 +75,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="corrector steps per predictor step to try (default: the checkpoint's)")
     parser.add_argument("--corrector-min-t", type=int, nargs="+", metavar="T",
                         help="timesteps at and below which the corrector stops, to try (default: the checkpoint's)")
+    parser.add_argument("--corrector-max-t", type=int, nargs="+", metavar="T",
+                        help="timesteps above which the corrector stops, to try (default: the checkpoint's)")
     parser.add_argument("--limit", type=int, help="use only the first M validation structures")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, required=True)
@@ -97,11 +99,13 @@ def main(argv: list[str] | None = None) -> int:
                                           args.steps or [experiment.sampling.num_steps],
                                           args.spacings or [experiment.sampling.step_spacing],
                                           args.corrector_steps or [experiment.sampling.corrector_steps],
-                                          args.corrector_min_t or [experiment.sampling.corrector_min_t]))
+                                          args.corrector_min_t or [experiment.sampling.corrector_min_t],
+                                          args.corrector_max_t or [experiment.sampling.corrector_max_t]))
         rows = []
-        for value, steps, spacing, correctors, min_t in settings:
+        for value, steps, spacing, correctors, min_t, max_t in settings:
             generator.set_corrector_step_lr(value)
-            generator.set_sampling(step_spacing=spacing, corrector_steps=correctors, corrector_min_t=min_t)
+            generator.set_sampling(step_spacing=spacing, corrector_steps=correctors, corrector_min_t=min_t,
+                                   corrector_max_t=max_t)
             name = f"lr_{value:g}"
             if args.steps is not None or args.spacings is not None:
                 name += f"_steps{steps}_rho{spacing:g}"
@@ -109,12 +113,15 @@ def main(argv: list[str] | None = None) -> int:
                 name += f"_corrector{correctors}"
             if args.corrector_min_t is not None:
                 name += f"_cmin{min_t}"
+            if args.corrector_max_t is not None:
+                name += f"_cmax{max_t}"
             run = evaluate(generator, val_path, args.out / name, k=args.k, num_steps=steps,
                            seed=args.seed, workers=1, progress=False,
                            extra={"checkpoint": str(checkpoint), "corrector_step_lr": value, "step_spacing": spacing,
-                                  "corrector_steps": correctors, "corrector_min_t": min_t})
+                                  "corrector_steps": correctors, "corrector_min_t": min_t,
+                                  "corrector_max_t": max_t})
             row = {"step_lr": value, "num_steps": steps, "step_spacing": spacing, "corrector_steps": correctors,
-                   "corrector_min_t": min_t,
+                   "corrector_min_t": min_t, "corrector_max_t": max_t,
                    "sampling_seconds": round(run.sampling_seconds, 1), **per_sample_rates(run.metrics)}
             rows.append(row)
             print(f"{name}: {row}", file=sys.stderr)
@@ -125,12 +132,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 1
     print(f"{len(validation)} validation structures of {checkpoint.name}, k = {args.k}\n")
-    print("| corrector step_lr | steps | spacing ρ | corrector steps | corrector at t > | matched / sample | "
-          "precise / sample | matched @k | precise @k | invalid | sampling s |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    print("| corrector step_lr | steps | spacing ρ | corrector steps | corrector at t > | corrector at t <= | "
+          "matched / sample | precise / sample | matched @k | precise @k | invalid | sampling s |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for row in rows:
         print(f"| {row['step_lr']:g} | {row['num_steps']} | {row['step_spacing']:g} | {row['corrector_steps']} | "
-              f"{row['corrector_min_t']} | {row['match_per_sample_percent']:.1f} % | {row['precise_per_sample_percent']:.1f} % | "
+              f"{row['corrector_min_t']} | {row['corrector_max_t'] or 'T'} | "
+              f"{row['match_per_sample_percent']:.1f} % | {row['precise_per_sample_percent']:.1f} % | "
               f"{row['match_at_k_percent']:.1f} % | {row['precise_at_k_percent']:.1f} % | {row['n_invalid']} | "
               f"{row['sampling_seconds']} |")
     return 0

@@ -4,13 +4,14 @@ The sampler owns no maths: it draws every field from its prior at ``t = T``, the
 ``num_steps`` timesteps ``T = t_0 > t_1 > ... > t_K = 0`` (evenly spaced, or denser at low
 noise with ``spacing`` > 1, at high noise with ``spacing`` < 1; rounded, :func:`timestep_grid`). At each step t -> s:
 
-1. **corrector** (``corrector_steps`` times, only while t > ``corrector_min_t``): one denoiser
+1. **corrector** (``corrector_steps`` times, only while ``corrector_min_t`` < t <= ``corrector_max_t``): one denoiser
    call on the current state at time t, then ``process.corrector_step`` for every field with
    ``has_corrector`` (the coordinate Langevin step); other fields are unchanged (DiffCSP
    Algorithm 2 order: corrector first). ``corrector_min_t`` > 0 leaves the lowest-noise steps
    to the predictor alone, as EDM's S_tmin confines its stochastic churn to a noise range
    (Karras et al., arXiv:2206.00364): each Langevin step draws noise of ``sqrt(2 step)``,
    which at every t is a fixed multiple of sigma_t, and only an accurate score takes it back;
+   ``corrector_max_t`` < T leaves the highest-noise steps to the predictor too;
 2. **predictor**: one denoiser call at time t, then ``process.reverse_step(x_t, t, s)`` for
    every field (lattice DDIM/ancestral, coordinate reverse-diffusion, species posterior).
 
@@ -23,7 +24,7 @@ With a ``project`` hook (e.g. :class:`~diffcrystal.spacegroup.SpaceGroupConstrai
 field is passed through ``project(field_key, value)`` after its prior draw and after each
 corrector and predictor update, so the walk stays on the set the hook projects onto.
 
-Denoiser calls: ``num_steps + corrector_steps * (steps with t > corrector_min_t)`` when some
+Denoiser calls: ``num_steps + corrector_steps * (steps with corrector_min_t < t <= corrector_max_t)`` when some
 field has a corrector (``corrector_steps = 0`` gives plain ancestral sampling, ``num_steps`` calls). Everything runs
 under ``torch.no_grad`` and draws randomness only from the given generator.
 """
@@ -130,6 +131,7 @@ def sample(
     start: int | None = None,
     spacing: float = 1.0,
     corrector_min_t: int = 0,
+    corrector_max_t: int | None = None,
 ):
     """Generate crystals shaped like ``template``.
 
@@ -151,6 +153,7 @@ def sample(
         field must then be in the template); None: from the prior at T.
     spacing : ρ > 0 of the power timestep grid (:func:`timestep_grid`); 1: evenly spaced.
     corrector_min_t : the corrector runs only at steps from a timestep t > this (0: at every step).
+    corrector_max_t : ... and t <= this (None: up to T).
 
     Returns
     -------
@@ -162,6 +165,11 @@ def sample(
         raise ValueError(f"corrector_steps must be an int >= 0, got {corrector_steps!r}")
     if isinstance(corrector_min_t, bool) or not isinstance(corrector_min_t, int) or corrector_min_t < 0:
         raise ValueError(f"corrector_min_t must be an int timestep >= 0, got {corrector_min_t!r}")
+    if corrector_max_t is not None and (isinstance(corrector_max_t, bool) or not isinstance(corrector_max_t, int)
+                                        or corrector_max_t <= corrector_min_t):
+        raise ValueError(f"corrector_max_t must be None or an int timestep > corrector_min_t ({corrector_min_t}), "
+                         f"got {corrector_max_t!r}")
+    corrector_max_t = joint.num_timesteps if corrector_max_t is None else corrector_max_t
     dtype = dtype or torch.get_default_dtype()
     if start is not None and (isinstance(start, bool) or not isinstance(start, int)
                               or not 1 <= start <= joint.num_timesteps):
@@ -192,7 +200,7 @@ def sample(
     with torch.no_grad():
         for step_index, (t, s) in enumerate(zip(grid[:-1], grid[1:])):
             state[keys.TIME] = torch.full((num_graphs,), t / joint.num_timesteps, dtype=dtype, device=generator.device)
-            if correctors and t > corrector_min_t:
+            if correctors and corrector_min_t < t <= corrector_max_t:
                 for _ in range(corrector_steps):
                     out = denoiser(state)
                     check_outputs(out, correctors, state)

@@ -248,6 +248,8 @@ class SamplingConfig:
     corrector_min_t: int = 0
     """The corrector runs only at steps from a timestep t > this; the steps at and below it are
     the predictor's alone (0: the corrector runs at every step)."""
+    corrector_max_t: int | None = None
+    """... and at t <= this; the steps above it are the predictor's alone (None: up to T)."""
     step_spacing: float = 1.0
     """ρ > 0 of the timestep grid ``t_k = T (1 - k/K)^ρ``: 1 spaces the steps evenly, larger
     values put more of them at low noise, smaller at high noise
@@ -257,6 +259,9 @@ class SamplingConfig:
         _require(self.num_steps >= 1, "sampling.num_steps", self.num_steps, ">= 1")
         _require(self.corrector_steps >= 0, "sampling.corrector_steps", self.corrector_steps, ">= 0")
         _require(self.corrector_min_t >= 0, "sampling.corrector_min_t", self.corrector_min_t, ">= 0")
+        if self.corrector_max_t is not None:
+            _require(self.corrector_max_t > self.corrector_min_t, "sampling.corrector_max_t", self.corrector_max_t,
+                     f"null or > sampling.corrector_min_t ({self.corrector_min_t})")
         _require(math.isfinite(self.step_spacing) and self.step_spacing > 0, "sampling.step_spacing",
                  self.step_spacing, "a finite number > 0")
 

@@ -49,6 +49,9 @@ def one_line_error(capsys) -> str:
                                    "'bf16-mixed', '16-mixed', '64-true'"),
         ("train", "ema_decay", 1.5, "invalid config value train.ema_decay: 1.5; expected in [0, 1)"),
         ("data", "batch_size", 0, "invalid config value data.batch_size: 0; expected >= 1"),
+        ("sampling", "corrector_min_t", -1, "invalid config value sampling.corrector_min_t: -1; expected >= 0"),
+        ("sampling", "corrector_max_t", 0, "invalid config value sampling.corrector_max_t: 0; "
+                                           "expected null or > sampling.corrector_min_t (0)"),
     ],
 )
 def test_mistyped_config_value_is_one_line_and_writes_nothing(

@@ -72,21 +72,25 @@ def test_tune_corrector_sweeps_corrector_steps_and_the_sampler_makes_that_many_c
         assert json.loads((out / name / "metrics.json").read_text())["extra"]["corrector_steps"] == row["corrector_steps"]
 
 
-def test_tune_corrector_sweeps_the_lowest_corrector_timestep(tmp_path, tiny_generators, monkeypatch):
+def test_tune_corrector_sweeps_the_corrector_window(tmp_path, tiny_generators, monkeypatch):
     import diffcrystal.generator
 
     calls = []
     original = diffcrystal.generator.run_sampler
     monkeypatch.setattr(diffcrystal.generator, "run_sampler",
-                        lambda *a, **kw: calls.append(kw["corrector_min_t"]) or original(*a, **kw))
+                        lambda *a, **kw: calls.append((kw["corrector_min_t"], kw["corrector_max_t"]))
+                        or original(*a, **kw))
     out = tmp_path / "cmin"
     assert load_script("tune_corrector").main(["--checkpoint", str(tiny_generators["csp"]), "--steps", "2",
-                                               "--corrector-min-t", "0", "20", "--k", "1", "--out", str(out)]) == 0
+                                               "--corrector-min-t", "0", "20", "--corrector-max-t", "500",
+                                               "--k", "1", "--out", str(out)]) == 0
     rows = json.loads((out / "summary.json").read_text())["rows"]
-    assert [row["corrector_min_t"] for row in rows] == [0, 20] and set(calls) == {0, 20}
+    assert [(row["corrector_min_t"], row["corrector_max_t"]) for row in rows] == [(0, 500), (20, 500)]
+    assert calls == [(0, 500), (20, 500)]
     for row in rows:
-        name = f"lr_{row['step_lr']:g}_steps2_rho1_cmin{row['corrector_min_t']}"
-        assert json.loads((out / name / "metrics.json").read_text())["extra"]["corrector_min_t"] == row["corrector_min_t"]
+        name = f"lr_{row['step_lr']:g}_steps2_rho1_cmin{row['corrector_min_t']}_cmax500"
+        extra = json.loads((out / name / "metrics.json").read_text())["extra"]
+        assert (extra["corrector_min_t"], extra["corrector_max_t"]) == (row["corrector_min_t"], 500)
 
 
 def test_tune_corrector_refuses_a_spacing_that_is_not_positive(tmp_path, tiny_generators, capsys):

@@ -292,6 +292,24 @@ def test_corrector_min_t_at_or_above_the_start_is_plain_ancestral_sampling():
     assert not torch.equal(with_corrector[keys.FRAC_COORDS], runs[0][keys.FRAC_COORDS])
 
 
+def test_corrector_runs_only_inside_its_window():
+    joint = build_joint_diffusion(DiffusionConfig(mode="csp"))
+    template = make_template([2, 3], torch.tensor([8, 8, 22, 38, 8]))
+    den = TimeRecordingDenoiser(joint)
+    sample(joint, den, template, num_steps=4, corrector_steps=2, corrector_min_t=250, corrector_max_t=750,
+           generator=torch.Generator().manual_seed(0))
+    # grid 1000, 750, 500, 250 -> 0: correctors at 750 and 500 only (250 < t <= 750)
+    assert den.timesteps == [1000, 750, 750, 750, 500, 500, 500, 250]
+
+
+@pytest.mark.parametrize("bad", [20, 10, 2.5, True])
+def test_corrector_max_t_must_lie_above_corrector_min_t(bad):
+    joint = build_joint_diffusion(DiffusionConfig(mode="csp", num_timesteps=100))
+    with pytest.raises(ValueError, match=r"corrector_max_t must be None or an int timestep > corrector_min_t \(20\)"):
+        sample(joint, ExactToyDenoiser(joint), make_template([2], torch.tensor([8, 8])), num_steps=5,
+               corrector_min_t=20, corrector_max_t=bad, generator=torch.Generator())
+
+
 @pytest.mark.parametrize("bad", [-1, 1.5, True])
 def test_corrector_min_t_must_be_a_timestep(bad):
     joint = build_joint_diffusion(DiffusionConfig(mode="csp", num_timesteps=100))
