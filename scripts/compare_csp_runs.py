@@ -23,10 +23,9 @@ from pathlib import Path
 
 from diffcrystal.atomic_write import atomic_write_text
 from diffcrystal.errors import InputError
-from diffcrystal.metrics import CSPMetrics, read_metrics_json
+from diffcrystal.metrics import PRECISE_RMSE_THRESHOLDS, CSPMetrics, read_metrics_json
 
-PRECISE_RMSE = 0.1
-"""RMSE below which a match counts as precise (the docs' threshold)."""
+PRECISE_RMSE = PRECISE_RMSE_THRESHOLDS[0]
 
 
 def paired_rms(a: CSPMetrics, b: CSPMetrics) -> list[tuple[float | None, float | None]]:
@@ -34,9 +33,7 @@ def paired_rms(a: CSPMetrics, b: CSPMetrics) -> list[tuple[float | None, float |
     the same targets in the same order with the same number of samples each."""
     labels_a, labels_b = [t.label for t in a.per_target], [t.label for t in b.per_target]
     if labels_a != labels_b:
-        raise InputError(f"the runs score different targets ({len(labels_a)} and {len(labels_b)}; "
-                         "first difference at "
-                         f"{next((x, y) for x, y in zip(labels_a + [None], labels_b + [None]) if x != y)})")
+        raise InputError(f"the runs score different targets ({len(labels_a)} and {len(labels_b)} of them)")
     pairs = []
     for ta, tb in zip(a.per_target, b.per_target):
         if len(ta.candidates) != len(tb.candidates):
