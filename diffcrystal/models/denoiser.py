@@ -58,9 +58,9 @@ from diffcrystal.data import keys
 from diffcrystal.models.config import DenoiserConfig
 from diffcrystal.models.embedding import (
     NUM_LATTICE_INVARIANTS,
+    EdgeEmbedding,
     GaussianRadialBasis,
     SinusoidalTimeEmbedding,
-    fourier_features,
     lattice_invariants,
     lattice_length_scale,
 )
@@ -108,10 +108,7 @@ class Denoiser(nn.Module):
 
         # 2. edges
         self.radial_basis = GaussianRadialBasis(c.num_radial_basis, c.radial_max)
-        edge_in = c.num_radial_basis + 6 * c.num_fourier + (1 if c.self_image_edges else 0)
-        self.edge_embedding = nn.Sequential(
-            nn.Linear(edge_in, c.edge_hidden), nn.SiLU(), nn.Linear(c.edge_hidden, c.edge_hidden), nn.SiLU()
-        )
+        self.edge_embedding = EdgeEmbedding(c.num_radial_basis, c.num_fourier, c.self_image_edges, c.edge_hidden)
 
         # 3. interactions (pre-norm residual)
         self.norms = nn.ModuleList()
@@ -165,16 +162,12 @@ class Denoiser(nn.Module):
         )  # (E,), (E,), (E, 3), (E, 3), (E,)
         length = torch.linalg.vector_norm(cart_vec, dim=-1)  # (E,) Å
         edge_sh = o3.spherical_harmonics(self.irreps_sh, cart_vec, normalize=True, normalization="component")
-        edge_features = [self.radial_basis(length), fourier_features(frac_diff, c.num_fourier)]
-        if c.self_image_edges:
-            edge_features.append(is_image[:, None])
-        edge_emb = self.edge_embedding(torch.cat(edge_features, dim=-1))  # (E, edge_hidden)
-        edge_graph = node_batch.index_select(0, receivers)  # (E,)
+        edge_emb = self.edge_embedding(self.radial_basis(length), frac_diff, is_image)  # (E, edge_hidden)
         receiver_mean = ReceiverMean(receivers, frac.shape[0], lattice.dtype)
 
         # 3. interactions
         for i, (norm, layer) in enumerate(zip(self.norms, self.layers)):
-            update = layer(norm(x), edge_sh, edge_emb, senders, receivers, receiver_mean, context, edge_graph)
+            update = layer(norm(x), edge_sh, edge_emb, senders, receivers, receiver_mean, context, node_batch)
             x = update if i == 0 else x + update  # (N, hidden.dim)
         x = self.final_norm(x)
 

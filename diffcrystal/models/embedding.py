@@ -127,12 +127,73 @@ class GaussianRadialBasis(nn.Module):
         return f"{self.__class__.__name__}(num_basis={self.num_basis}, r_max={self.r_max})"
 
 
-def fourier_features(frac_diff: Tensor, num_frequencies: int) -> Tensor:
-    """``[sin(2 pi k d), cos(2 pi k d)]`` for k = 1..K of each fractional component.
+def fourier_tables(frac_diff: Tensor, num_frequencies: int) -> tuple[Tensor, Tensor]:
+    """``sin(2 pi k d)`` and ``cos(2 pi k d)`` for k = 1..K of each fractional component.
 
     Periodic in d with period 1 (so integer translations of atoms change nothing) and
-    invariant to rotations (d is fractional). ``frac_diff``: (E, 3) -> (E, 6 K).
+    invariant to rotations (d is fractional). ``frac_diff``: (E, 3) -> two (E, 3 K), k fastest.
     """
     k = torch.arange(1, num_frequencies + 1, dtype=frac_diff.dtype, device=frac_diff.device)
-    angles = 2.0 * math.pi * frac_diff[:, :, None] * k  # (E, 3, K)
-    return torch.cat([torch.sin(angles), torch.cos(angles)], dim=-1).flatten(1)  # (E, 6K)
+    angles = (2.0 * math.pi * frac_diff[:, :, None] * k).reshape(frac_diff.shape[0], 3 * num_frequencies)  # (E, 3K)
+    return torch.sin(angles), torch.cos(angles)
+
+
+EDGE_CHUNK = 2048
+"""Edges embedded per pass of :class:`EdgeEmbedding`: the chunk's (2048, 3K) sine and cosine
+tables stay small and are reused, where whole-batch tables (15,600 edges x 768 features is
+48 MB) are fresh memory on every call."""
+
+
+class EdgeEmbedding(nn.Sequential):
+    """Invariant edge embedding ``z_e = SiLU(W2 SiLU(W1 f_e + b1) + b2)`` of the edge features
+
+        f_e = [ rbf(|r_e|) (R),  for each component c of d_e: sin(2 pi k d_ec), k = 1..K,
+                then cos(2 pi k d_ec), k = 1..K (6K),  image flag (0 or 1) ]
+
+    The first layer is applied as ``W1 f = W_r rbf + W_sin sin + W_cos cos (+ w_img flag)``
+    with the column blocks of ``W1``, so the (E, R + 6K) feature matrix is never built, and
+    the edges are embedded :data:`EDGE_CHUNK` at a time. The result equals the MLP on the
+    concatenated features (float rounding aside), with the same parameters and state-dict
+    keys as ``nn.Sequential(Linear, SiLU, Linear, SiLU)``.
+
+    Parameters
+    ----------
+    num_radial : R, radial basis functions per edge.
+    num_fourier : K, frequencies per fractional component.
+    image_flag : whether the features end with the self-image flag.
+    hidden : width of both layers.
+    """
+
+    def __init__(self, num_radial: int, num_fourier: int, image_flag: bool, hidden: int) -> None:
+        super().__init__(
+            nn.Linear(num_radial + 6 * num_fourier + int(image_flag), hidden), nn.SiLU(),
+            nn.Linear(hidden, hidden), nn.SiLU(),
+        )
+        self.num_radial, self.num_fourier, self.image_flag = num_radial, num_fourier, image_flag
+
+    def forward(self, radial: Tensor, frac_diff: Tensor, is_image: Tensor | None = None) -> Tensor:
+        """``radial``: (E, R); ``frac_diff``: (E, 3) fractional; ``is_image``: (E,) 0/1 when
+        ``image_flag`` -> (E, hidden)."""
+        first, _, second, _ = self
+        r, k, hidden = self.num_radial, self.num_fourier, first.out_features
+        fourier_weight = first.weight[:, r : r + 6 * k].reshape(hidden, 3, 2, k)
+        weight_sin = fourier_weight[:, :, 0].reshape(hidden, 3 * k)
+        weight_cos = fourier_weight[:, :, 1].reshape(hidden, 3 * k)
+        chunks = []
+        for start in range(0, max(frac_diff.shape[0], 1), EDGE_CHUNK):  # one empty chunk for no edges
+            part = slice(start, start + EDGE_CHUNK)
+            sines, cosines = fourier_tables(frac_diff[part], k)
+            z = torch.addmm(first.bias, radial[part], first.weight[:, :r].t())
+            z = torch.addmm(z, sines, weight_sin.t())
+            z = torch.addmm(z, cosines, weight_cos.t())
+            if self.image_flag:
+                z = z + is_image[part, None] * first.weight[:, -1]
+            z = torch.nn.functional.silu(second(torch.nn.functional.silu(z, inplace=True)), inplace=True)
+            chunks.append(z)
+        return chunks[0] if len(chunks) == 1 else torch.cat(chunks)
+
+    def __repr__(self) -> str:
+        return (
+            f"{self.__class__.__name__}(radial={self.num_radial}, fourier={self.num_fourier}, "
+            f"image_flag={self.image_flag}, hidden={self[0].out_features})"
+        )

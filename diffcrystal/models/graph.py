@@ -83,6 +83,15 @@ class ReceiverMean:
         self.uniform_degree = d if dense else None
         """d when the dense reduction applies, else None."""
 
+    def add_receiver_values(self, edge_values: Tensor, node_values: Tensor) -> Tensor:
+        """``edge_values[e] += node_values[receiver(e)]`` in place, the transpose of the sum
+        above: (E, D), (N, D) -> (E, D), ``edge_values`` itself. Dense layout: a broadcast
+        over the (N, d, D) view; otherwise the gathered rows are added."""
+        if self.uniform_degree is not None:
+            edge_values.view(self.num_nodes, self.uniform_degree, -1).add_(node_values[:, None, :])
+            return edge_values
+        return edge_values.add_(node_values.index_select(0, self.receivers))
+
     def __call__(self, values: Tensor) -> Tensor:
         if self.uniform_degree is not None:
             total = values.reshape(self.num_nodes, self.uniform_degree, values.shape[1]).sum(dim=1)

@@ -90,18 +90,20 @@ class PairwiseEdgeNetwork(nn.Module):
         self.hidden = nn.Linear(hidden, hidden)
 
     def forward(
-        self, scalars: Tensor, edge_emb: Tensor, context: Tensor, senders: Tensor, receivers: Tensor,
-        edge_graph: Tensor,
+        self, scalars: Tensor, edge_emb: Tensor, context: Tensor, senders: Tensor, receiver_mean: ReceiverMean,
+        node_batch: Tensor,
     ) -> Tensor:
         """``scalars``: (N, C); ``edge_emb``: (E, edge_dim); ``context``: (B, context_dim);
-        ``edge_graph``: (E,) crystal of each edge -> (E, hidden)."""
-        z = (
-            self.receiver(scalars).index_select(0, receivers)
-            + self.sender(scalars).index_select(0, senders)
-            + self.edge(edge_emb)
-            + self.context(context).index_select(0, edge_graph)
-        )
-        return torch.nn.functional.silu(self.hidden(torch.nn.functional.silu(z)))
+        ``senders``: (E,); ``receiver_mean``: the graph's receivers; ``node_batch``: (N,)
+        crystal of each atom -> (E, hidden).
+
+        The receiver and context terms are summed per atom (an edge's crystal is its
+        receiver's) and added onto the gathered sender terms in place, the edge term inside
+        its matrix product: no more than one (E, hidden) tensor is alive at a time."""
+        per_receiver = self.receiver(scalars) + self.context(context).index_select(0, node_batch)  # (N, hidden)
+        z = receiver_mean.add_receiver_values(self.sender(scalars).index_select(0, senders), per_receiver)
+        z = torch.nn.functional.silu(z.addmm_(edge_emb, self.edge.weight.t()), inplace=True)
+        return torch.nn.functional.silu(self.hidden(z), inplace=True)
 
 
 class InteractionBlock(nn.Module):
@@ -216,7 +218,7 @@ class InteractionBlock(nn.Module):
         receivers: Tensor,
         receiver_mean: ReceiverMean,
         context: Tensor | None = None,
-        edge_graph: Tensor | None = None,
+        node_batch: Tensor | None = None,
     ) -> Tensor:
         """
         Parameters
@@ -227,7 +229,7 @@ class InteractionBlock(nn.Module):
         senders, receivers : (E,) long.
         receiver_mean : the mean over each receiver's incoming edges, (E, D) -> (N, D).
         context : (B, context_dim) per-crystal invariants (needed when ``pairwise``).
-        edge_graph : (E,) long, crystal of each edge (needed when ``pairwise``).
+        node_batch : (N,) long, crystal of each atom (needed when ``pairwise``).
 
         Returns
         -------
@@ -236,7 +238,7 @@ class InteractionBlock(nn.Module):
         if self.pair is None:
             weights = self.radial(edge_emb)  # (E, weight_numel)
         else:
-            hidden = self.pair(x[:, : self.num_in_scalars], edge_emb, context, senders, receivers, edge_graph)
+            hidden = self.pair(x[:, : self.num_in_scalars], edge_emb, context, senders, receiver_mean, node_batch)
             weights = self.radial(hidden)  # (E, weight_numel)
         # irreps_mid sorted but not simplified: same layout as the simplified irreps
         if isinstance(self.tp, DepthwiseTensorProduct):  # aggregates block by block, skipping an (E, mid.dim) copy

@@ -252,7 +252,7 @@ def test_messages_see_the_receiver_only_when_pairwise(pairwise):
     x = torch.randn(3, irreps.dim, dtype=torch.float64)
     x_changed = x.clone()
     x_changed[0, :8] += 1.0  # receiver 0's scalars only
-    args = (edge_sh, edge_emb, senders, receivers, ReceiverMean(receivers, 3, torch.float64), context, torch.zeros(6, dtype=torch.long))
+    args = (edge_sh, edge_emb, senders, receivers, ReceiverMean(receivers, 3, torch.float64), context, torch.zeros(3, dtype=torch.long))
     with torch.no_grad():
         y, y_changed = block(x, *args), block(x_changed, *args)
     change = float((y[0] - y_changed[0]).abs().max())

@@ -67,3 +67,22 @@ def test_receiver_mean_gradient_reaches_every_edge():
     values = torch.ones(receivers.shape[0], 2, dtype=torch.float64, requires_grad=True)
     ReceiverMean(receivers, 6, torch.float64)(values).sum().backward()
     torch.testing.assert_close(values.grad, torch.full_like(values, 0.5))
+
+
+@pytest.mark.parametrize("sizes, dense", [([6, 6, 6], True), ([4, 1, 6], False)])
+def test_add_receiver_values_matches_brute_force(sizes, dense):
+    """The transpose of the receiver sum: each edge gets its receiver's row added, in place."""
+    gen = torch.Generator().manual_seed(3)
+    batch = _node_batch(sizes)
+    num_nodes = batch.shape[0]
+    senders, receivers = fully_connected_edges(batch, len(sizes))
+    edge_values = torch.randn(receivers.shape[0], 4, generator=gen, dtype=torch.float64)
+    node_values = torch.randn(num_nodes, 4, generator=gen, dtype=torch.float64)
+    expected = torch.stack([edge_values[e] + node_values[int(receivers[e])] for e in range(receivers.shape[0])])
+
+    mean = ReceiverMean(receivers, num_nodes, torch.float64)
+    out = mean.add_receiver_values(edge_values, node_values)
+
+    assert (mean.uniform_degree is not None) == dense
+    assert out.data_ptr() == edge_values.data_ptr()
+    torch.testing.assert_close(out, expected, rtol=1e-12, atol=1e-12)
