@@ -1,12 +1,15 @@
 """Copy a trained generator into ``checkpoints/`` and register it in the manifest.
 
     python scripts/bundle_checkpoint.py runs/perov5_csp/generator.safetensors --mode csp [--default] \
-        [--corrector-step-lr 5e-6] [--num-steps 100] [--corrector-steps 5] [--corrector-min-t 20]
+        [--corrector-step-lr 5e-6] [--num-steps 100] [--corrector-steps 5] [--corrector-min-t 20] \
+        [--name mp20_csp]
 
 The file is first loaded (format and weight hash checked), then copied to
-``checkpoints/<config name>.safetensors``; ``checkpoints/manifest.json`` records it under
-that name with its SHA-256 (checked before every use) and, with ``--default``, makes it the
-model used when no ``--checkpoint`` is given for its mode. ``--corrector-step-lr``,
+``checkpoints/<name>.safetensors``, the name being its config's unless ``--name`` gives
+another (a study's run that replaces a bundled model: the config inside records the new
+name); ``checkpoints/manifest.json`` records it under that name with its SHA-256 (checked
+before every use) and, with ``--default``, makes it the model used when no ``--checkpoint``
+is given for its mode. ``--corrector-step-lr``,
 ``--num-steps``, ``--corrector-steps`` and ``--corrector-min-t`` replace sampler defaults recorded in the config
 (sampling-time settings, e.g. ones tuned with ``scripts/tune_corrector.py``); the weights are
 unchanged, and a bundled file may be rebundled in place this way. Prints the model-card facts
@@ -40,6 +43,7 @@ def main(argv: list[str] | None = None) -> None:
                         help="record C corrector steps per predictor step as the sampler default")
     parser.add_argument("--corrector-min-t", type=int, metavar="T",
                         help="record T as the timestep at and below which the sampler runs no corrector")
+    parser.add_argument("--name", help="bundle under this name instead of the config's (e.g. a study run replacing mp20_csp)")
     args = parser.parse_args(argv)
 
     tensors, config = load_checkpoint(args.generator)
@@ -49,11 +53,16 @@ def main(argv: list[str] | None = None) -> None:
     size_mb = args.generator.stat().st_size / 1e6
     if size_mb > MAX_BUNDLED_MB:
         raise SystemExit(f"{args.generator} is {size_mb:.1f} MB; bundled checkpoints stay under {MAX_BUNDLED_MB} MB")
+    renamed = args.name is not None and args.name != experiment["name"]
+    if renamed:
+        if not args.name.isidentifier():
+            raise SystemExit(f"--name must be a plain identifier such as mp20_csp, got {args.name!r}")
+        experiment["name"] = args.name
     target = BUNDLED_DIR / f"{experiment['name']}.safetensors"
     sampling = {key: value for key, value in (("num_steps", args.num_steps),
                                               ("corrector_steps", args.corrector_steps),
                                               ("corrector_min_t", args.corrector_min_t)) if value is not None}
-    if args.corrector_step_lr is None and not sampling:
+    if args.corrector_step_lr is None and not sampling and not renamed:
         if not (target.exists() and target.samefile(args.generator)):
             shutil.copyfile(args.generator, target)
     else:

@@ -78,3 +78,28 @@ def test_bundle_refuses_a_wrong_mode_or_a_negative_step(tmp_path, monkeypatch, t
     with pytest.raises(SystemExit, match=r"sampling.num_steps: 0; expected >= 1"):
         script.main([str(tiny_generators["csp"]), "--mode", "csp", "--num-steps=0"])
     assert not (tmp_path / "manifest.json").exists()
+
+
+def test_bundle_under_another_name_renames_the_config_and_keeps_the_weights(tmp_path, monkeypatch, tiny_generators):
+    """A study's run replaces a bundled model: same weights, registered and named as that model."""
+    from diffcrystal.checkpoint import file_sha256, load_checkpoint
+    from diffcrystal.generator import Generator
+
+    source = tiny_generators["csp"]
+    _script(monkeypatch, tmp_path).main([str(source), "--mode", "csp", "--name", "replacement_csp", "--default"])
+    manifest = json.loads((tmp_path / "manifest.json").read_text())
+    entry = manifest["models"]["replacement_csp"]
+    bundled = tmp_path / "replacement_csp.safetensors"
+    assert entry["file"] == bundled.name and entry["sha256"] == file_sha256(bundled)
+    assert manifest["defaults"]["csp"] == "replacement_csp"
+    assert Generator.from_checkpoint(bundled).experiment.name == "replacement_csp"
+    original, renamed = load_checkpoint(source), load_checkpoint(bundled)
+    assert all(torch.equal(original[0][key], renamed[0][key]) for key in original[0])
+    original[1]["experiment"]["name"] = "replacement_csp"
+    assert renamed[1] == original[1]  # nothing else in the config changed
+
+
+def test_bundle_refuses_a_name_that_is_not_an_identifier(tmp_path, monkeypatch, tiny_generators):
+    with pytest.raises(SystemExit, match="--name must be a plain identifier"):
+        _script(monkeypatch, tmp_path).main([str(tiny_generators["csp"]), "--mode", "csp", "--name", "../escape"])
+    assert not (tmp_path / "manifest.json").exists()
