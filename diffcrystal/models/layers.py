@@ -99,7 +99,7 @@ class PairwiseEdgeNetwork(nn.Module):
 
         The receiver and context terms are summed per atom (an edge's crystal is its
         receiver's) and added onto the gathered sender terms in place, the edge term inside
-        its matrix product: two (E, hidden) tensors are made per call, not seven (fresh
+        its matrix product: two (E, hidden) tensors are made per call, not ten (fresh
         memory costs more than the arithmetic at 15,600 edges)."""
         per_receiver = self.receiver(scalars) + self.context(context).index_select(0, node_batch)  # (N, hidden)
         z = receiver_mean.add_receiver_values(self.sender(scalars).index_select(0, senders), per_receiver)
