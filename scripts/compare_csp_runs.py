@@ -25,8 +25,6 @@ from diffcrystal.atomic_write import atomic_write_text
 from diffcrystal.errors import InputError
 from diffcrystal.metrics import PRECISE_RMSE_THRESHOLDS, CSPMetrics, read_metrics_json
 
-PRECISE_RMSE = PRECISE_RMSE_THRESHOLDS[0]
-
 
 def paired_rms(a: CSPMetrics, b: CSPMetrics) -> list[tuple[float | None, float | None]]:
     """``(rms in A, rms in B)`` of every paired sample (None: not matched); the runs must score
@@ -48,7 +46,7 @@ def compare(pairs: list[tuple[float | None, float | None]]) -> dict:
     """Counts of matched and precise samples in each run and in one only, and the RMSE
     comparison over the samples both match."""
     def precise(rms):
-        return rms is not None and rms < PRECISE_RMSE
+        return rms is not None and rms < PRECISE_RMSE_THRESHOLDS[0]
 
     both = [(x, y) for x, y in pairs if x is not None and y is not None]
     ratios = [y / x for x, y in both if x > 0]
