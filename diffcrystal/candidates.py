@@ -190,6 +190,18 @@ def deduplicate_candidates(candidates: list[Candidate], matcher=None) -> tuple[l
     return [candidates[group[0]] for group in groups], merged
 
 
+def parse_sources(text: str, option: str = "--sources") -> list[Source]:
+    """The candidate sources named in ``text``, comma-separated (``"template,free_diffusion"``);
+    :class:`InputError` naming ``option`` on an unknown one or none."""
+    chosen = [s.strip() for s in text.split(",") if s.strip()]
+    unknown = [s for s in chosen if s not in SOURCES]
+    if unknown:
+        raise InputError(f"{option}: unknown source {unknown[0]!r}; valid: {', '.join(SOURCES)}")
+    if not chosen:
+        raise InputError(f"{option}: no source named; valid: {', '.join(SOURCES)}")
+    return chosen
+
+
 def check_counts(counts: dict[str, int]) -> dict[Source, int]:
     """``counts`` per source validated (:class:`InputError` naming a bad source or count)."""
     unknown = sorted(set(counts) - set(SOURCES))

@@ -37,7 +37,7 @@ from typing import Sequence
 
 import numpy as np
 
-from diffcrystal.candidates import SOURCES
+from diffcrystal.candidates import DEFAULT_COUNTS, SOURCES
 from diffcrystal.data.crystal import Crystal
 from diffcrystal.errors import InputError
 from diffcrystal.metrics.csp import (
@@ -142,6 +142,9 @@ def run_ranked(targets: Sequence[Crystal], out_dir: Path, *, library, generator,
     optimizer = settings.relax.optimizer
     if any(r.get("optimizer", "FIRE") != optimizer for r in records):  # records before the field: FIRE
         raise InputError(f"{path} holds targets relaxed with another optimizer than {optimizer}: use another --out")
+    counts = dict(settings.counts)
+    if any(r.get("candidate_counts", DEFAULT_COUNTS) != counts for r in records):  # before the field: the defaults
+        raise InputError(f"{path} holds targets predicted from other candidate sources than {counts}: use another --out")
     from diffcrystal.potential.calculators import resolve_potential
 
     potential = resolve_potential(potential)  # loaded once for every target
@@ -159,6 +162,7 @@ def run_ranked(targets: Sequence[Crystal], out_dir: Path, *, library, generator,
         record = target_record(target, prediction, time.perf_counter() - started, time.process_time() - cpu_started,
                                given)
         record["optimizer"] = optimizer
+        record["candidate_counts"] = counts
         with path.open("a") as handle:
             handle.write(json.dumps(record) + "\n")
         records.append(record)

@@ -94,6 +94,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--templates", metavar="TABLE",
                         help="--ranked: predict's template table (default: the one shipped with the checkpoint; "
                              "build one with scripts/build_analogue_table.py)")
+    parser.add_argument("--sources", metavar="LIST",
+                        help="--ranked: predict's candidate sources, comma-separated, each at predict's default count "
+                             "(default: template,analogue_diffusion,free_diffusion); `--sources template` measures "
+                             "the answer without the model's samples")
     parser.add_argument("--every", type=int, default=1, metavar="N",
                         help="use every N-th test structure (after --offset, before --limit)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -123,6 +127,8 @@ def check_arguments(args: argparse.Namespace) -> None:
         raise InputError("--templates is predict's template table: it goes with --ranked")
     if args.optimizer is not None and not args.ranked:
         raise InputError("--optimizer is predict's relaxation optimizer: it goes with --ranked")
+    if args.sources is not None and not args.ranked:
+        raise InputError("--sources names predict's candidate sources: it goes with --ranked")
     if args.ranked:
         for option, value in (("--steps", args.steps), ("--corrector-step-lr", args.corrector_step_lr),
                               ("--step-spacing", args.step_spacing), ("--corrector-steps", args.corrector_steps),
@@ -140,6 +146,7 @@ def check_arguments(args: argparse.Namespace) -> None:
 
 def run_ranked_evaluation(args: argparse.Namespace) -> int:
     """``evaluate --ranked`` (:mod:`diffcrystal.ranked_evaluation`)."""
+    from diffcrystal.candidates import DEFAULT_COUNTS, parse_sources
     from diffcrystal.checkpoint import bundled_analogue_table, file_sha256, resolve_checkpoint
     from diffcrystal.data.readers import read_crystals
     from diffcrystal.evaluation import check_output_folder
@@ -165,12 +172,15 @@ def run_ranked_evaluation(args: argparse.Namespace) -> int:
     templates = Path(args.templates) if args.templates is not None else bundled_analogue_table(checkpoint)
     library = load_library(templates, checkpoint)
     settings = PredictSettings(seed=args.seed)
+    if args.sources is not None:
+        chosen = parse_sources(args.sources)
+        settings = replace(settings, counts={s: (n if s in chosen else 0) for s, n in DEFAULT_COUNTS.items()})
     if args.optimizer is not None:
         settings = replace(settings, relax=replace(settings.relax, optimizer=args.optimizer))
     extra = {"command": "diffcrystal " + shlex.join(sys.argv[1:]), "checkpoint": str(checkpoint),
              "checkpoint_sha256": file_sha256(checkpoint), "templates": str(templates),
              "templates_sha256": file_sha256(templates), "potential": args.potential, "offset": args.offset,
-             "every": args.every}
+             "every": args.every, "candidate_counts": settings.counts}
     path, text = evaluate_ranked(targets, out, library=library, generator=generator, potential=args.potential,
                                  settings=settings, k=args.k, extra=extra, progress=not args.quiet,
                                  give_atom_count=args.atom_count)

@@ -76,12 +76,9 @@ def add_predict_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _counts(args: argparse.Namespace) -> dict[str, int]:
-    from diffcrystal.candidates import SOURCES
+    from diffcrystal.candidates import SOURCES, parse_sources
 
-    chosen = [s.strip() for s in args.sources.split(",") if s.strip()]
-    unknown = [s for s in chosen if s not in SOURCES]
-    if unknown:
-        raise InputError(f"--sources: unknown source {unknown[0]!r}; valid: {', '.join(SOURCES)}")
+    chosen = parse_sources(args.sources)
     counts = {s: getattr(args, SOURCE_OPTIONS[s].lstrip("-").replace("-", "_")) for s in SOURCES}
     for source, n in counts.items():
         if n < 0:

@@ -124,3 +124,37 @@ def test_evaluate_ranked_with_the_atom_count_end_to_end(tmp_path, capsys):
     assert main(["evaluate", "--checkpoint", "mp20_csp", "--data", str(data), "--optimizer", "BFGS", "--out",
                  str(tmp_path / "y")]) == 1
     assert "--optimizer" in capsys.readouterr().err
+
+
+def test_evaluate_ranked_from_chosen_sources(tmp_path, capsys):
+    """`evaluate --ranked --sources template`: predict draws only templates, the records name
+    the counts, and a resume from other sources, or the option without --ranked, is refused."""
+    import json
+
+    from ase.io import write
+
+    from diffcrystal.candidates import DEFAULT_COUNTS
+    from diffcrystal.cli.main import main
+    from tests.predict.structures import l10
+
+    atoms = l10(label="CuAu-a").to_atoms()
+    atoms.info["label"] = "CuAu-a"
+    data = tmp_path / "targets.extxyz"
+    write(data, [atoms], format="extxyz")
+    out = tmp_path / "templates_only"
+    base = ["evaluate", "--ranked", "--potential", "emt", "--data", str(data), "--k", "2", "--quiet",
+            "--out", str(out)]
+    assert main(base + ["--sources", "template"]) == 0
+    capsys.readouterr()
+    (record,) = [json.loads(line) for line in (out / "records.jsonl").read_text().splitlines()]
+    assert record["candidate_counts"] == {"template": DEFAULT_COUNTS["template"], "analogue_diffusion": 0,
+                                          "free_diffusion": 0}
+    assert record["candidates"] and {c["source"] for c in record["candidates"]} == {"template"}
+    assert json.loads((out / "metrics.json").read_text())["candidate_counts"] == record["candidate_counts"]
+    assert main(base) == 1
+    assert "predicted from other candidate sources" in capsys.readouterr().err
+    assert main(base + ["--sources", "template,magic"]) == 1
+    assert "--sources: unknown source 'magic'" in capsys.readouterr().err
+    assert main(["evaluate", "--checkpoint", "mp20_csp", "--data", str(data), "--sources", "template", "--out",
+                 str(tmp_path / "z")]) == 1
+    assert "--sources" in capsys.readouterr().err
