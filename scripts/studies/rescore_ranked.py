@@ -7,6 +7,10 @@ mean potential steps and CPU seconds per target:
     python scripts/studies/rescore_ranked.py benchmarks/ranked_atoms_mp20_every15_176/records.jsonl.gz \\
         --data ../shared/data/mp_20/test.csv
 
+"Without diffusion-only structures" drops them from the finished list; it is not ``predict``
+without the diffusion samples, whose funnel relaxes and prunes other candidates: measure that
+with ``evaluate --ranked --sources template``.
+
 ``--data`` is the file the targets came from (its ``e_above_hull`` column gives the strata).
 ``--targets-of OTHER`` scores only the targets that another run's records also hold, so two runs
 over different target sets (``--every 15`` and ``--every 30``) compare on the same targets.
