@@ -5,7 +5,8 @@ For every target crystal, ``predict`` runs on its composition alone, or, as the 
 pose the task, on its composition and its cell's atom count (``given_atoms``), and each ranked structure and each unrelaxed candidate is compared with the target by
 the protocol's matcher (:func:`~diffcrystal.metrics.csp.compare_with_target`). One JSON record
 per target is appended to ``records.jsonl`` as soon as it is done (an interrupted evaluation
-resumes after the last finished target). A record keeps, per ranked structure, the score's
+resumes after the last finished target; records name the relaxation optimizer and the
+candidate counts per source, and a resume with other ones is refused). A record keeps, per ranked structure, the score's
 inputs (relaxed energy per atom, analogue distance, the template's energy above the hull, the
 atom count of its cell, its structure type's vote), so
 the ranking can be re-scored with other weights without relaxing again

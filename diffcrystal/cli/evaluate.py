@@ -10,6 +10,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from diffcrystal.baselines import BASELINES
+from diffcrystal.candidates import parse_sources
 from diffcrystal.cli.checks import at_least
 from diffcrystal.errors import InputError
 from diffcrystal.output_folder import check_no_earlier_output, fresh_folder
@@ -129,6 +130,8 @@ def check_arguments(args: argparse.Namespace) -> None:
         raise InputError("--optimizer is predict's relaxation optimizer: it goes with --ranked")
     if args.sources is not None and not args.ranked:
         raise InputError("--sources names predict's candidate sources: it goes with --ranked")
+    if args.sources is not None:
+        parse_sources(args.sources)  # a bad name fails before any data is read
     if args.ranked:
         for option, value in (("--steps", args.steps), ("--corrector-step-lr", args.corrector_step_lr),
                               ("--step-spacing", args.step_spacing), ("--corrector-steps", args.corrector_steps),
@@ -146,7 +149,7 @@ def check_arguments(args: argparse.Namespace) -> None:
 
 def run_ranked_evaluation(args: argparse.Namespace) -> int:
     """``evaluate --ranked`` (:mod:`diffcrystal.ranked_evaluation`)."""
-    from diffcrystal.candidates import DEFAULT_COUNTS, parse_sources
+    from diffcrystal.candidates import DEFAULT_COUNTS
     from diffcrystal.checkpoint import bundled_analogue_table, file_sha256, resolve_checkpoint
     from diffcrystal.data.readers import read_crystals
     from diffcrystal.evaluation import check_output_folder

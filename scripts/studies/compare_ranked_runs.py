@@ -43,8 +43,8 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit(f"error: {args.first} and {args.second} share no target")
     score = RankingScore()
     print(f"{len(shared)} targets in both runs; A = {args.first}, B = {args.second}")
+    ranks = {label: [first_match_rank(run[label], score) for run in runs] for label in shared}
     for k in args.k:
-        ranks = {label: [first_match_rank(run[label], score) for run in runs] for label in shared}
         within = {label: [r is not None and r <= k for r in pair] for label, pair in ranks.items()}
         for name, which in (("A", 0), ("B", 1)):
             only = [label for label in shared if within[label][which] and not within[label][1 - which]]
