@@ -190,16 +190,18 @@ def deduplicate_candidates(candidates: list[Candidate], matcher=None) -> tuple[l
     return [candidates[group[0]] for group in groups], merged
 
 
-def parse_sources(text: str, option: str = "--sources") -> list[Source]:
-    """The candidate sources named in ``text``, comma-separated (``"template,free_diffusion"``);
-    :class:`InputError` naming ``option`` on an unknown one or none."""
+def counts_from_sources(text: str, counts: dict[str, int] | None = None) -> dict[Source, int]:
+    """``counts`` per source (default :data:`DEFAULT_COUNTS`) with the sources not named in
+    ``text`` (comma-separated, ``"template,free_diffusion"``) set to 0; :class:`InputError`
+    naming ``--sources`` on an unknown source or none."""
     chosen = [s.strip() for s in text.split(",") if s.strip()]
     unknown = [s for s in chosen if s not in SOURCES]
     if unknown:
-        raise InputError(f"{option}: unknown source {unknown[0]!r}; valid: {', '.join(SOURCES)}")
+        raise InputError(f"--sources: unknown source {unknown[0]!r}; valid: {', '.join(SOURCES)}")
     if not chosen:
-        raise InputError(f"{option}: no source named; valid: {', '.join(SOURCES)}")
-    return chosen
+        raise InputError(f"--sources: no source named; valid: {', '.join(SOURCES)}")
+    counts = DEFAULT_COUNTS if counts is None else counts
+    return {s: (counts[s] if s in chosen else 0) for s in SOURCES}
 
 
 def check_counts(counts: dict[str, int]) -> dict[Source, int]:

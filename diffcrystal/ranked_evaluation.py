@@ -172,20 +172,25 @@ def run_ranked(targets: Sequence[Crystal], out_dir: Path, *, library, generator,
     return records
 
 
+def rescored_order(record: dict, score: RankingScore) -> list[dict]:
+    """The record's ranked structures re-ordered by ``score`` (converged first)."""
+    def key(entry: dict) -> tuple:
+        distance = math.nan if entry["analogue_distance"] is None else entry["analogue_distance"]
+        stability = math.nan if entry["template_e_above_hull"] is None else entry["template_e_above_hull"]
+        fits = fits_atom_count(entry.get("num_atoms", 0), record.get("given_atoms"))
+        vote = entry.get("type_vote", 1.0)  # records made before the votes: no charge
+        return (not entry["converged"], score(entry["energy_per_atom"], distance, stability, fits, vote),
+                entry["label"])
+
+    return sorted(record["ranked"], key=key)
+
+
 def rescored_results(records: Sequence[dict], score: RankingScore, k: int) -> list[TargetResult]:
     """Per record, its first ``k`` ranked structures re-ordered by ``score`` (converged first),
     as :class:`TargetResult` (missing ones pad the list)."""
     results = []
     for record in records:
-        def key(entry: dict) -> tuple:
-            distance = math.nan if entry["analogue_distance"] is None else entry["analogue_distance"]
-            stability = math.nan if entry["template_e_above_hull"] is None else entry["template_e_above_hull"]
-            fits = fits_atom_count(entry.get("num_atoms", 0), record.get("given_atoms"))
-            vote = entry.get("type_vote", 1.0)  # records made before the votes: no charge
-            return (not entry["converged"], score(entry["energy_per_atom"], distance, stability, fits, vote),
-                    entry["label"])
-
-        ranked = sorted(record["ranked"], key=key)[:k]
+        ranked = rescored_order(record, score)[:k]
         pairs = [PairResult(e["status"], rms=e["rms"]) for e in ranked]
         pairs += [PairResult("missing", reason="fewer ranked structures")] * (k - len(pairs))
         results.append(TargetResult(record["label"], tuple(pairs)))

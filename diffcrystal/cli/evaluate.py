@@ -10,7 +10,6 @@ from dataclasses import replace
 from pathlib import Path
 
 from diffcrystal.baselines import BASELINES
-from diffcrystal.candidates import parse_sources
 from diffcrystal.cli.checks import at_least
 from diffcrystal.errors import InputError
 from diffcrystal.output_folder import check_no_earlier_output, fresh_folder
@@ -130,8 +129,6 @@ def check_arguments(args: argparse.Namespace) -> None:
         raise InputError("--optimizer is predict's relaxation optimizer: it goes with --ranked")
     if args.sources is not None and not args.ranked:
         raise InputError("--sources names predict's candidate sources: it goes with --ranked")
-    if args.sources is not None:
-        parse_sources(args.sources)  # a bad name fails before any data is read
     if args.ranked:
         for option, value in (("--steps", args.steps), ("--corrector-step-lr", args.corrector_step_lr),
                               ("--step-spacing", args.step_spacing), ("--corrector-steps", args.corrector_steps),
@@ -149,7 +146,7 @@ def check_arguments(args: argparse.Namespace) -> None:
 
 def run_ranked_evaluation(args: argparse.Namespace) -> int:
     """``evaluate --ranked`` (:mod:`diffcrystal.ranked_evaluation`)."""
-    from diffcrystal.candidates import DEFAULT_COUNTS
+    from diffcrystal.candidates import DEFAULT_COUNTS, counts_from_sources
     from diffcrystal.checkpoint import bundled_analogue_table, file_sha256, resolve_checkpoint
     from diffcrystal.data.readers import read_crystals
     from diffcrystal.evaluation import check_output_folder
@@ -161,6 +158,7 @@ def run_ranked_evaluation(args: argparse.Namespace) -> int:
     if args.baseline is not None:
         raise InputError("--ranked scores predict's answers; the baselines are reported beside them, drop --baseline")
     at_least("--every", args.every, 1)
+    counts = DEFAULT_COUNTS if args.sources is None else counts_from_sources(args.sources)
     resolve_potential(args.potential)
     checkpoint = resolve_checkpoint(args.checkpoint, "csp")
     out = args.out or default_out(f"ranked-{checkpoint.name.removesuffix('.safetensors')}", args.data)
@@ -174,10 +172,7 @@ def run_ranked_evaluation(args: argparse.Namespace) -> int:
     generator = Generator.from_checkpoint(checkpoint)
     templates = Path(args.templates) if args.templates is not None else bundled_analogue_table(checkpoint)
     library = load_library(templates, checkpoint)
-    settings = PredictSettings(seed=args.seed)
-    if args.sources is not None:
-        chosen = parse_sources(args.sources)
-        settings = replace(settings, counts={s: (n if s in chosen else 0) for s, n in DEFAULT_COUNTS.items()})
+    settings = PredictSettings(seed=args.seed, counts=counts)
     if args.optimizer is not None:
         settings = replace(settings, relax=replace(settings.relax, optimizer=args.optimizer))
     extra = {"command": "diffcrystal " + shlex.join(sys.argv[1:]), "checkpoint": str(checkpoint),

@@ -76,14 +76,14 @@ def add_predict_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _counts(args: argparse.Namespace) -> dict[str, int]:
-    from diffcrystal.candidates import SOURCES, parse_sources
+    from diffcrystal.candidates import SOURCES, counts_from_sources
 
-    chosen = parse_sources(args.sources)
     counts = {s: getattr(args, SOURCE_OPTIONS[s].lstrip("-").replace("-", "_")) for s in SOURCES}
+    chosen = counts_from_sources(args.sources, counts)
     for source, n in counts.items():
         if n < 0:
             raise InputError(f"{SOURCE_OPTIONS[source]} must be >= 0, got {n}")
-    return {s: (n if s in chosen else 0) for s, n in counts.items()}
+    return chosen
 
 
 def settings_from(args: argparse.Namespace):

@@ -1,7 +1,8 @@
 """Target by target, where two ranked evaluations of the same targets differ: the targets that
-one run matches within its top k and the other does not, with, for each run, the rank of its
-first matching structure (default score) and what became of its candidates that match before
-relaxing (``converged``, ``pruned`` in the funnel, ``duplicate`` of another candidate, ...):
+one run matches within its top k and the other does not. For each, the structure the matching
+run ranks first among its matches (label, rank, energy) and, in both runs, what became of that
+candidate (``converged`` and its rank, ``pruned`` in the funnel, ``duplicate`` of another, or
+absent) beside the energy of the run's answer:
 
     python scripts/studies/compare_ranked_runs.py benchmarks/ranked_templates_mp20_every30/records.jsonl.gz \\
         benchmarks/ranked_wide28k_mp20_every30/records.jsonl.gz
@@ -14,21 +15,25 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from diffcrystal.ranked_evaluation import read_records, rescored_results
+from diffcrystal.ranked_evaluation import read_records, rescored_order
 from diffcrystal.ranking import RankingScore
 
 
-def first_match_rank(record: dict, score: RankingScore) -> int | None:
-    """1-based rank of the first matching structure under ``score`` (None: none matches)."""
-    (result,) = rescored_results([record], score, len(record["ranked"]) or 1)
-    return next((i + 1 for i, pair in enumerate(result.candidates) if pair.matched), None)
+def first_match(order: list[dict]) -> tuple[int, dict] | None:
+    """``(1-based rank, entry)`` of the first matching structure of a ranked order (None: none)."""
+    return next(((i + 1, e) for i, e in enumerate(order) if e["status"] == "match"), None)
 
 
-def describe(record: dict, score: RankingScore) -> str:
-    rank = first_match_rank(record, score)
-    matching = [f"{c['label']} {c['state']}" for c in record["candidates"] if c["status"] == "match"]
-    return (f"first match at rank {rank if rank else '-'} of {len(record['ranked'])}; "
-            f"matching candidates: {', '.join(matching) or 'none'}")
+def fate(record: dict, order: list[dict], label: str) -> str:
+    """What became of candidate ``label`` in a run: its rank, energy and whether it matches when
+    ranked (a ranked structure stands for the candidates merged into it), else its state, or
+    ``absent``."""
+    for rank, entry in enumerate(order, 1):
+        if label == entry["label"] or label in entry.get("members", ()):
+            verdict = "matches" if entry["status"] == "match" else "no match"
+            return f"rank {rank} of {len(order)} ({entry['energy_per_atom']:.3f} eV/atom, as {entry['label']}, {verdict})"
+    state = next((c["state"] for c in record["candidates"] if c["label"] == label), "absent")
+    return f"{state}, unranked"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -42,17 +47,22 @@ def main(argv: list[str] | None = None) -> int:
     if not shared:
         raise SystemExit(f"error: {args.first} and {args.second} share no target")
     score = RankingScore()
+    orders = {label: [rescored_order(run[label], score) for run in runs] for label in shared}
     print(f"{len(shared)} targets in both runs; A = {args.first}, B = {args.second}")
-    ranks = {label: [first_match_rank(run[label], score) for run in runs] for label in shared}
     for k in args.k:
-        within = {label: [r is not None and r <= k for r in pair] for label, pair in ranks.items()}
         for name, which in (("A", 0), ("B", 1)):
-            only = [label for label in shared if within[label][which] and not within[label][1 - which]]
+            only = []
+            for label in shared:
+                found = [first_match(order) for order in orders[label]]
+                if found[which] is not None and found[which][0] <= k and (
+                        found[1 - which] is None or found[1 - which][0] > k):
+                    only.append((label, found[which][1]["label"]))
             print(f"@{k}: matched by {name} only: {len(only)}")
-            for label in only:
-                print(f"  {label} {runs[0][label]['formula']}")
-                for run_name, run in zip("AB", runs):
-                    print(f"    {run_name}: {describe(run[label], score)}")
+            for label, structure in only:
+                print(f"  {label} {runs[0][label]['formula']}: {name}'s first match {structure}")
+                for run_name, run, order in zip("AB", runs, orders[label]):
+                    answer = f"{order[0]['energy_per_atom']:.3f} eV/atom" if order else "none"
+                    print(f"    {run_name}: {fate(run[label], order, structure)}; answer {answer}")
     return 0
 
 

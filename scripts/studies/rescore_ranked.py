@@ -1,6 +1,8 @@
 """Re-score ranked-evaluation records without relaxing again: the default score, energy alone,
 the ranking without structures only diffusion samples reached, other weights (``--weights``),
-the share of targets some ranked structure matches (what any ranking can reach), @1 by the
+the share of targets some ranked structure matches (what any ranking can reach), what became
+of each source's candidates that match before relaxing (merged as ``duplicate``, ``pruned``,
+``converged``), @1 by the
 target's energy above the hull ("Ranked prediction", its paragraph "What this says"), and the
 mean potential steps and CPU seconds per target:
 
@@ -21,8 +23,10 @@ from __future__ import annotations
 import argparse
 import csv
 import sys
+from collections import Counter
 from pathlib import Path
 
+from diffcrystal.candidates import SOURCES
 from diffcrystal.ranked_evaluation import ranked_metrics, read_records, rescored_results
 from diffcrystal.ranking import RankingScore
 
@@ -66,6 +70,12 @@ def main(argv: list[str] | None = None) -> int:
     ceiling = [[e for e in r["ranked"] if e["status"] == "match"] for r in records]
     print(f"some ranked structure matches: {100 * sum(bool(m) for m in ceiling) / len(records):.1f} %, precisely "
           f"{100 * sum(any(e['rms'] is not None and e['rms'] < 0.1 for e in m) for m in ceiling) / len(records):.1f} %")
+    for source in SOURCES:
+        fates = Counter(c["state"] for r in records for c in r["candidates"]
+                        if c["source"] == source and c["status"] == "match")
+        if fates:
+            print(f"{source} candidates that match before relaxing: {sum(fates.values())} "
+                  f"({', '.join(f'{state} {n}' for state, n in fates.most_common())})")
     answers = rescored_results(records, RankingScore(), 1)
     for low, high, name in STRATA:
         chosen = [i for i, r in enumerate(records)
