@@ -13,7 +13,9 @@ is chosen on the same targets it is scored on):
     OMP_NUM_THREADS=1 python scripts/calibrate_ranking.py --every 20 --limit 80 --out runs/calibrate
 
 ``--atom-count`` tells ``predict`` each target cell's atom count (``predict --atoms``, as the CSP
-benchmarks pose the task) and adds the atom-count weight w_n to the grid. Writes ``records.jsonl`` (resumable) and ``calibration.json`` (the grid, best first).
+benchmarks pose the task) and adds the atom-count weight w_n to the grid. ``--sources template``
+runs ``predict`` from the templates alone (free samples only where no template exists), the
+counterpart that says whether the model's samples earn their place. Writes ``records.jsonl`` (resumable) and ``calibration.json`` (the grid, best first).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ import json
 import sys
 from pathlib import Path
 
+from diffcrystal.candidates import counts_from_sources
 from diffcrystal.checkpoint import bundled_analogue_table
 from diffcrystal.errors import InputError
 from diffcrystal.prediction import PredictSettings, load_library
@@ -115,16 +118,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, required=True, help="folder for records.jsonl and calibration.json")
     parser.add_argument("--atom-count", action="store_true",
                         help="tell predict each target cell's atom count (predict --atoms) and calibrate w_n too")
+    parser.add_argument("--sources", metavar="LIST",
+                        help="predict's candidate sources, comma-separated, each at predict's default count "
+                             "(default: all); `--sources template` measures the ranked answer without the model's "
+                             "samples where templates exist")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
     try:
+        settings = PredictSettings() if args.sources is None else PredictSettings(counts=counts_from_sources(args.sources))
         checkpoint, generator, validation = held_out_validation(args.checkpoint)
         targets = validation[::args.every][:args.limit]
         if not targets:
             raise InputError(f"{checkpoint}: no validation structures to calibrate on")
         library = load_library(bundled_analogue_table(checkpoint), checkpoint)
         records = run_ranked(targets, args.out, library=library, generator=generator, potential=args.potential,
-                             settings=PredictSettings(), hold_out_self=True, progress=not args.quiet,
+                             settings=settings, hold_out_self=True, progress=not args.quiet,
                              give_atom_count=args.atom_count)
     except InputError as error:
         print(f"calibrate_ranking: error: {error}", file=sys.stderr)
@@ -135,6 +143,7 @@ def main(argv: list[str] | None = None) -> int:
     fitted["grid_cross_validated_at_1_matched"] = grid_cross_validated_at_1(records)
     summary = {"checkpoint": str(checkpoint), "validation_structures": len(validation), "targets": len(records),
                "every": args.every, "k": args.k, "potential": args.potential,
+               "candidate_counts": settings.counts,
                "default_score": dataclasses.asdict(RankingScore()), "default": dataclasses.asdict(default),
                "maximum_likelihood": fitted, "grid": rows}
     (args.out / "calibration.json").write_text(json.dumps(summary, indent=2) + "\n")
