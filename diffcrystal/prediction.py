@@ -196,6 +196,18 @@ def _lost_samples(source: str, wanted: int, got: int) -> list[str]:
     return [f"{wanted - got} of {wanted} {source} samples were no crystal and were left out"] if got < wanted else []
 
 
+def needs_generator(composition: Composition, library: AnalogueLibrary, settings: PredictSettings,
+                    num_atoms: int | None = None) -> bool:
+    """Whether :func:`gather_candidates` samples the generator for ``composition``: a diffusion
+    source has a count above 0, or no template is within reach and the templates' budget goes
+    to free samples."""
+    counts = settings.counts
+    if counts["analogue_diffusion"] or counts["free_diffusion"]:
+        return True
+    return counts["template"] > 0 and not nearest_analogues(composition, library, 1, settings.max_analogue_distance,
+                                                           num_atoms)
+
+
 def gather_candidates(composition: Composition, generator, library: AnalogueLibrary, settings: PredictSettings,
                       progress: bool = False, num_atoms: int | None = None) -> tuple[list[Candidate], list, list[str]]:
     """``(candidates, analogues used, notes)`` for ``composition`` (module docstring, step 1);
@@ -304,7 +316,8 @@ def predict(composition: str, *, checkpoint: str | Path | None = None, templates
     ----------
     composition : a formula such as ``'YBa2Cu3O7'``.
     checkpoint : CSP generator (a file or bundled name; None: the default ``mp20_csp``), unused
-        when both diffusion sources have count 0; ``generator``: an already loaded
+        unless :func:`needs_generator` (a diffusion source is asked for, or no template is within
+        reach and the templates' budget goes to free samples); ``generator``: an already loaded
         :class:`~diffcrystal.generator.Generator` instead.
     templates : the template library (:func:`load_library`; None: the checkpoint's).
     potential : relaxes and scores every candidate (name, fitted-model path or a resolved
@@ -332,8 +345,7 @@ def predict(composition: str, *, checkpoint: str | Path | None = None, templates
     label = potential.label
     path = resolve_checkpoint(checkpoint, "csp")
     library = load_library(templates, path)
-    diffusion = settings.counts["analogue_diffusion"] + settings.counts["free_diffusion"]
-    if generator is None and diffusion:
+    if generator is None and needs_generator(parsed, library, settings, num_atoms):
         from diffcrystal.generator import Generator
 
         generator = Generator.from_checkpoint(path, device="cpu")

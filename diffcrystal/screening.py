@@ -28,7 +28,7 @@ from pathlib import Path
 
 from diffcrystal.errors import InputError
 from diffcrystal.potential.calculators import DEFAULT_POTENTIAL
-from diffcrystal.prediction import PredictSettings, load_library, predict
+from diffcrystal.prediction import PredictSettings, load_library, needs_generator, predict
 
 SCREEN_NAME = "screen.csv"
 SCREEN_COLUMNS = [
@@ -104,8 +104,10 @@ def predict_into(composition: str, folder: str, record: dict, options: dict) -> 
         settings = options["settings"]
         potential = _loaded("potential", options["potential"], options["device"])
         library = _loaded("library", options["templates"], options["checkpoint"], record["templates_sha256"])
-        diffusion = settings.counts["analogue_diffusion"] + settings.counts["free_diffusion"]
-        generator = _loaded("generator", options["checkpoint"]) if diffusion else None
+        from diffcrystal.data.composition import parse_composition
+
+        sampled = needs_generator(parse_composition(composition), library, settings)
+        generator = _loaded("generator", options["checkpoint"]) if sampled else None
         prepare_folder(partial, record, resume=False)
         prediction = predict(composition, checkpoint=options["checkpoint"], templates=library, potential=potential,
                              settings=settings, hull=options["hull"], device=options["device"],

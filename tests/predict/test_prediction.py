@@ -51,14 +51,17 @@ def test_the_python_api_is_the_same_function(tmp_path):
     assert prediction[0].matches_known == "L10-CuAu" and len(prediction) >= 2
 
 
-def test_free_diffusion_alone_when_no_template_is_near(tmp_path):
-    settings = PredictSettings(counts={"template": 2, "analogue_diffusion": 2, "free_diffusion": 1},
-                               max_analogue_distance=0.0, sampler_steps=5)
+@pytest.mark.parametrize("counts, budget", [
+    ({"template": 2, "analogue_diffusion": 2, "free_diffusion": 1}, 5),
+    ({"template": 3, "analogue_diffusion": 0, "free_diffusion": 0}, 3),  # templates alone: the generator still loads
+])
+def test_free_diffusion_alone_when_no_template_is_near(tmp_path, counts, budget):
+    settings = PredictSettings(counts=counts, max_analogue_distance=0.0, sampler_steps=5)
     prediction = predict("CuNi", templates=ab_library(), potential="emt", settings=settings, cache_dir=tmp_path)
     assert any("free diffusion only" in note for note in prediction.notes)
     assert {o.candidate.source for o in prediction.outcomes} == {"free_diffusion"}
     lost = sum(int(note.split(" of ")[0]) for note in prediction.notes if "were no crystal" in note)
-    assert len(prediction.outcomes) + lost == 5  # the templates' budget goes to free samples
+    assert len(prediction.outcomes) + lost == budget  # the templates' budget goes to free samples
 
 
 @pytest.mark.parametrize("composition, message", [("CuXx", "Xx"), ("", "empty"), ("Cu2(", "")])
