@@ -46,8 +46,9 @@ from diffcrystal.metrics import read_metrics_json
 
 SAMPLE_COUNTS = (1, 2, 5, 10, 20)
 """Numbers of samples j at which @j is reported."""
-DISTANCE_BINS = ((0.0, 2.0), (2.0, 4.0), (4.0, math.inf))
-"""Ranges of the nearest analogue's Mendeleev distance (per formula atom) the report splits by;
+DISTANCE_BINS = ((0.0, 2.0), (2.0, 8.0), (8.0, math.inf))
+"""Ranges of the nearest analogue's Mendeleev distance (per formula atom) the report splits by
+(beyond 8, ``predict``'s default reach, it draws free samples alone);
 targets with no analogue of their formula type form their own row."""
 PRECISE_RMS = 0.1
 
