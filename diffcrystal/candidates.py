@@ -10,6 +10,9 @@
 - ``free_diffusion``: unconstrained samples of the generator (new prototypes no template has),
   with the numbers of formula units per cell the templates use (1 when there are none).
 
+By default ``predict`` draws templates alone (:data:`DEFAULT_SOURCES`), and free samples in their
+place where no template lies within reach; the diffusion sources are asked for by name.
+
 When the cell's atom count is given (``num_atoms``, as the CSP benchmarks give it), templates
 with that many atoms come first and free samples have that many atoms.
 
@@ -41,8 +44,15 @@ Source = Literal["template", "analogue_diffusion", "free_diffusion"]
 SOURCES: tuple[Source, ...] = ("template", "analogue_diffusion", "free_diffusion")
 """Candidate sources, in the order candidates are listed and deduplicated."""
 
-DEFAULT_COUNTS: dict[Source, int] = {"template": 8, "analogue_diffusion": 3, "free_diffusion": 2}
-"""Candidates per source that ``predict`` draws by default (before deduplication)."""
+SOURCE_COUNTS: dict[Source, int] = {"template": 8, "analogue_diffusion": 3, "free_diffusion": 2}
+"""Candidates per source when ``predict`` draws from it and no count is given (before
+deduplication)."""
+
+DEFAULT_SOURCES: tuple[Source, ...] = ("template",)
+"""The sources ``predict`` draws from by default: templates alone, with free samples in their
+place where no template is within reach. On held-out validation and on test targets, the
+model's samples beside the templates left ranked @1 and @5 level or lower at several times the
+CPU time (docs/benchmarks.md, "The model's samples beside the templates, on validation")."""
 
 
 @dataclass(frozen=True)
@@ -191,7 +201,7 @@ def deduplicate_candidates(candidates: list[Candidate], matcher=None) -> tuple[l
 
 
 def counts_from_sources(text: str, counts: dict[str, int] | None = None) -> dict[Source, int]:
-    """``counts`` per source (default :data:`DEFAULT_COUNTS`) with the sources not named in
+    """``counts`` per source (default :data:`SOURCE_COUNTS`) with the sources not named in
     ``text`` (comma-separated, ``"template,free_diffusion"``) set to 0; :class:`InputError`
     naming ``--sources`` on an unknown source or none."""
     chosen = [s.strip() for s in text.split(",") if s.strip()]
@@ -200,8 +210,13 @@ def counts_from_sources(text: str, counts: dict[str, int] | None = None) -> dict
         raise InputError(f"--sources: unknown source {unknown[0]!r}; valid: {', '.join(SOURCES)}")
     if not chosen:
         raise InputError(f"--sources: no source named; valid: {', '.join(SOURCES)}")
-    counts = DEFAULT_COUNTS if counts is None else counts
+    counts = SOURCE_COUNTS if counts is None else counts
     return {s: (counts[s] if s in chosen else 0) for s in SOURCES}
+
+
+DEFAULT_COUNTS: dict[Source, int] = counts_from_sources(",".join(DEFAULT_SOURCES))
+"""Candidates per source that ``predict`` draws by default: :data:`SOURCE_COUNTS` for
+:data:`DEFAULT_SOURCES`, 0 for the others."""
 
 
 def check_counts(counts: dict[str, int]) -> dict[Source, int]:

@@ -5,8 +5,10 @@
                 -> rank by :class:`~diffcrystal.ranking.RankingScore`
 
 1. **Candidates** (:mod:`diffcrystal.candidates`): the nearest analogues of distinct structure
-   type within ``max_analogue_distance`` give the templates and the groups of the constrained
-   samples; when there are none, free diffusion alone (said in :attr:`Prediction.notes`).
+   type within ``max_analogue_distance`` give the templates and, when asked for, the groups of
+   the constrained samples; when there are none, free diffusion alone (said in
+   :attr:`Prediction.notes`). By default templates alone
+   (:data:`~diffcrystal.candidates.DEFAULT_COUNTS`).
 2. **Before relaxing**, candidates that ``StructureMatcher`` calls the same crystal are relaxed
    once (:func:`~diffcrystal.candidates.deduplicate_candidates`).
 3. **Relaxation**: the funnel of :mod:`diffcrystal.potential.funnel`, pruning by the ranking
@@ -66,7 +68,8 @@ and at @5 in 1 more, in none fewer (docs/benchmarks.md, "FIRE or BFGS")."""
 
 @dataclass(frozen=True)
 class PredictSettings:
-    """How ``predict`` works: candidates per source (``counts``, :data:`~diffcrystal.candidates.SOURCES`),
+    """How ``predict`` works: candidates per source (``counts``, :data:`~diffcrystal.candidates.SOURCES`;
+    default :data:`~diffcrystal.candidates.DEFAULT_COUNTS`, templates alone),
     the farthest analogue used (``max_analogue_distance``, Mendeleev units; None: any), the
     relaxation (``relax``; ``funnel``: None relaxes everything to the end), the ranking
     ``score``, whether templates start at their predicted volume (``rescale_templates``), the sampler's ``seed`` and ``sampler_steps`` (None: the checkpoint's)."""

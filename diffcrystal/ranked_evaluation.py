@@ -38,7 +38,7 @@ from typing import Sequence
 
 import numpy as np
 
-from diffcrystal.candidates import DEFAULT_COUNTS, SOURCES
+from diffcrystal.candidates import SOURCE_COUNTS, SOURCES
 from diffcrystal.data.crystal import Crystal
 from diffcrystal.errors import InputError
 from diffcrystal.metrics.csp import (
@@ -144,7 +144,7 @@ def run_ranked(targets: Sequence[Crystal], out_dir: Path, *, library, generator,
     if any(r.get("optimizer", "FIRE") != optimizer for r in records):  # records before the field: FIRE
         raise InputError(f"{path} holds targets relaxed with another optimizer than {optimizer}: use another --out")
     counts = dict(settings.counts)
-    if any(r.get("candidate_counts", DEFAULT_COUNTS) != counts for r in records):  # before the field: the defaults
+    if any(r.get("candidate_counts", SOURCE_COUNTS) != counts for r in records):  # before the field: all three sources
         raise InputError(f"{path} holds targets predicted from other candidate sources than {counts}: use another --out")
     from diffcrystal.potential.calculators import resolve_potential
 

@@ -13,9 +13,10 @@ is chosen on the same targets it is scored on):
     OMP_NUM_THREADS=1 python scripts/calibrate_ranking.py --every 20 --limit 80 --out runs/calibrate
 
 ``--atom-count`` tells ``predict`` each target cell's atom count (``predict --atoms``, as the CSP
-benchmarks pose the task) and adds the atom-count weight w_n to the grid. ``--sources template``
-runs ``predict`` from the templates alone (free samples only where no template exists), the
-counterpart that says whether the model's samples earn their place. Writes ``records.jsonl`` (resumable) and ``calibration.json`` (the grid, best first).
+benchmarks pose the task) and adds the atom-count weight w_n to the grid. ``--sources`` chooses
+``predict``'s candidate sources (default: predict's, the templates alone, with free samples where
+no template is within reach); ``--sources template,analogue_diffusion,free_diffusion`` adds the
+model's samples beside the templates. Writes ``records.jsonl`` (resumable) and ``calibration.json`` (the grid, best first).
 """
 
 from __future__ import annotations
@@ -119,9 +120,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--atom-count", action="store_true",
                         help="tell predict each target cell's atom count (predict --atoms) and calibrate w_n too")
     parser.add_argument("--sources", metavar="LIST",
-                        help="predict's candidate sources, comma-separated, each at predict's default count "
-                             "(default: all); `--sources template` measures the ranked answer without the model's "
-                             "samples where templates exist")
+                        help="predict's candidate sources, comma-separated, each at predict's count for it "
+                             "(default: predict's, template)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
     try:

@@ -95,9 +95,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="--ranked: predict's template table (default: the one shipped with the checkpoint; "
                              "build one with scripts/build_analogue_table.py)")
     parser.add_argument("--sources", metavar="LIST",
-                        help="--ranked: predict's candidate sources, comma-separated, each at predict's default count "
-                             "(default: template,analogue_diffusion,free_diffusion); `--sources template` measures "
-                             "the answer without the model's samples")
+                        help="--ranked: predict's candidate sources, comma-separated, each at predict's count for it "
+                             "(default: predict's, template, with free samples where no template is within reach); "
+                             "`--sources template,analogue_diffusion,free_diffusion` adds the model's samples beside "
+                             "the templates")
     parser.add_argument("--every", type=int, default=1, metavar="N",
                         help="use every N-th test structure (after --offset, before --limit)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")

@@ -1,7 +1,8 @@
 """``diffcrystal predict --composition F``: the ranked answer for a composition.
 
-Candidates from the nearest known analogues (templates), diffusion on their space groups and
-free diffusion, deduplicated, relaxed through the funnel with one potential and ranked
+Candidates from the nearest known analogues (templates; free diffusion where none is within
+reach), and on request diffusion on their space groups and free diffusion beside them,
+deduplicated, relaxed through the funnel with one potential and ranked
 (:mod:`diffcrystal.prediction`). Writes ``predictions/<formula>/`` (or ``--out``): ``ranked.csv``,
 ``candidates.csv``, ``cif/``, ``overview.png`` and ``run.json``
 (:mod:`diffcrystal.prediction_folder`).
@@ -39,7 +40,7 @@ def add_predict_arguments(parser: argparse.ArgumentParser) -> None:
     """The options of one composition's prediction (candidates, relaxation, ranking, hull,
     device), shared by ``predict`` and ``screen``; read back with :func:`settings_from`."""
     from diffcrystal.analogues import DEFAULT_MAX_ANALOGUE_DISTANCE
-    from diffcrystal.candidates import DEFAULT_COUNTS
+    from diffcrystal.candidates import SOURCE_COUNTS
     from diffcrystal.prediction import PREDICT_FMAX_EV_A, PREDICT_MAX_STEPS, PREDICT_OPTIMIZER
     from diffcrystal.ranking import DEFAULT_DISTANCE_WEIGHT_EV
 
@@ -47,15 +48,18 @@ def add_predict_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--templates", default=None, metavar="TABLE",
                         help="template table with geometry (default: the one shipped with the checkpoint; "
                              "build your own with scripts/build_analogue_table.py)")
-    parser.add_argument("--sources", default="template,analogue_diffusion,free_diffusion",
-                        help="candidate sources to use, comma-separated (default: all three)")
-    parser.add_argument("--templates-n", type=int, default=DEFAULT_COUNTS["template"], metavar="N",
-                        help=f"nearest distinct analogue templates (default {DEFAULT_COUNTS['template']})")
-    parser.add_argument("--analogue-samples", type=int, default=DEFAULT_COUNTS["analogue_diffusion"], metavar="N",
-                        help="diffusion samples on the analogues' space groups "
-                             f"(default {DEFAULT_COUNTS['analogue_diffusion']})")
-    parser.add_argument("--free-samples", type=int, default=DEFAULT_COUNTS["free_diffusion"], metavar="N",
-                        help=f"unconstrained diffusion samples (default {DEFAULT_COUNTS['free_diffusion']})")
+    parser.add_argument("--sources", default=None, metavar="LIST",
+                        help="candidate sources, comma-separated, from template, analogue_diffusion, free_diffusion "
+                             "(default: template, with free samples where no template is within reach, plus any "
+                             "source whose count is given below)")
+    parser.add_argument("--templates-n", type=int, default=None, metavar="N",
+                        help=f"nearest distinct analogue templates (default {SOURCE_COUNTS['template']})")
+    parser.add_argument("--analogue-samples", type=int, default=None, metavar="N",
+                        help="diffusion samples on the analogues' space groups beside the templates "
+                             f"(default {SOURCE_COUNTS['analogue_diffusion']} when the source is drawn)")
+    parser.add_argument("--free-samples", type=int, default=None, metavar="N",
+                        help="unconstrained diffusion samples beside the templates "
+                             f"(default {SOURCE_COUNTS['free_diffusion']} when the source is drawn)")
     parser.add_argument("--max-analogue-distance", type=float, default=DEFAULT_MAX_ANALOGUE_DISTANCE, metavar="D",
                         help=f"farthest analogue used, Mendeleev units per atom (default {DEFAULT_MAX_ANALOGUE_DISTANCE:g})")
     parser.add_argument("--potential", default="sevennet-0", help="relaxes and ranks (default sevennet-0)")
@@ -76,13 +80,24 @@ def add_predict_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _counts(args: argparse.Namespace) -> dict[str, int]:
-    from diffcrystal.candidates import SOURCES, counts_from_sources
+    """Candidates per source: the counts given (each source's :data:`SOURCE_COUNTS` otherwise),
+    drawn from ``--sources`` or, without it, from the default sources and every source whose
+    count is given."""
+    from diffcrystal.candidates import DEFAULT_SOURCES, SOURCE_COUNTS, SOURCES, counts_from_sources
 
-    counts = {s: getattr(args, SOURCE_OPTIONS[s].lstrip("-").replace("-", "_")) for s in SOURCES}
-    chosen = counts_from_sources(args.sources, counts)
-    for source, n in counts.items():
-        if n < 0:
+    given = {s: getattr(args, SOURCE_OPTIONS[s].lstrip("-").replace("-", "_")) for s in SOURCES}
+    for source, n in given.items():
+        if n is not None and n < 0:
             raise InputError(f"{SOURCE_OPTIONS[source]} must be >= 0, got {n}")
+    counts = {s: SOURCE_COUNTS[s] if n is None else n for s, n in given.items()}
+    if args.sources is None:
+        return counts_from_sources(",".join(s for s in SOURCES if s in DEFAULT_SOURCES or given[s] is not None), counts)
+    chosen = counts_from_sources(args.sources, counts)  # unknown sources refused first
+    named = {s.strip() for s in args.sources.split(",")}
+    left_out = [s for s in SOURCES if given[s] is not None and s not in named]
+    if left_out:
+        raise InputError(f"{SOURCE_OPTIONS[left_out[0]]} counts {left_out[0]} candidates, which --sources "
+                         f"{args.sources!r} leaves out")
     return chosen
 
 

@@ -65,6 +65,7 @@ def test_predict_relaxes_with_fire_when_asked(tmp_path, table):
     (["--composition", "CuQq"], "Qq"),
     (["--sources", "template,magic"], "unknown source 'magic'"),
     (["--templates-n", "-1"], "--templates-n must be >= 0"),
+    (["--free-samples", "4"], "--free-samples counts free_diffusion candidates, which --sources 'template' leaves out"),
     (["--funnel-stages", "a,b"], "--funnel-stages must be whole numbers"),
     (["--steps", "0"], "--steps must be >= 1"),
     (["--keep", "0"], "keep at least 1 candidate"),
@@ -79,6 +80,24 @@ def test_bad_options_are_one_line_errors(tmp_path, table, capsys, extra, message
     err = capsys.readouterr().err.strip()
     assert message in err and len(err.splitlines()) == 1
     assert not (tmp_path / "x" / "ranked.csv").exists()
+
+
+@pytest.mark.parametrize("extra, counts", [
+    ([], {"template": 8, "analogue_diffusion": 0, "free_diffusion": 0}),  # templates alone by default
+    (["--free-samples", "4"], {"template": 8, "analogue_diffusion": 0, "free_diffusion": 4}),  # a count draws it
+    (["--templates-n", "5", "--analogue-samples", "0"], {"template": 5, "analogue_diffusion": 0, "free_diffusion": 0}),
+    (["--sources", "template,analogue_diffusion,free_diffusion"],
+     {"template": 8, "analogue_diffusion": 3, "free_diffusion": 2}),
+    (["--sources", "free_diffusion", "--free-samples", "6"], {"template": 0, "analogue_diffusion": 0, "free_diffusion": 6}),
+])
+def test_candidate_counts_from_the_options(extra, counts):
+    import argparse
+
+    from diffcrystal.cli.predict import configure, settings_from
+
+    parser = argparse.ArgumentParser()
+    configure(parser)
+    assert settings_from(parser.parse_args(["--composition", "CuAu"] + extra)).counts == counts
 
 
 def test_an_unwritable_out_fails_before_any_work(tmp_path, table, capsys):

@@ -127,8 +127,9 @@ def test_evaluate_ranked_with_the_atom_count_end_to_end(tmp_path, capsys):
 
 
 def test_evaluate_ranked_from_chosen_sources(tmp_path, capsys):
-    """`evaluate --ranked --sources template`: predict draws only templates, the records name
-    the counts, and a resume from other sources, or the option without --ranked, is refused."""
+    """`evaluate --ranked --sources template`: predict draws only templates (its default), the
+    records name the counts, and a resume from other sources, or the option without --ranked, is
+    refused."""
     import json
 
     from ase.io import write
@@ -151,7 +152,9 @@ def test_evaluate_ranked_from_chosen_sources(tmp_path, capsys):
                                           "free_diffusion": 0}
     assert record["candidates"] and {c["source"] for c in record["candidates"]} == {"template"}
     assert json.loads((out / "metrics.json").read_text())["candidate_counts"] == record["candidate_counts"]
-    assert main(base) == 1
+    assert main(base) == 0  # predict's default sources are the templates: the same run, resumed
+    capsys.readouterr()
+    assert main(base + ["--sources", "template,free_diffusion"]) == 1
     assert "predicted from other candidate sources" in capsys.readouterr().err
     assert main(base + ["--sources", "template,magic"]) == 1
     assert "--sources: unknown source 'magic'" in capsys.readouterr().err
