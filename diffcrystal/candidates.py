@@ -51,8 +51,8 @@ deduplication)."""
 DEFAULT_SOURCES: tuple[Source, ...] = ("template",)
 """The sources ``predict`` draws from by default: templates alone, with free samples in their
 place where no template is within reach. On held-out validation and on test targets, the
-model's samples beside the templates left ranked @1 and @5 level or lower at several times the
-CPU time (docs/benchmarks.md, "The model's samples beside the templates, on validation")."""
+model's samples beside the templates left ranked @1 and @5 level or lower at more than 1.6 times
+the CPU time (docs/benchmarks.md, "The model's samples beside the templates, on validation")."""
 
 
 @dataclass(frozen=True)

@@ -165,7 +165,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return write_targets(args) if args.command == "targets" else report(args)
     except InputError as error:
-        print(f"error: {error}", file=sys.stderr)
+        print(f"samples_where_templates_miss: error: {error}", file=sys.stderr)
         return 2
 
 
