@@ -126,6 +126,25 @@ def test_shipped_configs_load():
         assert config.model.predict_species == (config.diffusion.mode == "denovo"), path
 
 
+def test_shipped_warm_starts_fit_their_configs(monkeypatch):
+    """Every shipped config that starts from other weights (``train.init_from``) names a file
+    whose tensors fit its model: a bundled model replaced by a wider one must not break the
+    configs that warm-started from the old one."""
+    from pathlib import Path
+
+    from diffcrystal.training.init_weights import read_initial_weights
+
+    root = Path(__file__).resolve().parents[2]
+    monkeypatch.chdir(root)  # configs name their files from the repository root, as they are run
+    warm = [load_config(path) for path in sorted((root / "configs").rglob("*.yaml"))]
+    warm = [config for config in warm if config.train.init_from]
+    assert len(warm) >= 3
+    for config in warm:
+        initial = read_initial_weights(config.train.init_from, config.model)
+        expected_fresh = {"species_head"} if config.model.predict_species else set()
+        assert {name.split(".")[0] for name in initial.fresh} == expected_fresh, (config.name, initial.summary())
+
+
 
 def test_several_training_sources_are_read_as_one_dataset(tmp_path, tiny_data):
     from ase.build import bulk
