@@ -25,10 +25,11 @@ import json
 import sys
 from pathlib import Path
 
+from diffcrystal.metrics import PRECISE_RMSE_THRESHOLDS
 from diffcrystal.ranked_evaluation import read_records
 
 FREE_SOURCE = "free_diffusion"
-PRECISE_RMS = 0.1
+PRECISE_RMS = PRECISE_RMSE_THRESHOLDS[0]
 
 
 def matches(entry: dict, precise: bool = False) -> bool:
