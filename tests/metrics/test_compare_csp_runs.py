@@ -60,3 +60,14 @@ def test_a_file_that_is_not_csp_metrics_is_one_line(tmp_path, capsys):
     assert load_script("compare_csp_runs").main([str(a), str(b)]) == 1
     err = capsys.readouterr().err
     assert "b.json: not a readable CSP metrics.json" in err and len(err.strip().splitlines()) == 1
+
+
+def test_exact_copies_in_a_stay_out_of_the_rmse_ratio(tmp_path):
+    """A duplicate of a training structure matches at ~1e-13; B/A over it would swamp the median."""
+    a, b = tmp_path / "a.json", tmp_path / "b.json"
+    a.write_text(json.dumps(metrics({"t1": [1e-13, 0.02, 0.05]})))
+    b.write_text(json.dumps(metrics({"t1": [0.03, 0.04, 0.05]})))
+    assert load_script("compare_csp_runs").main([str(a), str(b), "--json", str(tmp_path / "c.json")]) == 0
+    figures = json.loads((tmp_path / "c.json").read_text())
+    assert figures["matched_both"] == 3 and figures["rms_higher_in_b"] == 2
+    assert figures["median_rms_ratio_b_over_a"] == pytest.approx((0.04 / 0.02 + 0.05 / 0.05) / 2)
