@@ -37,7 +37,13 @@ def test_counts_follow_the_samples_pair_by_pair(tmp_path, capsys):
         "matched_both": 2, "rms_lower_in_b": 1, "rms_higher_in_b": 1}
     assert figures["median_rms_ratio_b_over_a"] == pytest.approx((0.04 / 0.02 + 0.01 / 0.05) / 2)
     out = capsys.readouterr().out
-    assert "| matched | 3 | 4 | 2 | 1 |" in out and "| precise | 2 | 3 | 1 | 0 |" in out
+    assert "| samples matched | 3 | 4 | 2 | 1 |" in out and "| samples precise | 2 | 3 | 1 | 0 |" in out
+    # Per target @k: A matches t1 (best 0.02) and t2 (best 0.05); B matches t1 (0.04), t2 (0.01), t3 (0.09).
+    assert {key: figures[key] for key in figures if key.startswith("targets")} == {
+        "targets": 3, "targets_matched_a": 2, "targets_matched_b": 3, "targets_matched_b_only": 1,
+        "targets_matched_a_only": 0, "targets_precise_a": 2, "targets_precise_b": 3, "targets_precise_b_only": 1,
+        "targets_precise_a_only": 0}
+    assert "| targets @k matched | 2 | 3 | 1 | 0 |" in out
 
 
 @pytest.mark.parametrize("other, message", [
@@ -71,3 +77,26 @@ def test_exact_copies_in_a_stay_out_of_the_rmse_ratio(tmp_path):
     figures = json.loads((tmp_path / "c.json").read_text())
     assert figures["matched_both"] == 3 and figures["rms_higher_in_b"] == 2
     assert figures["median_rms_ratio_b_over_a"] == pytest.approx((0.04 / 0.02 + 0.05 / 0.05) / 2)
+
+
+def test_a_target_slice_compares_only_those_targets(tmp_path):
+    a, b = tmp_path / "a.json", tmp_path / "b.json"
+    a.write_text(json.dumps(metrics(RUN_A)))
+    b.write_text(json.dumps(metrics(RUN_B)))
+    out = tmp_path / "c.json"
+    assert load_script("compare_csp_runs").main([str(a), str(b), "--targets", "2:", "--json", str(out)]) == 0
+    figures = json.loads(out.read_text())
+    # Only t3: A matches none of its samples, B one (0.09, precise).
+    assert (figures["samples"], figures["targets"], figures["matched_b_only"], figures["targets_precise_b_only"]) == (2, 1, 1, 1)
+
+
+@pytest.mark.parametrize("targets, code, message", [("5:9", 1, "--targets selects none of the 3 targets"),
+                                                    ("a:b", 2, "expected START:END")])
+def test_a_bad_target_slice_is_refused(tmp_path, capsys, targets, code, message):
+    a = tmp_path / "a.json"
+    a.write_text(json.dumps(metrics(RUN_A)))
+    try:
+        returned = load_script("compare_csp_runs").main([str(a), str(a), "--targets", targets])
+    except SystemExit as exit_:  # argparse refuses what it cannot read
+        returned = exit_.code
+    assert returned == code and message in capsys.readouterr().err
