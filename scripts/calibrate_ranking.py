@@ -16,7 +16,8 @@ is chosen on the same targets it is scored on):
 benchmarks pose the task) and adds the atom-count weight w_n to the grid. ``--sources`` chooses
 ``predict``'s candidate sources (default: predict's, the templates alone, with free samples where
 no template is within reach); ``--sources template,analogue_diffusion,free_diffusion`` adds the
-model's samples beside the templates. Writes ``records.jsonl`` (resumable) and ``calibration.json`` (the grid, best first).
+model's samples beside the templates. ``--offset`` starts the ``--every`` stride elsewhere, for a
+second, disjoint set of targets. Writes ``records.jsonl`` (resumable) and ``calibration.json`` (the grid, best first).
 """
 
 from __future__ import annotations
@@ -113,6 +114,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--checkpoint", default="mp20_csp", help="CSP checkpoint (file or bundled name)")
     parser.add_argument("--every", type=int, default=20, help="take every N-th validation structure")
+    parser.add_argument("--offset", type=int, default=0,
+                        help="start at the validation structure of this index (0: the first), e.g. --every 10 "
+                             "--offset 5 for the targets between those of --every 10")
     parser.add_argument("--limit", type=int, default=None, help="at most M of those")
     parser.add_argument("--k", type=int, default=5, help="ranked @k besides @1")
     parser.add_argument("--potential", default="sevennet-0")
@@ -125,9 +129,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
     try:
+        if args.every < 1 or args.offset < 0:
+            raise InputError(f"--every must be >= 1 and --offset >= 0, got {args.every} and {args.offset}")
         settings = PredictSettings() if args.sources is None else PredictSettings(counts=counts_from_sources(args.sources))
         checkpoint, generator, validation = held_out_validation(args.checkpoint)
-        targets = validation[::args.every][:args.limit]
+        targets = validation[args.offset::args.every][:args.limit]
         if not targets:
             raise InputError(f"{checkpoint}: no validation structures to calibrate on")
         library = load_library(bundled_analogue_table(checkpoint), checkpoint)
@@ -142,7 +148,7 @@ def main(argv: list[str] | None = None) -> int:
     fitted = maximum_likelihood(records, args.k)
     fitted["grid_cross_validated_at_1_matched"] = grid_cross_validated_at_1(records)
     summary = {"checkpoint": str(checkpoint), "validation_structures": len(validation), "targets": len(records),
-               "every": args.every, "k": args.k, "potential": args.potential,
+               "every": args.every, "offset": args.offset, "k": args.k, "potential": args.potential,
                "candidate_counts": settings.counts,
                "default_score": dataclasses.asdict(RankingScore()), "default": dataclasses.asdict(default),
                "maximum_likelihood": fitted, "grid": rows}
