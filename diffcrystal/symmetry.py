@@ -147,9 +147,15 @@ def min_distance(crystal: Crystal) -> float:
     distances = structure.distance_matrix  # (N, N), minimum image, Å
     n = crystal.num_atoms
     off_diagonal = distances[~np.eye(n, dtype=bool)] if n > 1 else np.array([])
-    # An atom's distance to its own images: the shortest non-zero lattice vector.
-    self_image = structure.lattice.get_points_in_sphere(
-        [[0.0, 0.0, 0.0]], [0.0, 0.0, 0.0], max(structure.lattice.abc) + 1e-8
+    # An atom's distance to its own images: the shortest non-zero lattice vector. It is no
+    # longer than the shortest vector of the LLL-reduced basis (a lattice vector itself), so
+    # that radius finds it; searching the reduced basis keeps a sheared cell (a = 3 Å with
+    # b, c = 120, 141 Å) from enumerating millions of points.
+    from pymatgen.core import Lattice
+
+    reduced = Lattice(structure.lattice.lll_matrix)
+    self_image = reduced.get_points_in_sphere(
+        [[0.0, 0.0, 0.0]], [0.0, 0.0, 0.0], min(reduced.abc) + 1e-8
     )
     image_lengths = np.array([d for _, d, _, _ in self_image if d > 1e-8])
     candidates = np.concatenate([off_diagonal, image_lengths])

@@ -69,6 +69,31 @@ def test_min_distance_matches_brute_force(seed):
     assert min_distance(crystal) == pytest.approx(brute_force_min_distance(crystal), rel=1e-9)
 
 
+def test_min_distance_of_a_sheared_cell_is_its_lattice_spacing():
+    """A 3 Å cubic lattice written in a badly sheared basis (b, c of 120 and 141 Å): the
+    shortest image distance is the lattice's own 3 Å, and the reduced basis finds it (the
+    unreduced search would enumerate every point within 141 Å)."""
+    shear = np.array([[1, 0, 0], [40, 1, 0], [37, 29, 1]])  # unimodular: the same lattice
+    one_atom = Crystal(shear @ (np.eye(3) * 3.0), [[0.0, 0.0, 0.0]], [11])
+    assert np.linalg.norm(one_atom.lattice, axis=1).max() > 140
+    assert min_distance(one_atom) == pytest.approx(3.0, rel=1e-12)
+    two_atoms = Crystal(one_atom.lattice, [[0.0, 0.0, 0.0], np.linalg.solve(one_atom.lattice.T, [1.2, 0.4, 0.0])],
+                        [11, 17])
+    assert min_distance(two_atoms) == pytest.approx(np.hypot(1.2, 0.4), rel=1e-9)
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_min_distance_of_skewed_cells_matches_brute_force(seed):
+    """Gaussian lattices (no dominant diagonal), where the shortest image can be several cells away."""
+    rng = np.random.default_rng(100 + seed)
+    lattice = rng.normal(0, 3, (3, 3))
+    while abs(np.linalg.det(lattice)) < 5:
+        lattice = rng.normal(0, 3, (3, 3))
+    num_atoms = int(rng.integers(1, 4))
+    crystal = Crystal(lattice, rng.random((num_atoms, 3)), [6] * num_atoms)
+    assert min_distance(crystal) == pytest.approx(brute_force_min_distance(crystal, reach=12), rel=1e-9)
+
+
 def test_validity_reasons():
     assert structural_validity(perovskite()).valid
     close = Crystal(np.eye(3) * 5, [[0, 0, 0], [0.05, 0, 0]], [6, 6])
