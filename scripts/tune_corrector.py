@@ -44,24 +44,6 @@ from diffcrystal.evaluation import evaluate
 from diffcrystal.generator import Generator
 from diffcrystal.training.datamodule import load_split
 
-PRECISE_RMSE = 0.1
-"""RMSE below which a match counts as precise (the issue's and docs' threshold)."""
-
-
-def per_sample_rates(metrics) -> dict:
-    """Shares (percent) of all samples that match their target, and precisely."""
-    candidates = [c for target in metrics.per_target for c in target.candidates]
-    matched = [c.rms for c in candidates if c.rms is not None]
-    return {
-        "n_samples": len(candidates),
-        "match_per_sample_percent": 100 * len(matched) / len(candidates),
-        "precise_per_sample_percent": 100 * sum(r < PRECISE_RMSE for r in matched) / len(candidates),
-        "match_at_k_percent": metrics.match_rate_at_k,
-        "precise_at_k_percent": 100 * metrics.n_precise("k", PRECISE_RMSE) / metrics.n_targets,
-        "n_invalid": metrics.n_invalid,
-    }
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--checkpoint", required=True, help="CSP checkpoint file or bundled model name")
@@ -122,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
                                   "corrector_max_t": max_t})
             row = {"step_lr": value, "num_steps": steps, "step_spacing": spacing, "corrector_steps": correctors,
                    "corrector_min_t": min_t, "corrector_max_t": max_t,
-                   "sampling_seconds": round(run.sampling_seconds, 1), **per_sample_rates(run.metrics)}
+                   "sampling_seconds": round(run.sampling_seconds, 1), **run.metrics.per_sample_rates()}
             rows.append(row)
             print(f"{name}: {row}", file=sys.stderr)
             summary = {"checkpoint": str(checkpoint), "validation_structures": len(validation), "k": args.k,

@@ -31,12 +31,12 @@ from pathlib import Path
 from diffcrystal.atomic_write import atomic_write_text
 from diffcrystal.errors import InputError
 from diffcrystal.evaluation import csp_candidates
-from diffcrystal.metrics import csp_metrics
+from diffcrystal.metrics import PRECISE_RMSE_THRESHOLDS, csp_metrics
 from diffcrystal.ranked_evaluation import held_out_validation
 from diffcrystal.symmetry import symmetrized
 
-PRECISE_RMSE = 0.1
-"""RMSE below which a match counts as precise (the issue's and docs' threshold)."""
+PRECISE_RMSE = PRECISE_RMSE_THRESHOLDS[0]
+"""RMSE below which a match counts as precise (0.1, the issue's and docs' threshold)."""
 
 
 def symmetrized_or_raw(crystal, symprec: float):
@@ -58,24 +58,17 @@ def outcomes_of(rms: list[float | None]) -> list[tuple[bool, bool]]:
 
 
 def row_of(label: str, metrics, raw_rms: list[float | None] | None, changed: int, seconds: float) -> dict:
-    rms = sample_rms(metrics)
-    outcomes = outcomes_of(rms)
-    n = len(outcomes)
     row = {
         "variant": label,
-        "n_samples": n,
         "samples_changed": changed,
-        "match_per_sample_percent": 100 * sum(m for m, _ in outcomes) / n,
-        "precise_per_sample_percent": 100 * sum(p for _, p in outcomes) / n,
-        "match_at_k_percent": metrics.match_rate_at_k,
-        "precise_at_k_percent": 100 * metrics.n_precise("k", PRECISE_RMSE) / metrics.n_targets,
+        **metrics.per_sample_rates(PRECISE_RMSE),
         "match_at_1_percent": metrics.match_rate_at_1,
         "precise_at_1_percent": 100 * metrics.n_precise("1", PRECISE_RMSE) / metrics.n_targets,
-        "n_invalid": metrics.n_invalid,
         "seconds": round(seconds, 1),
     }
     if raw_rms is not None:
-        raw = outcomes_of(raw_rms)
+        rms = sample_rms(metrics)
+        outcomes, raw = outcomes_of(rms), outcomes_of(raw_rms)
         row["precise_gained"] = sum(p and not q for (_, p), (_, q) in zip(outcomes, raw))
         row["precise_lost"] = sum(q and not p for (_, p), (_, q) in zip(outcomes, raw))
         row["matched_gained"] = sum(m and not r for (m, _), (r, _) in zip(outcomes, raw))

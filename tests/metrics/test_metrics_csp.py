@@ -256,3 +256,19 @@ def test_chunks_merge_to_the_metrics_of_one_run():
     with pytest.raises(ValueError, match="cannot merge k=1"):
         merge_csp_metrics([whole, run([[a]], [a])])
     assert merge_csp_metrics([whole, run(predictions, targets)]).diversity is None  # one part without it
+
+
+def test_per_sample_rates_count_every_candidate():
+    """Two targets, two candidates each: 3 of 4 match, 2 of them below 0.1; @k both targets
+    match, one of them precisely (t1's best is 0.05; t2's only match is 0.3)."""
+    from diffcrystal.metrics.csp import CSPMetrics, PairResult, TargetResult
+
+    per_target = [
+        TargetResult("t1", (PairResult("match", rms=0.05), PairResult("match", rms=0.08))),
+        TargetResult("t2", (PairResult("no_match"), PairResult("match", rms=0.3))),
+    ]
+    metrics = CSPMetrics.from_results(per_target, stol=MATCHER_STOL, angle_tol=MATCHER_ANGLE_TOL_DEG, ltol=MATCHER_LTOL)
+    assert metrics.per_sample_rates() == {
+        "n_samples": 4, "match_per_sample_percent": 75.0, "precise_per_sample_percent": 50.0,
+        "match_at_k_percent": 100.0, "precise_at_k_percent": 50.0, "n_invalid": 0}
+    assert metrics.per_sample_rates(0.06)["precise_per_sample_percent"] == 25.0
