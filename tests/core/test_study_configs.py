@@ -1,8 +1,9 @@
 """The study arms of ``configs/study/`` (issue 27) compare with ``configs/mp20_csp.yaml``: same
 data, hold-out split and diffusion (so their validation losses are losses on the same
 structures and noise), a schedule that ends within the arm's time budget, and a network small
-enough to bundle."""
+enough to bundle. An arm that runs as several CPU processes (DDP) splits the same global batch."""
 
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -24,7 +25,8 @@ def test_the_study_has_arms():
 @pytest.mark.parametrize("path", STUDY_ARMS, ids=lambda path: path.stem)
 def test_arm_compares_with_the_bundled_run(path):
     arm, baseline = load_config(path), load_config(CONFIGS / "mp20_csp.yaml")
-    assert arm.data == baseline.data
+    processes = arm.train.devices if arm.train.strategy == "ddp" else 1
+    assert dataclasses.replace(arm.data, batch_size=arm.data.batch_size * processes) == baseline.data
     assert arm.train.seed == baseline.train.seed  # the seed draws the validation hold-out
     assert arm.diffusion == baseline.diffusion and arm.sampling == baseline.sampling
     assert arm.model.num_vectors == baseline.model.num_vectors and arm.model.l_max == baseline.model.l_max
@@ -42,3 +44,16 @@ def test_the_winners_longer_run_is_the_wide_arm_on_a_longer_schedule():
     assert longer.train.init_from is None
     assert longer.train.max_steps > 3 * wide.train.max_steps
     assert longer.train.learning_rate == wide.train.learning_rate
+
+
+def test_the_two_process_restart_is_the_restart_on_both_cores():
+    """The second cycle switched to two CPU processes half-way: everything that shapes the
+    optimisation (network, diffusion, schedule, global batch) is the one-core config's."""
+    one, two = (load_config(CONFIGS / "study" / name)
+                for name in ("mp20_csp_wide_restart.yaml", "mp20_csp_wide_restart_2cpu.yaml"))
+    assert (two.train.accelerator, two.train.devices, two.train.strategy) == ("cpu", 2, "ddp")
+    assert two.data.batch_size * two.train.devices == one.data.batch_size
+    assert two.model == one.model and two.diffusion == one.diffusion and two.sampling == one.sampling
+    same_schedule = dataclasses.replace(two.train, accelerator=one.train.accelerator, devices=one.train.devices,
+                                        strategy=one.train.strategy)
+    assert same_schedule == one.train
