@@ -1,21 +1,40 @@
 """Trains the tiny config with Lightning ``strategy="ddp"`` on 2 CPU processes (gloo) and
 writes, per rank, ``rank<R>.json``: the crystals (atomic numbers) of each batch it trained on,
-and checksums of its denoiser's weights before and after training.
+checksums of its denoiser's weights before and after training, and the training clock's CPU
+seconds. Each rank's process CPU clock is stubbed to spend ``CPU_PER_RANK_S * (rank + 1)``
+seconds during training, so the clock's sum over the processes is known exactly.
 
 Run as a script (Lightning's launcher starts rank 1 by running the same command again):
 ``python tests/core/ddp_train.py DATA OUT_DIR``; used by ``test_ddp.py``.
 """
 
 import json
+import os
 import sys
 from pathlib import Path
 
 import lightning as L
 import torch
 
+from diffcrystal.training import clock as training_clock
 from diffcrystal.training import train as training
 from diffcrystal.training.config import ExperimentConfig
 from tests.core.conftest import tiny_config
+
+CPU_PER_RANK_S = 7.0
+"""CPU seconds the stubbed clock of rank r reports spent in training: 7.0 * (r + 1)."""
+
+
+def stub_process_cpu_clock(rank: int) -> None:
+    """The first reading (the clock's start of training) is 100 s, every later one 100 s plus
+    this rank's CPU seconds of training."""
+    readings = []
+
+    def process_cpu_seconds() -> float:
+        readings.append(None)
+        return 100.0 if len(readings) == 1 else 100.0 + CPU_PER_RANK_S * (rank + 1)
+
+    training_clock.process_cpu_seconds = process_cpu_seconds
 
 
 def weights_checksum(module) -> list[float]:
@@ -41,14 +60,17 @@ class RecordRank(L.Callback):
         self.batches.append(sorted(crystals))
 
     def on_train_end(self, trainer, module):
+        clock = next(c for c in trainer.callbacks if isinstance(c, training_clock.TrainingClock))
         record = {"rank": trainer.global_rank, "world_size": trainer.world_size, "batches": self.batches,
-                  "initial": self.initial, "final": weights_checksum(module), "steps": trainer.global_step}
+                  "initial": self.initial, "final": weights_checksum(module), "steps": trainer.global_step,
+                  "cpu_time_s": clock.cpu_time_s()}
         (self.out / f"rank{trainer.global_rank}.json").write_text(json.dumps(record))
 
 
 def main(data: str, out: str) -> None:
     out = Path(out)
     record = RecordRank(out)
+    stub_process_cpu_clock(int(os.environ.get("LOCAL_RANK", "0")))  # Lightning's launcher sets it for rank 1
 
     class Trainer(L.Trainer):
         def __init__(self, *args, callbacks=(), **kwargs):

@@ -1,6 +1,8 @@
 """Distributed training on CPU: Lightning ``strategy="ddp"`` on 2 processes (gloo) with the
-tiny config; each rank trains on other crystals and both end with the same weights."""
+tiny config; each rank trains on other crystals, both end with the same weights, and the
+training clock counts the CPU seconds of both processes."""
 
+import csv
 import json
 import os
 import subprocess
@@ -9,7 +11,9 @@ from pathlib import Path
 
 import pytest
 
+from diffcrystal.checkpoint import load_checkpoint
 from diffcrystal.errors import InputError
+from diffcrystal.training.clock import CPU_COLUMN
 from diffcrystal.training import train as training
 from diffcrystal.training.config import ExperimentConfig
 
@@ -30,6 +34,12 @@ def test_ddp_on_two_cpu_processes_splits_the_data_and_agrees_on_the_weights(tmp_
     assert ranks[0]["initial"] == ranks[1]["initial"]
     assert ranks[0]["final"] == ranks[1]["final"] != ranks[0]["initial"]
     assert (tmp_path / "run" / "generator.safetensors").is_file()
+    both_processes_s = 7.0 * 1 + 7.0 * 2  # ddp_train.CPU_PER_RANK_S * (rank + 1), summed over the ranks
+    assert [r["cpu_time_s"] for r in ranks] == [both_processes_s, both_processes_s]
+    with open(tmp_path / "run" / "logs" / "metrics.csv", newline="") as stream:
+        logged = [float(row[CPU_COLUMN]) for row in csv.DictReader(stream) if row[CPU_COLUMN]]
+    assert logged and logged[-1] == both_processes_s
+    assert load_checkpoint(tmp_path / "run" / "generator.safetensors")[1]["training"]["cpu_time_s"] == both_processes_s
 
 
 def test_num_nodes_reaches_the_trainer_and_is_checked(tmp_path, tiny_data, make_config, monkeypatch):
