@@ -40,6 +40,10 @@ from diffcrystal.ranked_evaluation import held_out_validation
 from diffcrystal.training.run_folder import GENERATOR_NAME
 
 DEFAULT_BINS = 10
+BATCH_SIZE = 64
+"""Crystals per loss call. Fixed, not the checkpoint's training batch: the noise is drawn batch
+by batch from one stream, so the same batches give every checkpoint the same noisy structures
+(64 is the batch every earlier record of this script was computed with)."""
 DEFAULT_REPEATS = 2
 """Noise draws per structure and bin (the standard error of a bin's mean falls as 1/sqrt)."""
 
@@ -63,13 +67,14 @@ def timestep_bins(num_timesteps: int, bins: int) -> list[tuple[int, int]]:
 
 
 @torch.no_grad()
-def binned_losses(generator: Generator, crystals: list, bins: list[tuple[int, int]], batch_size: int,
-                  repeats: int, seed: int) -> list[dict[str, float]]:
-    """Per bin: the mean over ``crystals`` and ``repeats`` noise draws of each loss term."""
-    batches = [collate(crystals[i: i + batch_size], torch.float32) for i in range(0, len(crystals), batch_size)]
+def binned_losses(generator: Generator, crystals: list, bins: list[tuple[int, int]], repeats: int, seed: int,
+                  atom_loss_average: str) -> list[dict[str, float]]:
+    """Per bin: the mean over ``crystals`` and ``repeats`` noise draws of each loss term, the
+    per-atom terms reduced as ``atom_loss_average`` says (:class:`JointDiffusion`)."""
+    batches = [collate(crystals[i: i + BATCH_SIZE], torch.float32) for i in range(0, len(crystals), BATCH_SIZE)]
     results = []
     for index, window in enumerate(bins):
-        joint = JointDiffusion(generator.joint.fields, generator.joint.loss_weights, window)
+        joint = JointDiffusion(generator.joint.fields, generator.joint.loss_weights, window, atom_loss_average)
         sums: dict[str, float] = {}
         for repeat in range(repeats):
             noise = torch.Generator().manual_seed(seed + 1_000 * repeat + index)
@@ -89,6 +94,9 @@ def main(argv: list[str] | None = None) -> int:
                         help=f"noise draws per structure and bin (default: {DEFAULT_REPEATS})")
     parser.add_argument("--seed", type=int, default=0, help="seed of the noise (default: 0)")
     parser.add_argument("--train-data", nargs="+", help="the checkpoint's training data, where its recorded path is not found")
+    parser.add_argument("--atom-loss-average", choices=["crystal", "atom"],
+                        help="reduction of the per-atom losses (default: the checkpoint's own); give the "
+                             "same one to compare checkpoints trained with different ones")
     args = parser.parse_args(argv)
     started = time.perf_counter()
     try:
@@ -96,14 +104,14 @@ def main(argv: list[str] | None = None) -> int:
             raise InputError(f"--repeats must be >= 1, got {args.repeats}")
         checkpoint, generator, validation = held_out_validation(checkpoint_of(args.checkpoint), args.train_data)
         generator.denoiser.float()
-        experiment = generator.experiment
         bins = timestep_bins(generator.joint.num_timesteps, args.bins)
         if not validation:
             raise InputError(f"{checkpoint}: its training data hold out no validation structures")
     except InputError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
-    losses = binned_losses(generator, validation, bins, experiment.data.batch_size, args.repeats, args.seed)
+    reduction = args.atom_loss_average or generator.joint.atom_loss_average
+    losses = binned_losses(generator, validation, bins, args.repeats, args.seed, reduction)
     report = {
         "checkpoint": args.checkpoint,
         "training": generator.training,
@@ -111,6 +119,7 @@ def main(argv: list[str] | None = None) -> int:
         "dtype": "float32",
         "seed": args.seed,
         "repeats": args.repeats,
+        "atom_loss_average": reduction,
         "bins": [{"t_min": low, "t_max": high, **values} for (low, high), values in zip(bins, losses)],
         "mean_over_bins": {name: sum(row[name] for row in losses) / len(losses) for name in losses[0]},
         "cpu_threads": torch.get_num_threads(),

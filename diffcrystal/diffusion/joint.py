@@ -11,8 +11,10 @@ Training loss, per batch of B crystals (:meth:`JointDiffusion.training_loss`):
 2. noise every field: ``(x_t, target) = process.noise(x_0, t)``;
 3. call the denoiser on the noisy batch with ``keys.TIME = t / T``;
 4. per-field loss per crystal (per-atom losses averaged within each crystal), averaged over
-   crystals; total ``'loss' = sum_f weight_f * loss_f``. A non-finite total raises
-   :class:`~diffcrystal.diffusion.base.NonFiniteLossError`.
+   crystals, so every crystal weighs the same (``atom_loss_average='crystal'``, the default);
+   or, with ``'atom'``, per-atom losses averaged over every atom of the batch, so a crystal
+   weighs its atom count (DiffCSP's reduction); total ``'loss' = sum_f weight_f * loss_f``.
+   A non-finite total raises :class:`~diffcrystal.diffusion.base.NonFiniteLossError`.
 
 >>> import torch
 >>> joint = build_joint_diffusion(DiffusionConfig(mode="csp", num_timesteps=10))
@@ -64,6 +66,7 @@ FIELD_COORDS = "coords"
 FIELD_SPECIES = "species"
 
 DiffusionMode = Literal["csp", "denovo"]
+AtomLossAverage = Literal["crystal", "atom"]
 
 Denoiser = Callable[[Any], Mapping[str, torch.Tensor]]
 """``denoiser(batch) -> {output key: tensor}``; see :mod:`diffcrystal.data.keys`."""
@@ -113,6 +116,9 @@ class JointDiffusion:
         None: 1..T.
         A narrower range trains an expert for those noise levels (e.g. ``(1, 300)``, the
         low-noise end where atoms are placed precisely; eDiff-I, arXiv:2211.01324).
+    atom_loss_average : how per-atom losses (coordinates, species) reduce over a batch of
+        crystals with n_b atoms: ``'crystal'``, ``mean_b mean_{i in b} l_i`` (every crystal
+        weighs the same); ``'atom'``, ``sum_i l_i / sum_b n_b`` (a crystal weighs n_b).
     """
 
     def __init__(
@@ -120,7 +126,11 @@ class JointDiffusion:
         fields: Mapping[str, Corruption],
         loss_weights: Mapping[str, float] | None = None,
         train_timesteps: Sequence[int] | None = None,
+        atom_loss_average: AtomLossAverage = "crystal",
     ):
+        if atom_loss_average not in get_args(AtomLossAverage):
+            raise ValueError(f"atom_loss_average must be one of {list(get_args(AtomLossAverage))}, "
+                             f"got {atom_loss_average!r}")
         if not fields:
             raise ValueError("JointDiffusion needs at least one field")
         steps = {name: proc.num_timesteps for name, proc in fields.items()}
@@ -139,6 +149,7 @@ class JointDiffusion:
         self.train_timesteps: tuple[int, int] = (
             (1, self.num_timesteps) if train_timesteps is None else checked_window(train_timesteps, self.num_timesteps)
         )
+        self.atom_loss_average: AtomLossAverage = atom_loss_average
 
     def __repr__(self) -> str:
         inner = ",\n  ".join(f"{n}: {p!r} (weight {self.loss_weights[n]})" for n, p in self.fields.items())
@@ -148,7 +159,8 @@ class JointDiffusion:
         """A copy with ``fields[name]`` replaced, e.g. a species process restricted to elements."""
         if name not in self.fields:
             raise ValueError(f"unknown field {name!r}; fields are {sorted(self.fields)}")
-        return JointDiffusion({**self.fields, name: process}, self.loss_weights, self.train_timesteps)
+        return JointDiffusion({**self.fields, name: process}, self.loss_weights, self.train_timesteps,
+                              self.atom_loss_average)
 
     def time_input(self, t: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
         """The denoiser's time input ``t / T`` (B,) in (0, 1]."""
@@ -188,8 +200,9 @@ class JointDiffusion:
         total = None
         for name, proc in self.fields.items():
             rows = proc.loss(out[proc.output_key], targets[name], row_times[name])  # (N,) or (B,)
-            per_crystal = per_structure_mean(rows, batch_index, num_graphs) if proc.per_atom else rows  # (B,)
-            result[f"loss_{name}"] = per_crystal.mean()
+            if proc.per_atom and self.atom_loss_average == "crystal":
+                rows = per_structure_mean(rows, batch_index, num_graphs)  # (B,)
+            result[f"loss_{name}"] = rows.mean()
             term = self.loss_weights[name] * result[f"loss_{name}"]
             total = term if total is None else total + term
         if not torch.isfinite(total):
@@ -251,6 +264,10 @@ class DiffusionConfig:
     different quantity; not transferred)."""
     train_timesteps: list[int] | None = None
     """``[t_min, t_max]``: train on these timesteps only (a noise-level expert); None: 1..T."""
+    atom_loss_average: AtomLossAverage = "crystal"
+    """Per-atom losses averaged within each crystal, then over crystals ('crystal': every crystal
+    weighs the same), or over all atoms of the batch ('atom', DiffCSP: a crystal weighs its
+    atom count)."""
 
     def __post_init__(self) -> None:
         if self.mode not in get_args(DiffusionMode):
@@ -260,6 +277,9 @@ class DiffusionConfig:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
         if self.train_timesteps is not None:
             self.train_timesteps = list(checked_window(self.train_timesteps, self.num_timesteps))
+        if self.atom_loss_average not in get_args(AtomLossAverage):
+            raise ValueError(f"atom_loss_average must be one of {list(get_args(AtomLossAverage))}, "
+                             f"got {self.atom_loss_average!r}")
 
     @classmethod
     def for_dataset(cls, dataset: str, **overrides: Any) -> "DiffusionConfig":
@@ -305,4 +325,4 @@ def build_joint_diffusion(config: DiffusionConfig) -> JointDiffusion:
             MaskSchedule(T, kind=config.species_mask_schedule), loss_weighting=config.species_loss_weighting
         )
         weights[FIELD_SPECIES] = config.species_loss_weight
-    return JointDiffusion(fields, weights, config.train_timesteps)
+    return JointDiffusion(fields, weights, config.train_timesteps, config.atom_loss_average)

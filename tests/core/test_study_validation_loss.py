@@ -43,3 +43,18 @@ def test_unusable_inputs_are_one_line(tmp_path, tiny_generators, capsys):
     assert run_script(tiny_generators["csp"], "--out", tmp_path / "x.json", "--bins", 0) == 1
     assert capsys.readouterr().err == "error: --bins must be in 1..100 (the checkpoint's timesteps), got 0\n"
     assert not (tmp_path / "x.json").exists()
+
+
+def test_atom_loss_average_is_the_checkpoints_own_unless_given(tmp_path, tiny_generators):
+    generator_file = tiny_generators["csp"]
+    assert run_script(generator_file, "--out", tmp_path / "own.json", "--bins", 2) == 0
+    own = json.loads((tmp_path / "own.json").read_text())
+    assert own["atom_loss_average"] == "crystal"  # the tiny run's default
+    assert run_script(generator_file, "--out", tmp_path / "crystal.json", "--bins", 2, "--atom-loss-average", "crystal") == 0
+    assert json.loads((tmp_path / "crystal.json").read_text())["bins"] == own["bins"]
+    assert run_script(generator_file, "--out", tmp_path / "atom.json", "--bins", 2, "--atom-loss-average", "atom") == 0
+    atom = json.loads((tmp_path / "atom.json").read_text())
+    assert atom["atom_loss_average"] == "atom"
+    for mine, theirs in zip(atom["bins"], own["bins"]):  # same noise: the lattice term is per crystal either way
+        assert math.isclose(mine["loss_lattice"], theirs["loss_lattice"], rel_tol=1e-6)
+        assert not math.isclose(mine["loss_coords"], theirs["loss_coords"], rel_tol=1e-6)

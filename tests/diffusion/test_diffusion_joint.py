@@ -126,3 +126,37 @@ def test_config_round_trip_unknown_keys_and_dataset_presets():
         DiffusionConfig.for_dataset("oqmd")
     joint = build_joint_diffusion(cfg)
     assert joint.fields["lattice"].length_scale_A == 3.0 and math.isclose(joint.loss_weights["species"], 1.0)
+
+
+@pytest.mark.parametrize("mode", ["csp", "denovo"])
+def test_atom_loss_average_weighs_crystals_by_their_atoms(mode, monkeypatch):
+    """'crystal': mean over crystals of each crystal's atom mean; 'atom': mean over all atoms.
+    Both recomputed in float64 from the per-atom rows each process returned."""
+    num_atoms = (1, 4, 9)
+    rows_seen: dict[str, list[torch.Tensor]] = {}
+    losses = {}
+    for reduction in ("crystal", "atom"):
+        joint = build_joint_diffusion(DiffusionConfig(mode=mode, num_timesteps=50, atom_loss_average=reduction))
+        for name, proc in joint.fields.items():
+            def recording(*args, _loss=proc.loss, _name=name, **kwargs):
+                rows = _loss(*args, **kwargs)
+                rows_seen.setdefault(_name, []).append(rows.detach().double())
+                return rows
+            monkeypatch.setattr(proc, "loss", recording)
+        losses[reduction] = joint.training_loss(LinearDenoiser(), clean_batch(num_atoms), torch.Generator().manual_seed(5))
+    crystal_of_atom = torch.repeat_interleave(torch.arange(len(num_atoms)), torch.tensor(num_atoms))
+    for name, (crystal_rows, atom_rows) in rows_seen.items():
+        torch.testing.assert_close(crystal_rows, atom_rows)  # same seed: same noise, same per-row losses
+        if crystal_rows.shape[0] == len(num_atoms):  # the lattice: one row per crystal either way
+            expected = {"crystal": crystal_rows.mean(), "atom": crystal_rows.mean()}
+        else:
+            per_crystal = torch.stack([crystal_rows[crystal_of_atom == b].mean() for b in range(len(num_atoms))])
+            expected = {"crystal": per_crystal.mean(), "atom": crystal_rows.sum() / sum(num_atoms)}
+            assert not torch.isclose(expected["crystal"], expected["atom"])
+        for reduction in ("crystal", "atom"):
+            torch.testing.assert_close(losses[reduction][f"loss_{name}"].double(), expected[reduction])
+    with pytest.raises(ValueError, match="atom_loss_average must be one of \\['crystal', 'atom'\\], got 'batch'"):
+        DiffusionConfig(atom_loss_average="batch")
+    assert DiffusionConfig.from_dict({"atom_loss_average": "atom"}).atom_loss_average == "atom"
+    assert build_joint_diffusion(DiffusionConfig(atom_loss_average="atom")).with_field(
+        "coords", CoordDiffusion(ExponentialSigmaSchedule(1000))).atom_loss_average == "atom"
