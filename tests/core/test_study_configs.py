@@ -28,7 +28,8 @@ def test_arm_compares_with_the_bundled_run(path):
     processes = arm.train.devices if arm.train.strategy == "ddp" else 1
     assert dataclasses.replace(arm.data, batch_size=arm.data.batch_size * processes) == baseline.data
     assert arm.train.seed == baseline.train.seed  # the seed draws the validation hold-out
-    assert arm.diffusion == baseline.diffusion and arm.sampling == baseline.sampling
+    same_loss = dataclasses.replace(arm.diffusion, atom_loss_average=baseline.diffusion.atom_loss_average)
+    assert same_loss == baseline.diffusion and arm.sampling == baseline.sampling  # the loss reduction is an arm's knob
     assert arm.model.num_vectors == baseline.model.num_vectors and arm.model.l_max == baseline.model.l_max
     assert arm.train.max_hours is not None and arm.train.max_steps >= 1
     parameters = sum(p.numel() for p in Denoiser(arm.model).parameters())
@@ -57,3 +58,14 @@ def test_the_two_process_restart_is_the_restart_on_both_cores():
     same_schedule = dataclasses.replace(two.train, accelerator=one.train.accelerator, devices=one.train.devices,
                                         strategy=one.train.strategy)
     assert same_schedule == one.train
+
+
+def test_the_atom_loss_arm_is_the_restart_but_for_the_loss_reduction():
+    """The ablation of the loss reduction: same init, data, batches, schedule and noise as the
+    second cycle's one-process steps, so at equal steps the runs differ in the reduction alone."""
+    restart, atom = (load_config(CONFIGS / "study" / name)
+                     for name in ("mp20_csp_wide_restart.yaml", "mp20_csp_wide_restart_atom_loss.yaml"))
+    assert (restart.diffusion.atom_loss_average, atom.diffusion.atom_loss_average) == ("crystal", "atom")
+    assert dataclasses.replace(atom.diffusion, atom_loss_average="crystal") == restart.diffusion
+    assert (atom.model, atom.data, atom.train, atom.sampling) == (restart.model, restart.data, restart.train,
+                                                                  restart.sampling)
