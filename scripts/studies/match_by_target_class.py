@@ -14,8 +14,11 @@ has to win (for instance large cells, or low symmetry), and which ones it alread
 
 Each run must hold every target of ``--data`` (found by label). Matched is the protocol's
 ``StructureMatcher`` result of the run's first candidate; precise is matched with normalised
-RMS < 0.1. Writes one JSON object (per class: targets, and per run the matched and precise
-counts) and prints Markdown tables.
+RMS < 0.1. With ``--per-sample`` every candidate counts (the shares per sample of
+``scripts/tune_corrector.py``, split the same way; for runs with k samples per target, such as
+two checkpoints' tuning runs on the same validation structures). Writes one JSON object (per
+class: targets, and per run the samples counted and how many match and match precisely) and
+prints Markdown tables.
 """
 
 from __future__ import annotations
@@ -39,16 +42,18 @@ CRYSTAL_SYSTEMS = ("triclinic", "monoclinic", "orthorhombic", "tetragonal", "tri
                    "unknown")
 
 
-def first_candidate_hits(path: Path) -> dict[str, tuple[bool, bool]]:
-    """label -> (matched, precise) of the first candidate of each target of an ``evaluate`` file."""
+def candidate_hits(path: Path, per_sample: bool) -> dict[str, list[tuple[bool, bool]]]:
+    """label -> (matched, precise) of each target's first candidate (every candidate with
+    ``per_sample``) in an ``evaluate`` file; a target without candidates counts one miss."""
     report = read_metrics_json(path)
     if report.get("task") != "csp":
         raise InputError(f"{path}: not a CSP evaluation (task {report.get('task')!r})")
     hits = {}
     for target in report["per_target"]:
-        first = (target["candidates"] or [{"status": "missing", "rms": None}])[0]
-        matched = first["status"] == "match"
-        hits[target["label"]] = (matched, matched and first["rms"] is not None and first["rms"] < PRECISE_RMS)
+        candidates = target["candidates"] or [{"status": "missing", "rms": None}]
+        hits[target["label"]] = [
+            (c["status"] == "match", c["status"] == "match" and c["rms"] is not None and c["rms"] < PRECISE_RMS)
+            for c in (candidates if per_sample else candidates[:1])]
     return hits
 
 
@@ -80,9 +85,9 @@ CLASSIFIERS: dict[str, tuple[Callable[[Crystal], str], tuple[str, ...]]] = {
 """Split name -> (class of a target, the classes in reporting order)."""
 
 
-def breakdown(targets: list[Crystal], runs: dict[str, dict[str, tuple[bool, bool]]]) -> dict:
+def breakdown(targets: list[Crystal], runs: dict[str, dict[str, list[tuple[bool, bool]]]]) -> dict:
     """Per split and class (classes no target falls in are left out): the number of targets and
-    each run's matched and precise counts among them."""
+    each run's samples counted, and how many of them match and match precisely."""
     result = {}
     for split, (classify, order) in CLASSIFIERS.items():
         classes = [classify(target) for target in targets]
@@ -91,8 +96,9 @@ def breakdown(targets: list[Crystal], runs: dict[str, dict[str, tuple[bool, bool
             labels = [target.label for target, c in zip(targets, classes) if c == name]
             if labels:
                 rows[name] = {"targets": len(labels), **{
-                    run: {"matched": sum(hits[label][0] for label in labels),
-                          "precise": sum(hits[label][1] for label in labels)}
+                    run: {"samples": sum(len(hits[label]) for label in labels),
+                          "matched": sum(matched for label in labels for matched, _ in hits[label]),
+                          "precise": sum(precise for label in labels for _, precise in hits[label])}
                     for run, hits in runs.items()}}
         result[split] = rows
     return result
@@ -104,8 +110,8 @@ def markdown(result: dict, run_names: list[str]) -> str:
         lines += ["", f"| {split} | targets | " + " | ".join(f"{run} matched / precise" for run in run_names) + " |",
                   "|---|---|" + "---|" * len(run_names)]
         for name, row in rows.items():
-            cells = [f"{100 * row[run]['matched'] / row['targets']:.1f} / "
-                     f"{100 * row[run]['precise'] / row['targets']:.1f} %" for run in run_names]
+            cells = [f"{100 * row[run]['matched'] / row[run]['samples']:.1f} / "
+                     f"{100 * row[run]['precise'] / row[run]['samples']:.1f} %" for run in run_names]
             lines.append(f"| {name} | {row['targets']} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -115,6 +121,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data", type=Path, required=True, help="the targets' dataset (the runs' --data)")
     parser.add_argument("--run", action="append", required=True, metavar="NAME=METRICS_FILE",
                         help="an evaluate run's metrics.json(.gz); repeat for several")
+    parser.add_argument("--per-sample", action="store_true",
+                        help="count every candidate of a target, not only its first")
     parser.add_argument("--out", type=Path, required=True, help="JSON file to write")
     args = parser.parse_args(argv)
     from diffcrystal.data.readers import read_crystals
@@ -125,7 +133,7 @@ def main(argv: list[str] | None = None) -> int:
             name, _, path = spec.partition("=")
             if not name or not path:
                 raise InputError(f"--run {spec!r}: expected NAME=METRICS_FILE")
-            runs[name], files[name] = first_candidate_hits(Path(path)), path
+            runs[name], files[name] = candidate_hits(Path(path), args.per_sample), path
         loaded = read_crystals(args.data, canonical=True, progress=False)
         if loaded.skipped:
             raise InputError(f"{args.data}: {len(loaded.skipped)} rows unreadable (first: {loaded.skipped[0]})")
@@ -135,14 +143,15 @@ def main(argv: list[str] | None = None) -> int:
             if absent:
                 raise InputError(f"--run {name}: lacks {len(absent)} of the {len(targets)} targets of {args.data} "
                                  f"(first {absent[0]})")
-        result = {"data": str(args.data), "targets": len(targets), "runs": files,
+        result = {"data": str(args.data), "targets": len(targets), "per_sample": args.per_sample, "runs": files,
                   "splits": breakdown(targets, runs)}
     except InputError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
     args.out.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(args.out, json.dumps(result, indent=1) + "\n")
-    print(f"{len(targets)} targets of {args.data}; @1 matched / precise (RMS < {PRECISE_RMS})")
+    counted = "per sample" if args.per_sample else "@1"
+    print(f"{len(targets)} targets of {args.data}; {counted} matched / precise (RMS < {PRECISE_RMS})")
     print(markdown(result["splits"], list(runs)))
     return 0
 

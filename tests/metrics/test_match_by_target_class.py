@@ -53,8 +53,10 @@ def test_counts_per_class_follow_the_first_candidate(tmp_path, capsys):
     splits = json.loads(out.read_text())["splits"]
     atoms = splits["atoms in the primitive cell"]
     assert list(atoms) == ["1-4", "5-8"]  # empty bins are left out
-    assert atoms["1-4"] == {"targets": 3, "model": {"matched": 2, "precise": 1}, "all": {"matched": 3, "precise": 3}}
-    assert atoms["5-8"] == {"targets": 2, "model": {"matched": 1, "precise": 1}, "all": {"matched": 2, "precise": 2}}
+    assert atoms["1-4"] == {"targets": 3, "model": {"samples": 3, "matched": 2, "precise": 1},
+                            "all": {"samples": 3, "matched": 3, "precise": 3}}
+    assert atoms["5-8"] == {"targets": 2, "model": {"samples": 2, "matched": 1, "precise": 1},
+                            "all": {"samples": 2, "matched": 2, "precise": 2}}
     elements = splits["distinct elements"]
     assert {name: (row["targets"], row["model"]["matched"], row["model"]["precise"]) for name, row in elements.items()} \
         == {"1": (1, 1, 1), "2": (3, 2, 1), "3": (1, 0, 0)}
@@ -62,6 +64,14 @@ def test_counts_per_class_follow_the_first_candidate(tmp_path, capsys):
     assert {name: (row["targets"], row["model"]["matched"], row["model"]["precise"]) for name, row in systems.items()} \
         == {"tetragonal": (1, 1, 1), "hexagonal": (1, 0, 0), "cubic": (3, 2, 1)}
     assert "| 1-4 | 3 | 66.7 / 33.3 % | 100.0 / 100.0 % |" in capsys.readouterr().out
+
+    # every candidate counts with --per-sample: each target's second candidate is PRECISE
+    assert script.main(["--data", str(data), "--run", f"model={model}", "--per-sample", "--out", str(out)]) == 0
+    per_sample = json.loads(out.read_text())
+    assert per_sample["per_sample"] is True
+    assert per_sample["splits"]["atoms in the primitive cell"]["1-4"] == {
+        "targets": 3, "model": {"samples": 6, "matched": 5, "precise": 4}}
+    assert "| 1-4 | 3 | 83.3 / 66.7 % |" in capsys.readouterr().out
 
 
 def test_a_run_without_every_target_or_of_another_task_is_refused(tmp_path, capsys):
