@@ -104,6 +104,13 @@ def checked_window(window, num_timesteps: int) -> tuple[int, int]:
     return int(window[0]), int(window[1])
 
 
+def checked_atom_loss_average(value) -> AtomLossAverage:
+    """``value`` if it names a reduction of per-atom losses (:data:`AtomLossAverage`), else ``ValueError``."""
+    if value not in get_args(AtomLossAverage):
+        raise ValueError(f"atom_loss_average must be one of {list(get_args(AtomLossAverage))}, got {value!r}")
+    return value
+
+
 class JointDiffusion:
     """Independent corruption of several crystal fields on a shared time axis 1..T.
 
@@ -128,9 +135,7 @@ class JointDiffusion:
         train_timesteps: Sequence[int] | None = None,
         atom_loss_average: AtomLossAverage = "crystal",
     ):
-        if atom_loss_average not in get_args(AtomLossAverage):
-            raise ValueError(f"atom_loss_average must be one of {list(get_args(AtomLossAverage))}, "
-                             f"got {atom_loss_average!r}")
+        checked_atom_loss_average(atom_loss_average)
         if not fields:
             raise ValueError("JointDiffusion needs at least one field")
         steps = {name: proc.num_timesteps for name, proc in fields.items()}
@@ -277,9 +282,7 @@ class DiffusionConfig:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
         if self.train_timesteps is not None:
             self.train_timesteps = list(checked_window(self.train_timesteps, self.num_timesteps))
-        if self.atom_loss_average not in get_args(AtomLossAverage):
-            raise ValueError(f"atom_loss_average must be one of {list(get_args(AtomLossAverage))}, "
-                             f"got {self.atom_loss_average!r}")
+        checked_atom_loss_average(self.atom_loss_average)
 
     @classmethod
     def for_dataset(cls, dataset: str, **overrides: Any) -> "DiffusionConfig":
