@@ -60,6 +60,12 @@ a few meV/atom, at about half the steps of 0.02."""
 PREDICT_MAX_STEPS = 200
 """Step cap of ``predict``'s relaxations (optimizer steps in all, stages included)."""
 
+FAR_DISTANCE = 2.0
+"""Nearest analogue distance (Mendeleev units) from which ``PredictSettings.far_free_samples``
+are drawn. On 158 MP-20 validation targets (atom count given) the templates alone match 121 of
+131 targets @5 whose nearest analogue lies within 2, and 10 of 21 beyond it (docs/benchmarks.md,
+"Free samples where the templates are far")."""
+
 PREDICT_OPTIMIZER = "BFGS"
 """Optimizer of ``predict``'s relaxations. On the same 64 MP-20 test targets (every 30th, atom
 count given) BFGS took 7 % fewer potential steps than FIRE and matched the target at @1 in 2 more
@@ -70,12 +76,16 @@ and at @5 in 1 more, in none fewer (docs/benchmarks.md, "FIRE or BFGS")."""
 class PredictSettings:
     """How ``predict`` works: candidates per source (``counts``, :data:`~diffcrystal.candidates.SOURCES`;
     default :data:`~diffcrystal.candidates.DEFAULT_COUNTS`, templates alone),
-    the farthest analogue used (``max_analogue_distance``, Mendeleev units; None: any), the
+    the farthest analogue used (``max_analogue_distance``, Mendeleev units; None: any), at least
+    ``far_free_samples`` free samples where the nearest analogue is ``far_distance`` Mendeleev
+    units or more away or none is within reach (:func:`free_sample_count`), the
     relaxation (``relax``; ``funnel``: None relaxes everything to the end), the ranking
     ``score``, whether templates start at their predicted volume (``rescale_templates``), the sampler's ``seed`` and ``sampler_steps`` (None: the checkpoint's)."""
 
     counts: dict = field(default_factory=lambda: dict(DEFAULT_COUNTS))
     max_analogue_distance: float | None = DEFAULT_MAX_ANALOGUE_DISTANCE
+    far_free_samples: int = 0
+    far_distance: float = FAR_DISTANCE
     relax: RelaxSettings = RelaxSettings(fmax=PREDICT_FMAX_EV_A, max_steps=PREDICT_MAX_STEPS,
                                          optimizer=PREDICT_OPTIMIZER)
     funnel: FunnelSettings | None = FunnelSettings()
@@ -88,6 +98,10 @@ class PredictSettings:
         object.__setattr__(self, "counts", check_counts(dict(self.counts)))
         if self.max_analogue_distance is not None and not self.max_analogue_distance >= 0:
             raise InputError(f"--max-analogue-distance must be >= 0, got {self.max_analogue_distance}")
+        if not (isinstance(self.far_free_samples, int) and self.far_free_samples >= 0):
+            raise InputError(f"--far-samples must be a whole number >= 0, got {self.far_free_samples}")
+        if not (math.isfinite(self.far_distance) and self.far_distance >= 0):
+            raise InputError(f"--far-distance must be a finite number >= 0 Mendeleev units, got {self.far_distance}")
 
 
 @dataclass
@@ -199,16 +213,31 @@ def _lost_samples(source: str, wanted: int, got: int) -> list[str]:
     return [f"{wanted - got} of {wanted} {source} samples were no crystal and were left out"] if got < wanted else []
 
 
+def free_sample_count(settings: PredictSettings, analogues: list) -> int:
+    """Free diffusion samples :func:`gather_candidates` draws beside ``analogues`` (the nearest
+    ones within reach): ``counts['free_diffusion']``; with no analogue, plus the templates' and
+    analogue samples' budget; and, when templates are drawn, at least ``far_free_samples`` where
+    there is none or the nearest lies ``far_distance`` or more away."""
+    counts = settings.counts
+    free = counts["free_diffusion"]
+    wanted = max(counts["template"], counts["analogue_diffusion"])
+    if not analogues and wanted:
+        free += counts["template"] + counts["analogue_diffusion"]  # the templates' budget goes to free samples
+    if wanted and (not analogues or min(a.distance for a in analogues) >= settings.far_distance):
+        free = max(free, settings.far_free_samples)
+    return free
+
+
 def needs_generator(composition: Composition, library: AnalogueLibrary, settings: PredictSettings,
                     num_atoms: int | None = None) -> bool:
     """Whether :func:`gather_candidates` samples the generator for ``composition``: a diffusion
-    source has a count above 0, or no template is within reach and the templates' budget goes
-    to free samples."""
+    source has a count above 0, or :func:`free_sample_count` asks for free samples (no template
+    within reach, or only far ones with ``far_free_samples``)."""
     counts = settings.counts
     if counts["analogue_diffusion"] or counts["free_diffusion"]:
         return True
-    return counts["template"] > 0 and not nearest_analogues(composition, library, 1, settings.max_analogue_distance,
-                                                           num_atoms)
+    analogues = nearest_analogues(composition, library, counts["template"], settings.max_analogue_distance, num_atoms)
+    return free_sample_count(settings, analogues) > 0
 
 
 def gather_candidates(composition: Composition, generator, library: AnalogueLibrary, settings: PredictSettings,
@@ -223,9 +252,7 @@ def gather_candidates(composition: Composition, generator, library: AnalogueLibr
     if not analogues and wanted:
         notes.append(describe_missing_analogues(composition, library, settings.max_analogue_distance))
     candidates = template_candidates(analogues[:counts["template"]], votes, settings.rescale_templates)
-    free = counts["free_diffusion"]
-    if not analogues and wanted:
-        free += counts["template"] + counts["analogue_diffusion"]  # the templates' budget goes to free samples
+    free = free_sample_count(settings, analogues)
     if generator is not None and analogues and counts["analogue_diffusion"]:
         sampled = analogue_diffusion_candidates(generator, analogues, counts["analogue_diffusion"],
                                                 settings.seed, settings.sampler_steps, progress, votes)

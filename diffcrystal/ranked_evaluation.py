@@ -146,6 +146,10 @@ def run_ranked(targets: Sequence[Crystal], out_dir: Path, *, library, generator,
     counts = dict(settings.counts)
     if any(r.get("candidate_counts", SOURCE_COUNTS) != counts for r in records):  # before the field: all three sources
         raise InputError(f"{path} holds targets predicted from other candidate sources than {counts}: use another --out")
+    far = {"count": settings.far_free_samples, "distance": settings.far_distance} if settings.far_free_samples else None
+    if any(r.get("far_samples") != far for r in records):  # before the field: none
+        raise InputError(f"{path} holds targets predicted with other far samples than "
+                         f"{far or 'none'}: use another --out")
     from diffcrystal.potential.calculators import resolve_potential
 
     potential = resolve_potential(potential)  # loaded once for every target
@@ -164,6 +168,8 @@ def run_ranked(targets: Sequence[Crystal], out_dir: Path, *, library, generator,
                                given)
         record["optimizer"] = optimizer
         record["candidate_counts"] = counts
+        if far is not None:
+            record["far_samples"] = far
         with path.open("a") as handle:
             handle.write(json.dumps(record) + "\n")
         records.append(record)

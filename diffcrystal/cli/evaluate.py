@@ -99,6 +99,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
                              "(default: predict's, template, with free samples where no template is within reach); "
                              "`--sources template,analogue_diffusion,free_diffusion` adds the model's samples beside "
                              "the templates")
+    parser.add_argument("--far-samples", type=int, default=None, metavar="N",
+                        help="--ranked: predict --far-samples, at least N free samples where the nearest analogue "
+                             "is --far-distance or farther (default 0)")
+    parser.add_argument("--far-distance", type=float, default=None, metavar="D",
+                        help="--ranked: predict --far-distance, Mendeleev units (default: predict's)")
     parser.add_argument("--every", type=int, default=1, metavar="N",
                         help="use every N-th test structure (after --offset, before --limit)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -130,6 +135,13 @@ def check_arguments(args: argparse.Namespace) -> None:
         raise InputError("--optimizer is predict's relaxation optimizer: it goes with --ranked")
     if args.sources is not None and not args.ranked:
         raise InputError("--sources names predict's candidate sources: it goes with --ranked")
+    if (args.far_samples is not None or args.far_distance is not None) and not args.ranked:
+        raise InputError("--far-samples and --far-distance are predict's: they go with --ranked")
+    if args.far_samples is not None or args.far_distance is not None:
+        from diffcrystal.prediction import FAR_DISTANCE, PredictSettings
+
+        PredictSettings(far_free_samples=args.far_samples or 0,
+                        far_distance=FAR_DISTANCE if args.far_distance is None else args.far_distance)  # checks them
     if args.ranked:
         for option, value in (("--steps", args.steps), ("--corrector-step-lr", args.corrector_step_lr),
                               ("--step-spacing", args.step_spacing), ("--corrector-steps", args.corrector_steps),
@@ -173,13 +185,15 @@ def run_ranked_evaluation(args: argparse.Namespace) -> int:
     generator = Generator.from_checkpoint(checkpoint)
     templates = Path(args.templates) if args.templates is not None else bundled_analogue_table(checkpoint)
     library = load_library(templates, checkpoint)
-    settings = PredictSettings(seed=args.seed, counts=counts)
+    far = {} if args.far_distance is None else {"far_distance": args.far_distance}
+    settings = PredictSettings(seed=args.seed, counts=counts, far_free_samples=args.far_samples or 0, **far)
     if args.optimizer is not None:
         settings = replace(settings, relax=replace(settings.relax, optimizer=args.optimizer))
     extra = {"command": "diffcrystal " + shlex.join(sys.argv[1:]), "checkpoint": str(checkpoint),
              "checkpoint_sha256": file_sha256(checkpoint), "templates": str(templates),
              "templates_sha256": file_sha256(templates), "potential": args.potential, "offset": args.offset,
-             "every": args.every, "candidate_counts": settings.counts}
+             "every": args.every, "candidate_counts": settings.counts,
+             "far_samples": {"count": settings.far_free_samples, "distance": settings.far_distance}}
     path, text = evaluate_ranked(targets, out, library=library, generator=generator, potential=args.potential,
                                  settings=settings, k=args.k, extra=extra, progress=not args.quiet,
                                  give_atom_count=args.atom_count)

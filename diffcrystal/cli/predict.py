@@ -41,7 +41,7 @@ def add_predict_arguments(parser: argparse.ArgumentParser) -> None:
     device), shared by ``predict`` and ``screen``; read back with :func:`settings_from`."""
     from diffcrystal.analogues import DEFAULT_MAX_ANALOGUE_DISTANCE
     from diffcrystal.candidates import SOURCE_COUNTS
-    from diffcrystal.prediction import PREDICT_FMAX_EV_A, PREDICT_MAX_STEPS, PREDICT_OPTIMIZER
+    from diffcrystal.prediction import FAR_DISTANCE, PREDICT_FMAX_EV_A, PREDICT_MAX_STEPS, PREDICT_OPTIMIZER
     from diffcrystal.ranking import DEFAULT_DISTANCE_WEIGHT_EV
 
     parser.add_argument("--checkpoint", default=None, help="CSP generator: a file or bundled name (default mp20_csp)")
@@ -60,6 +60,11 @@ def add_predict_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--free-samples", type=int, default=None, metavar="N",
                         help="unconstrained diffusion samples beside the templates "
                              f"(default {SOURCE_COUNTS['free_diffusion']} when the source is drawn)")
+    parser.add_argument("--far-samples", type=int, default=0, metavar="N",
+                        help="at least N free diffusion samples where the nearest analogue is --far-distance or "
+                             "farther, or none is within reach (default 0: the templates' budget where none is)")
+    parser.add_argument("--far-distance", type=float, default=FAR_DISTANCE, metavar="D",
+                        help=f"Mendeleev units per atom from which --far-samples are drawn (default {FAR_DISTANCE:g})")
     parser.add_argument("--max-analogue-distance", type=float, default=DEFAULT_MAX_ANALOGUE_DISTANCE, metavar="D",
                         help=f"farthest analogue used, Mendeleev units per atom (default {DEFAULT_MAX_ANALOGUE_DISTANCE:g})")
     parser.add_argument("--potential", default="sevennet-0", help="relaxes and ranks (default sevennet-0)")
@@ -111,6 +116,7 @@ def settings_from(args: argparse.Namespace):
     if not args.fmax > 0:
         raise InputError(f"--fmax must be > 0 eV/Å, got {args.fmax}")
     return PredictSettings(counts=_counts(args), max_analogue_distance=args.max_analogue_distance,
+                           far_free_samples=args.far_samples, far_distance=args.far_distance,
                            relax=RelaxSettings(fmax=args.fmax, max_steps=args.steps, optimizer=args.optimizer),
                            funnel=funnel_from(args),
                            score=RankingScore(distance_weight=args.distance_weight), seed=args.seed)

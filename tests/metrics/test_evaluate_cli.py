@@ -456,3 +456,17 @@ def test_a_sampler_setting_with_ranked_is_refused_not_ignored(tmp_path, perovski
     err = capsys.readouterr().err
     assert f"{option.split('=')[0]} is a sampler setting; --ranked samples as predict does" in err
     assert len(err.strip().splitlines()) == 1 and not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize("options, message", [
+    (["--far-samples", "20"], "--far-samples and --far-distance are predict's: they go with --ranked"),
+    (["--ranked", "--far-samples", "-1"], "--far-samples must be a whole number >= 0"),
+    (["--ranked", "--far-distance", "-2"], "--far-distance must be a finite number >= 0"),
+])
+def test_far_sample_options_are_checked_before_any_work(tmp_path, perovskite_files, capsys, options, message):
+    test, _ = perovskite_files
+    assert evaluate("--checkpoint", "perov5_csp", "--potential", "emt", "--data", str(test), *options,
+                    "--out", str(tmp_path / "x")) == 1
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "x").exists()

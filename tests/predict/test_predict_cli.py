@@ -73,6 +73,8 @@ def test_predict_relaxes_with_fire_when_asked(tmp_path, table):
     (["--potential", "no-such-potential"], "no-such-potential"),
     (["--templates", "/no/such/table.json.gz"], "no such table"),
     (["--atoms", "3"], "--atoms 3: a cell of CuAu holds a whole number of formula units of 2 atoms"),
+    (["--far-samples", "-2"], "--far-samples must be a whole number >= 0"),
+    (["--far-distance", "nan"], "--far-distance must be a finite number >= 0"),
 ])
 def test_bad_options_are_one_line_errors(tmp_path, table, capsys, extra, message):
     args = BASE + ["--templates", str(table), "--out", str(tmp_path / "x")] + extra
@@ -98,6 +100,20 @@ def test_candidate_counts_from_the_options(extra, counts):
     parser = argparse.ArgumentParser()
     configure(parser)
     assert settings_from(parser.parse_args(["--composition", "CuAu"] + extra)).counts == counts
+
+
+def test_far_samples_from_the_options():
+    import argparse
+
+    from diffcrystal.cli.predict import configure, settings_from
+    from diffcrystal.prediction import FAR_DISTANCE
+
+    parser = argparse.ArgumentParser()
+    configure(parser)
+    default = settings_from(parser.parse_args(["--composition", "CuAu"]))
+    assert (default.far_free_samples, default.far_distance) == (0, FAR_DISTANCE)
+    chosen = settings_from(parser.parse_args(["--composition", "CuAu", "--far-samples", "20", "--far-distance", "3"]))
+    assert (chosen.far_free_samples, chosen.far_distance) == (20, 3.0)
 
 
 def test_an_unwritable_out_fails_before_any_work(tmp_path, table, capsys):

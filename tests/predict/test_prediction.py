@@ -116,3 +116,55 @@ def test_a_given_atom_count_ranks_cells_of_that_size_first(tmp_path):
                      cache_dir=tmp_path, num_atoms=2)  # a 2-atom cell cannot hold the 4-atom one: charged 1 eV/atom
     best = misfit.ranked[0]
     assert best.score == pytest.approx(best.energy_per_atom + 1.0)  # d = 0 and the only type: no other charge
+
+
+def test_far_free_samples_are_counted_from_the_nearest_analogue_distance():
+    from types import SimpleNamespace
+
+    from diffcrystal.prediction import free_sample_count
+
+    near, far = SimpleNamespace(distance=0.5), SimpleNamespace(distance=3.0)
+    settings = PredictSettings(counts=TEMPLATES_ONLY, far_free_samples=4, far_distance=2.0)
+    assert free_sample_count(settings, [far, near]) == 0  # the nearest decides, not the first
+    assert free_sample_count(settings, [far]) == 4
+    assert free_sample_count(settings, [SimpleNamespace(distance=2.0)]) == 4  # at the threshold: far
+    assert free_sample_count(settings, []) == 4  # none within reach: the templates' budget (3) or more
+    assert free_sample_count(replace(settings, far_free_samples=2), []) == 3
+    assert free_sample_count(replace(settings, far_free_samples=0), [far]) == 0
+    both = PredictSettings(counts={"template": 3, "analogue_diffusion": 0, "free_diffusion": 5}, far_free_samples=4)
+    assert free_sample_count(both, [far]) == 5  # a minimum, never fewer than asked for
+    free_only = PredictSettings(counts={"template": 0, "analogue_diffusion": 0, "free_diffusion": 1},
+                                far_free_samples=4)
+    assert free_sample_count(free_only, []) == 1  # without templates there is no distance to judge
+
+
+@pytest.mark.parametrize("field, value, message", [("far_free_samples", -1, "--far-samples"),
+                                                   ("far_free_samples", 2.5, "--far-samples"),
+                                                   ("far_distance", float("nan"), "--far-distance"),
+                                                   ("far_distance", -1.0, "--far-distance")])
+def test_bad_far_sample_settings_are_one_line_errors(field, value, message):
+    with pytest.raises(InputError, match=message) as error:
+        PredictSettings(**{field: value})
+    assert "\n" not in str(error.value)
+
+
+def test_far_free_samples_join_the_templates_only_beyond_the_far_distance(tmp_path):
+    """CuNi's nearest analogue in the hand-made library lies at some distance d > 0: with the
+    threshold just above d no free sample is drawn (and the generator is not needed); just below
+    it, the free samples join the templates and are ranked beside them."""
+    from diffcrystal.data.composition import parse_composition
+    from diffcrystal.prediction import gather_candidates, needs_generator
+
+    library = ab_library()
+    settings = PredictSettings(counts=TEMPLATES_ONLY, far_free_samples=2, sampler_steps=5, funnel=None)
+    _, analogues, _ = gather_candidates(parse_composition("CuNi"), None, library, settings)
+    nearest = min(a.distance for a in analogues)
+    assert nearest > 0
+    beyond = replace(settings, far_distance=nearest + 0.01)
+    assert not needs_generator(parse_composition("CuNi"), library, beyond)
+    within = replace(settings, far_distance=nearest - 0.01)
+    assert needs_generator(parse_composition("CuNi"), library, within)
+    prediction = predict("CuNi", templates=library, potential="emt", settings=within, cache_dir=tmp_path)
+    sources = [o.candidate.source for o in prediction.outcomes]
+    lost = sum(int(note.split(" of ")[0]) for note in prediction.notes if "were no crystal" in note)
+    assert sources.count("template") == len(analogues) and sources.count("free_diffusion") + lost == 2

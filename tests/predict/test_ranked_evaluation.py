@@ -156,6 +156,8 @@ def test_evaluate_ranked_from_chosen_sources(tmp_path, capsys):
     capsys.readouterr()
     assert main(base + ["--sources", "template,free_diffusion"]) == 1
     assert "predicted from other candidate sources" in capsys.readouterr().err
+    assert main(base + ["--far-samples", "4"]) == 1  # records without far samples are not resumed with them
+    assert "predicted with other far samples than {'count': 4, 'distance': 2.0}" in capsys.readouterr().err
     assert main(base + ["--sources", "template,magic"]) == 1
     assert "--sources: unknown source 'magic'" in capsys.readouterr().err
     assert main(["evaluate", "--checkpoint", "mp20_csp", "--data", str(data), "--sources", "template", "--out",
