@@ -15,7 +15,11 @@ templates-alone ones, beside the templates alone:
         --far-samples 20 --out runs/far/every10
 
 The templates-alone records must hold every target of the stride; a near target's record is
-used as it is, since the far samples leave its candidates unchanged.
+used as it is, since the far samples leave its candidates unchanged. ``--data`` takes the
+targets from a test file instead (``evaluate --ranked --atom-count --every N`` records):
+
+    OMP_NUM_THREADS=1 python scripts/studies/far_free_samples.py --data ../shared/data/mp_20/test.csv --every 30 \
+        --templates-records benchmarks/ranked_templates_mp20_every30/records.jsonl.gz --out runs/far/test_every30
 """
 
 from __future__ import annotations
@@ -95,6 +99,8 @@ def far_targets(targets, library, settings: PredictSettings) -> list:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--checkpoint", default="mp20_csp", help="CSP checkpoint (file or bundled name)")
+    parser.add_argument("--data", type=Path, default=None,
+                        help="test file of the targets (default: the checkpoint's held-out validation structures)")
     parser.add_argument("--every", type=int, default=10, help="take every N-th validation structure")
     parser.add_argument("--offset", type=int, default=0, help="start at this validation structure (0: the first)")
     parser.add_argument("--templates-records", type=Path, required=True,
@@ -117,20 +123,24 @@ def main(argv: list[str] | None = None) -> int:
             raise InputError(f"{args.templates_records}: no ranked-evaluation records")
         settings = PredictSettings(far_free_samples=args.far_samples, far_distance=args.far_distance)
         checkpoint, generator, validation = held_out_validation(args.checkpoint)
+        if args.data is not None:
+            from diffcrystal.data.readers import read_crystals
+
+            validation = read_crystals(args.data, workers=1, progress=not args.quiet).crystals
         targets = validation[args.offset::args.every]
-        labels = {t.label for t in targets}
-        if labels != {r["label"] for r in templates}:
-            raise InputError(f"{args.templates_records} holds other targets than every {args.every}th validation "
-                             f"structure from {args.offset}")
+        if {t.label for t in targets} != {r["label"] for r in templates}:
+            raise InputError(f"{args.templates_records} holds other targets than every {args.every}th structure "
+                             f"of {args.data or 'the validation set'} from {args.offset}")
         library = load_library(bundled_analogue_table(checkpoint), checkpoint)
         chosen = far_targets(targets, library, settings)
         far = run_ranked(chosen, args.out, library=library, generator=generator, potential=args.potential,
-                         settings=settings, hold_out_self=True, progress=not args.quiet, give_atom_count=True)
+                         settings=settings, hold_out_self=args.data is None, progress=not args.quiet,
+                         give_atom_count=True)
         report = far_report(templates, far, RankingScore(), args.k)
     except InputError as error:
         print(f"far_free_samples: error: {error}", file=sys.stderr)
         return 1
-    report.update({"checkpoint": str(checkpoint), "every": args.every, "offset": args.offset,
+    report.update({"checkpoint": str(checkpoint), "data": str(args.data or "validation"), "every": args.every, "offset": args.offset,
                    "far_samples": args.far_samples, "far_distance": args.far_distance})
     (args.out / "far_samples.json").write_text(json.dumps(report, indent=1) + "\n")
     for subset in ("all", "far"):
