@@ -62,9 +62,11 @@ PREDICT_MAX_STEPS = 200
 
 FAR_DISTANCE = 2.0
 """Nearest analogue distance (Mendeleev units) from which ``PredictSettings.far_free_samples``
-are drawn. On 158 MP-20 validation targets (atom count given) the templates alone match 121 of
-131 targets @5 whose nearest analogue lies within 2, and 10 of 21 beyond it (docs/benchmarks.md,
-"Free samples where the templates are far")."""
+are drawn. On 158 MP-20 validation targets (atom count given) the templates alone match 122 of
+the 132 targets @5 whose nearest analogue lies within 2, 9 of the 20 beyond it and 1 of the 6
+with none within reach; 20 free samples there raise ranked @5 from 132 to 135 targets matched and
+from 121 to 124 precise, at twice the mean CPU (docs/benchmarks.md, "Free samples where the
+templates are far")."""
 
 PREDICT_OPTIMIZER = "BFGS"
 """Optimizer of ``predict``'s relaxations. On the same 64 MP-20 test targets (every 30th, atom
