@@ -255,6 +255,9 @@ def gather_candidates(composition: Composition, generator, library: AnalogueLibr
         notes.append(describe_missing_analogues(composition, library, settings.max_analogue_distance))
     candidates = template_candidates(analogues[:counts["template"]], votes, settings.rescale_templates)
     free = free_sample_count(settings, analogues)
+    if analogues and free > counts["free_diffusion"]:
+        notes.append(f"the nearest analogue lies {min(a.distance for a in analogues):.2f} Mendeleev units away "
+                     f"(--far-distance {settings.far_distance:g}): {free} free samples beside the templates")
     if generator is not None and analogues and counts["analogue_diffusion"]:
         sampled = analogue_diffusion_candidates(generator, analogues, counts["analogue_diffusion"],
                                                 settings.seed, settings.sampler_steps, progress, votes)

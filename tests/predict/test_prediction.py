@@ -168,3 +168,5 @@ def test_far_free_samples_join_the_templates_only_beyond_the_far_distance(tmp_pa
     sources = [o.candidate.source for o in prediction.outcomes]
     lost = sum(int(note.split(" of ")[0]) for note in prediction.notes if "were no crystal" in note)
     assert sources.count("template") == len(analogues) and sources.count("free_diffusion") + lost == 2
+    assert any(f"lies {nearest:.2f} Mendeleev units away" in note and "2 free samples" in note
+               for note in prediction.notes)
