@@ -117,6 +117,13 @@ def default_out(method: str, data: Path) -> Path:
     return DEFAULT_OUT_PARENT / f"{method}_{name}"
 
 
+def far_sample_settings(args: argparse.Namespace) -> dict:
+    """``PredictSettings`` fields of ``--far-samples`` and ``--far-distance`` (predict's defaults
+    for those not given)."""
+    given = {"far_free_samples": args.far_samples, "far_distance": args.far_distance}
+    return {name: value for name, value in given.items() if value is not None}
+
+
 def check_arguments(args: argparse.Namespace) -> None:
     """The range and combination checks that need no checkpoint or data (one-line errors)."""
     at_least("--k", args.k, 1)
@@ -138,10 +145,9 @@ def check_arguments(args: argparse.Namespace) -> None:
     if (args.far_samples is not None or args.far_distance is not None) and not args.ranked:
         raise InputError("--far-samples and --far-distance are predict's: they go with --ranked")
     if args.far_samples is not None or args.far_distance is not None:
-        from diffcrystal.prediction import FAR_DISTANCE, PredictSettings
+        from diffcrystal.prediction import PredictSettings
 
-        PredictSettings(far_free_samples=args.far_samples or 0,
-                        far_distance=FAR_DISTANCE if args.far_distance is None else args.far_distance)  # checks them
+        PredictSettings(**far_sample_settings(args))  # checks them before any work
     if args.ranked:
         for option, value in (("--steps", args.steps), ("--corrector-step-lr", args.corrector_step_lr),
                               ("--step-spacing", args.step_spacing), ("--corrector-steps", args.corrector_steps),
@@ -185,8 +191,7 @@ def run_ranked_evaluation(args: argparse.Namespace) -> int:
     generator = Generator.from_checkpoint(checkpoint)
     templates = Path(args.templates) if args.templates is not None else bundled_analogue_table(checkpoint)
     library = load_library(templates, checkpoint)
-    far = {} if args.far_distance is None else {"far_distance": args.far_distance}
-    settings = PredictSettings(seed=args.seed, counts=counts, far_free_samples=args.far_samples or 0, **far)
+    settings = PredictSettings(seed=args.seed, counts=counts, **far_sample_settings(args))
     if args.optimizer is not None:
         settings = replace(settings, relax=replace(settings.relax, optimizer=args.optimizer))
     extra = {"command": "diffcrystal " + shlex.join(sys.argv[1:]), "checkpoint": str(checkpoint),

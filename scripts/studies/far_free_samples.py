@@ -33,7 +33,7 @@ from pathlib import Path
 from diffcrystal.errors import InputError
 from diffcrystal.metrics import PRECISE_RMSE_THRESHOLDS
 from diffcrystal.prediction import FAR_DISTANCE, PredictSettings, free_sample_count
-from diffcrystal.ranked_evaluation import read_records, rescored_order
+from diffcrystal.ranked_evaluation import protocol_metrics, read_records, rescored_order, rescored_results
 from diffcrystal.ranking import RankingScore
 
 PRECISE_RMS = PRECISE_RMSE_THRESHOLDS[0]
@@ -49,10 +49,12 @@ def first_match(record: dict, score: RankingScore, precise: bool = False) -> int
 
 
 def counts_at(records: list[dict], score: RankingScore, k: int) -> dict:
-    """Targets matched and matched precisely within the first 1 and ``k`` ranked structures."""
-    ranks = [(first_match(r, score), first_match(r, score, precise=True)) for r in records]
-    return {f"at_{j}": {"matched": sum(m is not None and m < j for m, _ in ranks),
-                        "precise": sum(p is not None and p < j for _, p in ranks)} for j in (1, k)}
+    """Targets matched and matched precisely within the first 1 and ``k`` ranked structures
+    (the protocol's figures of :func:`~diffcrystal.ranked_evaluation.ranked_metrics`, as counts)."""
+    results = rescored_results(records, score, k)
+    metrics = protocol_metrics(results)
+    return {"at_1": {"matched": sum(r.matched_at_1 for r in results), "precise": metrics.n_precise("1", PRECISE_RMS)},
+            f"at_{k}": {"matched": sum(r.matched_at_k for r in results), "precise": metrics.n_precise("k", PRECISE_RMS)}}
 
 
 def far_report(templates: list[dict], far: list[dict], score: RankingScore, k: int) -> dict:
