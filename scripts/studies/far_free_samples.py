@@ -74,8 +74,13 @@ def far_report(templates: list[dict], far: list[dict], score: RankingScore, k: i
         targets.append({"label": before["label"], "formula": before["formula"], "num_atoms": before["num_atoms"],
                         "templates_first_match": first_match(before, score),
                         "with_far_samples_first_match": first_match(after, score),
-                        "free_samples": len(free), "free_any_match": sum(c["status"] == "match" for c in free)})
+                        "templates": sum(c["source"] == "template" for c in after["candidates"]),
+                        "free_samples": len(free), "free_any_match": sum(c["status"] == "match" for c in free),
+                        "cpu_seconds": {"templates": before["cpu_seconds"], "with_far_samples": after["cpu_seconds"]}})
+    cpu = {"templates": sum(r["cpu_seconds"] for r in templates) / len(templates),
+           "with_far_samples": sum(r["cpu_seconds"] for r in combined) / len(combined)}
     return {"targets": len(templates), "far_targets": len(far), "k": k, "score": dataclasses.asdict(score),
+            "cpu_seconds_per_target": cpu,
             "all": {"templates": counts_at(templates, score, k), "with_far_samples": counts_at(combined, score, k)},
             "far": {"templates": counts_at(far_templates, score, k), "with_far_samples": counts_at(far, score, k)},
             "per_far_target": targets}

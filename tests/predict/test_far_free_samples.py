@@ -22,7 +22,7 @@ def entry(label: str, energy: float, result: dict, distance: float | None = 0.0)
 
 def record(label: str, ranked: list[dict], candidates: list[dict] = ()) -> dict:
     return {"label": label, "formula": "CuAu", "num_atoms": 2, "given_atoms": 2, "ranked": ranked,
-            "candidates": list(candidates)}
+            "candidates": list(candidates), "cpu_seconds": 10.0 if len(ranked) < 2 else 40.0}
 
 
 def templates_alone() -> list[dict]:
@@ -55,6 +55,7 @@ def test_far_records_replace_the_templates_alone_ones():
     found, lost = report["per_far_target"]
     assert (found["templates_first_match"], found["with_far_samples_first_match"], found["free_any_match"]) == (None, 0, 1)
     assert (lost["templates_first_match"], lost["with_far_samples_first_match"], lost["free_any_match"]) == (0, 2, 0)
+    assert report["cpu_seconds_per_target"] == {"templates": 10.0, "with_far_samples": 30.0}  # (10 + 40 + 40) / 3
 
 
 def test_far_records_of_unknown_targets_are_refused():
