@@ -246,7 +246,7 @@ class CSPMetrics:
         """Shares (percent) of all candidates that match their target, and with normalised RMS
         below ``threshold`` (the expected @1, with less variance than @1 itself over k draws),
         beside @k matched and precise, and the invalid count. Needs at least one candidate."""
-        rms = [c.rms for target in self.per_target for c in target.candidates]
+        rms = self.sample_rms()
         matched = [r for r in rms if r is not None]
         return {
             "n_samples": len(rms),
@@ -255,6 +255,34 @@ class CSPMetrics:
             "match_at_k_percent": self.match_rate_at_k,
             "precise_at_k_percent": 100 * self.n_precise("k", threshold) / self.n_targets,
             "n_invalid": self.n_invalid,
+        }
+
+    def sample_rms(self) -> list[float | None]:
+        """The normalised RMS of every candidate (None: no match), target by target, candidate
+        by candidate."""
+        return [c.rms for target in self.per_target for c in target.candidates]
+
+    def changes_from(self, before: "CSPMetrics", threshold: float = PRECISE_RMSE_THRESHOLDS[0]) -> dict[str, int]:
+        """Candidate by candidate, what changed from ``before`` (the same targets and k, the
+        candidates transformed, e.g. symmetrized or relaxed): candidates that became precise
+        (RMS below ``threshold``) or matched and the reverse, and of those matched both times,
+        how many came nearer their target and how many went farther."""
+        after_rms, before_rms = self.sample_rms(), before.sample_rms()
+        if len(after_rms) != len(before_rms) or self.n_targets != before.n_targets:
+            raise ValueError(f"candidates differ: {len(after_rms)} against {len(before_rms)} before")
+
+        def precise(rms):
+            return rms is not None and rms < threshold
+
+        pairs = list(zip(after_rms, before_rms))
+        both = [(a, b) for a, b in pairs if a is not None and b is not None]
+        return {
+            "precise_gained": sum(precise(a) and not precise(b) for a, b in pairs),
+            "precise_lost": sum(precise(b) and not precise(a) for a, b in pairs),
+            "matched_gained": sum(a is not None and b is None for a, b in pairs),
+            "matched_lost": sum(b is not None and a is None for a, b in pairs),
+            "rms_lower_of_both_matched": sum(a < b for a, b in both),
+            "rms_higher_of_both_matched": sum(a > b for a, b in both),
         }
 
     @property

@@ -47,17 +47,8 @@ def symmetrized_or_raw(crystal, symprec: float):
     return symmetrized(crystal, symprec) or crystal
 
 
-def sample_rms(metrics) -> list[float | None]:
-    """The RMSE of every sample (None: no match), target by target, candidate by candidate."""
-    return [c.rms for target in metrics.per_target for c in target.candidates]
-
-
-def outcomes_of(rms: list[float | None]) -> list[tuple[bool, bool]]:
-    """(matched, precise) of every sample."""
-    return [(r is not None, r is not None and r < PRECISE_RMSE) for r in rms]
-
-
-def row_of(label: str, metrics, raw_rms: list[float | None] | None, changed: int, seconds: float) -> dict:
+def row_of(label: str, metrics, raw_metrics, changed: int, seconds: float) -> dict:
+    """One variant's table row; with ``raw_metrics``, what it changed sample for sample."""
     row = {
         "variant": label,
         "samples_changed": changed,
@@ -66,16 +57,8 @@ def row_of(label: str, metrics, raw_rms: list[float | None] | None, changed: int
         "precise_at_1_percent": 100 * metrics.n_precise("1", PRECISE_RMSE) / metrics.n_targets,
         "seconds": round(seconds, 1),
     }
-    if raw_rms is not None:
-        rms = sample_rms(metrics)
-        outcomes, raw = outcomes_of(rms), outcomes_of(raw_rms)
-        row["precise_gained"] = sum(p and not q for (_, p), (_, q) in zip(outcomes, raw))
-        row["precise_lost"] = sum(q and not p for (_, p), (_, q) in zip(outcomes, raw))
-        row["matched_gained"] = sum(m and not r for (m, _), (r, _) in zip(outcomes, raw))
-        row["matched_lost"] = sum(r and not m for (m, _), (r, _) in zip(outcomes, raw))
-        both = [(a, b) for a, b in zip(rms, raw_rms) if a is not None and b is not None]
-        row["rms_lower_of_both_matched"] = sum(a < b for a, b in both)
-        row["rms_higher_of_both_matched"] = sum(a > b for a, b in both)
+    if raw_metrics is not None:
+        row.update(metrics.changes_from(raw_metrics, PRECISE_RMSE))
     return row
 
 
@@ -103,14 +86,13 @@ def main(argv: list[str] | None = None) -> int:
                                  batch_size=500, seed=args.seed, progress=True).predictions
         sampling_seconds = time.perf_counter() - started
         raw_metrics = csp_metrics(samples, validation, workers=1, progress=False)
-        raw_rms = sample_rms(raw_metrics)
         rows = [row_of("raw", raw_metrics, None, 0, sampling_seconds)]
         for symprec in args.symprec:
             started = time.perf_counter()
             refined = [[symmetrized_or_raw(c, symprec) for c in per_target] for per_target in samples]
             changed = sum(r is not c for per_r, per_c in zip(refined, samples) for r, c in zip(per_r, per_c))
             metrics = csp_metrics(refined, validation, workers=1, progress=False)
-            rows.append(row_of(f"symmetrized at {symprec:g} Å", metrics, raw_rms, changed, time.perf_counter() - started))
+            rows.append(row_of(f"symmetrized at {symprec:g} Å", metrics, raw_metrics, changed, time.perf_counter() - started))
             print(rows[-1], file=sys.stderr)
         sampling = generator.experiment.sampling
         summary = {

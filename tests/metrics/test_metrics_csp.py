@@ -272,3 +272,25 @@ def test_per_sample_rates_count_every_candidate():
         "n_samples": 4, "match_per_sample_percent": 75.0, "precise_per_sample_percent": 50.0,
         "match_at_k_percent": 100.0, "precise_at_k_percent": 50.0, "n_invalid": 0}
     assert metrics.per_sample_rates(0.06)["precise_per_sample_percent"] == 25.0
+
+
+def test_changes_from_counts_each_candidate_against_its_own_earlier_self():
+    """Hand-written before/after RMS of three targets × two candidates, every kind of change once:
+    precise gained (0.3 -> 0.05) and lost (0.05 -> 0.2), matched gained (none -> 0.5) and lost
+    (0.08 -> none), one unmatched both times, one precise both times that came nearer."""
+    from diffcrystal.metrics.csp import CSPMetrics, PairResult, TargetResult
+
+    def metrics_of(rms_rows):
+        per_target = [TargetResult(f"t{i}", tuple(PairResult("no_match") if r is None else PairResult("match", rms=r)
+                                                  for r in row)) for i, row in enumerate(rms_rows)]
+        return CSPMetrics.from_results(per_target, stol=MATCHER_STOL, angle_tol=MATCHER_ANGLE_TOL_DEG, ltol=MATCHER_LTOL)
+
+    before = metrics_of([(0.3, 0.05), (None, 0.08), (None, 0.09)])
+    after = metrics_of([(0.05, 0.2), (0.5, None), (None, 0.01)])
+    assert after.sample_rms() == [0.05, 0.2, 0.5, None, None, 0.01]
+    assert after.changes_from(before) == {
+        "precise_gained": 1, "precise_lost": 2, "matched_gained": 1, "matched_lost": 1,
+        "rms_lower_of_both_matched": 2, "rms_higher_of_both_matched": 1}
+    assert after.changes_from(before, threshold=0.25)["precise_gained"] == 1  # 0.3 -> 0.05 only
+    with pytest.raises(ValueError, match="candidates differ"):
+        after.changes_from(metrics_of([(0.3, 0.05)]))

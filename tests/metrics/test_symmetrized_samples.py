@@ -42,14 +42,14 @@ def test_row_counts_the_samples_symmetrization_made_precise():
     assert raw_rms[0] > study.PRECISE_RMSE > raw_rms[1]  # imprecise and precise before
     predictions = [[far, near]]
     raw_metrics = csp_metrics(predictions, [target], workers=1, progress=False)
-    assert study.sample_rms(raw_metrics) == raw_rms
+    assert raw_metrics.sample_rms() == raw_rms
 
     refined = [[study.symmetrized_or_raw(c, 0.6) for c in predictions[0]]]
     metrics = csp_metrics(refined, [target], workers=1, progress=False)
     refined_rms = [compare_with_target(c, target).rms for c in refined[0]]
     assert refined_rms[0] < study.PRECISE_RMSE  # spglib's group made the far sample precise
 
-    row = study.row_of("symmetrized", metrics, raw_rms, changed=2, seconds=0.0)
+    row = study.row_of("symmetrized", metrics, raw_metrics, changed=2, seconds=0.0)
     assert (row["precise_gained"], row["precise_lost"]) == (1, 0)
     assert (row["matched_gained"], row["matched_lost"]) == (0, 0)
     assert row["rms_lower_of_both_matched"] == sum(a < b for a, b in zip(refined_rms, raw_rms)) == 2
