@@ -144,6 +144,20 @@ class TargetResult:
         }
 
 
+CHANGE_COLUMNS = "precise gained / lost | matched gained / lost | RMSE lower / higher"
+"""Markdown header cells of :meth:`CSPMetrics.changes_from`'s counts (:func:`change_cells`)."""
+
+
+def change_cells(changes: dict) -> str:
+    """The three Markdown cells of :data:`CHANGE_COLUMNS` for a dict holding
+    :meth:`CSPMetrics.changes_from`'s counts; dashes for one without them (the untransformed row)."""
+    if "precise_gained" not in changes:
+        return "– | – | –"
+    return (f"{changes['precise_gained']} / {changes['precise_lost']} | "
+            f"{changes['matched_gained']} / {changes['matched_lost']} | "
+            f"{changes['rms_lower_of_both_matched']} / {changes['rms_higher_of_both_matched']}")
+
+
 def _percent(count: int, total: int) -> float | None:
     return 100.0 * count / total if total else None
 

@@ -36,6 +36,7 @@ from diffcrystal.atomic_write import atomic_write_text
 from diffcrystal.errors import InputError
 from diffcrystal.evaluation import csp_candidates
 from diffcrystal.metrics import PRECISE_RMSE_THRESHOLDS, csp_metrics
+from diffcrystal.metrics.csp import CHANGE_COLUMNS, change_cells
 from diffcrystal.prediction import PredictSettings
 from diffcrystal.ranked_evaluation import held_out_validation
 
@@ -128,15 +129,12 @@ def main(argv: list[str] | None = None) -> int:
           f"{len(results)} relaxations ({cached} from the cache), {summary['statuses']}, "
           f"{summary['steps']} steps, {cpu_seconds:.0f} CPU s\n")
     print("| samples | matched / sample | precise / sample | matched @1 | precise @1 | matched @k | precise @k | "
-          "precise gained / lost | matched gained / lost | RMSE lower / higher |")
+          f"{CHANGE_COLUMNS} |")
     print("|---|---|---|---|---|---|---|---|---|---|")
     for row in rows:
-        moves = (f"{row['precise_gained']} / {row['precise_lost']} | {row['matched_gained']} / {row['matched_lost']} | "
-                 f"{row['rms_lower_of_both_matched']} / {row['rms_higher_of_both_matched']}"
-                 if "precise_gained" in row else "– | – | –")
         print(f"| {row['variant']} | {row['match_per_sample_percent']:.1f} % | {row['precise_per_sample_percent']:.1f} % | "
               f"{row['match_at_1_percent']:.1f} % | {row['precise_at_1_percent']:.1f} % | "
-              f"{row['match_at_k_percent']:.1f} % | {row['precise_at_k_percent']:.1f} % | {moves} |")
+              f"{row['match_at_k_percent']:.1f} % | {row['precise_at_k_percent']:.1f} % | {change_cells(row)} |")
     return 0
 
 

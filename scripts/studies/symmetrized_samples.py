@@ -32,6 +32,7 @@ from diffcrystal.atomic_write import atomic_write_text
 from diffcrystal.errors import InputError
 from diffcrystal.evaluation import csp_candidates
 from diffcrystal.metrics import PRECISE_RMSE_THRESHOLDS, csp_metrics
+from diffcrystal.metrics.csp import CHANGE_COLUMNS, change_cells
 from diffcrystal.ranked_evaluation import held_out_validation
 from diffcrystal.symmetry import symmetrized
 
@@ -107,16 +108,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 1
     print(f"{len(validation)} validation structures of {checkpoint.name}, k = {args.k}\n")
-    print("| samples | changed | matched / sample | precise / sample | matched @k | precise @k | "
-          "precise gained / lost | matched gained / lost | RMSE lower / higher | invalid |")
+    print(f"| samples | changed | matched / sample | precise / sample | matched @k | precise @k | {CHANGE_COLUMNS} | "
+          "invalid |")
     print("|---|---|---|---|---|---|---|---|---|---|")
     for row in rows:
-        moves = (f"{row['precise_gained']} / {row['precise_lost']} | {row['matched_gained']} / {row['matched_lost']} | "
-                 f"{row['rms_lower_of_both_matched']} / {row['rms_higher_of_both_matched']}"
-                 if "precise_gained" in row else "– | – | –")
         print(f"| {row['variant']} | {row['samples_changed']} | {row['match_per_sample_percent']:.1f} % | "
               f"{row['precise_per_sample_percent']:.1f} % | {row['match_at_k_percent']:.1f} % | "
-              f"{row['precise_at_k_percent']:.1f} % | {moves} | {row['n_invalid']} |")
+              f"{row['precise_at_k_percent']:.1f} % | {change_cells(row)} | {row['n_invalid']} |")
     return 0
 
 

@@ -294,3 +294,8 @@ def test_changes_from_counts_each_candidate_against_its_own_earlier_self():
     assert after.changes_from(before, threshold=0.25)["precise_gained"] == 1  # 0.3 -> 0.05 only
     with pytest.raises(ValueError, match="candidates differ"):
         after.changes_from(metrics_of([(0.3, 0.05)]))
+    from diffcrystal.metrics.csp import CHANGE_COLUMNS, change_cells
+
+    assert change_cells(after.changes_from(before)) == "1 / 2 | 1 / 1 | 2 / 1"
+    assert change_cells({"variant": "raw"}) == "– | – | –"
+    assert CHANGE_COLUMNS.count("|") == 2
