@@ -80,6 +80,26 @@ def held_out_validation(checkpoint: str | Path = "mp20_csp", train_data: Sequenc
     return path, generator, validation
 
 
+def held_out_samples(checkpoint: str | Path, k: int, limit: int | None, seed: int):
+    """``(checkpoint path, generator, validation crystals, samples)``: ``k`` samples of each of
+    the first ``limit`` (None: all) structures a CSP checkpoint held out
+    (:func:`held_out_validation`), drawn with the checkpoint's sampler in batches of 500 (the
+    sampler calls of ``evaluate``; the same seed, k and limit give the same samples)."""
+    from diffcrystal.evaluation import csp_candidates
+
+    if k < 1 or (limit is not None and limit < 1):
+        raise InputError(f"--k and --limit must be >= 1, got {k} and {limit}")
+    path, generator, validation = held_out_validation(checkpoint)
+    if generator.mode != "csp":
+        raise InputError(f"{path} is a {generator.mode} checkpoint; this needs a CSP one")
+    validation = validation[:limit] if limit else validation
+    if not validation:
+        raise InputError(f"{path}: its training data hold out no validation structures")
+    samples = csp_candidates(generator, validation, k, num_steps=generator.experiment.sampling.num_steps,
+                             batch_size=500, seed=seed, progress=True).predictions
+    return path, generator, validation, samples
+
+
 def target_record(target: Crystal, prediction, seconds: float, cpu_seconds: float,
                   given_atoms: int | None = None) -> dict:
     """The JSON record of one target (module docstring); ``given_atoms``: the atom count

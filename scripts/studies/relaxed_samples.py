@@ -34,11 +34,10 @@ from pathlib import Path
 
 from diffcrystal.atomic_write import atomic_write_text
 from diffcrystal.errors import InputError
-from diffcrystal.evaluation import csp_candidates
 from diffcrystal.metrics import PRECISE_RMSE_THRESHOLDS, csp_metrics
 from diffcrystal.metrics.csp import CHANGE_COLUMNS, change_cells
 from diffcrystal.prediction import PredictSettings
-from diffcrystal.ranked_evaluation import held_out_validation
+from diffcrystal.ranked_evaluation import held_out_samples
 
 PRECISE_RMSE = PRECISE_RMSE_THRESHOLDS[0]
 """RMSE below which a match counts as precise (0.1, the issue's and docs' threshold)."""
@@ -88,16 +87,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         from diffcrystal.potential.relax_cache import relax_cached
 
-        if args.k < 1 or (args.limit is not None and args.limit < 1):
-            raise InputError(f"--k and --limit must be >= 1, got {args.k} and {args.limit}")
-        checkpoint, generator, validation = held_out_validation(args.checkpoint)
-        if generator.mode != "csp":
-            raise InputError(f"{checkpoint} is a {generator.mode} checkpoint; this study needs a CSP one")
-        validation = validation[: args.limit] if args.limit else validation
-        if not validation:
-            raise InputError(f"{checkpoint}: its training data hold out no validation structures")
-        samples = csp_candidates(generator, validation, args.k, num_steps=generator.experiment.sampling.num_steps,
-                                 batch_size=500, seed=args.seed, progress=True).predictions
+        checkpoint, _, validation, samples = held_out_samples(args.checkpoint, args.k, args.limit, args.seed)
         items = [(f"{target.label}-{j}", sample.to_atoms())
                  for target, row in zip(validation, samples) for j, sample in enumerate(row) if sample is not None]
         relax = PredictSettings().relax

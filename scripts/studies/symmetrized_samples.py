@@ -30,10 +30,9 @@ from pathlib import Path
 
 from diffcrystal.atomic_write import atomic_write_text
 from diffcrystal.errors import InputError
-from diffcrystal.evaluation import csp_candidates
 from diffcrystal.metrics import PRECISE_RMSE_THRESHOLDS, csp_metrics
 from diffcrystal.metrics.csp import CHANGE_COLUMNS, change_cells
-from diffcrystal.ranked_evaluation import held_out_validation
+from diffcrystal.ranked_evaluation import held_out_samples
 from diffcrystal.symmetry import symmetrized
 
 PRECISE_RMSE = PRECISE_RMSE_THRESHOLDS[0]
@@ -76,16 +75,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if any(not p > 0 for p in args.symprec):
             raise InputError(f"--symprec values must be > 0 Å, got {args.symprec}")
-        checkpoint, generator, validation = held_out_validation(args.checkpoint)
-        if generator.mode != "csp":
-            raise InputError(f"{checkpoint} is a {generator.mode} checkpoint; this study needs a CSP one")
-        validation = validation[: args.limit] if args.limit else validation
-        if not validation:
-            raise InputError(f"{checkpoint}: its training data hold out no validation structures")
         started = time.perf_counter()
-        samples = csp_candidates(generator, validation, args.k, num_steps=generator.experiment.sampling.num_steps,
-                                 batch_size=500, seed=args.seed, progress=True).predictions
-        sampling_seconds = time.perf_counter() - started
+        checkpoint, generator, validation, samples = held_out_samples(args.checkpoint, args.k, args.limit, args.seed)
+        sampling_seconds = time.perf_counter() - started  # with loading the checkpoint and data
         raw_metrics = csp_metrics(samples, validation, workers=1, progress=False)
         rows = [row_of("raw", raw_metrics, None, 0, sampling_seconds)]
         for symprec in args.symprec:

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import math
 
+import pytest
+
 from ase.build import bulk
 
 from diffcrystal.data.crystal import Crystal
@@ -52,3 +54,26 @@ def test_relaxation_makes_a_loose_copper_sample_precise_and_the_row_counts_it():
     assert (row["precise_gained"], row["precise_lost"]) == (1, 0)
     assert (row["matched_gained"], row["matched_lost"]) == (0, 0)
     assert row["precise_at_1_percent"] == 100.0 and study.row_of("raw", raw_metrics)["precise_at_1_percent"] == 0.0
+
+
+@pytest.mark.parametrize("option", [["--k", "0"], ["--limit", "0"]])
+def test_a_bad_count_is_refused_in_one_line_before_anything_is_read(tmp_path, capsys, option):
+    study = load_script("studies/relaxed_samples")
+    out = tmp_path / "study"
+    assert study.main([*option, "--checkpoint", str(tmp_path / "missing.safetensors"), "--out", str(out)]) == 1
+    error = capsys.readouterr().err.strip()
+    assert error.count("\n") == 0 and "--k and --limit must be >= 1" in error
+    assert not out.exists()
+
+
+@pytest.mark.slow
+def test_held_out_samples_are_the_same_for_the_same_seed(shared_data):
+    from diffcrystal.ranked_evaluation import held_out_samples
+
+    _, _, validation, first = held_out_samples("mp20_csp", k=2, limit=2, seed=3)
+    _, _, _, again = held_out_samples("mp20_csp", k=2, limit=2, seed=3)
+    assert len(first) == len(validation) == 2 and all(len(row) == 2 for row in first)
+    for row, row_again in zip(first, again):
+        for sample, sample_again in zip(row, row_again):
+            assert sample.atomic_numbers.tolist() == sample_again.atomic_numbers.tolist()
+            assert sample.frac_coords.tolist() == sample_again.frac_coords.tolist()
