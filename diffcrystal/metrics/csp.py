@@ -259,13 +259,15 @@ class CSPMetrics:
     def per_sample_rates(self, threshold: float = PRECISE_RMSE_THRESHOLDS[0]) -> dict[str, Any]:
         """Shares (percent) of all candidates that match their target, and with normalised RMS
         below ``threshold`` (the expected @1, with less variance than @1 itself over k draws),
-        beside @k matched and precise, and the invalid count. Needs at least one candidate."""
+        beside @1 and @k matched and precise, and the invalid count. Needs at least one candidate."""
         rms = self.sample_rms()
         matched = [r for r in rms if r is not None]
         return {
             "n_samples": len(rms),
             "match_per_sample_percent": 100 * len(matched) / len(rms),
             "precise_per_sample_percent": 100 * sum(r < threshold for r in matched) / len(rms),
+            "match_at_1_percent": self.match_rate_at_1,
+            "precise_at_1_percent": 100 * self.n_precise("1", threshold) / self.n_targets,
             "match_at_k_percent": self.match_rate_at_k,
             "precise_at_k_percent": 100 * self.n_precise("k", threshold) / self.n_targets,
             "n_invalid": self.n_invalid,

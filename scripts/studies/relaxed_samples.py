@@ -67,8 +67,6 @@ def row_of(label: str, metrics, raw_metrics=None) -> dict:
     row = {
         "variant": label,
         **metrics.per_sample_rates(PRECISE_RMSE),
-        "match_at_1_percent": metrics.match_rate_at_1,
-        "precise_at_1_percent": 100 * metrics.n_precise("1", PRECISE_RMSE) / metrics.n_targets,
     }
     if raw_metrics is not None:
         row.update(metrics.changes_from(raw_metrics, PRECISE_RMSE))

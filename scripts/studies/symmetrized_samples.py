@@ -53,8 +53,6 @@ def row_of(label: str, metrics, raw_metrics, changed: int, seconds: float) -> di
         "variant": label,
         "samples_changed": changed,
         **metrics.per_sample_rates(PRECISE_RMSE),
-        "match_at_1_percent": metrics.match_rate_at_1,
-        "precise_at_1_percent": 100 * metrics.n_precise("1", PRECISE_RMSE) / metrics.n_targets,
         "seconds": round(seconds, 1),
     }
     if raw_metrics is not None:

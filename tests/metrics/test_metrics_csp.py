@@ -259,8 +259,8 @@ def test_chunks_merge_to_the_metrics_of_one_run():
 
 
 def test_per_sample_rates_count_every_candidate():
-    """Two targets, two candidates each: 3 of 4 match, 2 of them below 0.1; @k both targets
-    match, one of them precisely (t1's best is 0.05; t2's only match is 0.3)."""
+    """Two targets, two candidates each: 3 of 4 match, 2 of them below 0.1; @1 only t1 matches
+    (0.05, precise); @k both targets match, one of them precisely (t2's only match is 0.3)."""
     from diffcrystal.metrics.csp import CSPMetrics, PairResult, TargetResult
 
     per_target = [
@@ -270,7 +270,7 @@ def test_per_sample_rates_count_every_candidate():
     metrics = CSPMetrics.from_results(per_target, stol=MATCHER_STOL, angle_tol=MATCHER_ANGLE_TOL_DEG, ltol=MATCHER_LTOL)
     assert metrics.per_sample_rates() == {
         "n_samples": 4, "match_per_sample_percent": 75.0, "precise_per_sample_percent": 50.0,
-        "match_at_k_percent": 100.0, "precise_at_k_percent": 50.0, "n_invalid": 0}
+        "match_at_1_percent": 50.0, "precise_at_1_percent": 50.0, "match_at_k_percent": 100.0, "precise_at_k_percent": 50.0, "n_invalid": 0}
     assert metrics.per_sample_rates(0.06)["precise_per_sample_percent"] == 25.0
 
 
