@@ -60,6 +60,10 @@ a few meV/atom, at about half the steps of 0.02."""
 PREDICT_MAX_STEPS = 200
 """Step cap of ``predict``'s relaxations (optimizer steps in all, stages included)."""
 
+FAR_FREE_SAMPLES = 20
+"""Free samples ``predict`` draws by default beside far templates, or in their place where none
+is within reach (``PredictSettings.far_free_samples``; :data:`FAR_DISTANCE`)."""
+
 FAR_DISTANCE = 2.0
 """Nearest analogue distance (Mendeleev units) from which ``PredictSettings.far_free_samples``
 are drawn. On 158 MP-20 validation targets (atom count given) the templates alone match 122 of
@@ -86,7 +90,7 @@ class PredictSettings:
 
     counts: dict = field(default_factory=lambda: dict(DEFAULT_COUNTS))
     max_analogue_distance: float | None = DEFAULT_MAX_ANALOGUE_DISTANCE
-    far_free_samples: int = 0
+    far_free_samples: int = FAR_FREE_SAMPLES
     far_distance: float = FAR_DISTANCE
     relax: RelaxSettings = RelaxSettings(fmax=PREDICT_FMAX_EV_A, max_steps=PREDICT_MAX_STEPS,
                                          optimizer=PREDICT_OPTIMIZER)

@@ -101,7 +101,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
                              "the templates")
     parser.add_argument("--far-samples", type=int, default=None, metavar="N",
                         help="--ranked: predict --far-samples, at least N free samples where the nearest analogue "
-                             "is --far-distance or farther (default 0)")
+                             "is --far-distance or farther (default: predict's)")
     parser.add_argument("--far-distance", type=float, default=None, metavar="D",
                         help="--ranked: predict --far-distance, Mendeleev units (default: predict's)")
     parser.add_argument("--every", type=int, default=1, metavar="N",

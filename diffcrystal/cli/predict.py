@@ -41,7 +41,8 @@ def add_predict_arguments(parser: argparse.ArgumentParser) -> None:
     device), shared by ``predict`` and ``screen``; read back with :func:`settings_from`."""
     from diffcrystal.analogues import DEFAULT_MAX_ANALOGUE_DISTANCE
     from diffcrystal.candidates import SOURCE_COUNTS
-    from diffcrystal.prediction import FAR_DISTANCE, PREDICT_FMAX_EV_A, PREDICT_MAX_STEPS, PREDICT_OPTIMIZER
+    from diffcrystal.prediction import (FAR_DISTANCE, FAR_FREE_SAMPLES, PREDICT_FMAX_EV_A, PREDICT_MAX_STEPS,
+                                        PREDICT_OPTIMIZER)
     from diffcrystal.ranking import DEFAULT_DISTANCE_WEIGHT_EV
 
     parser.add_argument("--checkpoint", default=None, help="CSP generator: a file or bundled name (default mp20_csp)")
@@ -60,9 +61,10 @@ def add_predict_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--free-samples", type=int, default=None, metavar="N",
                         help="unconstrained diffusion samples beside the templates "
                              f"(default {SOURCE_COUNTS['free_diffusion']} when the source is drawn)")
-    parser.add_argument("--far-samples", type=int, default=0, metavar="N",
+    parser.add_argument("--far-samples", type=int, default=FAR_FREE_SAMPLES, metavar="N",
                         help="at least N free diffusion samples where the nearest analogue is --far-distance or "
-                             "farther, or none is within reach (default 0: the templates' budget where none is)")
+                             f"farther, or none is within reach (default {FAR_FREE_SAMPLES}; 0: the templates' "
+                             "budget where none is, nothing where they are far)")
     parser.add_argument("--far-distance", type=float, default=FAR_DISTANCE, metavar="D",
                         help=f"Mendeleev units per atom from which --far-samples are drawn (default {FAR_DISTANCE:g})")
     parser.add_argument("--max-analogue-distance", type=float, default=DEFAULT_MAX_ANALOGUE_DISTANCE, metavar="D",

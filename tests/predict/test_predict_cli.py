@@ -106,12 +106,12 @@ def test_far_samples_from_the_options():
     import argparse
 
     from diffcrystal.cli.predict import configure, settings_from
-    from diffcrystal.prediction import FAR_DISTANCE
+    from diffcrystal.prediction import FAR_DISTANCE, FAR_FREE_SAMPLES
 
     parser = argparse.ArgumentParser()
     configure(parser)
     default = settings_from(parser.parse_args(["--composition", "CuAu"]))
-    assert (default.far_free_samples, default.far_distance) == (0, FAR_DISTANCE)
+    assert (default.far_free_samples, default.far_distance) == (FAR_FREE_SAMPLES, FAR_DISTANCE) == (20, 2.0)
     chosen = settings_from(parser.parse_args(["--composition", "CuAu", "--far-samples", "20", "--far-distance", "3"]))
     assert (chosen.far_free_samples, chosen.far_distance) == (20, 3.0)
 

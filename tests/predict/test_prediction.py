@@ -10,7 +10,7 @@ from ase.optimize import FIRE
 import diffcrystal
 from diffcrystal.errors import InputError
 from diffcrystal.potential.funnel import FunnelSettings
-from diffcrystal.prediction import PredictSettings, predict
+from diffcrystal.prediction import FAR_FREE_SAMPLES, PredictSettings, predict
 from tests.predict.structures import ab_library, l10
 
 TEMPLATES_ONLY = {"template": 3, "analogue_diffusion": 0, "free_diffusion": 0}
@@ -51,12 +51,13 @@ def test_the_python_api_is_the_same_function(tmp_path):
     assert prediction[0].matches_known == "L10-CuAu" and len(prediction) >= 2
 
 
-@pytest.mark.parametrize("counts, budget", [
-    ({"template": 2, "analogue_diffusion": 2, "free_diffusion": 1}, 5),
-    ({"template": 3, "analogue_diffusion": 0, "free_diffusion": 0}, 3),  # templates alone: the generator still loads
+@pytest.mark.parametrize("counts, far, budget", [
+    ({"template": 2, "analogue_diffusion": 2, "free_diffusion": 1}, 0, 5),
+    ({"template": 3, "analogue_diffusion": 0, "free_diffusion": 0}, 0, 3),  # templates alone: the generator still loads
+    ({"template": 3, "analogue_diffusion": 0, "free_diffusion": 0}, FAR_FREE_SAMPLES, 20),  # predict's default
 ])
-def test_free_diffusion_alone_when_no_template_is_near(tmp_path, counts, budget):
-    settings = PredictSettings(counts=counts, max_analogue_distance=0.0, sampler_steps=5)
+def test_free_diffusion_alone_when_no_template_is_near(tmp_path, counts, far, budget):
+    settings = PredictSettings(counts=counts, max_analogue_distance=0.0, far_free_samples=far, sampler_steps=5)
     prediction = predict("CuNi", templates=ab_library(), potential="emt", settings=settings, cache_dir=tmp_path)
     assert any("free diffusion only" in note for note in prediction.notes)
     assert {o.candidate.source for o in prediction.outcomes} == {"free_diffusion"}
