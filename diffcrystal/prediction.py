@@ -8,7 +8,8 @@
    type within ``max_analogue_distance`` give the templates and, when asked for, the groups of
    the constrained samples; when there are none, free diffusion alone (said in
    :attr:`Prediction.notes`). By default templates alone
-   (:data:`~diffcrystal.candidates.DEFAULT_COUNTS`).
+   (:data:`~diffcrystal.candidates.DEFAULT_COUNTS`), with :data:`FAR_FREE_SAMPLES` free samples
+   beside them where the nearest lies :data:`FAR_DISTANCE` or farther (:func:`free_sample_count`).
 2. **Before relaxing**, candidates that ``StructureMatcher`` calls the same crystal are relaxed
    once (:func:`~diffcrystal.candidates.deduplicate_candidates`).
 3. **Relaxation**: the funnel of :mod:`diffcrystal.potential.funnel`, pruning by the ranking
@@ -69,8 +70,8 @@ FAR_DISTANCE = 2.0
 are drawn. On 158 MP-20 validation targets (atom count given) the templates alone match 122 of
 the 132 targets @5 whose nearest analogue lies within 2, 9 of the 20 beyond it and 1 of the 6
 with none within reach; 20 free samples there raise ranked @5 from 132 to 135 targets matched and
-from 121 to 124 precise, at twice the mean CPU (docs/benchmarks.md, "Free samples where the
-templates are far")."""
+from 121 to 124 precise, at twice the mean CPU; on 151 test targets (20 far) from 119 to 122
+matched, 110 precise both ways (docs/benchmarks.md, "Free samples where the templates are far")."""
 
 PREDICT_OPTIMIZER = "BFGS"
 """Optimizer of ``predict``'s relaxations. On the same 64 MP-20 test targets (every 30th, atom
@@ -83,8 +84,9 @@ class PredictSettings:
     """How ``predict`` works: candidates per source (``counts``, :data:`~diffcrystal.candidates.SOURCES`;
     default :data:`~diffcrystal.candidates.DEFAULT_COUNTS`, templates alone),
     the farthest analogue used (``max_analogue_distance``, Mendeleev units; None: any), at least
-    ``far_free_samples`` free samples where the nearest analogue is ``far_distance`` Mendeleev
-    units or more away or none is within reach (:func:`free_sample_count`), the
+    ``far_free_samples`` free samples (default :data:`FAR_FREE_SAMPLES`) where the nearest analogue
+    is ``far_distance`` Mendeleev units or more away or none is within reach
+    (:func:`free_sample_count`), the
     relaxation (``relax``; ``funnel``: None relaxes everything to the end), the ranking
     ``score``, whether templates start at their predicted volume (``rescale_templates``), the sampler's ``seed`` and ``sampler_steps`` (None: the checkpoint's)."""
 
