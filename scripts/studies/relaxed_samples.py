@@ -53,7 +53,8 @@ def relaxed_candidates(samples: list[list], results: list) -> list[list]:
 
 def by_energy(relaxed: list[list], energies: list[list[float]]) -> list[list]:
     """Each target's relaxed candidates ordered by energy per atom, lowest first; candidates
-    without a finite energy (missing, failed) last, in the sampler's order."""
+    without a rankable energy (``energies`` nan: missing, failed, or stopped at the step cap)
+    last, in the sampler's order."""
     ordered = []
     for row, row_energies in zip(relaxed, energies):
         key = [(0, e, j) if c is not None and math.isfinite(e) else (1, 0.0, j)
