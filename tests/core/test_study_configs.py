@@ -69,3 +69,16 @@ def test_the_atom_loss_arm_is_the_restart_but_for_the_loss_reduction():
     assert dataclasses.replace(atom.diffusion, atom_loss_average="crystal") == restart.diffusion
     assert (atom.model, atom.data, atom.train, atom.sampling) == (restart.model, restart.data, restart.train,
                                                                   restart.sampling)
+
+
+def test_the_third_cycle_continues_the_second_from_its_final_weights():
+    """The third cosine cycle trains the bundled network (the second cycle's end) on the same
+    data, split and noise, from a lower peak rate, starting from weights a new checkout has."""
+    second, third = (load_config(CONFIGS / "study" / name)
+                     for name in ("mp20_csp_wide_restart.yaml", "mp20_csp_wide_restart3.yaml"))
+    assert (third.model, third.data, third.diffusion, third.sampling) == (second.model, second.data,
+                                                                          second.diffusion, second.sampling)
+    start = CONFIGS.parent / third.train.init_from
+    assert start == CONFIGS.parent / "checkpoints/training/mp20_csp_wide_restart/generator_step60000.safetensors"
+    assert start.is_file()
+    assert third.train.learning_rate < second.train.learning_rate
