@@ -79,7 +79,21 @@ class Generator:
         unchanged: the corrector is a sampling-time setting)."""
         if not (math.isfinite(step_lr) and step_lr >= 0):
             raise InputError(f"corrector step_lr must be a finite number >= 0, got {step_lr}")
-        diffusion = dataclasses.replace(self.experiment.diffusion, corrector_step_lr=float(step_lr))
+        self._replace_diffusion(corrector_step_lr=float(step_lr))
+
+    @property
+    def coord_noise_scale(self) -> float:
+        """Factor on the noise of the coordinates' reverse and corrector steps (1: the diffusion's own)."""
+        return self.experiment.diffusion.coord_noise_scale
+
+    def set_coord_noise_scale(self, scale: float) -> None:
+        """Sample the coordinates at another temperature (a sampling-time setting, like the corrector step)."""
+        if not (math.isfinite(scale) and scale >= 0):
+            raise InputError(f"coordinate noise scale must be a finite number >= 0, got {scale}")
+        self._replace_diffusion(coord_noise_scale=float(scale))
+
+    def _replace_diffusion(self, **changes) -> None:
+        diffusion = dataclasses.replace(self.experiment.diffusion, **changes)
         self.experiment = dataclasses.replace(self.experiment, diffusion=diffusion)
         self.joint = build_joint_diffusion(diffusion)
 

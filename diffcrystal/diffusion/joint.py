@@ -254,6 +254,9 @@ class DiffusionConfig:
     """Nodes of the quadrature giving the score normalisation."""
     corrector_step_lr: float = CORRECTOR_STEP_LR_BY_DATASET["mp_20"]
     """Langevin corrector step_lr (DiffCSP: perov_5 5e-7, carbon_24 5e-6, mp_20 1e-5)."""
+    coord_noise_scale: float = 1.0
+    """Sampling temperature of the coordinates: factor on the noise of their reverse and corrector
+    steps (1: the diffusion's own; training never uses it)."""
     # species (de novo)
     species_mask_schedule: MaskScheduleKind = "linear"
     """'linear' (D3PM absorbing) or 'cosine' mask probability schedule."""
@@ -320,6 +323,7 @@ def build_joint_diffusion(config: DiffusionConfig) -> JointDiffusion:
             n_images=config.coord_n_images,
             corrector_step_lr=config.corrector_step_lr,
             quadrature_points=config.coord_quadrature_points,
+            noise_scale=config.coord_noise_scale,
         ),
     }
     weights = {FIELD_LATTICE: config.lattice_loss_weight, FIELD_COORDS: config.coord_loss_weight}

@@ -93,6 +93,30 @@ def test_tune_corrector_sweeps_the_corrector_window(tmp_path, tiny_generators, m
         assert (extra["corrector_min_t"], extra["corrector_max_t"]) == (row["corrector_min_t"], 500)
 
 
+def test_tune_corrector_sweeps_the_coordinate_noise_scale(tmp_path, tiny_generators, monkeypatch):
+    import diffcrystal.generator
+
+    scales = []
+    original = diffcrystal.generator.run_sampler
+    monkeypatch.setattr(diffcrystal.generator, "run_sampler",
+                        lambda joint, *a, **kw: scales.append(joint.fields["coords"].noise_scale)
+                        or original(joint, *a, **kw))
+    out = tmp_path / "noise"
+    assert load_script("tune_corrector").main(["--checkpoint", str(tiny_generators["csp"]), "--steps", "2",
+                                               "--noise-scales", "1", "0.5", "--k", "1", "--out", str(out)]) == 0
+    rows = json.loads((out / "summary.json").read_text())["rows"]
+    assert [row["coord_noise_scale"] for row in rows] == [1.0, 0.5] and scales == [1.0, 0.5]
+    for row in rows:
+        name = f"lr_{row['step_lr']:g}_steps2_rho1_noise{row['coord_noise_scale']:g}"
+        assert json.loads((out / name / "metrics.json").read_text())["extra"]["coord_noise_scale"] == row["coord_noise_scale"]
+
+
+def test_tune_corrector_refuses_a_negative_noise_scale(tmp_path, tiny_generators, capsys):
+    assert load_script("tune_corrector").main(["--checkpoint", str(tiny_generators["csp"]), "--noise-scales", "-1",
+                                               "--k", "1", "--steps", "2", "--out", str(tmp_path / "o")]) == 1
+    assert "coordinate noise scale must be a finite number >= 0, got -1.0" in capsys.readouterr().err
+
+
 def test_tune_corrector_refuses_a_spacing_that_is_not_positive(tmp_path, tiny_generators, capsys):
     assert load_script("tune_corrector").main(["--checkpoint", str(tiny_generators["csp"]), "--spacings", "0",
                            "--k", "1", "--steps", "2", "--out", str(tmp_path / "o")]) == 1

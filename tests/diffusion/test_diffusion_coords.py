@@ -122,6 +122,30 @@ def test_reverse_step_to_zero_is_tweedie_and_corrector_step_size():
     assert math.isclose(proc.corrector_step_size(1000), 1e-5 * (0.5 / 0.005) ** 2)
 
 
+@pytest.mark.parametrize("scale", [0.0, 0.5, 1.7])
+def test_noise_scale_multiplies_the_noise_of_both_steps_and_nothing_else(scale):
+    """Same generator seed: the step at scale λ minus its drift is λ times the step at 1 minus
+    the same drift (wrapped differences), for the reverse and the corrector step alike."""
+    schedule = ExponentialSigmaSchedule(1000)
+    plain, scaled = CoordDiffusion(schedule), CoordDiffusion(schedule, noise_scale=scale)
+    x = torch.rand(50, 3, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    pred = torch.randn(50, 3, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    drift_only = CoordDiffusion(schedule, noise_scale=0.0)
+    for step in (lambda proc, g: proc.reverse_step(x, 400, 390, pred, generator=g),
+                 lambda proc, g: proc.corrector_step(x, 400, pred, generator=g)):
+        drift = step(drift_only, torch.Generator().manual_seed(2))
+        noise_1 = wrap_difference(step(plain, torch.Generator().manual_seed(2)) - drift)
+        noise_scaled = wrap_difference(step(scaled, torch.Generator().manual_seed(2)) - drift)
+        assert float(noise_1.abs().max()) > 1e-3
+        torch.testing.assert_close(noise_scaled, scale * noise_1)
+
+
+@pytest.mark.parametrize("scale", [-0.1, float("nan"), float("inf")])
+def test_noise_scale_must_be_finite_and_non_negative(scale):
+    with pytest.raises(ValueError, match="noise_scale"):
+        CoordDiffusion(ExponentialSigmaSchedule(1000), noise_scale=scale)
+
+
 def test_wrap_helpers_stay_in_range():
     x = torch.tensor([-1e-9, -1e-20, 1.0, 2.5, -0.5], dtype=torch.float32)
     w = wrap_unit(x)
