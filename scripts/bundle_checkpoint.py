@@ -1,7 +1,7 @@
 """Copy a trained generator into ``checkpoints/`` and register it in the manifest.
 
     python scripts/bundle_checkpoint.py runs/perov5_csp/generator.safetensors --mode csp [--default] \
-        [--corrector-step-lr 5e-6] [--num-steps 100] [--corrector-steps 5] [--corrector-min-t 20] \
+        [--corrector-step-lr 5e-6] [--coord-noise-scale 0.5] [--num-steps 100] [--corrector-steps 5] [--corrector-min-t 20] \
         [--name mp20_csp]
 
 The file is first loaded (format and weight hash checked), then copied to
@@ -9,7 +9,7 @@ The file is first loaded (format and weight hash checked), then copied to
 another (a study's run that replaces a bundled model: the config inside records the new
 name); ``checkpoints/manifest.json`` records it under that name with its SHA-256 (checked
 before every use) and, with ``--default``, makes it the model used when no ``--checkpoint``
-is given for its mode. ``--corrector-step-lr``,
+is given for its mode. ``--corrector-step-lr``, ``--coord-noise-scale``,
 ``--num-steps``, ``--corrector-steps`` and ``--corrector-min-t`` replace sampler defaults recorded in the config
 (sampling-time settings, e.g. ones tuned with ``scripts/tune_corrector.py``); the weights are
 unchanged, and a bundled file may be rebundled in place this way. Prints the model-card facts
@@ -38,6 +38,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--default", action="store_true", help="make it the default model of its mode")
     parser.add_argument("--corrector-step-lr", type=float, metavar="LR",
                         help="record this Langevin corrector step_lr as the sampler default (weights unchanged)")
+    parser.add_argument("--coord-noise-scale", type=float, metavar="LAMBDA",
+                        help="record this factor on the coordinates' sampling noise as the default (weights unchanged)")
     parser.add_argument("--num-steps", type=int, metavar="K", help="record K predictor steps as the sampler default")
     parser.add_argument("--corrector-steps", type=int, metavar="C",
                         help="record C corrector steps per predictor step as the sampler default")
@@ -62,14 +64,16 @@ def main(argv: list[str] | None = None) -> None:
     sampling = {key: value for key, value in (("num_steps", args.num_steps),
                                               ("corrector_steps", args.corrector_steps),
                                               ("corrector_min_t", args.corrector_min_t)) if value is not None}
-    if args.corrector_step_lr is None and not sampling and not renamed:
+    diffusion = {key: value for key, value in (("corrector_step_lr", args.corrector_step_lr),
+                                               ("coord_noise_scale", args.coord_noise_scale)) if value is not None}
+    for key, value in diffusion.items():
+        if not (math.isfinite(value) and value >= 0):
+            raise SystemExit(f"--{key.replace('_', '-')} must be a finite number >= 0, got {value}")
+    if not diffusion and not sampling and not renamed:
         if not (target.exists() and target.samefile(args.generator)):
             shutil.copyfile(args.generator, target)
     else:
-        if args.corrector_step_lr is not None:
-            if not (math.isfinite(args.corrector_step_lr) and args.corrector_step_lr >= 0):
-                raise SystemExit(f"--corrector-step-lr must be a finite number >= 0, got {args.corrector_step_lr}")
-            experiment["diffusion"]["corrector_step_lr"] = args.corrector_step_lr
+        experiment["diffusion"].update(diffusion)
         experiment["sampling"] = {**experiment.get("sampling", {}), **sampling}
         try:
             SamplingConfig(**experiment["sampling"])

@@ -40,6 +40,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--corrector-step-lr", type=float, metavar="LR",
                         help="Langevin corrector step_lr of the coordinates (default: the checkpoint's; "
                         "recorded in metrics.json when given)")
+    parser.add_argument("--noise-scale", type=float, metavar="LAMBDA",
+                        help="factor on the coordinates' reverse and corrector noise, a sampling temperature "
+                        "(1: the diffusion's own; default: the checkpoint's; recorded in metrics.json when given)")
     parser.add_argument("--step-spacing", type=float, metavar="RHO",
                         help="spacing ρ > 0 of the sampler's timesteps t_k = T (1 - k/K)^ρ (1: even; larger: "
                         "denser at low noise, smaller: at high noise; default: the checkpoint's; recorded in metrics.json when given)")
@@ -150,13 +153,14 @@ def check_arguments(args: argparse.Namespace) -> None:
         PredictSettings(**far_sample_settings(args))  # checks them before any work
     if args.ranked:
         for option, value in (("--steps", args.steps), ("--corrector-step-lr", args.corrector_step_lr),
-                              ("--step-spacing", args.step_spacing), ("--corrector-steps", args.corrector_steps),
+                              ("--noise-scale", args.noise_scale), ("--step-spacing", args.step_spacing), ("--corrector-steps", args.corrector_steps),
                               ("--corrector-min-t", args.corrector_min_t)):
             if value is not None:
                 raise InputError(f"{option} is a sampler setting; --ranked samples as predict does, "
                                  "with the checkpoint's")
     if args.baseline is not None:
-        for option, value in (("--corrector-step-lr", args.corrector_step_lr), ("--step-spacing", args.step_spacing),
+        for option, value in (("--corrector-step-lr", args.corrector_step_lr), ("--noise-scale", args.noise_scale),
+                              ("--step-spacing", args.step_spacing),
                               ("--corrector-steps", args.corrector_steps), ("--corrector-min-t", args.corrector_min_t),
                               ("--device", args.device)):
             if value is not None:
@@ -236,6 +240,8 @@ def run(args: argparse.Namespace) -> int:
         generator = Generator.from_checkpoint(checkpoint, device=resolve_device(args.device or "auto"))
         if args.corrector_step_lr is not None:
             generator.set_corrector_step_lr(args.corrector_step_lr)
+        if args.noise_scale is not None:
+            generator.set_coord_noise_scale(args.noise_scale)
         sampling = {"step_spacing": args.step_spacing, "corrector_steps": args.corrector_steps,
                     "corrector_min_t": args.corrector_min_t}
         generator.set_sampling(**{key: value for key, value in sampling.items() if value is not None})
@@ -270,6 +276,7 @@ def run(args: argparse.Namespace) -> int:
             "checkpoint": None if checkpoint is None else str(checkpoint),
             "checkpoint_sha256": None if checkpoint is None else file_sha256(checkpoint),
             **({} if args.corrector_step_lr is None else {"corrector_step_lr": args.corrector_step_lr}),
+            **({} if args.noise_scale is None else {"coord_noise_scale": args.noise_scale}),
             **({} if args.step_spacing is None else {"step_spacing": args.step_spacing}),
             **({} if args.corrector_steps is None else {"corrector_steps": args.corrector_steps}),
             **({} if args.corrector_min_t is None else {"corrector_min_t": args.corrector_min_t}),

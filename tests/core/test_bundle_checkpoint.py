@@ -26,21 +26,25 @@ def test_bundle_copies_and_registers(tmp_path, monkeypatch, tiny_generators):
     assert entry["sha256"] == file_sha256(source) and manifest["defaults"]["csp"] == name
 
 
-def test_bundle_records_a_tuned_corrector_step_and_keeps_the_weights(tmp_path, monkeypatch, tiny_generators):
+@pytest.mark.parametrize("option,key,value", [("--corrector-step-lr", "corrector_step_lr", 5e-6),
+                                              ("--coord-noise-scale", "coord_noise_scale", 0.5)])
+def test_bundle_records_a_tuned_coordinate_setting_and_keeps_the_weights(tmp_path, monkeypatch, tiny_generators,
+                                                                         option, key, value):
     from diffcrystal.checkpoint import file_sha256, load_checkpoint
     from diffcrystal.generator import Generator
 
     source = tiny_generators["csp"]
-    _script(monkeypatch, tmp_path).main([str(source), "--mode", "csp", "--corrector-step-lr", "5e-6"])
+    _script(monkeypatch, tmp_path).main([str(source), "--mode", "csp", option, repr(value)])
     entry = next(iter(json.loads((tmp_path / "manifest.json").read_text())["models"].values()))
     bundled = tmp_path / entry["file"]
     assert entry["sha256"] == file_sha256(bundled)
-    assert Generator.from_checkpoint(bundled).corrector_step_lr == 5e-6
-    assert Generator.from_checkpoint(source).corrector_step_lr != 5e-6
+    assert Generator.from_checkpoint(bundled).experiment.diffusion.to_dict()[key] == value
+    assert Generator.from_checkpoint(source).experiment.diffusion.to_dict()[key] != value
+    assert getattr(Generator.from_checkpoint(bundled).joint.fields["coords"], key.removeprefix("coord_")) == value
     original, tuned = load_checkpoint(source), load_checkpoint(bundled)
     assert original[0].keys() == tuned[0].keys()
-    assert all(torch.equal(original[0][key], tuned[0][key]) for key in original[0])
-    original[1]["experiment"]["diffusion"]["corrector_step_lr"] = 5e-6
+    assert all(torch.equal(original[0][name], tuned[0][name]) for name in original[0])
+    original[1]["experiment"]["diffusion"][key] = value
     assert tuned[1] == original[1]  # nothing else in the config changed
 
 
@@ -71,6 +75,8 @@ def test_bundle_refuses_a_wrong_mode_or_a_negative_step(tmp_path, monkeypatch, t
         script.main([str(tiny_generators["csp"]), "--mode", "denovo"])
     with pytest.raises(SystemExit, match="must be a finite number >= 0"):
         script.main([str(tiny_generators["csp"]), "--mode", "csp", "--corrector-step-lr=-1"])
+    with pytest.raises(SystemExit, match="--coord-noise-scale must be a finite number >= 0, got nan"):
+        script.main([str(tiny_generators["csp"]), "--mode", "csp", "--coord-noise-scale=nan"])
     with pytest.raises(SystemExit, match=r"sampling.corrector_steps: -1; expected >= 0"):
         script.main([str(tiny_generators["csp"]), "--mode", "csp", "--corrector-steps=-1"])
     with pytest.raises(SystemExit, match=r"sampling.corrector_min_t: -1; expected >= 0"):

@@ -273,7 +273,10 @@ def test_chunks_of_a_test_set_merge_to_the_whole_run(tmp_path, capsys):
     assert "after skipping the first 6" in capsys.readouterr().err
 
 
-def test_corrector_step_lr_reaches_the_sampler_and_the_record(tmp_path, perovskite_files, monkeypatch):
+@pytest.mark.parametrize("option,attribute,key", [("--corrector-step-lr", "corrector_step_lr", "corrector_step_lr"),
+                                                   ("--noise-scale", "noise_scale", "coord_noise_scale")])
+def test_a_coordinate_setting_reaches_the_sampler_and_the_record(tmp_path, perovskite_files, monkeypatch,
+                                                                  option, attribute, key):
     import diffcrystal.generator
 
     test, _ = perovskite_files
@@ -281,27 +284,28 @@ def test_corrector_step_lr_reaches_the_sampler_and_the_record(tmp_path, perovski
     original = diffcrystal.generator.run_sampler
 
     def spy(joint, *args, **kwargs):
-        seen.append(joint.fields["coords"].corrector_step_lr)
+        seen.append(getattr(joint.fields["coords"], attribute))
         return original(joint, *args, **kwargs)
 
     monkeypatch.setattr(diffcrystal.generator, "run_sampler", spy)
-    recorded = Generator.from_checkpoint(resolve_checkpoint("perov5_csp", "csp")).corrector_step_lr
-    override = 3 * recorded
+    recorded = Generator.from_checkpoint(resolve_checkpoint("perov5_csp", "csp")).experiment.diffusion.to_dict()[key]
+    override = 0.3 * recorded
     out = tmp_path / "eval"
     assert evaluate("--checkpoint", "perov5_csp", "--data", str(test), "--k", "1", "--steps", "2",
-                    "--corrector-step-lr", repr(override), "--out", str(out)) == 0
-    assert seen and all(lr == override for lr in seen)
-    assert json.loads((out / "metrics.json").read_text())["extra"]["corrector_step_lr"] == override
+                    option, repr(override), "--out", str(out)) == 0
+    assert seen and all(value == override for value in seen)
+    assert json.loads((out / "metrics.json").read_text())["extra"][key] == override
     seen.clear()
     assert evaluate("--checkpoint", "perov5_csp", "--data", str(test), "--k", "1", "--steps", "2",
                     "--out", str(tmp_path / "default")) == 0
-    assert seen and all(lr == recorded for lr in seen)  # the checkpoint's own value
-    assert "corrector_step_lr" not in json.loads((tmp_path / "default" / "metrics.json").read_text())["extra"]
+    assert seen and all(value == recorded for value in seen)  # the checkpoint's own value
+    assert key not in json.loads((tmp_path / "default" / "metrics.json").read_text())["extra"]
 
 
 @pytest.mark.parametrize("option,message", [
     ("--corrector-step-lr=-1e-6", "corrector step_lr must be a finite number >= 0"),
     ("--corrector-step-lr=nan", "corrector step_lr must be a finite number >= 0"),
+    ("--noise-scale=-0.5", "coordinate noise scale must be a finite number >= 0"),
     ("--step-spacing=0", "sampling.step_spacing: 0.0; expected a finite number > 0"),
     ("--step-spacing=nan", "sampling.step_spacing: nan; expected a finite number > 0"),
     ("--corrector-steps=-1", "sampling.corrector_steps: -1; expected >= 0"),
@@ -316,10 +320,11 @@ def test_a_sampler_setting_out_of_range_is_refused_in_one_line(tmp_path, perovsk
     assert not (tmp_path / "o" / "metrics.json").exists()
 
 
-def test_corrector_step_lr_with_a_baseline_is_refused(tmp_path, perovskite_files, capsys):
+@pytest.mark.parametrize("option", [("--corrector-step-lr", "1e-6"), ("--noise-scale", "0.5")])
+def test_a_coordinate_setting_with_a_baseline_is_refused(tmp_path, perovskite_files, capsys, option):
     test, train = perovskite_files
     assert evaluate("--baseline", "prototype", "--data", str(test), "--train-data", str(train),
-                    "--corrector-step-lr", "1e-6", "--out", str(tmp_path / "o")) == 1
+                    *option, "--out", str(tmp_path / "o")) == 1
     assert "a --baseline samples nothing" in capsys.readouterr().err
 
 
