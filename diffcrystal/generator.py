@@ -86,11 +86,15 @@ class Generator:
         """Factor on the noise of the coordinates' reverse and corrector steps (1: the diffusion's own)."""
         return self.experiment.diffusion.coord_noise_scale
 
-    def set_coord_noise_scale(self, scale: float) -> None:
-        """Sample the coordinates at another temperature (a sampling-time setting, like the corrector step)."""
+    def set_coord_noise_scale(self, scale: float, max_t: int | None = None) -> None:
+        """Sample the coordinates at another temperature (a sampling-time setting, like the corrector
+        step), at the steps from timesteps t <= ``max_t`` only (None: at every step)."""
         if not (math.isfinite(scale) and scale >= 0):
             raise InputError(f"coordinate noise scale must be a finite number >= 0, got {scale}")
-        self._replace_diffusion(coord_noise_scale=float(scale))
+        T = self.experiment.diffusion.num_timesteps
+        if max_t is not None and not 1 <= max_t <= T:
+            raise InputError(f"the noise scale's largest timestep must be in 1..{T}, got {max_t}")
+        self._replace_diffusion(coord_noise_scale=float(scale), coord_noise_scale_max_t=max_t)
 
     def _replace_diffusion(self, **changes) -> None:
         diffusion = dataclasses.replace(self.experiment.diffusion, **changes)

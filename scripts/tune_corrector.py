@@ -12,7 +12,7 @@ the checkpoint never trained on (its recorded ``data`` section and ``train.seed`
 corrector steps per predictor step, each one more denoiser call; ``--corrector-min-t``: the
 timestep at and below which the corrector stops; ``--corrector-max-t``: above which;
 ``--noise-scales``: factors λ on the coordinates' reverse and corrector noise, a sampling
-temperature). Reported per setting: the share of
+temperature; ``--noise-scale-max-t``: the timestep above which λ is 1). Reported per setting: the share of
 *samples* that match their target and that match precisely (RMSE < 0.1): the expected @1, with
 about k times less variance than @1 itself, @k, and the sampling seconds.
 
@@ -24,7 +24,7 @@ about k times less variance than @1 itself, @k, and the sampling seconds.
 Writes ``validation.extxyz``, one ``evaluate`` folder per setting (``lr_<value>``, with
 ``_steps<K>_rho<ρ>`` when ``--steps`` or ``--spacings`` are given, ``_corrector<C>`` with
 ``--corrector-steps``, ``_cmin<t>`` with ``--corrector-min-t``, ``_cmax<t>`` with ``--corrector-max-t``,
-``_noise<λ>`` with ``--noise-scales``) and ``summary.json`` into
+``_noise<λ>`` with ``--noise-scales``, ``_noisemax<t>`` with ``--noise-scale-max-t``) and ``summary.json`` into
 ``--out``, and prints a Markdown table.
 """
 
@@ -64,6 +64,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="timesteps above which the corrector stops, to try (default: the checkpoint's)")
     parser.add_argument("--noise-scales", type=float, nargs="+", metavar="LAMBDA",
                         help="factors on the coordinates' reverse and corrector noise to try (default: the checkpoint's)")
+    parser.add_argument("--noise-scale-max-t", type=int, nargs="+", metavar="T",
+                        help="timesteps above which the noise scale is 1, to try (default: the checkpoint's)")
     parser.add_argument("--limit", type=int, help="use only the first M validation structures")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, required=True)
@@ -88,11 +90,12 @@ def main(argv: list[str] | None = None) -> int:
                                           args.corrector_steps or [experiment.sampling.corrector_steps],
                                           args.corrector_min_t or [experiment.sampling.corrector_min_t],
                                           args.corrector_max_t or [experiment.sampling.corrector_max_t],
-                                          args.noise_scales or [generator.coord_noise_scale]))
+                                          args.noise_scales or [generator.coord_noise_scale],
+                                          args.noise_scale_max_t or [experiment.diffusion.coord_noise_scale_max_t]))
         rows = []
-        for value, steps, spacing, correctors, min_t, max_t, noise_scale in settings:
+        for value, steps, spacing, correctors, min_t, max_t, noise_scale, noise_max_t in settings:
             generator.set_corrector_step_lr(value)
-            generator.set_coord_noise_scale(noise_scale)
+            generator.set_coord_noise_scale(noise_scale, noise_max_t)
             generator.set_sampling(step_spacing=spacing, corrector_steps=correctors, corrector_min_t=min_t,
                                    corrector_max_t=max_t)
             name = f"lr_{value:g}"
@@ -106,13 +109,17 @@ def main(argv: list[str] | None = None) -> int:
                 name += f"_cmax{max_t}"
             if args.noise_scales is not None:
                 name += f"_noise{noise_scale:g}"
+            if args.noise_scale_max_t is not None:
+                name += f"_noisemax{noise_max_t}"
             run = evaluate(generator, val_path, args.out / name, k=args.k, num_steps=steps,
                            seed=args.seed, workers=1, progress=False,
                            extra={"checkpoint": str(checkpoint), "corrector_step_lr": value, "step_spacing": spacing,
                                   "corrector_steps": correctors, "corrector_min_t": min_t,
-                                  "corrector_max_t": max_t, "coord_noise_scale": noise_scale})
+                                  "corrector_max_t": max_t, "coord_noise_scale": noise_scale,
+                                  "coord_noise_scale_max_t": noise_max_t})
             row = {"step_lr": value, "num_steps": steps, "step_spacing": spacing, "corrector_steps": correctors,
                    "corrector_min_t": min_t, "corrector_max_t": max_t, "coord_noise_scale": noise_scale,
+                   "coord_noise_scale_max_t": noise_max_t,
                    "sampling_seconds": round(run.sampling_seconds, 1), **run.metrics.per_sample_rates()}
             rows.append(row)
             print(f"{name}: {row}", file=sys.stderr)
@@ -123,12 +130,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 1
     print(f"{len(validation)} validation structures of {checkpoint.name}, k = {args.k}\n")
-    print("| corrector step_lr | steps | spacing ρ | corrector steps | corrector at t > | corrector at t <= | noise λ | "
+    print("| corrector step_lr | steps | spacing ρ | corrector steps | corrector at t > | corrector at t <= | noise λ | λ at t <= | "
           "matched / sample | precise / sample | matched @k | precise @k | invalid | sampling s |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for row in rows:
         print(f"| {row['step_lr']:g} | {row['num_steps']} | {row['step_spacing']:g} | {row['corrector_steps']} | "
               f"{row['corrector_min_t']} | {row['corrector_max_t'] or 'T'} | {row['coord_noise_scale']:g} | "
+              f"{row['coord_noise_scale_max_t'] or 'T'} | "
               f"{row['match_per_sample_percent']:.1f} % | {row['precise_per_sample_percent']:.1f} % | "
               f"{row['match_at_k_percent']:.1f} % | {row['precise_at_k_percent']:.1f} % | {row['n_invalid']} | "
               f"{row['sampling_seconds']} |")

@@ -43,6 +43,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--noise-scale", type=float, metavar="LAMBDA",
                         help="factor on the coordinates' reverse and corrector noise, a sampling temperature "
                         "(1: the diffusion's own; default: the checkpoint's; recorded in metrics.json when given)")
+    parser.add_argument("--noise-scale-max-t", type=int, metavar="T",
+                        help="apply --noise-scale only at timesteps t <= T, keeping the diffusion's own noise "
+                        "above (default: every step; recorded in metrics.json when given)")
     parser.add_argument("--step-spacing", type=float, metavar="RHO",
                         help="spacing ρ > 0 of the sampler's timesteps t_k = T (1 - k/K)^ρ (1: even; larger: "
                         "denser at low noise, smaller: at high noise; default: the checkpoint's; recorded in metrics.json when given)")
@@ -139,6 +142,8 @@ def check_arguments(args: argparse.Namespace) -> None:
     at_least("--steps", args.steps, 1)
     if args.atom_count and not args.ranked:
         raise InputError("--atom-count tells predict the atom count: it goes with --ranked")
+    if args.noise_scale_max_t is not None and args.noise_scale is None:
+        raise InputError("--noise-scale-max-t bounds the steps of --noise-scale: give both")
     if args.templates is not None and not args.ranked:
         raise InputError("--templates is predict's template table: it goes with --ranked")
     if args.optimizer is not None and not args.ranked:
@@ -153,13 +158,15 @@ def check_arguments(args: argparse.Namespace) -> None:
         PredictSettings(**far_sample_settings(args))  # checks them before any work
     if args.ranked:
         for option, value in (("--steps", args.steps), ("--corrector-step-lr", args.corrector_step_lr),
-                              ("--noise-scale", args.noise_scale), ("--step-spacing", args.step_spacing), ("--corrector-steps", args.corrector_steps),
+                              ("--noise-scale", args.noise_scale), ("--noise-scale-max-t", args.noise_scale_max_t),
+                              ("--step-spacing", args.step_spacing), ("--corrector-steps", args.corrector_steps),
                               ("--corrector-min-t", args.corrector_min_t)):
             if value is not None:
                 raise InputError(f"{option} is a sampler setting; --ranked samples as predict does, "
                                  "with the checkpoint's")
     if args.baseline is not None:
         for option, value in (("--corrector-step-lr", args.corrector_step_lr), ("--noise-scale", args.noise_scale),
+                              ("--noise-scale-max-t", args.noise_scale_max_t),
                               ("--step-spacing", args.step_spacing),
                               ("--corrector-steps", args.corrector_steps), ("--corrector-min-t", args.corrector_min_t),
                               ("--device", args.device)):
@@ -241,7 +248,7 @@ def run(args: argparse.Namespace) -> int:
         if args.corrector_step_lr is not None:
             generator.set_corrector_step_lr(args.corrector_step_lr)
         if args.noise_scale is not None:
-            generator.set_coord_noise_scale(args.noise_scale)
+            generator.set_coord_noise_scale(args.noise_scale, args.noise_scale_max_t)
         sampling = {"step_spacing": args.step_spacing, "corrector_steps": args.corrector_steps,
                     "corrector_min_t": args.corrector_min_t}
         generator.set_sampling(**{key: value for key, value in sampling.items() if value is not None})
@@ -277,6 +284,7 @@ def run(args: argparse.Namespace) -> int:
             "checkpoint_sha256": None if checkpoint is None else file_sha256(checkpoint),
             **({} if args.corrector_step_lr is None else {"corrector_step_lr": args.corrector_step_lr}),
             **({} if args.noise_scale is None else {"coord_noise_scale": args.noise_scale}),
+            **({} if args.noise_scale_max_t is None else {"coord_noise_scale_max_t": args.noise_scale_max_t}),
             **({} if args.step_spacing is None else {"step_spacing": args.step_spacing}),
             **({} if args.corrector_steps is None else {"corrector_steps": args.corrector_steps}),
             **({} if args.corrector_min_t is None else {"corrector_min_t": args.corrector_min_t}),

@@ -138,6 +138,8 @@ class CoordDiffusion(Corruption):
     noise_scale : factor λ >= 0 on the noise of every reverse and corrector step (a sampling
         temperature; 1: the diffusion's own). The Langevin corrector with noise ``λ sqrt(2 γ)``
         samples ``p_t^(1/λ²)``, sharper around its modes for λ < 1; λ = 0 leaves the drift alone.
+    noise_scale_max_t : λ applies only to steps from a timestep t <= this (None: to every step),
+        so the high-noise steps, where the arrangement is chosen, keep the diffusion's own noise.
     """
 
     field_key = keys.FRAC_COORDS
@@ -153,6 +155,7 @@ class CoordDiffusion(Corruption):
         corrector_step_lr: float = CORRECTOR_STEP_LR_BY_DATASET["mp_20"],
         quadrature_points: int = DEFAULT_QUADRATURE_POINTS,
         noise_scale: float = 1.0,
+        noise_scale_max_t: int | None = None,
     ):
         if not isinstance(n_images, int) or n_images < 1:
             raise ValueError(f"n_images must be a positive int, got {n_images!r}")
@@ -160,6 +163,10 @@ class CoordDiffusion(Corruption):
             raise ValueError(f"corrector_step_lr must be >= 0, got {corrector_step_lr}")
         if not (math.isfinite(noise_scale) and noise_scale >= 0):
             raise ValueError(f"noise_scale must be a finite number >= 0, got {noise_scale}")
+        if noise_scale_max_t is not None and (isinstance(noise_scale_max_t, bool) or not isinstance(noise_scale_max_t, int)
+                                              or not 1 <= noise_scale_max_t <= schedule.num_timesteps):
+            raise ValueError(f"noise_scale_max_t must be None or an int timestep in 1..{schedule.num_timesteps}, "
+                             f"got {noise_scale_max_t!r}")
         if not isinstance(quadrature_points, int) or quadrature_points < _MIN_QUADRATURE_POINTS:
             raise ValueError(f"quadrature_points must be an int >= {_MIN_QUADRATURE_POINTS}, got {quadrature_points!r}")
         self.schedule = schedule
@@ -168,6 +175,7 @@ class CoordDiffusion(Corruption):
         self.corrector_step_lr = float(corrector_step_lr)
         self.quadrature_points = quadrature_points
         self.noise_scale = float(noise_scale)
+        self.noise_scale_max_t = noise_scale_max_t
         fisher = wrapped_normal_fisher(schedule.sigmas[1:], n_images, quadrature_points)  # (T,)
         # Index 0 (sigma = 0, clean data) is never used; 1.0 keeps the table finite.
         self.score_norms = torch.cat([torch.ones(1, dtype=torch.float64), fisher.sqrt()])  # (T+1,)
@@ -178,7 +186,7 @@ class CoordDiffusion(Corruption):
         return (
             f"CoordDiffusion({self.schedule!r}, n_images={self.n_images}, "
             f"corrector_step_lr={self.corrector_step_lr}, quadrature_points={self.quadrature_points}, "
-            f"noise_scale={self.noise_scale})"
+            f"noise_scale={self.noise_scale}, noise_scale_max_t={self.noise_scale_max_t})"
         )
 
     # ------------------------------------------------------------------ normalisation
@@ -224,10 +232,14 @@ class CoordDiffusion(Corruption):
         sig_s2 = float(self.schedule.sigmas[s]) ** 2
         drift = (sig_t2 - sig_s2) * self.score(prediction, t)  # (N, 3)
         x_s = x_t + drift  # (N, 3)
-        std = self.noise_scale * (sig_s2 * (sig_t2 - sig_s2) / sig_t2) ** 0.5
+        std = self.noise_factor(t) * (sig_s2 * (sig_t2 - sig_s2) / sig_t2) ** 0.5
         if std > 0:
             x_s = x_s + std * torch.randn(x_t.shape, generator=generator, dtype=x_t.dtype, device=x_t.device)
         return wrap_unit(x_s)
+
+    def noise_factor(self, t: int) -> float:
+        """λ for a step from timestep t (1 above ``noise_scale_max_t``)."""
+        return self.noise_scale if self.noise_scale_max_t is None or t <= self.noise_scale_max_t else 1.0
 
     def corrector_step_size(self, t: int) -> float:
         """Langevin step ``step_lr * (sigma_t / sigma_min)^2`` at time t (fractional^2 units)."""
@@ -236,8 +248,8 @@ class CoordDiffusion(Corruption):
     def corrector_step(
         self, x_t: torch.Tensor, t: int, prediction: torch.Tensor, *, generator: torch.Generator
     ) -> torch.Tensor:
-        """One Langevin step at sigma_t, noise scaled by ``noise_scale``; ``x_t``: (N, 3) in [0, 1)."""
+        """One Langevin step at sigma_t, noise scaled by :meth:`noise_factor`; ``x_t``: (N, 3) in [0, 1)."""
         check_step(t, 0, self.num_timesteps, "coordinates")
         step = self.corrector_step_size(t)
         z = torch.randn(x_t.shape, generator=generator, dtype=x_t.dtype, device=x_t.device)  # (N, 3)
-        return wrap_unit(x_t + step * self.score(prediction, t) + self.noise_scale * (2 * step) ** 0.5 * z)
+        return wrap_unit(x_t + step * self.score(prediction, t) + self.noise_factor(t) * (2 * step) ** 0.5 * z)

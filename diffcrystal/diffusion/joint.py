@@ -257,6 +257,8 @@ class DiffusionConfig:
     coord_noise_scale: float = 1.0
     """Sampling temperature of the coordinates: factor on the noise of their reverse and corrector
     steps (1: the diffusion's own; training never uses it)."""
+    coord_noise_scale_max_t: int | None = None
+    """The noise scale applies to steps from timesteps t <= this only (None: to every step)."""
     # species (de novo)
     species_mask_schedule: MaskScheduleKind = "linear"
     """'linear' (D3PM absorbing) or 'cosine' mask probability schedule."""
@@ -324,6 +326,7 @@ def build_joint_diffusion(config: DiffusionConfig) -> JointDiffusion:
             corrector_step_lr=config.corrector_step_lr,
             quadrature_points=config.coord_quadrature_points,
             noise_scale=config.coord_noise_scale,
+            noise_scale_max_t=config.coord_noise_scale_max_t,
         ),
     }
     weights = {FIELD_LATTICE: config.lattice_loss_weight, FIELD_COORDS: config.coord_loss_weight}

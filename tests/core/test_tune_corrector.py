@@ -99,16 +99,20 @@ def test_tune_corrector_sweeps_the_coordinate_noise_scale(tmp_path, tiny_generat
     scales = []
     original = diffcrystal.generator.run_sampler
     monkeypatch.setattr(diffcrystal.generator, "run_sampler",
-                        lambda joint, *a, **kw: scales.append(joint.fields["coords"].noise_scale)
+                        lambda joint, *a, **kw: scales.append((joint.fields["coords"].noise_scale,
+                                                                joint.fields["coords"].noise_scale_max_t))
                         or original(joint, *a, **kw))
     out = tmp_path / "noise"
     assert load_script("tune_corrector").main(["--checkpoint", str(tiny_generators["csp"]), "--steps", "2",
-                                               "--noise-scales", "1", "0.5", "--k", "1", "--out", str(out)]) == 0
+                                               "--noise-scales", "1", "0.5", "--noise-scale-max-t", "30",
+                                               "--k", "1", "--out", str(out)]) == 0
     rows = json.loads((out / "summary.json").read_text())["rows"]
-    assert [row["coord_noise_scale"] for row in rows] == [1.0, 0.5] and scales == [1.0, 0.5]
+    assert [row["coord_noise_scale"] for row in rows] == [1.0, 0.5] and scales == [(1.0, 30), (0.5, 30)]
     for row in rows:
-        name = f"lr_{row['step_lr']:g}_steps2_rho1_noise{row['coord_noise_scale']:g}"
-        assert json.loads((out / name / "metrics.json").read_text())["extra"]["coord_noise_scale"] == row["coord_noise_scale"]
+        assert row["coord_noise_scale_max_t"] == 30
+        name = f"lr_{row['step_lr']:g}_steps2_rho1_noise{row['coord_noise_scale']:g}_noisemax30"
+        extra = json.loads((out / name / "metrics.json").read_text())["extra"]
+        assert (extra["coord_noise_scale"], extra["coord_noise_scale_max_t"]) == (row["coord_noise_scale"], 30)
 
 
 def test_tune_corrector_refuses_a_negative_noise_scale(tmp_path, tiny_generators, capsys):

@@ -146,6 +146,26 @@ def test_noise_scale_must_be_finite_and_non_negative(scale):
         CoordDiffusion(ExponentialSigmaSchedule(1000), noise_scale=scale)
 
 
+def test_noise_scale_applies_only_at_and_below_its_largest_timestep():
+    schedule = ExponentialSigmaSchedule(1000)
+    plain = CoordDiffusion(schedule)
+    windowed = CoordDiffusion(schedule, noise_scale=0.5, noise_scale_max_t=500)
+    everywhere = CoordDiffusion(schedule, noise_scale=0.5)
+    assert [windowed.noise_factor(t) for t in (1, 500, 501, 1000)] == [0.5, 0.5, 1.0, 1.0]
+    x = torch.rand(20, 3, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    pred = torch.randn(20, 3, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    for t, s, same_as in ((800, 790, plain), (501, 491, plain), (500, 490, everywhere), (100, 90, everywhere)):
+        for step in (lambda proc: proc.reverse_step(x, t, s, pred, generator=torch.Generator().manual_seed(3)),
+                     lambda proc: proc.corrector_step(x, t, pred, generator=torch.Generator().manual_seed(3))):
+            torch.testing.assert_close(step(windowed), step(same_as), rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("max_t", [0, 1001, 2.5, True])
+def test_noise_scale_max_t_must_be_a_timestep(max_t):
+    with pytest.raises(ValueError, match="noise_scale_max_t"):
+        CoordDiffusion(ExponentialSigmaSchedule(1000), noise_scale=0.5, noise_scale_max_t=max_t)
+
+
 def test_wrap_helpers_stay_in_range():
     x = torch.tensor([-1e-9, -1e-20, 1.0, 2.5, -0.5], dtype=torch.float32)
     w = wrap_unit(x)

@@ -302,10 +302,27 @@ def test_a_coordinate_setting_reaches_the_sampler_and_the_record(tmp_path, perov
     assert key not in json.loads((tmp_path / "default" / "metrics.json").read_text())["extra"]
 
 
+def test_the_noise_scale_window_reaches_the_sampler_and_the_record(tmp_path, perovskite_files, monkeypatch):
+    import diffcrystal.generator
+
+    test, _ = perovskite_files
+    seen = []
+    original = diffcrystal.generator.run_sampler
+    monkeypatch.setattr(diffcrystal.generator, "run_sampler", lambda joint, *a, **kw: seen.append(
+        (joint.fields["coords"].noise_scale, joint.fields["coords"].noise_scale_max_t)) or original(joint, *a, **kw))
+    out = tmp_path / "eval"
+    assert evaluate("--checkpoint", "perov5_csp", "--data", str(test), "--k", "1", "--steps", "2",
+                    "--noise-scale", "0.5", "--noise-scale-max-t", "400", "--out", str(out)) == 0
+    assert seen and set(seen) == {(0.5, 400)}
+    extra = json.loads((out / "metrics.json").read_text())["extra"]
+    assert (extra["coord_noise_scale"], extra["coord_noise_scale_max_t"]) == (0.5, 400)
+
+
 @pytest.mark.parametrize("option,message", [
     ("--corrector-step-lr=-1e-6", "corrector step_lr must be a finite number >= 0"),
     ("--corrector-step-lr=nan", "corrector step_lr must be a finite number >= 0"),
     ("--noise-scale=-0.5", "coordinate noise scale must be a finite number >= 0"),
+    ("--noise-scale-max-t=400", "--noise-scale-max-t bounds the steps of --noise-scale: give both"),
     ("--step-spacing=0", "sampling.step_spacing: 0.0; expected a finite number > 0"),
     ("--step-spacing=nan", "sampling.step_spacing: nan; expected a finite number > 0"),
     ("--corrector-steps=-1", "sampling.corrector_steps: -1; expected >= 0"),
