@@ -3,7 +3,7 @@
 Requests are generated in batches; batch ``b`` draws its noise from a generator seeded by
 ``(seed, b)``, so the same seed gives the same structures, and a resumed run produces exactly
 the structures the interrupted run had not finished. A resume is refused when its options
-(checkpoint, composition, Z, seed, n, steps, batch size) differ from those in ``run.json``.
+(checkpoint, composition, Z, seed, n, steps, corrector, noise scale, batch size) differ from those in ``run.json``.
 """
 
 from __future__ import annotations
@@ -61,6 +61,7 @@ RESUME_OPTIONS = {
     "num_steps": "--steps",
     "corrector_steps": "--corrector-steps",
     "corrector_min_t": "--corrector-min-t",
+    "coord_noise_scale": "--noise-scale",
     "batch_size": "--batch-size",
     "spacegroup": "--spacegroup",
     "wyckoff": "--wyckoff",
@@ -69,9 +70,10 @@ RESUME_OPTIONS = {
 }
 """Fields of ``run.json`` a resumed run must share with the original, and their options."""
 
-SAMPLER_DEFAULTS = {"corrector_steps": None, "corrector_min_t": 0}
-"""Sampler settings a ``run.json`` written before their option lacks: read from its recorded
-config, or (when the config predates the setting too) the value the sampler then used."""
+SAMPLER_DEFAULTS = {"corrector_steps": ("sampling", None), "corrector_min_t": ("sampling", 0),
+                    "coord_noise_scale": ("diffusion", 1.0)}
+"""Sampler settings a ``run.json`` written before their option lacks: read from the section of
+its recorded config, or (when the config predates the setting too) the value the sampler then used."""
 
 
 @dataclass
@@ -309,7 +311,8 @@ def _resume_differences(previous: dict, current: dict) -> list[str]:
     for key, option in RESUME_OPTIONS.items():
         old, new = previous.get(key), current.get(key)
         if key in SAMPLER_DEFAULTS and old is None:  # run.json from before the option: its config
-            old = previous.get("experiment", {}).get("sampling", {}).get(key, SAMPLER_DEFAULTS[key])
+            section, default = SAMPLER_DEFAULTS[key]
+            old = previous.get("experiment", {}).get(section, {}).get(key, default)
         if key == "checkpoint_sha256" and old != new:  # name the files, not their hashes
             differences.append(f"{option} {current.get('checkpoint')} (the run used {previous.get('checkpoint')}, "
                                "a different file)")
@@ -430,6 +433,7 @@ def sample_to_folder(
         "num_steps": num_steps,
         "corrector_steps": generator.experiment.sampling.corrector_steps,
         "corrector_min_t": generator.experiment.sampling.corrector_min_t,
+        "coord_noise_scale": generator.experiment.diffusion.coord_noise_scale,
         "batch_size": batch_size,
         "seed": seed,
         "validity_checks": list(VALIDITY_CHECKS[generator.mode]),

@@ -60,6 +60,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--corrector-min-t", type=int, metavar="T",
                         help="run the corrector only at timesteps t > T, the lowest-noise steps by the predictor alone "
                         "(default: the checkpoint's)")
+    parser.add_argument("--noise-scale", type=float, metavar="LAMBDA",
+                        help="factor on the coordinates' sampling noise, a temperature (default: the checkpoint's, 1 "
+                        "for the bundled ones). 0.5 suits a user who wants one or a few candidates: on 200 MP-20 test "
+                        "targets it made the first sample match 31.5 %% of them against 24.5 %%, but 20 samples "
+                        "cover fewer (67.5 %% against 77 %%): colder samples are more alike")
     parser.add_argument("--batch-size", type=int, default=100, help="crystals sampled together (default: 100)")
     parser.add_argument("--seed", type=int, default=0, help="random seed; the same seed gives the same structures")
     parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto",
@@ -162,6 +167,7 @@ def run(args: argparse.Namespace) -> int:
     composition = parse_composition(args.composition) if args.composition is not None else None
     at_least("--n", args.n, 1)
     at_least("--batch-size", args.batch_size, 1)
+    at_least("--noise-scale", args.noise_scale, 0)
     for z in args.formula_units or []:
         at_least("--formula-units", z, 1)
     if args.spacegroup is not None:
@@ -184,6 +190,9 @@ def run(args: argparse.Namespace) -> int:
     analogue_table = _analogue_table(args.analogues, generator.checkpoint)
     overrides = {"corrector_steps": args.corrector_steps, "corrector_min_t": args.corrector_min_t}
     generator.generator.set_sampling(**{key: value for key, value in overrides.items() if value is not None})
+    if args.noise_scale is not None:  # within the checkpoint's own timestep window, if it has one
+        generator.generator.set_coord_noise_scale(
+            args.noise_scale, generator.generator.experiment.diffusion.coord_noise_scale_max_t)
     steps = generator.default_steps if args.steps is None else args.steps
     name = "".join(ch for ch in args.composition if ch.isalnum()) if composition is not None else "denovo"
     default = Path("samples") / name
@@ -209,6 +218,7 @@ def run(args: argparse.Namespace) -> int:
     )
     elapsed = time.perf_counter() - started
     sampling = generator.generator.experiment.sampling
+    noise_scale = generator.generator.coord_noise_scale
     total = len(result.records)
     made = f"in {elapsed:.1f} s"
     if result.num_kept:
@@ -216,6 +226,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"\n{counted(total, 'structure')}{'' if result.num_kept else ' '}{made} "
           f"({counted(steps, 'step')} + {counted(sampling.corrector_steps, 'corrector step')} each"
           f"{f' above t = {sampling.corrector_min_t}' if sampling.corrector_min_t else ''}, "
+          f"{'' if noise_scale == 1 else f'coordinate noise × {noise_scale:g}, '}"
           f"{generator.mode} checkpoint {generator.checkpoint})")
     if analogue_table is not None:
         _print_analogues(result.out_dir)

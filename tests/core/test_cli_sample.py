@@ -191,6 +191,7 @@ def interrupted_run(tmp_path_factory, tiny_generators):
         (["--steps", "5"], "--steps 5 (the run used 6)"),
         (["--corrector-steps", "3"], "--corrector-steps 3 (the run used 1)"),
         (["--corrector-min-t", "20"], "--corrector-min-t 20 (the run used 0)"),
+        (["--noise-scale", "0.5"], "--noise-scale 0.5 (the run used 1.0)"),
         (["--checkpoint", "perov5_csp"], "perov5_csp.safetensors (the run used"),
     ],
 )
@@ -239,6 +240,51 @@ def test_corrector_min_t_is_applied_recorded_and_checked(tmp_path, tiny_generato
     err = capsys.readouterr().err
     assert "invalid config value sampling.corrector_min_t: -5; expected >= 0" in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "bad").exists()
+
+
+def test_noise_scale_reaches_the_sampler_and_is_recorded_and_checked(tmp_path, tiny_generators, capsys, monkeypatch):
+    from diffcrystal.diffusion.coords import CoordDiffusion
+
+    factors = []
+    real_factor = CoordDiffusion.noise_factor
+
+    def recorded_factor(self, t):
+        factors.append(real_factor(self, t))
+        return factors[-1]
+
+    monkeypatch.setattr(CoordDiffusion, "noise_factor", recorded_factor)
+    out = tmp_path / "o"
+    assert run_sample(tiny_generators["csp"], out, "--composition", "NaCl", "--n", "2", "--noise-scale", "0.5") == 0
+    assert factors and set(factors) == {0.5}  # every reverse and corrector step of the coordinates
+    assert "coordinate noise × 0.5, csp checkpoint" in capsys.readouterr().out
+    run = json.loads((out / "run.json").read_text())
+    assert run["coord_noise_scale"] == 0.5 and run["experiment"]["diffusion"]["coord_noise_scale"] == 0.5
+    factors.clear()
+    assert run_sample(tiny_generators["csp"], tmp_path / "default", "--composition", "NaCl", "--n", "1") == 0
+    assert set(factors) == {1.0} and "coordinate noise" not in capsys.readouterr().out
+    for bad in ("-1", "nan", "inf"):
+        assert run_sample(tiny_generators["csp"], tmp_path / "bad", "--composition", "NaCl", "--n", "1",
+                          "--noise-scale", bad) == 1
+        err = capsys.readouterr().err
+        assert re.search("noise.scale must", err) and bad in err and len(err.strip().splitlines()) == 1, err
+    assert not (tmp_path / "bad").exists()
+
+
+def test_resume_of_a_run_recorded_before_the_noise_scale_sampled_at_its_config_s(
+        tmp_path, tiny_generators, interrupted_run, capsys, monkeypatch):
+    import shutil
+
+    out = shutil.copytree(interrupted_run, tmp_path / "o")
+    run = json.loads((out / "run.json").read_text())
+    del run["coord_noise_scale"], run["experiment"]["diffusion"]["coord_noise_scale"]  # as written before it
+    (out / "run.json").write_text(json.dumps(run))
+    never_sample(monkeypatch)
+    arguments = RESUMED + ["--out", str(out), "--quiet", "--resume", "--checkpoint", str(tiny_generators["csp"]),
+                           "--steps", STEPS]
+    assert main(["sample", *arguments, "--noise-scale", "0.7"]) == 1
+    assert "--noise-scale 0.7 (the run used 1.0)" in capsys.readouterr().err
+    with pytest.raises(AssertionError, match="sampling started"):  # accepted: 1 is what the old run used
+        main(["sample", *arguments])
 
 
 def test_resume_of_a_run_recorded_before_corrector_min_t_ran_the_corrector_at_every_step(
